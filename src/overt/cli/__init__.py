@@ -1,0 +1,1 @@
+"""The ``overt`` command line: a thin shell over the library (see ``main``)."""

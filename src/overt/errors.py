@@ -1,0 +1,145 @@
+"""The exception tree shared by every part of overt.
+
+Every error overt raises on purpose is an :class:`OvertError`. The tree is small
+and each leaf carries the input that was wrong, so that a CLI line or an HTTP
+reply can say exactly what was refused::
+
+    OvertError
+    ├── FormatError                 bytes that do not parse (strict, canonical)
+    │   └── TilePathError           a tile or entry-bundle path that is not canonical
+    ├── VerificationError           well-formed, but not provably true
+    │   ├── InvalidSignatureError   a signature from a known key that does not verify
+    │   ├── UnknownKeyError         no signature from any key the verifier trusts
+    │   ├── ProofError              an inclusion or consistency proof that does not hold
+    │   ├── PolicyError             a policy that cannot be met, or is empty
+    │   ├── InconsistentCheckpointError  two checkpoints that cannot both be honest
+    │   └── StaleError              a checkpoint or cosignature that is too old
+    ├── LogError                    the log refused an operation
+    │   ├── EntryError              an entry that can never be logged (empty, too large)
+    │   ├── LogLockedError          another process owns the log directory
+    │   └── NotFoundError           an index, tile or object that does not exist (yet)
+    └── ConfigError                 a missing or unreadable configuration, key or state file
+
+Foreign exceptions are wrapped with ``raise ... from err`` so that callers only
+ever have to catch :class:`OvertError`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "EntryError",
+    "FormatError",
+    "InconsistentCheckpointError",
+    "InvalidSignatureError",
+    "LogError",
+    "LogLockedError",
+    "NotFoundError",
+    "OvertError",
+    "PolicyError",
+    "ProofError",
+    "StaleError",
+    "TilePathError",
+    "UnknownKeyError",
+    "VerificationError",
+]
+
+
+def _preview(data: bytes | str, limit: int = 60) -> str:
+    """A short, printable rendering of untrusted input for error messages."""
+    text = data if isinstance(data, str) else data.decode("utf-8", "backslashreplace")
+    text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class OvertError(Exception):
+    """Base class of every error overt raises on purpose."""
+
+
+class FormatError(OvertError):
+    """Input that does not parse as the named format.
+
+    Attributes:
+        what: the format or field being parsed (``"checkpoint"``, ``"note signature"``).
+        reason: what is wrong with it.
+        data: the offending bytes or text (possibly truncated by the raiser).
+    """
+
+    def __init__(self, what: str, reason: str, data: bytes | str = b"") -> None:
+        self.what = what
+        self.reason = reason
+        self.data = data
+        suffix = f": {_preview(data)!s}" if data else ""
+        super().__init__(f"malformed {what}: {reason}{suffix}")
+
+
+class TilePathError(FormatError):
+    """A tile or entry-bundle path that is not in canonical tlog-tiles form."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__("tile path", reason, path)
+
+
+class VerificationError(OvertError):
+    """Well-formed input that could not be proven true."""
+
+
+class InvalidSignatureError(VerificationError):
+    """A signature by a known key (name + key ID) that does not verify."""
+
+    def __init__(self, name: str, key_id: bytes | int) -> None:
+        self.name = name
+        self.key_id = key_id
+        kid = key_id.hex() if isinstance(key_id, bytes) else f"{key_id:08x}"
+        super().__init__(f"invalid signature by {name} (key ID {kid})")
+
+
+class UnknownKeyError(VerificationError):
+    """No signature by any trusted key was found."""
+
+    def __init__(self, detail: str = "no signature from a trusted key") -> None:
+        super().__init__(detail)
+
+
+class ProofError(VerificationError):
+    """A Merkle inclusion or consistency proof that does not hold."""
+
+
+class PolicyError(VerificationError):
+    """A verification policy that is empty, malformed or not satisfied."""
+
+
+class InconsistentCheckpointError(VerificationError):
+    """Two checkpoints of one log that cannot both be honest (fork, rollback).
+
+    ``evidence`` holds the signed notes that prove it, when the raiser has them.
+    """
+
+    def __init__(self, message: str, evidence: tuple[bytes, ...] = ()) -> None:
+        self.evidence = evidence
+        super().__init__(message)
+
+
+class StaleError(VerificationError):
+    """A checkpoint or cosignature older than the caller allows (freeze attack)."""
+
+
+class LogError(OvertError):
+    """The log refused or failed an operation."""
+
+
+class EntryError(LogError):
+    """An entry that can never be logged (empty, or larger than the maximum)."""
+
+
+class LogLockedError(LogError):
+    """Another process holds the log directory's lock."""
+
+
+class NotFoundError(LogError):
+    """An index, tile or stored object that does not exist (or not yet)."""
+
+
+class ConfigError(OvertError):
+    """A missing, unreadable or invalid configuration, key or state file."""
