@@ -1,0 +1,25 @@
+"""overt's benchmark harness (``make bench``).
+
+Each ``bench/bench_<topic>.py`` module exposes ``run(quick: bool) -> list[Result]``.
+``python -m bench [topic ...] [--quick]`` runs them and writes the figures to
+``bench/results/<topic>.json`` and a readable summary to ``bench/results/README.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Result:
+    """One measured figure, beside the target the issue names (if any)."""
+
+    name: str
+    value: float
+    unit: str
+    target: str = ""
+    ok: bool | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
