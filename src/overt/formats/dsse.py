@@ -1,0 +1,289 @@
+"""DSSE v1: the Dead Simple Signing Envelope that wraps every overt publication.
+
+Spec: https://github.com/secure-systems-lab/dsse/blob/v1.0.0/protocol.md and
+``envelope.md``. A signature covers the *pre-authentication encoding* (PAE) of
+the payload type and the payload bytes, never the JSON around them::
+
+    PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body
+    SP   = one 0x20 byte
+    LEN  = the byte length in ASCII decimal, no leading zeros
+
+The envelope is a JSON object (envelope.md)::
+
+    {"payload": base64(body), "payloadType": type,
+     "signatures": [{"keyid": KEYID, "sig": base64(Sign(PAE(type, body)))}]}
+
+Example (the spec's own PAE vector)::
+
+    >>> pae("http://example.com/HelloWorld", b"hello world")
+    b'DSSEv1 29 http://example.com/HelloWorld 11 hello world'
+
+Parsing is strict: a JSON object with exactly those members (``keyid`` may be
+absent, as the spec allows), no duplicate member names, standard padded base64
+only (``validate=True``; the URL-safe alphabet the spec also tolerates is
+refused so that one envelope has one spelling), at least one signature, and a
+size cap. :func:`format_envelope` writes the canonical form overt logs: sorted
+members, no insignificant whitespace, no trailing newline. The log entry of a
+publication is exactly those bytes.
+
+Versioning: the ``DSSEv1`` PAE prefix is the version; a future DSSE version
+would be a new module.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from overt.errors import FormatError, InvalidSignatureError, PolicyError, UnknownKeyError
+
+__all__ = [
+    "MAX_ENVELOPE_SIZE",
+    "PAYLOAD_TYPE_IN_TOTO",
+    "Envelope",
+    "Signature",
+    "VerifiedEnvelope",
+    "dump_json_canonical",
+    "envelope_from_json",
+    "envelope_to_json",
+    "format_envelope",
+    "load_json_strict",
+    "pae",
+    "parse_envelope",
+    "sign_envelope",
+    "verify_envelope",
+]
+
+#: The payload type of an in-toto Statement (in-toto attestation spec, envelope.md).
+PAYLOAD_TYPE_IN_TOTO = "application/vnd.in-toto+json"
+
+#: Envelopes larger than this are refused before JSON decoding (DoS guard).
+MAX_ENVELOPE_SIZE = 4 << 20
+
+_MAX_SIGNATURES = 16
+_ENVELOPE_KEYS = frozenset({"payload", "payloadType", "signatures"})
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One DSSE signature: an unauthenticated key hint and the signature bytes."""
+
+    keyid: str | None
+    sig: bytes
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A DSSE envelope. ``payload`` is the raw (decoded) body that was signed."""
+
+    payload: bytes
+    payload_type: str
+    signatures: tuple[Signature, ...]
+
+
+@dataclass(frozen=True)
+class VerifiedEnvelope:
+    """An envelope with the key IDs whose signatures verified, in envelope order."""
+
+    envelope: Envelope
+    keyids: tuple[str, ...]
+
+    @property
+    def payload(self) -> bytes:
+        return self.envelope.payload
+
+    @property
+    def payload_type(self) -> str:
+        return self.envelope.payload_type
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """Return the DSSE v1 pre-authentication encoding of ``payload_type`` and ``payload``."""
+    ptype = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(ptype), ptype, len(payload), payload)
+
+
+def _short_id(keyid: str) -> bytes:
+    """The first four bytes of a hex key ID (overt's), else of its UTF-8 text."""
+    try:
+        return bytes.fromhex(keyid[:8])
+    except ValueError:
+        return keyid.encode("utf-8")[:4]
+
+
+def _b64decode(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise FormatError("DSSE envelope", f"{what} is not a string", repr(text))
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise FormatError("DSSE envelope", f"{what} is not standard base64", text) from err
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise FormatError("JSON", f"duplicate member {key!r}")
+        obj[key] = value
+    return obj
+
+
+def load_json_strict(data: bytes, what: str, max_size: int) -> Any:
+    """Decode UTF-8 JSON with a size cap, refusing duplicate members and NaN/Infinity.
+
+    Shared by the JSON formats of overt's publications (statement, bundle,
+    client policy); not exported from this module's ``__all__`` on purpose.
+    """
+    if len(data) > max_size:
+        raise FormatError(what, f"larger than {max_size} bytes", data[:60])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise FormatError(what, "not UTF-8", data[:60]) from err
+
+    def _no_constants(name: str) -> Any:
+        raise FormatError(what, f"non-standard JSON constant {name}")
+
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except FormatError as err:
+        raise FormatError(what, err.reason, data[:60]) from err
+    except (ValueError, RecursionError) as err:
+        raise FormatError(what, f"not JSON ({err})", data[:60]) from err
+
+
+def dump_json_canonical(obj: Any) -> bytes:
+    """Serialize ``obj`` with sorted members, no whitespace, non-ASCII kept as UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def envelope_from_json(obj: object) -> Envelope:
+    """Build an :class:`Envelope` from an already decoded JSON value (strictly)."""
+    if not isinstance(obj, dict):
+        raise FormatError("DSSE envelope", "not a JSON object", repr(obj)[:60])
+    keys = set(obj)
+    if keys != _ENVELOPE_KEYS:
+        missing = sorted(_ENVELOPE_KEYS - keys)
+        extra = sorted(keys - _ENVELOPE_KEYS)
+        raise FormatError("DSSE envelope", f"members missing {missing} or unknown {extra}")
+    payload = _b64decode(obj["payload"], "payload")
+    payload_type = obj["payloadType"]
+    if not isinstance(payload_type, str) or not payload_type:
+        raise FormatError("DSSE envelope", "payloadType is not a non-empty string")
+    sigs = obj["signatures"]
+    if not isinstance(sigs, list) or not sigs:
+        raise FormatError("DSSE envelope", "signatures is not a non-empty list")
+    if len(sigs) > _MAX_SIGNATURES:
+        raise FormatError("DSSE envelope", f"more than {_MAX_SIGNATURES} signatures")
+    signatures = []
+    for item in sigs:
+        if not isinstance(item, dict) or not set(item) <= {"keyid", "sig"} or "sig" not in item:
+            raise FormatError("DSSE envelope", "a signature is not {keyid?, sig}", repr(item)[:60])
+        keyid = item.get("keyid")
+        if keyid is not None and not isinstance(keyid, str):
+            raise FormatError("DSSE envelope", "keyid is not a string", repr(keyid))
+        sig = _b64decode(item["sig"], "sig")
+        if not sig:
+            raise FormatError("DSSE envelope", "empty signature")
+        signatures.append(Signature(keyid, sig))
+    return Envelope(payload, payload_type, tuple(signatures))
+
+
+def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
+    """The JSON object form of ``envelope`` (what :func:`format_envelope` serializes)."""
+    sigs: list[dict[str, str]] = []
+    for s in envelope.signatures:
+        item = {"sig": base64.b64encode(s.sig).decode("ascii")}
+        if s.keyid is not None:
+            item["keyid"] = s.keyid
+        sigs.append(item)
+    return {
+        "payload": base64.b64encode(envelope.payload).decode("ascii"),
+        "payloadType": envelope.payload_type,
+        "signatures": sigs,
+    }
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Parse a DSSE envelope from its JSON bytes.
+
+    Raises:
+        FormatError: not UTF-8 JSON, duplicate or unknown members, bad base64,
+            no signatures, or larger than :data:`MAX_ENVELOPE_SIZE`.
+    """
+    return envelope_from_json(load_json_strict(data, "DSSE envelope", MAX_ENVELOPE_SIZE))
+
+
+def format_envelope(envelope: Envelope) -> bytes:
+    """Serialize ``envelope`` canonically (sorted members, compact, no newline)."""
+    return dump_json_canonical(envelope_to_json(envelope))
+
+
+def sign_envelope(
+    payload_type: str,
+    payload: bytes,
+    keys: Sequence[tuple[str, Ed25519PrivateKey]],
+) -> Envelope:
+    """Sign ``payload`` with each ``(keyid, private key)`` pair over its PAE.
+
+    Raises:
+        PolicyError: no keys were given (an unsigned envelope is not an envelope).
+    """
+    if not keys:
+        raise PolicyError("sign_envelope needs at least one key")
+    message = pae(payload_type, payload)
+    sigs = tuple(Signature(keyid, key.sign(message)) for keyid, key in keys)
+    return Envelope(payload, payload_type, sigs)
+
+
+def verify_envelope(
+    envelope: Envelope,
+    keys: Mapping[str, Ed25519PublicKey],
+    threshold: int = 1,
+    payload_type: str | None = PAYLOAD_TYPE_IN_TOTO,
+) -> VerifiedEnvelope:
+    """Verify the envelope's signatures against trusted Ed25519 keys by key ID.
+
+    Signatures whose ``keyid`` is not in ``keys`` (or absent) are ignored, as
+    the spec's keyid is only a hint; a signature under a trusted key ID that
+    fails to verify rejects the whole envelope (as signed-note does). At least
+    ``threshold`` distinct trusted keys must have signed.
+
+    Raises:
+        PolicyError: ``keys`` is empty or ``threshold`` < 1 (never a pass).
+        FormatError: ``payload_type`` is given and the envelope's differs.
+        InvalidSignatureError: a trusted key's signature does not verify.
+        UnknownKeyError: fewer than ``threshold`` trusted keys signed.
+    """
+    if not keys or threshold < 1:
+        raise PolicyError("DSSE verification needs at least one trusted key and threshold >= 1")
+    if payload_type is not None and envelope.payload_type != payload_type:
+        raise FormatError(
+            "DSSE envelope", f"payloadType is not {payload_type!r}", envelope.payload_type
+        )
+    message = pae(envelope.payload_type, envelope.payload)
+    good: list[str] = []
+    for s in envelope.signatures:
+        if s.keyid is None or s.keyid not in keys:
+            continue
+        try:
+            keys[s.keyid].verify(s.sig, message)
+        except InvalidSignature as err:
+            raise InvalidSignatureError(f"DSSE key {s.keyid[:16]}", _short_id(s.keyid)) from err
+        if s.keyid not in good:
+            good.append(s.keyid)
+    if len(good) < threshold:
+        raise UnknownKeyError(
+            f"DSSE envelope signed by {len(good)} trusted key(s), {threshold} required"
+        )
+    return VerifiedEnvelope(envelope, tuple(good))
