@@ -1,0 +1,34 @@
+"""``overt proof verify``: check an offline c2sp.org/tlog-proof against an entry."""
+
+from __future__ import annotations
+
+import argparse
+
+from overt.cli._util import load_vkey, read_input
+from overt.errors import FormatError
+from overt.formats.merkle import leaf_hash
+from overt.formats.proof import parse_proof, verify_proof
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("proof", help="verify offline inclusion proofs")
+    cmds = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
+    cmds.required = True
+    p = cmds.add_parser("verify", help="verify a tlog-proof for an entry")
+    p.add_argument("proof", metavar="PROOF", help="tlog-proof file (or - for stdin)")
+    p.add_argument("--entry", required=True, metavar="FILE", help="the logged entry")
+    p.add_argument("--vkey", required=True, help="log verifier key, inline or a file")
+    p.add_argument("--origin", help="require this checkpoint origin")
+    p.set_defaults(func=_verify)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    verifier = load_vkey(args.vkey)
+    raw = read_input(args.proof)
+    entry = read_input(args.entry)
+    if not entry:
+        raise FormatError("entry", "empty file")
+    verified = verify_proof(parse_proof(raw), leaf_hash(entry), verifier, args.origin)
+    cp = verified.checkpoint.checkpoint
+    print(f"ok: entry {verified.proof.index} is in {cp.origin} at size {cp.size}")
+    return 0

@@ -1,0 +1,233 @@
+"""Reading a tiled log as a client: over HTTP or from a log directory.
+
+A :class:`TileSource` has one method, ``read(path)``, returning the bytes a
+tlog-tiles server serves at ``<prefix>/<path>``. :func:`verify_log` checks a
+whole log through any source, trusting nothing it reads:
+
+1. the checkpoint's signature by the log key (and origin);
+2. every entry bundle: each entry's leaf hash equals the hash in the level-0 tile;
+3. every tile above level 0: each hash equals the Merkle root of the full tile below;
+4. the root recomputed from the tiles equals the checkpoint's root hash.
+
+:class:`LogClient` adds ``POST /add`` for writers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from overt.errors import LogError, NotFoundError, ProofError, VerificationError
+from overt.formats import merkle, tiles
+from overt.formats.checkpoint import SignedCheckpoint, open_checkpoint
+from overt.formats.note import Verifier
+from overt.formats.proof import TlogProof, parse_proof
+
+__all__ = [
+    "DirectorySource",
+    "HTTPSource",
+    "LogClient",
+    "TileSource",
+    "VerifiedLog",
+    "open_source",
+    "verify_log",
+]
+
+
+class TileSource(Protocol):
+    def read(self, path: str) -> bytes:
+        """Bytes served at ``<prefix>/<path>``. Raises NotFoundError or LogError."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class DirectorySource:
+    """A log directory (``overt log init``) or a plain tiles directory, read without locking."""
+
+    def __init__(self, directory: Path | str) -> None:
+        root = Path(directory)
+        self.root = root / "tiles" if (root / "log.json").exists() else root
+
+    def read(self, path: str) -> bytes:
+        if path.startswith("/") or ".." in path.split("/"):
+            raise NotFoundError(f"no such object: {path}")
+        try:
+            return (self.root / path).read_bytes()
+        except OSError as err:
+            raise NotFoundError(f"{self.root / path}: {err.strerror}") from err
+
+    def close(self) -> None:
+        """Nothing to release; present so every source can be closed alike."""
+
+
+class HTTPSource:
+    """A tlog-tiles server, over HTTP(S) with keep-alive."""
+
+    def __init__(self, url: str, timeout: float = 30.0, client: httpx.Client | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.client = client or httpx.Client(timeout=timeout, headers={"user-agent": "overt"})
+
+    def read(self, path: str) -> bytes:
+        try:
+            response = self.client.get(f"{self.url}/{path}")
+        except httpx.HTTPError as err:
+            raise LogError(f"GET {self.url}/{path}: {err}") from err
+        if response.status_code == 404:
+            raise NotFoundError(f"GET {self.url}/{path}: 404")
+        if response.status_code != 200:
+            raise LogError(f"GET {self.url}/{path}: HTTP {response.status_code}")
+        return response.content
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> HTTPSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_source(url_or_dir: str) -> TileSource:
+    if url_or_dir.startswith(("http://", "https://")):
+        return HTTPSource(url_or_dir)
+    return DirectorySource(url_or_dir)
+
+
+def tile_reader(source: TileSource) -> Callable[[int, int, int], bytes]:
+    """``get_tile(level, index, width)`` over a source, with a length check."""
+
+    def get_tile(level: int, index: int, width: int) -> bytes:
+        data = source.read(tiles.tile_path(level, index, width))
+        if len(data) != width * merkle.HASH_SIZE:
+            raise VerificationError(
+                f"tile {tiles.tile_path(level, index, width)} has {len(data)} bytes, want {width * 32}"
+            )
+        return data
+
+    return get_tile
+
+
+@dataclass(frozen=True)
+class VerifiedLog:
+    checkpoint: SignedCheckpoint
+    entries: int
+    seconds: float
+
+
+def verify_log(
+    source: TileSource,
+    verifier: Verifier,
+    origin: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    checkpoint: bytes | None = None,
+) -> VerifiedLog:
+    """Check every entry, tile and the root of the log against its signed checkpoint.
+
+    Raises VerificationError (or a subclass) on the first inconsistency, and
+    NotFoundError/LogError if a resource cannot be read.
+    """
+    started = time.perf_counter()
+    signed = open_checkpoint(
+        checkpoint if checkpoint is not None else source.read("checkpoint"), verifier, origin
+    )
+    size = signed.checkpoint.size
+    get_tile = tile_reader(source)
+    width_full = tiles.TILE_WIDTH
+    # Level 0: bundles against leaf hashes; keep each level's tile roots to check the level above.
+    roots_below: list[bytes] = []
+    for n in range((size + width_full - 1) // width_full):
+        width = min(width_full, size - n * width_full)
+        tile = get_tile(0, n, width)
+        entries = tiles.parse_entry_bundle(source.read(tiles.entries_path(n, width)), width)
+        leaves = b"".join([merkle.leaf_hash(e) for e in entries])
+        if leaves != tile:
+            for i in range(width):
+                if leaves[32 * i : 32 * i + 32] != tile[32 * i : 32 * i + 32]:
+                    raise ProofError(
+                        f"entry {n * width_full + i} does not match its leaf hash in tile 0/{n}"
+                    )
+        if width == width_full:
+            roots_below.append(
+                merkle.root_hash([tile[i : i + 32] for i in range(0, len(tile), 32)])
+            )
+        if progress is not None:
+            progress(n * width_full + width, size)
+    level = 1
+    while size >> (tiles.TILE_HEIGHT * level):
+        count = size >> (tiles.TILE_HEIGHT * level)
+        roots: list[bytes] = []
+        for n in range((count + width_full - 1) // width_full):
+            width = min(width_full, count - n * width_full)
+            tile = get_tile(level, n, width)
+            expected = b"".join(roots_below[n * width_full : n * width_full + width])
+            if tile != expected:
+                raise ProofError(
+                    f"tile {tiles.tile_path(level, n, width)} does not match the tiles below it"
+                )
+            if width == width_full:
+                roots.append(merkle.root_hash([tile[i : i + 32] for i in range(0, len(tile), 32)]))
+        roots_below = roots
+        level += 1
+    root = tiles.root_from_tiles(get_tile, size)
+    if root != signed.checkpoint.root_hash:
+        raise ProofError(
+            f"root recomputed from the tiles does not match the checkpoint (size {size})"
+        )
+    return VerifiedLog(signed, size, time.perf_counter() - started)
+
+
+class LogClient:
+    """A writer and reader of one log server."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"user-agent": "overt"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(timeout=timeout, headers=headers)
+        self.source = HTTPSource(self.url, client=self.http)
+
+    def add(self, entry: bytes) -> tuple[int, bytes]:
+        """Append an entry; returns (index, tlog-proof bytes). Raises LogError."""
+        try:
+            response = self.http.post(f"{self.url}/add", content=entry)
+        except httpx.HTTPError as err:
+            raise LogError(f"POST {self.url}/add: {err}") from err
+        if response.status_code != 200:
+            raise LogError(
+                f"POST {self.url}/add: HTTP {response.status_code}: {response.text.strip()}"
+            )
+        proof: TlogProof = parse_proof(response.content)
+        return proof.index, response.content
+
+    def checkpoint(self) -> bytes:
+        return self.source.read("checkpoint")
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        """Consistency proof between two sizes, computed from the server's tiles."""
+        if not 0 < old <= new:
+            raise NotFoundError(f"no consistency proof from size {old} to size {new}")
+        return merkle.consistency_proof(
+            old, new, tiles.subtree_from_tiles(tile_reader(self.source), new)
+        )
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return merkle.inclusion_proof(
+            index, size, tiles.subtree_from_tiles(tile_reader(self.source), size)
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> LogClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,407 @@
+"""The tiled transparency log: sequencing, integration, checkpoints, proofs.
+
+A :class:`Log` owns one directory (an exclusive ``flock`` keeps a second
+process out)::
+
+    DIR/log.json       origin and format version
+    DIR/log.skey       the log's signed-note private key (0600)
+    DIR/log.vkey       its verifier key
+    DIR/token          bearer token for ``POST /add`` (0600)
+    DIR/index.db       SQLite: dedup index and integrated size (overt.log.index)
+    DIR/tiles/         checkpoint, tiles and entry bundles as c2sp.org/tlog-tiles serves them
+
+Appending a batch (``add_many``) is one pass of *integration*:
+
+1. leaf hashes are computed, duplicates (in the log or in the batch) are
+   resolved to their existing index, the rest get consecutive indices;
+2. the new entry bundles and every tile they change (full and partial, all
+   levels) are written and fsynced (``TileStore.write_batch``);
+3. the leaf hashes and the new size are committed to the index in one
+   transaction (SQLite ``synchronous=FULL``);
+4. a checkpoint for the new size is signed and atomically published.
+
+Indices are returned only after step 4. A crash before 3 leaves the tree as it
+was (stray tiles beyond the size are never served and are overwritten later); a
+crash between 3 and 4 is repaired on open by re-signing a checkpoint for the
+committed size from the durable tiles. Either way a published checkpoint only
+commits to tiles that are already durable, and the tree never forks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from overt.errors import ConfigError, EntryError, LogError, LogLockedError, NotFoundError
+from overt.formats import merkle, tiles
+from overt.formats.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
+from overt.formats.note import Signer, Verifier, generate_key, parse_note, parse_skey, parse_vkey
+from overt.formats.proof import TlogProof, format_proof
+from overt.log.fs import TileStore, atomic_write
+from overt.log.index import DedupIndex
+
+__all__ = ["MAX_BATCH", "Log"]
+
+#: Entries integrated per pass; larger bulk adds are split into passes of this size.
+MAX_BATCH = 16384
+#: Expanded tiles kept in memory for proof generation (~16 KiB each: 64 MiB).
+TILE_CACHE = 4096
+_FORMAT_VERSION = 1
+_ORIGIN = re.compile(r"^[\x21-\x2a\x2c-\x7e]{1,255}$")  # printable ASCII, no space or '+'
+
+
+def _lock(directory: Path) -> int:
+    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as err:
+        os.close(fd)
+        raise LogLockedError(
+            f"log {directory} is in use by another process (is `overt log serve` running?)"
+        ) from err
+    return fd
+
+
+def check_entry(entry: bytes) -> None:
+    """Raise EntryError unless 1 <= len(entry) <= tiles.MAX_ENTRY_SIZE."""
+    if not entry:
+        raise EntryError("empty entry: entries are 1 to 65535 bytes")
+    if len(entry) > tiles.MAX_ENTRY_SIZE:
+        raise EntryError(f"entry of {len(entry)} bytes is larger than the maximum of 65535")
+
+
+class Log:
+    """A durable, deduplicating, tiled Merkle log in one directory.
+
+    Thread-safe: appends are serialised by an internal lock; proofs and reads
+    may run concurrently with an append (they only read durable tiles).
+    """
+
+    def __init__(self, directory: Path, *, _lock_fd: int) -> None:
+        self.directory = directory
+        self._lock_fd = _lock_fd
+        try:
+            config = json.loads((directory / "log.json").read_text())
+            self.origin: str = config["origin"]
+            if config.get("version") != _FORMAT_VERSION:
+                raise ConfigError(f"{directory}: unsupported log format {config.get('version')!r}")
+            self.signer: Signer = parse_skey((directory / "log.skey").read_text().strip())
+            self.vkey: str = (directory / "log.vkey").read_text().strip()
+        except (OSError, ValueError, KeyError) as err:
+            raise ConfigError(f"{directory} is not an overt log: {err}") from err
+        self.verifier: Verifier = parse_vkey(self.vkey)
+        self.store = TileStore(directory / "tiles")
+        self.index = DedupIndex.sqlite(directory / "index.db")
+        self._write_lock = threading.Lock()
+        # Expanded tiles kept warm for proof generation, shared across tree sizes.
+        self.tile_cache = tiles.TileCache(TILE_CACHE)
+        self._load()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: Path | str, origin: str) -> Log:
+        """Create a new empty log with a fresh Ed25519 key. Raises ConfigError if DIR is in use."""
+        directory = Path(directory)
+        if not _ORIGIN.match(origin):
+            raise ConfigError(f"invalid origin {origin!r}: printable ASCII without spaces or '+'")
+        if (directory / "log.json").exists():
+            raise ConfigError(f"{directory} already holds a log")
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = _lock(directory)
+        try:
+            skey, vkey = generate_key(origin)
+            atomic_write(directory / "log.skey", skey.encode() + b"\n", mode=0o600)
+            atomic_write(directory / "log.vkey", vkey.encode() + b"\n")
+            atomic_write(directory / "token", secrets.token_hex(32).encode() + b"\n", mode=0o600)
+            signer = parse_skey(skey)
+            empty = Checkpoint(origin, 0, merkle.EMPTY_ROOT)
+            TileStore(directory / "tiles").write_checkpoint(sign_checkpoint(empty, signer))
+            config = {"version": _FORMAT_VERSION, "origin": origin}
+            # log.json last: its presence marks a complete log.
+            atomic_write(directory / "log.json", json.dumps(config).encode() + b"\n")
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(directory, _lock_fd=fd)
+
+    @classmethod
+    def open(cls, directory: Path | str) -> Log:
+        """Open an existing log. Raises ConfigError, LogLockedError."""
+        directory = Path(directory)
+        if not (directory / "log.json").is_file():
+            raise ConfigError(
+                f"{directory} is not an overt log (no log.json); see `overt log init`"
+            )
+        fd = _lock(directory)
+        try:
+            return cls(directory, _lock_fd=fd)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def close(self) -> None:
+        self.index.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> Log:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def token(self) -> str:
+        return (self.directory / "token").read_text().strip()
+
+    # -- state -------------------------------------------------------------
+
+    def _load(self) -> None:
+        """Rebuild the in-memory right edge from durable state; repair the checkpoint."""
+        size = self.index.size()
+        partials: list[list[bytes]] = []
+        level = 0
+        while size >> (tiles.TILE_HEIGHT * level):
+            count = size >> (tiles.TILE_HEIGHT * level)
+            width = count % tiles.TILE_WIDTH
+            if width:
+                data = self.store.read(tiles.tile_path(level, count // tiles.TILE_WIDTH, width))
+                partials.append(tiles.read_tile_hashes(data, width))
+            else:
+                partials.append([])
+            level += 1
+        width = size % tiles.TILE_WIDTH
+        bundle: list[bytes] = []
+        if width:
+            raw = self.store.read(tiles.entries_path(size // tiles.TILE_WIDTH, width))
+            bundle = tiles.parse_entry_bundle(raw, width)
+        self._size = size
+        self._partials = partials
+        self._bundle = bundle
+        self._root = self._compute_root(size, partials)
+        published = parse_checkpoint(parse_note(self.store.read_checkpoint()).text)
+        if published.size > size:
+            raise LogError(
+                f"published checkpoint (size {published.size}) is ahead of the index (size {size})"
+            )
+        if published.size < size or published.root_hash != self._root:
+            # Crash between committing the index and publishing: re-sign.
+            self._publish(size, self._root)
+        self._checkpoint = self.store.read_checkpoint()
+
+    @staticmethod
+    def _compute_root(size: int, partials: Sequence[Sequence[bytes]]) -> bytes:
+        """Root of [0, size) from the partial tiles of every level (the right edge)."""
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        subtrees: list[bytes] = []
+        for part in reversed(partials):
+            start = 0
+            width = len(part)
+            bit = tiles.TILE_WIDTH >> 1
+            while bit:
+                if width & bit:
+                    subtrees.append(merkle.root_hash(part[start : start + bit]))
+                    start += bit
+                bit >>= 1
+        root = subtrees[-1]
+        for left in reversed(subtrees[:-1]):
+            root = merkle.node_hash(left, root)
+        return root
+
+    def _publish(self, size: int, root: bytes) -> bytes:
+        note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
+        self.store.write_checkpoint(note)
+        return note
+
+    @property
+    def size(self) -> int:
+        """Size of the tree the latest published checkpoint commits to."""
+        return self._size
+
+    def checkpoint(self) -> bytes:
+        """The latest published signed checkpoint (a signed note)."""
+        return self._checkpoint
+
+    # -- appending ---------------------------------------------------------
+
+    def add(self, entry: bytes) -> int:
+        """Append one entry durably; returns its index (the existing one if a duplicate)."""
+        return self.add_many([entry])[0]
+
+    def add_many(self, entries: Sequence[bytes]) -> list[int]:
+        """Append entries durably, in order; returns their indices.
+
+        Duplicates (of logged entries or within ``entries``) get the existing
+        index. Raises EntryError (nothing is appended) if any entry is empty or
+        larger than 65535 bytes.
+        """
+        for entry in entries:
+            check_entry(entry)
+        indices: list[int] = []
+        with self._write_lock:
+            if self._lock_fd < 0:
+                raise LogError("log is closed")
+            for start in range(0, len(entries), MAX_BATCH):
+                indices.extend(self._add_batch(entries[start : start + MAX_BATCH]))
+        return indices
+
+    def _add_batch(self, batch: Sequence[bytes]) -> list[int]:
+        hashes = [merkle.leaf_hash(e) for e in batch]
+        known = self.index.lookup(list(set(hashes)))
+        indices: list[int] = []
+        new_entries: list[bytes] = []
+        new_hashes: list[bytes] = []
+        next_index = self._size
+        for entry, h in zip(batch, hashes, strict=True):
+            index = known.get(h)
+            if index is None:
+                index = next_index
+                next_index += 1
+                known[h] = index
+                new_entries.append(entry)
+                new_hashes.append(h)
+            indices.append(index)
+        if new_entries:
+            try:
+                self._integrate(new_entries, new_hashes)
+            except BaseException:
+                # Disk full, I/O error...: the in-memory edge may be ahead of the
+                # durable state; rebuild it from what is durable.
+                self._load()
+                raise
+        return indices
+
+    def _integrate(self, entries: list[bytes], hashes: list[bytes]) -> None:
+        start = self._size
+        new_size = start + len(entries)
+        writes: list[tuple[str, bytes]] = []
+        width = tiles.TILE_WIDTH
+
+        # Entry bundles.
+        bundle = list(self._bundle)
+        bundle_index = start // width
+        pos = 0
+        while pos < len(entries):
+            take = min(width - len(bundle), len(entries) - pos)
+            bundle.extend(entries[pos : pos + take])
+            pos += take
+            if len(bundle) == width:
+                writes.append((tiles.entries_path(bundle_index), tiles.format_entry_bundle(bundle)))
+                bundle_index += 1
+                bundle = []
+        if bundle:
+            writes.append(
+                (tiles.entries_path(bundle_index, len(bundle)), tiles.format_entry_bundle(bundle))
+            )
+
+        # Hash tiles, level by level: a full tile's root feeds the level above.
+        partials = [list(p) for p in self._partials]
+        level = 0
+        new: list[bytes] = hashes
+        while new:
+            if level == len(partials):
+                partials.append([])
+            part = partials[level]
+            tile_index = (start >> (tiles.TILE_HEIGHT * level)) // width
+            up: list[bytes] = []
+            pos = 0
+            while pos < len(new):
+                take = min(width - len(part), len(new) - pos)
+                part.extend(new[pos : pos + take])
+                pos += take
+                if len(part) == width:
+                    writes.append((tiles.tile_path(level, tile_index), b"".join(part)))
+                    up.append(merkle.root_hash(part))
+                    tile_index += 1
+                    part = []
+            if part:
+                writes.append((tiles.tile_path(level, tile_index, len(part)), b"".join(part)))
+            partials[level] = part
+            new = up
+            level += 1
+
+        root = self._compute_root(new_size, partials)
+        # Order matters for crash safety; see the module docstring.
+        self.store.write_batch(writes)
+        self.index.record(zip(hashes, range(start, new_size), strict=True), new_size)
+        note = self._publish(new_size, root)
+        self._size, self._partials, self._bundle, self._root = new_size, partials, bundle, root
+        self._checkpoint = note
+
+    # -- reading -----------------------------------------------------------
+
+    def read_tile(self, level: int, index: int, width: int = tiles.TILE_WIDTH) -> bytes:
+        """The bytes of a hash tile within the published tree. Raises NotFoundError."""
+        if tiles.tile_width(level, index, self._size) < width:
+            raise NotFoundError(f"tile {tiles.tile_path(level, index, width)} is beyond the tree")
+        data = self.store.read(tiles.tile_path(level, index, width))
+        if len(data) != width * merkle.HASH_SIZE:
+            raise LogError(f"tile {tiles.tile_path(level, index, width)} is damaged")
+        return data
+
+    def read_bundle(self, index: int, width: int = tiles.TILE_WIDTH) -> bytes:
+        """The bytes of an entry bundle within the published tree. Raises NotFoundError."""
+        if tiles.tile_width(0, index, self._size) < width:
+            raise NotFoundError(f"bundle {tiles.entries_path(index, width)} is beyond the tree")
+        return self.store.read(tiles.entries_path(index, width))
+
+    def entry(self, index: int) -> bytes:
+        """The entry at ``index``. Raises NotFoundError."""
+        size = self._size
+        if not 0 <= index < size:
+            raise NotFoundError(f"index {index} is not in the log (size {size})")
+        bundle = index // tiles.TILE_WIDTH
+        width = min(tiles.TILE_WIDTH, size - bundle * tiles.TILE_WIDTH)
+        return tiles.parse_entry_bundle(self.read_bundle(bundle, width), width)[
+            index % tiles.TILE_WIDTH
+        ]
+
+    def _subtree(self, size: int) -> merkle.SubtreeHash:
+        return tiles.subtree_from_tiles(self.read_tile, size, self.tile_cache)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """RFC 6962 inclusion proof of ``index`` in the tree of ``size`` (default: published)."""
+        size = self._size if size is None else size
+        if not 0 <= index < size <= self._size:
+            raise NotFoundError(f"no inclusion proof for index {index} in a tree of size {size}")
+        return merkle.inclusion_proof(index, size, self._subtree(size))
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        """RFC 6962 consistency proof between two tree sizes (default new: published)."""
+        new = self._size if new is None else new
+        if not 0 < old <= new <= self._size:
+            raise NotFoundError(f"no consistency proof from size {old} to size {new}")
+        return merkle.consistency_proof(old, new, self._subtree(new))
+
+    def proof(self, index: int) -> bytes:
+        """The entry's c2sp.org/tlog-proof@v1 against the latest published checkpoint."""
+        note = self._checkpoint
+        size = parse_checkpoint(parse_note(note).text).size
+        hashes = self.inclusion_proof(index, size)
+        return format_proof(TlogProof(index=index, hashes=tuple(hashes), checkpoint=note))
+
+
+def read_vkey(directory: Path | str) -> str:
+    """The verifier key of the log in ``directory`` (no lock needed)."""
+    path = Path(directory) / "log.vkey"
+    try:
+        return path.read_text().strip()
+    except OSError as err:
+        raise ConfigError(f"{directory} is not an overt log: {err}") from err
+
+
+def read_token(directory: Path | str) -> str:
+    path = Path(directory) / "token"
+    try:
+        return path.read_text().strip()
+    except OSError as err:
+        raise ConfigError(f"{directory} is not an overt log: {err}") from err

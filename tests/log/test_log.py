@@ -1,0 +1,191 @@
+"""The log library: appends, dedup, proofs, persistence and crash recovery."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from overt.errors import ConfigError, EntryError, LogLockedError, NotFoundError
+from overt.formats import merkle, tiles
+from overt.formats.checkpoint import open_checkpoint
+from overt.formats.note import parse_vkey
+from overt.formats.proof import parse_proof, verify_proof
+from overt.log.client import DirectorySource, verify_log
+from overt.log.log import MAX_BATCH, Log
+
+ORIGIN = "test.example/log"
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Log:
+    lg = Log.create(tmp_path / "log", ORIGIN)
+    yield lg
+    lg.close()
+
+
+def entries(n: int, start: int = 0, size: int = 40) -> list[bytes]:
+    return [f"entry {i}".encode().ljust(size, b".") for i in range(start, start + n)]
+
+
+def test_new_log_has_signed_empty_checkpoint(log: Log) -> None:
+    signed = open_checkpoint(log.checkpoint(), parse_vkey(log.vkey), ORIGIN)
+    assert signed.checkpoint.size == 0
+    assert signed.checkpoint.root_hash == merkle.EMPTY_ROOT
+
+
+def test_keys_and_token_are_private(log: Log) -> None:
+    for name in ("log.skey", "token"):
+        mode = stat.S_IMODE(os.stat(log.directory / name).st_mode)
+        assert mode == 0o600, name
+
+
+def test_appends_match_reference_tree(log: Log) -> None:
+    ref = merkle.MemoryTree()
+    # Batches that cross tile boundaries at several levels, one entry at a time too.
+    for batch in (
+        entries(1),
+        entries(300, 1),
+        entries(1, 301),
+        entries(65536 - 302, 302),
+        entries(700, 65534),
+    ):
+        log.add_many(batch)
+    # Rebuild the reference from what the log says it holds.
+    for i in range(log.size):
+        ref.append(merkle.leaf_hash(log.entry(i)))
+    cp = open_checkpoint(log.checkpoint(), parse_vkey(log.vkey)).checkpoint
+    assert cp.size == log.size == 65536 + 698
+    assert cp.root_hash == ref.root()
+
+
+def test_dedup_returns_existing_index(log: Log) -> None:
+    first = log.add_many(entries(10))
+    assert first == list(range(10))
+    again = log.add_many(entries(5, start=8))  # 8, 9 exist; 10..12 new
+    assert again == [8, 9, 10, 11, 12]
+    within = log.add_many([b"same", b"same", b"other", b"same"])
+    assert within == [13, 13, 14, 13]
+    assert log.size == 15
+
+
+def test_dedup_survives_reopen(tmp_path: Path) -> None:
+    with Log.create(tmp_path / "l", ORIGIN) as lg:
+        lg.add_many(entries(600))
+    with Log.open(tmp_path / "l") as lg:
+        assert lg.add_many(entries(3, start=597)) == [597, 598, 599]
+        assert lg.add(b"new") == 600
+
+
+def test_entry_bounds(log: Log) -> None:
+    with pytest.raises(EntryError):
+        log.add(b"")
+    with pytest.raises(EntryError):
+        log.add(b"x" * 65536)
+    # A bad entry anywhere in a batch appends nothing.
+    with pytest.raises(EntryError):
+        log.add_many([b"ok", b""])
+    assert log.size == 0
+    assert log.add(b"x" * 65535) == 0
+    assert log.entry(0) == b"x" * 65535
+
+
+def test_proofs_verify_for_every_index(log: Log) -> None:
+    batch = entries(530)
+    log.add_many(batch)
+    verifier = parse_vkey(log.vkey)
+    for i, e in enumerate(batch):
+        proof = parse_proof(log.proof(i))
+        assert proof.index == i
+        verify_proof(proof, merkle.leaf_hash(e), verifier, ORIGIN)
+
+
+def test_inclusion_and_consistency_against_reference(log: Log) -> None:
+    ref = merkle.MemoryTree()
+    sizes = []
+    for n in (1, 2, 255, 1, 3000, 7):
+        batch = entries(n, start=ref.size)
+        log.add_many(batch)
+        for e in batch:
+            ref.append(merkle.leaf_hash(e))
+        sizes.append(ref.size)
+    for size in sizes:
+        for index in {0, size // 2, size - 1}:
+            assert log.inclusion_proof(index, size) == ref.inclusion_proof(index, size)
+        for old in sizes:
+            if old <= size:
+                assert log.consistency_proof(old, size) == ref.consistency_proof(old, size)
+    with pytest.raises(NotFoundError):
+        log.inclusion_proof(ref.size, ref.size)
+    with pytest.raises(NotFoundError):
+        log.consistency_proof(0, 5)
+
+
+def test_reads_beyond_tree_are_refused(log: Log) -> None:
+    log.add_many(entries(10))
+    assert len(log.read_tile(0, 0, 10)) == 320
+    with pytest.raises(NotFoundError):
+        log.read_tile(0, 0, 11)
+    with pytest.raises(NotFoundError):
+        log.read_tile(0, 0)
+    with pytest.raises(NotFoundError):
+        log.read_bundle(1, 1)
+    with pytest.raises(NotFoundError):
+        log.entry(10)
+
+
+def test_second_process_is_locked_out(log: Log) -> None:
+    with pytest.raises(LogLockedError):
+        Log.open(log.directory)
+
+
+def test_open_requires_a_log(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        Log.open(tmp_path)
+    with pytest.raises(ConfigError):
+        Log.create(tmp_path / "x", "bad origin")
+
+
+def test_create_refuses_existing_log(log: Log) -> None:
+    with pytest.raises(ConfigError):
+        Log.create(log.directory, ORIGIN)
+
+
+def test_bulk_add_larger_than_one_batch(log: Log) -> None:
+    batch = entries(MAX_BATCH + 10, size=16)
+    assert log.add_many(batch) == list(range(MAX_BATCH + 10))
+    result = verify_log(DirectorySource(log.directory), parse_vkey(log.vkey), ORIGIN)
+    assert result.entries == MAX_BATCH + 10
+
+
+def test_crash_between_index_commit_and_publish_is_repaired(tmp_path: Path) -> None:
+    """Simulate a crash after step 3 of integration: the index is ahead of the checkpoint."""
+    directory = tmp_path / "l"
+    with Log.create(directory, ORIGIN) as lg:
+        lg.add_many(entries(100))
+        old_checkpoint = lg.checkpoint()
+        lg.add_many(entries(50, start=100))
+    # Put back the older checkpoint, as if the process died before publishing.
+    (directory / "tiles" / "checkpoint").write_bytes(old_checkpoint)
+    with Log.open(directory) as lg:
+        cp = open_checkpoint(lg.checkpoint(), parse_vkey(lg.vkey)).checkpoint
+        assert cp.size == 150
+        verify_log(DirectorySource(directory), parse_vkey(lg.vkey))
+
+
+def test_stray_tiles_from_an_unfinished_batch_are_overwritten(tmp_path: Path) -> None:
+    """A crash before the index commit leaves tiles beyond the size; they must not matter."""
+    directory = tmp_path / "l"
+    with Log.create(directory, ORIGIN) as lg:
+        lg.add_many(entries(10))
+    # Tiles a crashed batch would have written for size 20 with other content.
+    store = directory / "tiles"
+    (store / tiles.tile_path(0, 0, 20)).parent.mkdir(parents=True, exist_ok=True)
+    (store / tiles.tile_path(0, 0, 20)).write_bytes(b"\xff" * 640)
+    with Log.open(directory) as lg:
+        with pytest.raises(NotFoundError):
+            lg.read_tile(0, 0, 20)
+        lg.add_many(entries(10, start=10))
+        verify_log(DirectorySource(directory), parse_vkey(lg.vkey), ORIGIN)
