@@ -33,6 +33,7 @@ def test_exported_names() -> None:
         "MAX_ENVELOPE_SIZE",
         "PAYLOAD_TYPE_IN_TOTO",
         "Envelope",
+        "RawSigner",
         "Signature",
         "VerifiedEnvelope",
         "dump_json_canonical",

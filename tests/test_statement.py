@@ -15,12 +15,14 @@ from overt.formats.statement import (
     CYCLONEDX,
     KEY_SET,
     RELEASE,
+    RULE_AUDIT,
     RULE_BUNDLE,
     SLSA_PROVENANCE,
     STATEMENT_TYPE,
     UPDATE,
     KeySet,
     Release,
+    RuleAudit,
     RuleBundle,
     Update,
     format_statement,
@@ -35,9 +37,9 @@ DIGEST = "a" * 64
 
 def test_exported_names() -> None:
     assert set(stmt_mod.__all__) == {
-        "CYCLONEDX", "KEY_SET", "KINDS", "MAX_STATEMENT_SIZE", "RELEASE", "RULE_BUNDLE",
+        "CYCLONEDX", "KEY_SET", "KINDS", "MAX_STATEMENT_SIZE", "RELEASE", "RULE_AUDIT", "RULE_BUNDLE",
         "SLSA_PROVENANCE", "STATEMENT_TYPE", "UPDATE", "KeySet", "Predicate", "Release",
-        "RuleBundle", "Statement", "Subject", "Update", "format_statement", "make_statement",
+        "RuleAudit", "RuleBundle", "Statement", "Subject", "Update", "format_statement", "make_statement",
         "parse_predicate", "parse_statement", "statement_from_json", "version_key",
     }  # fmt: skip
 
@@ -64,6 +66,8 @@ def test_predicate_type_uris_are_the_documented_ones() -> None:
         RuleBundle("agent", "stable", "yara-x", "2024.5.1", 1200),
         KeySet(1, ("key-a", "key-b"), (), 1, None),
         KeySet(2, ("key-c",), ("key-a",), 2, "b" * 64),
+        RuleAudit("no-espionage", "pass"),
+        RuleAudit("no-espionage", "fail"),
     ],
 )
 def test_overt_predicates_round_trip(predicate: Any) -> None:
@@ -220,6 +224,12 @@ def test_malformed_statements_are_refused(reason: str, mutate: Any) -> None:
 def test_malformed_key_sets_are_refused(predicate: dict[str, Any], reason: str) -> None:
     with pytest.raises(FormatError, match=reason):
         make_statement("keys", DIGEST, (KEY_SET, predicate))
+
+
+def test_rule_audit_result_is_pass_or_fail() -> None:
+    for bad in ("PASS", "ok", "", None):
+        with pytest.raises(FormatError, match="result"):
+            make_statement("r", DIGEST, (RULE_AUDIT, {"audit": "a", "result": bad}))
 
 
 def test_rule_count_must_be_a_non_negative_integer() -> None:

@@ -37,10 +37,10 @@ import binascii
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from overt.errors import FormatError, InvalidSignatureError, PolicyError, UnknownKeyError
 
@@ -48,6 +48,7 @@ __all__ = [
     "MAX_ENVELOPE_SIZE",
     "PAYLOAD_TYPE_IN_TOTO",
     "Envelope",
+    "RawSigner",
     "Signature",
     "VerifiedEnvelope",
     "dump_json_canonical",
@@ -69,6 +70,12 @@ MAX_ENVELOPE_SIZE = 4 << 20
 
 _MAX_SIGNATURES = 16
 _ENVELOPE_KEYS = frozenset({"payload", "payloadType", "signatures"})
+
+
+class RawSigner(Protocol):
+    """Anything that signs bytes: ``Ed25519PrivateKey``, ``overt.formats.note.Ed25519Signer``."""
+
+    def sign(self, data: bytes, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -232,9 +239,11 @@ def format_envelope(envelope: Envelope) -> bytes:
 def sign_envelope(
     payload_type: str,
     payload: bytes,
-    keys: Sequence[tuple[str, Ed25519PrivateKey]],
+    keys: Sequence[tuple[str, RawSigner]],
 ) -> Envelope:
-    """Sign ``payload`` with each ``(keyid, private key)`` pair over its PAE.
+    """Sign ``payload`` with each ``(keyid, signer)`` pair over its PAE.
+
+    A signer is an ``Ed25519PrivateKey`` or anything with the same ``sign``.
 
     Raises:
         PolicyError: no keys were given (an unsigned envelope is not an envelope).

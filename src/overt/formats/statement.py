@@ -23,6 +23,8 @@ overt's predicate types (each a JSON object; the URIs are identifiers, the
                                           ``threshold`` (integer >= 1),
                                           ``previous`` (sha256 hex of the previous key-set
                                           entry, or null for sequence 1)
+``https://overt.dev/rule-audit/v1``       ``audit`` (the audit's name), ``result`` (``pass`` or
+                                          ``fail``): an auditor's sign-off on a rule bundle
 ========================================  =====================================================
 
 SLSA provenance v1 (``https://slsa.dev/provenance/v1``) and CycloneDX
@@ -65,6 +67,7 @@ __all__ = [
     "KINDS",
     "MAX_STATEMENT_SIZE",
     "RELEASE",
+    "RULE_AUDIT",
     "RULE_BUNDLE",
     "SLSA_PROVENANCE",
     "STATEMENT_TYPE",
@@ -72,6 +75,7 @@ __all__ = [
     "KeySet",
     "Predicate",
     "Release",
+    "RuleAudit",
     "RuleBundle",
     "Statement",
     "Subject",
@@ -89,6 +93,7 @@ RELEASE = "https://overt.dev/release/v1"
 UPDATE = "https://overt.dev/update/v1"
 RULE_BUNDLE = "https://overt.dev/rule-bundle/v1"
 KEY_SET = "https://overt.dev/key-set/v1"
+RULE_AUDIT = "https://overt.dev/rule-audit/v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 CYCLONEDX = "https://cyclonedx.org/bom"
 
@@ -98,6 +103,7 @@ KINDS: Mapping[str, str] = {
     "update": UPDATE,
     "rule-bundle": RULE_BUNDLE,
     "key-set": KEY_SET,
+    "rule-audit": RULE_AUDIT,
 }
 
 MAX_STATEMENT_SIZE = 4 << 20
@@ -137,7 +143,7 @@ class Statement:
 
     @property
     def kind(self) -> str | None:
-        """``release``/``update``/``rule-bundle``/``key-set``, else None."""
+        """``release``/``update``/``rule-bundle``/``key-set``/``rule-audit``, else None."""
         for kind, uri in KINDS.items():
             if uri == self.predicate_type:
                 return kind
@@ -324,13 +330,36 @@ class KeySet:
         return cls(sequence, keys, revoked, threshold, previous)
 
 
-Predicate = Release | Update | RuleBundle | KeySet
+@dataclass(frozen=True)
+class RuleAudit:
+    """``https://overt.dev/rule-audit/v1``: an auditor's result for one audit of a rule bundle."""
 
-_TYPED: Mapping[str, type[Release] | type[Update] | type[RuleBundle] | type[KeySet]] = {
+    audit: str
+    result: str  # "pass" or "fail"
+
+    predicate_type = RULE_AUDIT
+
+    def to_json(self) -> dict[str, Any]:
+        return {"audit": self.audit, "result": self.result}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> RuleAudit:
+        result = _str(obj, "result")
+        if result not in ("pass", "fail"):
+            raise _fail("predicate member 'result' is not pass or fail", result)
+        return cls(_str(obj, "audit"), result)
+
+
+Predicate = Release | Update | RuleBundle | KeySet | RuleAudit
+
+_TYPED: Mapping[
+    str, type[Release] | type[Update] | type[RuleBundle] | type[KeySet] | type[RuleAudit]
+] = {
     RELEASE: Release,
     UPDATE: Update,
     RULE_BUNDLE: RuleBundle,
     KEY_SET: KeySet,
+    RULE_AUDIT: RuleAudit,
 }
 
 

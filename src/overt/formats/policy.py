@@ -1,0 +1,396 @@
+"""Transparency log trust policies (c2sp.org/tlog-policy) and checkpoint verification under one.
+
+Spec: https://github.com/C2SP/C2SP/blob/main/tlog-policy.md. A policy names the
+logs a client accepts, the witnesses it knows and the quorum of witness
+cosignatures (c2sp.org/tlog-cosignature) a checkpoint needs. Grammar, one item
+per line, items separated by runs of spaces and tabs::
+
+    log <vkey> [<url>]                    ; a log; the vkey's name is its origin
+    witness <name> <vkey> [<url>]         ; a cosigner; vkey of type 0x04
+    group <name> (all | any | <k>) <name>...   ; k of the n members (1 <= k <= n)
+    quorum <name>                         ; exactly one; a witness, a group, or none
+    # comment                             ; blank and comment lines are ignored
+
+Names share one namespace, are defined before they are referenced (so groups
+cannot be circular), appear at most once per group, and are opaque octets;
+``none`` is predefined and is not a group member. Two log or witness lines with
+the same underlying public key are refused. Example (a 2-of-3 quorum)::
+
+    log example.com/log+0d4f2b3e+AZ4f...
+    witness asia    asia.example/w+5a1c9e02+BFx0...
+    witness europe  europe.example/w+c3b1d7aa+BG2k...
+    witness americas americas.example/w+8e02f4d1+BHq7...
+    group regions 2 asia europe americas
+    quorum regions
+
+:func:`verify_checkpoint` accepts a signed checkpoint only if one of the
+policy's logs signed it (the log key's name must equal the origin line) and
+the verified cosignatures satisfy the quorum; a forged cosignature by a known
+witness refuses the whole note. Cosignature timestamps give freshness: with
+``max_age``, the quorum must be met by cosignatures no older than ``max_age``
+seconds, else :class:`~overt.errors.StaleError` (a frozen log). A policy with
+no log key, or no quorum line, is a :class:`~overt.errors.PolicyError`, never a
+pass. ``quorum none`` is honoured as the spec says (log signature only), but
+then no freshness can be proven and ``max_age`` fails.
+
+:func:`format_policy` writes a canonical form (logs, witnesses, groups, quorum,
+single spaces, threshold spelled as parsed); ``parse_policy(format_policy(p))
+== p``. The parser accepts a missing final newline: a policy is configuration,
+not signed bytes.
+
+Versioning: the spec has no version line; this module follows C2SP main as of
+commit 5ba5ee83. An incompatible policy format would be a new module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from overt.errors import FormatError, PolicyError, StaleError, UnknownKeyError
+from overt.formats.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint
+from overt.formats.cosignature import CosignatureVerifier, cosignature_timestamp
+from overt.formats.note import Ed25519Verifier, Verifier, parse_note, parse_vkey
+
+__all__ = [
+    "FUTURE_SKEW",
+    "MAX_POLICY_SIZE",
+    "NONE",
+    "Group",
+    "Policy",
+    "PolicyLog",
+    "PolicyWitness",
+    "VerifiedCheckpoint",
+    "format_policy",
+    "parse_policy",
+    "verify_checkpoint",
+]
+
+NONE = "none"
+"""The predefined quorum name that requires no cosignature."""
+
+MAX_POLICY_SIZE = 1 << 16
+"""Largest policy file accepted, in bytes."""
+
+FUTURE_SKEW = 300
+"""Seconds a cosignature timestamp may lie in the caller's future and still count."""
+
+_MAX_ITEMS = 256  # per kind; the spec asks for at least 32
+_BAD_OCTETS = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
+_DECIMAL = re.compile(r"(0|[1-9][0-9]*)")
+_WS = re.compile(r"[ \t]+")
+
+
+def _fail(reason: str, line: str = "") -> FormatError:
+    return FormatError("tlog-policy", reason, line.encode("utf-8", "surrogateescape"))
+
+
+def _raw_key(verifier: Verifier) -> bytes:
+    if isinstance(verifier, Ed25519Verifier | CosignatureVerifier):
+        return verifier.public_key.public_bytes_raw()
+    raise PolicyError(f"unsupported key type for {verifier.name}")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class PolicyLog:
+    """A ``log`` line: an Ed25519 (type 0x01) log key whose name is the log's origin."""
+
+    vkey: str
+    url: str | None = None
+    verifier: Verifier = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        verifier = parse_vkey(self.vkey)
+        if not isinstance(verifier, Ed25519Verifier):
+            raise _fail("a log key is not an Ed25519 (type 0x01) vkey", self.vkey)
+        object.__setattr__(self, "verifier", verifier)
+
+    @property
+    def origin(self) -> str:
+        return self.verifier.name
+
+
+@dataclass(frozen=True)
+class PolicyWitness:
+    """A ``witness`` line: a policy-local name and a cosignature/v1 (type 0x04) key."""
+
+    name: str
+    vkey: str
+    url: str | None = None
+    verifier: Verifier = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        verifier = parse_vkey(self.vkey)
+        if not isinstance(verifier, CosignatureVerifier):
+            raise _fail("a witness key is not a cosignature/v1 (type 0x04) vkey", self.vkey)
+        object.__setattr__(self, "verifier", verifier)
+
+
+@dataclass(frozen=True)
+class Group:
+    """A ``group`` line: witnessed when ``threshold`` of ``members`` are."""
+
+    name: str
+    spec: str  # "all", "any" or the decimal k, as written
+    members: tuple[str, ...]
+
+    @property
+    def threshold(self) -> int:
+        if self.spec == "all":
+            return len(self.members)
+        if self.spec == "any":
+            return 1
+        return int(self.spec)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A parsed policy. Build one with :func:`parse_policy` (which checks every rule)."""
+
+    logs: tuple[PolicyLog, ...]
+    witnesses: tuple[PolicyWitness, ...]
+    groups: tuple[Group, ...]
+    quorum: str | None
+
+    def witness(self, name: str) -> PolicyWitness | None:
+        for w in self.witnesses:
+            if w.name == name:
+                return w
+        return None
+
+    def quorum_met(self, witnessed: Iterable[str]) -> bool:
+        """Whether the witnesses named in ``witnessed`` satisfy the quorum.
+
+        Raises:
+            PolicyError: the policy has no quorum.
+        """
+        if self.quorum is None:
+            raise PolicyError("the policy has no quorum line")
+        have = set(witnessed)
+        groups = {g.name: g for g in self.groups}
+        memo: dict[str, bool] = {}
+
+        def met(name: str) -> bool:
+            if name == NONE:
+                return True
+            if name not in memo:
+                group = groups.get(name)
+                if group is None:
+                    memo[name] = name in have
+                else:
+                    memo[name] = sum(met(m) for m in group.members) >= group.threshold
+            return memo[name]
+
+        return met(self.quorum)
+
+
+def _check_name(name: str, defined: set[str], line: str) -> None:
+    if name == NONE:
+        raise _fail("'none' is predefined", line)
+    if name in defined:
+        raise _fail(f"name {name!r} defined twice", line)
+
+
+def parse_policy(data: bytes) -> Policy:
+    """Parse a tlog-policy file.
+
+    Raises:
+        FormatError: a forbidden control octet, an unknown keyword, a wrong number
+            of items, a malformed or wrong-type vkey, a duplicate key or name, a
+            reference to an undefined name, a bad threshold, or over the size limits.
+        PolicyError: no quorum line (an empty policy is never a pass).
+    """
+    if len(data) > MAX_POLICY_SIZE:
+        raise FormatError("tlog-policy", f"larger than {MAX_POLICY_SIZE} bytes", data[:60])
+    bad = _BAD_OCTETS.search(data)
+    if bad:
+        raise FormatError("tlog-policy", "forbidden control octet", data[bad.start() :][:20])
+    text = data.decode("utf-8", "surrogateescape")  # high-bit octets stay opaque
+    logs: list[PolicyLog] = []
+    witnesses: list[PolicyWitness] = []
+    groups: list[Group] = []
+    quorum: str | None = None
+    names: set[str] = set()
+    keys: set[bytes] = set()
+    for line in text.split("\n"):
+        items = [i for i in _WS.split(line) if i]
+        if not items or items[0].startswith("#"):
+            continue
+        keyword, args = items[0], items[1:]
+        try:
+            if keyword == "log":
+                if len(args) not in (1, 2):
+                    raise _fail("log takes a vkey and an optional URL", line)
+                log = PolicyLog(args[0], args[1] if len(args) == 2 else None)
+                key = b"log" + _raw_key(log.verifier)
+                if key in keys:
+                    raise _fail("duplicate log key", line)
+                keys.add(key)
+                logs.append(log)
+            elif keyword == "witness":
+                if len(args) not in (2, 3):
+                    raise _fail("witness takes a name, a vkey and an optional URL", line)
+                _check_name(args[0], names, line)
+                w = PolicyWitness(args[0], args[1], args[2] if len(args) == 3 else None)
+                key = b"witness" + _raw_key(w.verifier)
+                if key in keys:
+                    raise _fail("duplicate witness key", line)
+                keys.add(key)
+                names.add(w.name)
+                witnesses.append(w)
+            elif keyword == "group":
+                if len(args) < 3:
+                    raise _fail("group takes a name, a threshold and at least one member", line)
+                name, spec, members = args[0], args[1], tuple(args[2:])
+                _check_name(name, names, line)
+                for m in members:
+                    if m == NONE or m not in names:
+                        raise _fail(f"group member {m!r} is not defined above", line)
+                if len(set(members)) != len(members):
+                    raise _fail("a group lists a member twice", line)
+                if spec not in ("all", "any") and (
+                    not _DECIMAL.fullmatch(spec) or not 1 <= int(spec) <= len(members)
+                ):
+                    raise _fail("threshold is not all, any or k with 1 <= k <= n", line)
+                names.add(name)
+                groups.append(Group(name, spec, members))
+            elif keyword == "quorum":
+                if len(args) != 1:
+                    raise _fail("quorum takes one name", line)
+                if quorum is not None:
+                    raise _fail("more than one quorum line", line)
+                if args[0] != NONE and args[0] not in names:
+                    raise _fail(f"quorum {args[0]!r} is not defined above", line)
+                quorum = args[0]
+            else:
+                raise _fail(f"unknown keyword {keyword!r}", line)
+        except FormatError as err:
+            if err.what == "tlog-policy":
+                raise
+            raise _fail(f"{err.what}: {err.reason}", line) from err
+        if max(len(logs), len(witnesses), len(groups)) > _MAX_ITEMS:
+            raise _fail(f"more than {_MAX_ITEMS} logs, witnesses or groups")
+    if quorum is None:
+        raise PolicyError("tlog-policy has no quorum line (an empty policy is never a pass)")
+    return Policy(tuple(logs), tuple(witnesses), tuple(groups), quorum)
+
+
+def format_policy(policy: Policy) -> bytes:
+    """Write ``policy`` canonically (see the module docstring).
+
+    Raises:
+        PolicyError: the policy has no quorum.
+    """
+    if policy.quorum is None:
+        raise PolicyError("a policy without a quorum line cannot be written")
+    lines = [" ".join(["log", log.vkey, *([log.url] if log.url else [])]) for log in policy.logs]
+    lines += [
+        " ".join(["witness", w.name, w.vkey, *([w.url] if w.url else [])]) for w in policy.witnesses
+    ]
+    lines += [" ".join(["group", g.name, g.spec, *g.members]) for g in policy.groups]
+    lines.append(f"quorum {policy.quorum}")
+    return "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True)
+class VerifiedCheckpoint:
+    """A checkpoint that satisfied a policy.
+
+    ``cosigned`` maps each witness (policy name) whose cosignature verified to its
+    timestamp. ``quorum_time`` is the newest time T such that cosignatures made
+    at or after T meet the quorum (None for ``quorum none``): the checkpoint was
+    the witnesses' latest view at least as late as T.
+    """
+
+    checkpoint: Checkpoint
+    signed: SignedCheckpoint
+    log: PolicyLog
+    cosigned: Mapping[str, int]
+    quorum_time: int | None
+
+    @property
+    def raw(self) -> bytes:
+        return self.signed.raw
+
+
+def _quorum_time(policy: Policy, stamps: Mapping[str, int]) -> int | None:
+    for t in sorted(set(stamps.values()), reverse=True):
+        if policy.quorum_met(n for n, ts in stamps.items() if ts >= t):
+            return t
+    return None
+
+
+def verify_checkpoint(
+    note: bytes,
+    policy: Policy,
+    now: float | None = None,
+    max_age: float | None = None,
+    *,
+    origin: str | None = None,
+    extra_logs: Sequence[PolicyLog] = (),
+) -> VerifiedCheckpoint:
+    """Verify a signed checkpoint against ``policy`` (and freshness, with ``max_age``).
+
+    ``extra_logs`` are log keys known from elsewhere (the spec allows a policy
+    without log lines when the application knows its logs). ``origin``, if
+    given, is required of the checkpoint. Cosignatures timestamped more than
+    :data:`FUTURE_SKEW` seconds after ``now`` do not count.
+
+    Raises:
+        PolicyError: no quorum, no log key at all, ``max_age`` without ``now``, or
+            the verified cosignatures do not meet the quorum.
+        FormatError: a malformed note or checkpoint.
+        UnknownKeyError: no policy log is named after the checkpoint's origin, or
+            none of them signed it.
+        InvalidSignatureError: the log's or a known witness's signature is bad.
+        OriginError: the origin is not ``origin``.
+        StaleError: the quorum is met, but not by cosignatures younger than ``max_age``.
+    """
+    if policy.quorum is None:
+        raise PolicyError("the policy has no quorum line")
+    logs = (*policy.logs, *extra_logs)
+    if not logs:
+        raise PolicyError("the policy names no log key")
+    if max_age is not None and now is None:
+        raise PolicyError("max_age needs the current time")
+    cp_origin = parse_checkpoint(parse_note(note).text).origin
+    candidates = [log for log in logs if log.origin == cp_origin]
+    if not candidates:
+        raise UnknownKeyError(f"no log key for origin {cp_origin!r} in the policy")
+    cosigners = [w.verifier for w in policy.witnesses]
+    signed: SignedCheckpoint | None = None
+    used = candidates[0]
+    error = UnknownKeyError(f"checkpoint not signed by a policy log key for {cp_origin!r}")
+    for log in candidates:
+        try:
+            signed = open_checkpoint(note, log.verifier, origin, cosigners=cosigners)
+        except UnknownKeyError as err:  # another key of this origin may have signed
+            error = err
+            continue
+        used = log
+        break
+    if signed is None:
+        raise error
+    by_key = {(w.verifier.name, w.verifier.key_id): w.name for w in policy.witnesses}
+    stamps: dict[str, int] = {}
+    for _verifier, sig in signed.cosignatures():
+        name = by_key[(sig.name, sig.key_id)]
+        stamps[name] = cosignature_timestamp(sig.signature)
+    counted = stamps
+    if now is not None:
+        counted = {n: ts for n, ts in stamps.items() if ts <= now + FUTURE_SKEW}
+    if not policy.quorum_met(counted):
+        raise PolicyError(
+            f"witness quorum {policy.quorum!r} not met: cosigned by {sorted(counted) or 'none'}"
+        )
+    qtime = _quorum_time(policy, counted)
+    if max_age is not None and now is not None:
+        if qtime is None:
+            raise StaleError("quorum none: no cosignature timestamp can prove freshness")
+        if now - qtime > max_age:
+            raise StaleError(
+                f"checkpoint {cp_origin} size {signed.checkpoint.size}: witness quorum last"
+                f" cosigned {now - qtime:.0f} s ago, more than the allowed {max_age:g} s"
+            )
+    return VerifiedCheckpoint(signed.checkpoint, signed, used, stamps, qtime)
