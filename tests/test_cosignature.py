@@ -118,7 +118,7 @@ def test_key_id_uses_type_byte_4() -> None:
     w = _witness()
     public = w.public_key.public_bytes_raw()
     assert w.key_id == hashlib.sha256(w.name.encode() + b"\n\x04" + public).digest()[:4]
-    assert w.vkey.split("+")[2] == base64.b64encode(b"\x04" + public).decode()
+    assert w.vkey.split("+", 2)[2] == base64.b64encode(b"\x04" + public).decode()
     # the same key as a plain Ed25519 note key has another key ID: no cross-type confusion
     assert Ed25519Verifier(w.name, w.public_key).key_id != w.key_id
 
