@@ -160,19 +160,31 @@ def test_bulk_add_larger_than_one_batch(log: Log) -> None:
     assert result.entries == MAX_BATCH + 10
 
 
-def test_crash_between_index_commit_and_publish_is_repaired(tmp_path: Path) -> None:
-    """Simulate a crash after step 3 of integration: the index is ahead of the checkpoint."""
+def test_lagging_dedup_index_is_rebuilt_from_bundles(tmp_path: Path) -> None:
+    """A crash after publishing but before the background index commit."""
+    directory = tmp_path / "l"
+    with Log.create(directory, ORIGIN) as lg:
+        lg.add_many(entries(100))
+    with Log.open(directory) as lg:
+        lg.index.truncate(37)  # as if the last commits never happened
+    with Log.open(directory) as lg:
+        assert lg.index.size() == 100
+        assert lg.add_many(entries(5, start=98)) == [98, 99, 100, 101, 102]
+
+
+def test_unacknowledged_batch_beyond_checkpoint_is_dropped(tmp_path: Path) -> None:
+    """A crash after tiles were written but before the checkpoint was published."""
     directory = tmp_path / "l"
     with Log.create(directory, ORIGIN) as lg:
         lg.add_many(entries(100))
         old_checkpoint = lg.checkpoint()
         lg.add_many(entries(50, start=100))
-    # Put back the older checkpoint, as if the process died before publishing.
     (directory / "tiles" / "checkpoint").write_bytes(old_checkpoint)
     with Log.open(directory) as lg:
-        cp = open_checkpoint(lg.checkpoint(), parse_vkey(lg.vkey)).checkpoint
-        assert cp.size == 150
-        verify_log(DirectorySource(directory), parse_vkey(lg.vkey))
+        assert lg.size == 100 and lg.index.size() == 100
+        # The dropped entries were never acknowledged; they are new again.
+        assert lg.add_many(entries(2, start=149)) == [100, 101]
+        verify_log(DirectorySource(directory), parse_vkey(lg.vkey), ORIGIN)
 
 
 def test_stray_tiles_from_an_unfinished_batch_are_overwritten(tmp_path: Path) -> None:
