@@ -109,6 +109,7 @@ def _valid_json() -> dict[str, object]:
         (lambda o: o.update(payload="e30"), "base64"),  # unpadded
         (lambda o: o.update(payload="e3 0="), "base64"),
         (lambda o: o.update(payload="-_8="), "base64"),  # URL-safe alphabet
+        (lambda o: o.update(payload="e31="), "canonical"),  # non-zero padding bits
         (lambda o: o.update(payload=5), "string"),
         (lambda o: o.update(payloadType=""), "payloadType"),
         (lambda o: o.update(signatures=[]), "signatures"),

@@ -19,9 +19,9 @@ Example (the spec's own PAE vector)::
     b'DSSEv1 29 http://example.com/HelloWorld 11 hello world'
 
 Parsing is strict: a JSON object with exactly those members (``keyid`` may be
-absent, as the spec allows), no duplicate member names, standard padded base64
-only (``validate=True``; the URL-safe alphabet the spec also tolerates is
-refused so that one envelope has one spelling), at least one signature, and a
+absent, as the spec allows), no duplicate member names, canonical standard
+padded base64 only (the URL-safe alphabet the spec also tolerates, and stray
+padding bits, are refused so that one envelope has one spelling), at least one signature, and a
 size cap. :func:`format_envelope` writes the canonical form overt logs: sorted
 members, no insignificant whitespace, no trailing newline. The log entry of a
 publication is exactly those bytes.
@@ -129,9 +129,13 @@ def _b64decode(text: object, what: str) -> bytes:
     if not isinstance(text, str):
         raise FormatError("DSSE envelope", f"{what} is not a string", repr(text))
     try:
-        return base64.b64decode(text, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as err:
         raise FormatError("DSSE envelope", f"{what} is not standard base64", text) from err
+    # validate=True still accepts non-zero padding bits: two spellings of one value.
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise FormatError("DSSE envelope", f"{what} is not canonical base64", text[:60])
+    return raw
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,208 @@
+"""The client policy of an update gate: what one endpoint trusts and accepts.
+
+A JSON object, versioned by its ``version`` member (this is version 1; a
+reader refuses any other)::
+
+    {
+      "version": 1,
+      "logs": ["<log vkey>", ...],
+      "witness_policy": "<c2sp.org/tlog-policy text>",      (or)
+      "witness_policy_file": "witnesses.policy",           (relative to this file)
+      "publisher": "<the publisher's pinned first key>",
+      "pins": [{"product": "agent", "channels": ["stable", "beta"]}],
+      "kinds": ["release", "update", "rule-bundle"],
+      "max_checkpoint_age": 86400,
+      "rule_bundles": {
+        "auditors": ["<auditor vkey>", ...],
+        "audits": ["no-espionage", "no-exfiltration"],
+        "min_auditors": 2
+      }
+    }
+
+- ``logs``: log keys (signed-note vkeys, Ed25519, named after the origin). The
+  ``log`` lines of the witness policy count too; together at least one.
+- ``witness_policy`` / ``witness_policy_file`` (exactly one): the witness
+  quorum as a c2sp.org/tlog-policy (:mod:`overt.formats.policy`). An empty or
+  unsatisfiable one is an error.
+- ``publisher``: the publisher's first key; later keys are followed through
+  logged key-set statements (:mod:`overt.publish.keyset`).
+- ``pins``: the products and channels this endpoint installs (non-empty).
+- ``kinds`` (optional, default all three): publication kinds it admits.
+- ``max_checkpoint_age``: seconds; the witness quorum must have cosigned the
+  checkpoint at most this long ago (0 < age).
+- ``rule_bundles`` (optional; required to admit ``rule-bundle`` publications):
+  each audit in ``audits`` must carry ``pass`` sign-offs
+  (``https://overt.dev/rule-audit/v1`` attestations logged beside the bundle)
+  from at least ``min_auditors`` distinct keys among ``auditors``.
+
+Unknown members are refused (a typo must not silently weaken a policy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from overt.errors import ConfigError, FormatError, PolicyError
+from overt.formats.dsse import load_json_strict
+from overt.formats.policy import Policy, PolicyLog, parse_policy
+from overt.publish.keys import PublisherKey, parse_publisher_key
+
+__all__ = [
+    "VERSION",
+    "ClientPolicy",
+    "RuleBundleRequirement",
+    "load_client_policy",
+    "parse_client_policy",
+]
+
+VERSION = 1
+_MAX_SIZE = 1 << 20
+_KINDS = ("release", "update", "rule-bundle")
+_REQUIRED = {"version", "publisher", "pins", "max_checkpoint_age"}
+_OPTIONAL = {"logs", "witness_policy", "witness_policy_file", "kinds", "rule_bundles"}
+
+
+@dataclass(frozen=True)
+class RuleBundleRequirement:
+    """Which audits a rule bundle needs, and from how many distinct auditors."""
+
+    auditors: tuple[PublisherKey, ...]
+    audits: tuple[str, ...]
+    min_auditors: int
+
+
+@dataclass(frozen=True)
+class ClientPolicy:
+    """A parsed client policy (see the module docstring)."""
+
+    logs: tuple[PolicyLog, ...]
+    witnesses: Policy
+    publisher: PublisherKey
+    pins: frozenset[tuple[str, str]]  # (product, channel)
+    kinds: frozenset[str]
+    max_checkpoint_age: float
+    rule_bundles: RuleBundleRequirement | None = None
+
+    def all_logs(self) -> tuple[PolicyLog, ...]:
+        return (*self.logs, *self.witnesses.logs)
+
+
+def _fail(reason: str, value: object = "") -> FormatError:
+    return FormatError("client policy", reason, repr(value)[:80] if value != "" else "")
+
+
+def _strings(value: object, what: str, *, nonempty: bool = True) -> list[str]:
+    if (
+        not isinstance(value, list)
+        or (nonempty and not value)
+        or not all(isinstance(v, str) and v for v in value)
+    ):
+        raise _fail(f"{what} is not a{' non-empty' if nonempty else ''} list of strings", value)
+    if len(set(value)) != len(value):
+        raise _fail(f"{what} lists an item twice", value)
+    return value
+
+
+def _positive_int(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _fail(f"{what} is not a positive integer", value)
+    return value
+
+
+def _rule_bundles(obj: object) -> RuleBundleRequirement:
+    if not isinstance(obj, dict) or set(obj) != {"auditors", "audits", "min_auditors"}:
+        raise _fail("rule_bundles needs exactly auditors, audits and min_auditors", obj)
+    auditors = tuple(parse_publisher_key(k) for k in _strings(obj["auditors"], "auditors"))
+    if len({a.keyid for a in auditors}) != len(auditors):
+        raise _fail("auditors lists one key twice")
+    audits = tuple(_strings(obj["audits"], "audits"))
+    k = _positive_int(obj["min_auditors"], "min_auditors")
+    if k > len(auditors):
+        raise PolicyError(f"min_auditors {k} exceeds the {len(auditors)} auditors: unsatisfiable")
+    return RuleBundleRequirement(auditors, audits, k)
+
+
+def parse_client_policy(
+    data: bytes, read_file: Callable[[str], bytes] | None = None
+) -> ClientPolicy:
+    """Parse a client policy; ``read_file`` resolves ``witness_policy_file``.
+
+    Raises:
+        FormatError: not the documented JSON, an unknown member, a bad key, a
+            malformed witness policy.
+        PolicyError: an empty or unsatisfiable policy (no log key, no quorum,
+            no pins, more auditors required than listed).
+        ConfigError: an unsupported version, or ``witness_policy_file`` without
+            a way to read it.
+    """
+    obj: Any = load_json_strict(data, "client policy", _MAX_SIZE)
+    if not isinstance(obj, dict):
+        raise _fail("not a JSON object", obj)
+    if obj.get("version") != VERSION:
+        raise ConfigError(f"client policy version {obj.get('version')!r} is not {VERSION}")
+    keys = set(obj)
+    if not keys >= _REQUIRED or not keys <= _REQUIRED | _OPTIONAL:
+        raise _fail(
+            f"members missing {sorted(_REQUIRED - keys)} or unknown {sorted(keys - _REQUIRED - _OPTIONAL)}"
+        )
+    if ("witness_policy" in obj) == ("witness_policy_file" in obj):
+        raise PolicyError(
+            "the client policy needs exactly one of witness_policy, witness_policy_file"
+        )
+    if "witness_policy" in obj:
+        if not isinstance(obj["witness_policy"], str):
+            raise _fail("witness_policy is not a string", obj["witness_policy"])
+        witness_text = obj["witness_policy"].encode("utf-8")
+    else:
+        name = obj["witness_policy_file"]
+        if not isinstance(name, str) or not name:
+            raise _fail("witness_policy_file is not a path", name)
+        if read_file is None:
+            raise ConfigError("witness_policy_file given but no way to read it")
+        witness_text = read_file(name)
+    witnesses = parse_policy(witness_text)
+    logs = tuple(PolicyLog(v) for v in _strings(obj.get("logs", []), "logs", nonempty=False))
+    if not logs and not witnesses.logs:
+        raise PolicyError("the client policy names no log key")
+    publisher = parse_publisher_key(obj["publisher"]) if isinstance(obj["publisher"], str) else None
+    if publisher is None:
+        raise _fail("publisher is not a key", obj["publisher"])
+    pins: set[tuple[str, str]] = set()
+    if not isinstance(obj["pins"], list) or not obj["pins"]:
+        raise PolicyError("the client policy pins no product (it would admit nothing)")
+    for pin in obj["pins"]:
+        if not isinstance(pin, dict) or set(pin) != {"product", "channels"}:
+            raise _fail("a pin needs exactly product and channels", pin)
+        if not isinstance(pin["product"], str) or not pin["product"]:
+            raise _fail("a pin's product is not a string", pin)
+        pins.update((pin["product"], c) for c in _strings(pin["channels"], "channels"))
+    kinds = _strings(obj.get("kinds", list(_KINDS)), "kinds")
+    if not set(kinds) <= set(_KINDS):
+        raise _fail(f"kinds must be among {list(_KINDS)}", kinds)
+    age = obj["max_checkpoint_age"]
+    if not isinstance(age, int | float) or isinstance(age, bool) or not 0 < age < 1e12:
+        raise _fail("max_checkpoint_age is not a positive number of seconds", age)
+    rules = _rule_bundles(obj["rule_bundles"]) if "rule_bundles" in obj else None
+    return ClientPolicy(
+        logs, witnesses, publisher, frozenset(pins), frozenset(kinds), float(age), rules
+    )
+
+
+def load_client_policy(path: Path | str) -> ClientPolicy:
+    """Read and parse a client policy file (``witness_policy_file`` is relative to it).
+
+    Raises:
+        ConfigError: an unreadable file; see :func:`parse_client_policy` for the rest.
+    """
+    path = Path(path)
+
+    def read(p: Path) -> bytes:
+        try:
+            return p.read_bytes()
+        except OSError as err:
+            raise ConfigError(f"cannot read {p}: {err.strerror}") from err
+
+    return parse_client_policy(read(path), lambda name: read(path.parent / name))

@@ -1,0 +1,411 @@
+"""The update gate's verification core: no I/O, no clock, no network.
+
+:func:`verify_publication` takes the artifact's digest, a ``.overt`` bundle
+(:mod:`overt.publish.bundle`), the client policy (:mod:`overt.gate.policy`),
+the client's state and the time, and returns the verified publication with the
+next state, or raises the :class:`~overt.gate.errors.GateError` of the first
+check that fails, in this order:
+
+1. ``bundle``: the bundle, its envelope and its in-toto statement parse.
+2. ``artifact-digest``: the artifact's SHA-256 is a subject of the statement.
+3. ``publisher-signature`` / ``publisher-key``: the key-set chain in the bundle
+   follows from the client's key state (or the pinned first key), and the
+   envelope is signed by a key of the current set; a revoked or rotated-out
+   key is refused.
+4. ``pin``: a release, update or rule bundle of a kind, product and channel
+   the policy admits.
+5. ``inclusion``: the entry (and every key-set entry and attestation) is
+   included in the bundle's checkpoint.
+6. ``checkpoint`` / ``witness-quorum``: the checkpoint is signed by a policy
+   log and cosigned by the witness quorum (c2sp.org/tlog-policy).
+7. ``freshness``: the quorum cosigned it at most ``max_checkpoint_age`` ago.
+8. ``audit``: a rule bundle carries the required auditor sign-offs.
+9. ``rollback``: the version is not below the last one admitted for this
+   product and channel (and an update's minimum previous version is met).
+10. ``consistency``: the checkpoint is consistent with the last one this
+    client accepted from that log (a proof from the bundle, or fetched).
+
+The digest may be given as a callable so that a shell can hash a large
+artifact on another thread while the signatures are checked; the result is
+the same as running the checks one after the other (all are pure), and the
+error reported is always the first failing check in the order above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from overt.errors import (
+    FormatError,
+    InvalidSignatureError,
+    OvertError,
+    PolicyError,
+    ProofError,
+    UnknownKeyError,
+    VerificationError,
+)
+from overt.formats import merkle
+from overt.formats.checkpoint import Checkpoint, parse_checkpoint
+from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, parse_envelope, verify_envelope
+from overt.formats.note import parse_note
+from overt.formats.policy import VerifiedCheckpoint, verify_checkpoint
+from overt.formats.statement import (
+    Release,
+    RuleAudit,
+    RuleBundle,
+    Statement,
+    Update,
+    parse_predicate,
+    parse_statement,
+    version_key,
+)
+from overt.gate.errors import (
+    ArtifactDigestError,
+    AuditError,
+    BundleError,
+    CheckpointError,
+    ConsistencyError,
+    FreshnessError,
+    GateError,
+    InclusionError,
+    PinError,
+    PublisherKeyError,
+    PublisherSignatureError,
+    RollbackError,
+    WitnessQuorumError,
+)
+from overt.gate.policy import ClientPolicy
+from overt.publish.bundle import Bundle, parse_bundle
+from overt.publish.keyset import KeyState, follow_keyset
+
+__all__ = [
+    "Admission",
+    "ConsistencyFetcher",
+    "GateState",
+    "VerifiedPublication",
+    "verify_publication",
+]
+
+#: ``fetch(old_size, new_size) -> proof hashes``, e.g. ``LogClient.consistency_proof``.
+ConsistencyFetcher = Callable[[int, int], Sequence[bytes]]
+
+
+@dataclass(frozen=True)
+class GateState:
+    """What a client remembers between admissions (persisted by :class:`UpdateGate`).
+
+    ``checkpoints`` maps a log origin to the largest checkpoint (signed note)
+    accepted from it; ``versions`` maps ``(line, product, channel)`` to the
+    highest version admitted, where ``line`` is ``software`` (releases and
+    updates) or ``rules`` (rule bundles); ``keys`` is the publisher key state.
+    """
+
+    checkpoints: Mapping[str, bytes] = field(default_factory=dict)
+    versions: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
+    keys: KeyState | None = None
+
+
+@dataclass(frozen=True)
+class VerifiedPublication:
+    """A publication that passed every check."""
+
+    kind: str
+    product: str
+    channel: str
+    version: str
+    predicate: Release | Update | RuleBundle
+    statement: Statement
+    subject: str
+    sha256: str
+    index: int
+    entry: bytes
+    checkpoint: VerifiedCheckpoint
+    keyids: tuple[str, ...]
+    audits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The verified publication and the client state to persist after it."""
+
+    publication: VerifiedPublication
+    state: GateState
+
+
+def _line(kind: str) -> str:
+    return "rules" if kind == "rule-bundle" else "software"
+
+
+def _publisher(
+    envelope: Envelope, bundle: Bundle, policy: ClientPolicy, state: GateState
+) -> tuple[KeyState, tuple[str, ...]]:
+    start = state.keys or KeyState.pinned(policy.publisher)
+    try:
+        keys = follow_keyset(start, [k.entry for k in bundle.keysets])
+    except OvertError as err:
+        raise PublisherKeyError(f"publisher key-set chain refused: {err}") from err
+    try:
+        verified = verify_envelope(envelope, keys.trusted())
+    except InvalidSignatureError as err:
+        raise PublisherSignatureError(f"bad signature by a current publisher key ({err})") from err
+    except UnknownKeyError as err:
+        ids = [s.keyid for s in envelope.signatures if s.keyid]
+        revoked = [i for i in ids if i in keys.revoked]
+        if revoked:
+            raise PublisherKeyError(
+                f"signed by revoked publisher key {revoked[0][:16]}... (key set {keys.sequence})"
+            ) from err
+        raise PublisherKeyError(
+            f"not signed by a key of publisher key set {keys.sequence}"
+            f" (signers: {', '.join(i[:16] for i in ids) or 'none named'})"
+        ) from err
+    return keys, verified.keyids
+
+
+def _pin(statement: Statement, policy: ClientPolicy) -> Release | Update | RuleBundle:
+    predicate = parse_predicate(statement)
+    if not isinstance(predicate, Release | Update | RuleBundle) or statement.kind is None:
+        raise PinError(f"{statement.predicate_type} is not an installable publication")
+    if statement.kind not in policy.kinds:
+        raise PinError(f"this client does not admit {statement.kind} publications")
+    if (predicate.product, predicate.channel) not in policy.pins:
+        raise PinError(
+            f"product {predicate.product!r} channel {predicate.channel!r} is not pinned by the policy"
+        )
+    return predicate
+
+
+def _included(entry: bytes, index: int, hashes: Sequence[bytes], cp: Checkpoint, what: str) -> None:
+    try:
+        merkle.verify_inclusion(merkle.leaf_hash(entry), index, cp.size, hashes, cp.root_hash)
+    except ProofError as err:
+        raise InclusionError(f"{what} is not included in checkpoint {cp.size}: {err}") from err
+
+
+def _checkpoint(note: bytes, policy: ClientPolicy, now: float) -> VerifiedCheckpoint:
+    try:
+        return verify_checkpoint(note, policy.witnesses, now, extra_logs=policy.logs)
+    except PolicyError as err:
+        raise WitnessQuorumError(str(err)) from err
+    except InvalidSignatureError as err:
+        origin = parse_checkpoint(parse_note(note).text).origin
+        if err.name == origin:
+            raise CheckpointError(f"bad log signature: {err}") from err
+        raise WitnessQuorumError(f"forged witness cosignature: {err}") from err
+    except (UnknownKeyError, VerificationError, FormatError) as err:
+        raise CheckpointError(f"checkpoint not from a log this client trusts: {err}") from err
+
+
+def _audits(
+    sha256: str, bundle: Bundle, policy: ClientPolicy, cp: Checkpoint
+) -> dict[str, tuple[str, ...]]:
+    req = policy.rule_bundles
+    if req is None:
+        raise AuditError("the client policy names no rule-bundle auditors; rule bundles refused")
+    if not sha256:
+        raise AuditError("a rule-bundle statement must have exactly one sha256 subject")
+    auditors = {a.keyid: a.public_key for a in req.auditors}
+    passed: dict[str, set[str]] = {a: set() for a in req.audits}
+    for i, att in enumerate(bundle.attestations):
+        _included(att.entry, att.index, att.hashes, cp, f"attestation {i}")
+        try:
+            envelope = parse_envelope(att.entry)
+            statement = parse_statement(envelope.payload)
+            body = parse_predicate(statement)
+        except FormatError as err:
+            raise AuditError(f"attestation {i} is malformed: {err}") from err
+        if not isinstance(body, RuleAudit) or sha256 not in (s.sha256 for s in statement.subjects):
+            continue  # about something else: not a sign-off on this bundle
+        try:
+            signers = verify_envelope(envelope, auditors).keyids
+        except UnknownKeyError:
+            continue
+        except InvalidSignatureError as err:
+            raise AuditError(f"attestation {i} has a bad auditor signature") from err
+        if body.result == "pass" and body.audit in passed:
+            passed[body.audit].update(signers)
+    for audit, keyids in passed.items():
+        if len(keyids) < req.min_auditors:
+            raise AuditError(
+                f"audit {audit!r} signed off by {len(keyids)} auditor(s), {req.min_auditors} required"
+            )
+    return {a: tuple(sorted(k)) for a, k in passed.items()}
+
+
+def _rollback(
+    kind: str, predicate: Release | Update | RuleBundle, state: GateState
+) -> tuple[tuple[str, str, str], str]:
+    key = (_line(kind), predicate.product, predicate.channel)
+    prev = state.versions.get(key)
+    new = predicate.version
+    if prev is not None:
+        if version_key(new) < version_key(prev):
+            raise RollbackError(
+                f"{predicate.product}/{predicate.channel} version {new} is older than the"
+                f" installed {prev}"
+            )
+        floor = predicate.min_previous_version if isinstance(predicate, Update) else None
+        if floor is not None and version_key(prev) < version_key(floor):
+            raise RollbackError(
+                f"update {new} needs at least {floor} installed; this client has {prev}"
+            )
+        if version_key(prev) > version_key(new):  # pragma: no cover - excluded above
+            new = prev
+    return key, new
+
+
+def _consistency(
+    cp: Checkpoint,
+    note: bytes,
+    bundle: Bundle,
+    state: GateState,
+    fetch: ConsistencyFetcher | None,
+) -> bytes:
+    """Check ``cp`` against the stored checkpoint; return the note to keep."""
+    stored_note = state.checkpoints.get(cp.origin)
+    if stored_note is None:
+        return note
+    old = parse_checkpoint(parse_note(stored_note).text)
+    if old.size == cp.size:
+        if old.root_hash != cp.root_hash:
+            err = ConsistencyError(
+                f"split view: two checkpoints of {cp.origin} at size {cp.size} with different roots"
+            )
+            err.evidence = (stored_note, note)
+            raise err
+        return stored_note
+    small, big = (old, cp) if old.size < cp.size else (cp, old)
+    proof: Sequence[bytes] | None = None
+    for c in bundle.consistency:
+        if (c.old_size, c.new_size) == (small.size, big.size):
+            proof = c.hashes
+            break
+    if proof is None:
+        if fetch is None:
+            raise ConsistencyError(
+                f"no consistency proof from size {small.size} to {big.size} (in the bundle or"
+                " from the log)"
+            )
+        try:
+            proof = fetch(small.size, big.size)
+        except OvertError as err:
+            raise ConsistencyError(f"cannot fetch a consistency proof: {err}") from err
+    try:
+        merkle.verify_consistency(small.size, big.size, small.root_hash, big.root_hash, proof)
+    except ProofError as err:
+        e = ConsistencyError(
+            f"checkpoint {cp.size} is not consistent with the last one seen ({old.size}): {err}"
+        )
+        e.evidence = (stored_note, note)
+        raise e from err
+    return note if cp.size > old.size else stored_note
+
+
+def verify_publication(
+    artifact_sha256: bytes | Callable[[], bytes],
+    bundle: Bundle | bytes,
+    policy: ClientPolicy,
+    state: GateState,
+    now: float,
+    fetch_consistency: ConsistencyFetcher | None = None,
+) -> Admission:
+    """Run every check (see the module docstring); return the admission or raise.
+
+    Raises:
+        GateError: the subclass of the first failing check.
+    """
+    try:
+        parsed = parse_bundle(bundle) if isinstance(bundle, bytes) else bundle
+        envelope = parse_envelope(parsed.entry)
+        if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
+            raise FormatError("publication", "payloadType is not in-toto", envelope.payload_type)
+        statement = parse_statement(envelope.payload)
+        note = parsed.proof.checkpoint
+        cp = parse_checkpoint(parse_note(note).text)
+    except FormatError as err:
+        raise BundleError(str(err)) from err
+
+    first: GateError | None = None
+    admission: Admission | None = None
+    try:
+        admission = _checks(
+            statement, envelope, parsed, policy, state, now, cp, note, fetch_consistency
+        )
+    except GateError as err:
+        first = err
+    digest = artifact_sha256() if callable(artifact_sha256) else artifact_sha256
+    if digest.hex() not in (s.sha256 for s in statement.subjects):
+        subjects = ", ".join(f"{s.name} {s.sha256}" for s in statement.subjects)
+        raise ArtifactDigestError(
+            f"artifact sha256 {digest.hex()} is not the publication's subject ({subjects})"
+        )
+    if first is not None:
+        raise first
+    assert admission is not None
+    subject = next(s.name for s in statement.subjects if s.sha256 == digest.hex())
+    return replace(
+        admission, publication=replace(admission.publication, subject=subject, sha256=digest.hex())
+    )
+
+
+def _checks(
+    statement: Statement,
+    envelope: Envelope,
+    bundle: Bundle,
+    policy: ClientPolicy,
+    state: GateState,
+    now: float,
+    cp: Checkpoint,
+    note: bytes,
+    fetch: ConsistencyFetcher | None,
+) -> Admission:
+    keys, keyids = _publisher(envelope, bundle, policy, state)
+    predicate = _pin(statement, policy)
+    kind = statement.kind
+    assert kind is not None
+    _included(bundle.entry, bundle.proof.index, bundle.proof.hashes, cp, "the publication")
+    for i, k in enumerate(bundle.keysets):
+        _included(k.entry, k.index, k.hashes, cp, f"key set {i}")
+    verified = _checkpoint(note, policy, now)
+    if verified.quorum_time is None:
+        raise FreshnessError("the witness policy has quorum none: freshness cannot be proven")
+    age = now - verified.quorum_time
+    if age > policy.max_checkpoint_age:
+        raise FreshnessError(
+            f"checkpoint {cp.origin} size {cp.size} was last cosigned by the witness quorum"
+            f" {age:.0f} s ago, more than the allowed {policy.max_checkpoint_age:g} s"
+        )
+    audits: dict[str, tuple[str, ...]] = {}
+    if kind == "rule-bundle":
+        audits = _audits(_subject_sha(statement), bundle, policy, cp)
+    version_slot, version = _rollback(kind, predicate, state)
+    keep = _consistency(cp, note, bundle, state, fetch)
+    checkpoints = dict(state.checkpoints)
+    checkpoints[cp.origin] = keep
+    versions = dict(state.versions)
+    versions[version_slot] = version
+    new_keys = keys if state.keys is None or keys.sequence > state.keys.sequence else state.keys
+    publication = VerifiedPublication(
+        kind=kind,
+        product=predicate.product,
+        channel=predicate.channel,
+        version=predicate.version,
+        predicate=predicate,
+        statement=statement,
+        subject="",
+        sha256="",
+        index=bundle.proof.index,
+        entry=bundle.entry,
+        checkpoint=verified,
+        keyids=keyids,
+        audits=audits,
+    )
+    return Admission(publication, GateState(checkpoints, versions, new_keys))
+
+
+def _subject_sha(statement: Statement) -> str:
+    """The one sha256 subject of a rule bundle (audits are about exactly one artifact)."""
+    if len(statement.subjects) != 1:
+        return ""
+    return statement.subjects[0].sha256 or ""

@@ -1,0 +1,224 @@
+"""The ``.overt`` bundle: everything an endpoint needs to check a publication offline.
+
+``overt publish FILE`` writes ``FILE.overt``, one JSON object (UTF-8, members
+sorted, no insignificant whitespace, one final newline)::
+
+    {
+      "mediaType":    "application/vnd.overt.bundle.v1+json",
+      "envelope":     {DSSE envelope of the publication's in-toto statement},
+      "proof":        "c2sp.org/tlog-proof@v1\\nindex N\\n<hashes>\\n\\n<witnessed checkpoint>",
+      "keysets":      [{"envelope": {...}, "index": N, "hashes": [base64, ...]}, ...],
+      "attestations": [{"envelope": {...}, "index": N, "hashes": [base64, ...]}, ...],
+      "consistency":  [{"old_size": M, "new_size": N, "hashes": [base64, ...]}, ...]
+    }
+
+- The log entry of a publication is the canonical serialization of its
+  envelope (:func:`overt.formats.dsse.format_envelope`); its leaf hash is
+  RFC 6962's ``SHA-256(0x00 || entry)``.
+- ``proof`` is a c2sp.org/tlog-proof: the entry's index, its inclusion proof
+  and the checkpoint (with witness cosignatures) it is proven against.
+- ``keysets`` is the publisher's key-set chain (:mod:`overt.publish.keyset`),
+  oldest first; each entry is proven included in the *same* checkpoint.
+- ``attestations`` are other logged envelopes about the same artifact (auditor
+  sign-offs on a rule bundle), proven included in the same checkpoint.
+- ``consistency`` optionally carries RFC 6962 consistency proofs between the
+  proof's checkpoint and other tree sizes, so an offline client whose last
+  checkpoint has one of those sizes needs no network.
+
+Parsing is strict: exactly these members, the exact media type, canonical
+base64 hashes of 32 bytes, non-negative integer sizes, a well-formed tlog-proof,
+at most :data:`MAX_BUNDLE_SIZE` bytes. Nothing in a bundle is trusted until
+:mod:`overt.gate` has verified it. ``v1`` in the media type is the version; a
+change that an old reader would misread gets ``v2``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from overt.errors import FormatError
+from overt.formats.dsse import (
+    dump_json_canonical,
+    envelope_from_json,
+    envelope_to_json,
+    format_envelope,
+    load_json_strict,
+    parse_envelope,
+)
+from overt.formats.proof import TlogProof, format_proof, parse_proof
+
+__all__ = [
+    "MAX_BUNDLE_SIZE",
+    "MEDIA_TYPE",
+    "Bundle",
+    "ConsistencyProof",
+    "LoggedEntry",
+    "format_bundle",
+    "parse_bundle",
+]
+
+MEDIA_TYPE = "application/vnd.overt.bundle.v1+json"
+MAX_BUNDLE_SIZE = 8 << 20
+_MAX_LIST = 256
+_MAX_HASHES = 128
+_MEMBERS = frozenset({"mediaType", "envelope", "proof", "keysets", "attestations", "consistency"})
+
+
+def _fail(reason: str, data: object = "") -> FormatError:
+    return FormatError("overt bundle", reason, data if isinstance(data, str) else repr(data)[:80])
+
+
+@dataclass(frozen=True)
+class LoggedEntry:
+    """A logged envelope (``entry``, canonical bytes) and its inclusion proof."""
+
+    entry: bytes
+    index: int
+    hashes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """An RFC 6962 consistency proof from ``old_size`` to ``new_size``."""
+
+    old_size: int
+    new_size: int
+    hashes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A parsed, unverified bundle."""
+
+    entry: bytes
+    proof: TlogProof
+    keysets: tuple[LoggedEntry, ...] = ()
+    attestations: tuple[LoggedEntry, ...] = ()
+    consistency: tuple[ConsistencyProof, ...] = ()
+
+
+def _int(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 63:
+        raise _fail(f"{what} is not an integer in [0, 2^63)", value)
+    return value
+
+
+def _hashes(value: object) -> tuple[bytes, ...]:
+    if not isinstance(value, list) or len(value) > _MAX_HASHES:
+        raise _fail("hashes is not a list of at most 128 hashes", value)
+    out = []
+    for item in value:
+        if not isinstance(item, str):
+            raise _fail("a hash is not a string", item)
+        try:
+            raw = base64.b64decode(item, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise _fail("a hash is not base64", item) from err
+        if len(raw) != 32 or base64.b64encode(raw).decode() != item:
+            raise _fail("a hash is not the canonical base64 of 32 bytes", item)
+        out.append(raw)
+    return tuple(out)
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if not isinstance(value, list) or len(value) > _MAX_LIST:
+        raise _fail(f"{what} is not a list of at most {_MAX_LIST} items", value)
+    return value
+
+
+def _members(obj: object, members: set[str], what: str) -> dict[str, Any]:
+    if not isinstance(obj, dict) or set(obj) != members:
+        raise _fail(f"{what} does not have exactly the members {sorted(members)}", obj)
+    return obj
+
+
+def _entry(obj: object) -> bytes:
+    return format_envelope(envelope_from_json(obj))
+
+
+def _logged(obj: object, what: str) -> LoggedEntry:
+    item = _members(obj, {"envelope", "index", "hashes"}, what)
+    return LoggedEntry(
+        _entry(item["envelope"]), _int(item["index"], f"{what} index"), _hashes(item["hashes"])
+    )
+
+
+def parse_bundle(data: bytes) -> Bundle:
+    """Parse a ``.overt`` bundle (without verifying anything).
+
+    Raises:
+        FormatError: anything that is not exactly the documented format.
+    """
+    obj = _members(
+        load_json_strict(data, "overt bundle", MAX_BUNDLE_SIZE), set(_MEMBERS), "the bundle"
+    )
+    if obj["mediaType"] != MEDIA_TYPE:
+        raise _fail(f"mediaType is not {MEDIA_TYPE}", obj["mediaType"])
+    if not isinstance(obj["proof"], str):
+        raise _fail("proof is not a string", obj["proof"])
+    proof = parse_proof(obj["proof"].encode("utf-8"))
+    consistency = []
+    for item in _list(obj["consistency"], "consistency"):
+        c = _members(item, {"old_size", "new_size", "hashes"}, "a consistency proof")
+        consistency.append(
+            ConsistencyProof(
+                _int(c["old_size"], "old_size"),
+                _int(c["new_size"], "new_size"),
+                _hashes(c["hashes"]),
+            )
+        )
+    return Bundle(
+        entry=_entry(obj["envelope"]),
+        proof=proof,
+        keysets=tuple(_logged(k, "a key set") for k in _list(obj["keysets"], "keysets")),
+        attestations=tuple(
+            _logged(a, "an attestation") for a in _list(obj["attestations"], "attestations")
+        ),
+        consistency=tuple(consistency),
+    )
+
+
+def _b64(hashes: Sequence[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode("ascii") for h in hashes]
+
+
+def _logged_json(e: LoggedEntry) -> dict[str, Any]:
+    return {
+        "envelope": envelope_to_json(parse_envelope(e.entry)),
+        "index": e.index,
+        "hashes": _b64(e.hashes),
+    }
+
+
+def format_bundle(bundle: Bundle) -> bytes:
+    """Serialize ``bundle`` canonically (the inverse of :func:`parse_bundle`).
+
+    Raises:
+        FormatError: an entry that is not a canonical DSSE envelope, or a
+            malformed proof.
+    """
+    for e in (
+        bundle.entry,
+        *(k.entry for k in bundle.keysets),
+        *(a.entry for a in bundle.attestations),
+    ):
+        if format_envelope(parse_envelope(e)) != e:
+            raise _fail(
+                "a log entry is not a canonical DSSE envelope", e[:60].decode("utf-8", "replace")
+            )
+    obj = {
+        "mediaType": MEDIA_TYPE,
+        "envelope": envelope_to_json(parse_envelope(bundle.entry)),
+        "proof": format_proof(bundle.proof).decode("utf-8"),
+        "keysets": [_logged_json(k) for k in bundle.keysets],
+        "attestations": [_logged_json(a) for a in bundle.attestations],
+        "consistency": [
+            {"old_size": c.old_size, "new_size": c.new_size, "hashes": _b64(c.hashes)}
+            for c in bundle.consistency
+        ],
+    }
+    return dump_json_canonical(obj) + b"\n"

@@ -1,0 +1,183 @@
+"""Publisher key sets: rotation and revocation, followed from one pinned first key.
+
+A client pins one key, the publisher's first. Every change of the publisher's
+keys is a logged publication of kind ``key-set``
+(``https://overt.dev/key-set/v1``, see :mod:`overt.formats.statement`)::
+
+    sequence   n (1, 2, ...)            the n-th key set
+    keys       [publisher vkey, ...]    the keys valid from this set on
+    revoked    [publisher vkey, ...]    keys never valid again (compromise)
+    threshold  t                        signatures from this set needed for set n+1
+    previous   sha256 hex of key set n-1's log entry (null for n = 1)
+
+Key set ``n`` must be signed by ``threshold`` keys of set ``n - 1`` (the pinned
+key, threshold 1, for set 1): rotation and revocation are authorised by the
+previous keys, and ``previous`` hash-chains the sets so that two different
+sets with one sequence number are a detectable fork. Revocations accumulate: a
+revoked key can never come back. Only the keys of the latest set sign
+publications; a key rotated out (not revoked) simply stops being valid.
+
+:func:`follow_keyset` is pure logic: state in, key-set entries (the exact
+logged envelope bytes) in, new state out or an error. Entries the state already
+covers are skipped (one with the state's own sequence number must be the same
+entry), so a client can feed it the whole chain every time.
+
+Example::
+
+    state = KeyState.pinned(first_key)
+    state = follow_keyset(state, [entry_1, entry_2])   # -> keys of set 2
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from overt.errors import FormatError, VerificationError
+from overt.formats.dsse import (
+    PAYLOAD_TYPE_IN_TOTO,
+    format_envelope,
+    parse_envelope,
+    sign_envelope,
+    verify_envelope,
+)
+from overt.formats.statement import (
+    KeySet,
+    format_statement,
+    make_statement,
+    parse_predicate,
+    parse_statement,
+)
+from overt.publish.keys import PublisherKey, PublisherSigner, parse_publisher_key
+
+__all__ = [
+    "KEY_SET_SUBJECT",
+    "KeySetError",
+    "KeyState",
+    "follow_keyset",
+    "keyset_digest",
+    "make_keyset_entry",
+]
+
+#: The subject name of every key-set statement; its digest is over the key list.
+KEY_SET_SUBJECT = "overt-key-set"
+
+
+class KeySetError(VerificationError):
+    """A key-set chain that does not follow: a gap, a fork, a bad link, a revived key."""
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """Where a client is in the publisher's key-set chain."""
+
+    sequence: int
+    keys: tuple[PublisherKey, ...]
+    revoked: frozenset[str]  # DSSE key IDs
+    threshold: int
+    digest: str | None  # sha256 hex of the latest key-set entry (None: only the pinned key)
+
+    @classmethod
+    def pinned(cls, first_key: PublisherKey) -> KeyState:
+        return cls(0, (first_key,), frozenset(), 1, None)
+
+    def trusted(self) -> dict[str, Ed25519PublicKey]:
+        """DSSE key ID -> public key, for the keys valid now."""
+        return {k.keyid: k.public_key for k in self.keys}
+
+
+def keyset_digest(entry: bytes) -> str:
+    """The chain link of a key-set entry: sha256 hex of its exact log entry bytes."""
+    return hashlib.sha256(entry).hexdigest()
+
+
+def _subject_digest(keys: Sequence[str]) -> str:
+    return hashlib.sha256("".join(k + "\n" for k in keys).encode()).hexdigest()
+
+
+def make_keyset_entry(
+    state: KeyState,
+    signers: Sequence[PublisherSigner],
+    keys: Sequence[PublisherKey],
+    revoke: Sequence[PublisherKey] = (),
+    threshold: int = 1,
+) -> bytes:
+    """Build and sign key set ``state.sequence + 1``; returns the log entry bytes.
+
+    The entry is checked with :func:`follow_keyset` before it is returned, so a
+    set the clients would refuse is never logged.
+
+    Raises:
+        KeySetError: the signers are not ``state.threshold`` keys of ``state``, a
+            key is revoked, or the threshold exceeds the number of keys.
+        FormatError: a malformed key list.
+    """
+    if not 1 <= threshold <= len(keys):
+        raise KeySetError(f"threshold {threshold} is not between 1 and {len(keys)} keys")
+    vkeys = tuple(k.vkey for k in keys)
+    body = KeySet(
+        sequence=state.sequence + 1,
+        keys=vkeys,
+        revoked=tuple(k.vkey for k in revoke),
+        threshold=threshold,
+        previous=state.digest,
+    )
+    statement = make_statement(KEY_SET_SUBJECT, _subject_digest(vkeys), body)
+    envelope = sign_envelope(
+        PAYLOAD_TYPE_IN_TOTO, format_statement(statement), [(s.keyid, s) for s in signers]
+    )
+    entry = format_envelope(envelope)
+    follow_keyset(state, [entry])
+    return entry
+
+
+def follow_keyset(start: KeyState | PublisherKey, entries: Sequence[bytes]) -> KeyState:
+    """Follow key-set entries (in chain order) from ``start``; returns the new state.
+
+    Raises:
+        FormatError: an entry that is not a key-set statement in a DSSE envelope.
+        InvalidSignatureError, UnknownKeyError: a set not signed by ``threshold``
+            keys of the set before it.
+        KeySetError: a sequence gap, a ``previous`` link that does not match, a
+            different entry for the sequence already held (a fork), a revoked key
+            listed again, or a subject digest that does not match the keys.
+    """
+    state = KeyState.pinned(start) if isinstance(start, PublisherKey) else start
+    for entry in entries:
+        envelope = parse_envelope(entry)
+        statement = parse_statement(envelope.payload)
+        body = parse_predicate(statement)
+        if not isinstance(body, KeySet):
+            raise FormatError("key-set entry", "not a key-set statement", statement.predicate_type)
+        digest = keyset_digest(entry)
+        if body.sequence < state.sequence:
+            continue
+        if body.sequence == state.sequence:
+            if digest != state.digest:
+                raise KeySetError(
+                    f"two different key sets with sequence {body.sequence} (a fork of the chain)"
+                )
+            continue
+        if body.sequence != state.sequence + 1:
+            raise KeySetError(f"key set {body.sequence} follows key set {state.sequence}")
+        if body.previous != state.digest:
+            raise KeySetError(f"key set {body.sequence} does not link to key set {state.sequence}")
+        verify_envelope(envelope, state.trusted(), threshold=state.threshold)
+        if statement.subjects[0].name != KEY_SET_SUBJECT or statement.subjects[0].sha256 != (
+            _subject_digest(body.keys)
+        ):
+            raise KeySetError(f"key set {body.sequence} subject does not match its keys")
+        keys = tuple(parse_publisher_key(k) for k in body.keys)
+        revoked = state.revoked | {parse_publisher_key(k).keyid for k in body.revoked}
+        if len({k.keyid for k in keys}) != len(keys):
+            raise KeySetError(f"key set {body.sequence} lists one key twice")
+        back = [k.vkey for k in keys if k.keyid in revoked]
+        if back:
+            raise KeySetError(f"key set {body.sequence} lists revoked key {back[0]}")
+        if body.threshold > len(keys):
+            raise KeySetError(f"key set {body.sequence} threshold exceeds its keys")
+        state = KeyState(body.sequence, keys, frozenset(revoked), body.threshold, digest)
+    return state
