@@ -119,18 +119,24 @@ def inclusion_proof(index: int, size: int, subtree: SubtreeHash) -> list[bytes]:
     """
     if not 0 <= index < size:
         raise ProofRequestError(f"no inclusion proof for index {index} in a tree of size {size}")
+    # Bottom-up, by height (the shape RFC 9162's PATH recursion produces): below the height
+    # where index and size - 1 diverge every node has a sibling, which is complete except the
+    # one just below it (it ends at the size); above it, only right children have a sibling.
     path: list[bytes] = []
-    lo, hi = 0, size
-    while hi - lo > 1:
-        k = 1 << ((hi - lo - 1).bit_length() - 1)
-        mid = lo + k
-        if index < mid:
-            path.append(subtree(mid, hi))
-            hi = mid
-        else:
-            path.append(subtree(lo, mid))
-            lo = mid
-    path.reverse()
+    append = path.append
+    inner = (index ^ (size - 1)).bit_length()
+    for h in range(inner):
+        lo = ((index >> h) ^ 1) << h
+        hi = lo + (1 << h)
+        append(subtree(lo, hi if hi <= size else size))
+    node = index >> inner
+    h = inner
+    while node:
+        if node & 1:
+            lo = (node ^ 1) << h
+            append(subtree(lo, lo + (1 << h)))
+        node >>= 1
+        h += 1
     return path
 
 

@@ -298,23 +298,28 @@ def read_tile_hashes(data: bytes, width: int) -> list[bytes]:
     return [bytes(data[i : i + HASH_SIZE]) for i in range(0, len(data), HASH_SIZE)]
 
 
+_Expanded = list[list[bytes]]  # [height][position] -> hash, for the complete nodes of one tile
+_Key = tuple[int, int, int]  # (level, index, width)
+
+
 class TileCache:
     """A bounded LRU of *expanded* tiles, shared by the :class:`TileReader` s of one log.
 
-    An expanded tile keeps, for each height ``r`` inside the tile, the concatenated hashes of
-    its complete subtrees of height ``r`` (height 0 is the tile itself); heights are computed
-    only when first asked for. A full expanded tile takes about 16 KiB.
+    An expanded tile keeps, for each height ``r`` inside the tile, the hashes of its complete
+    subtrees of height ``r`` (height 0 is the tile itself); heights are computed only when first
+    asked for. A full tile expanded to height 7 holds 511 hashes, about 37 KiB of Python objects,
+    so the default 1,024 tiles take about 38 MiB.
 
-    Use one cache per log, and only for tiles that are trusted (the log's own storage) or
-    that a verified checkpoint covers: entries are keyed by ``(level, index, width)``, and a
-    full tile also answers for narrower widths of the same tile.
+    Use one cache per log, and only for tiles that are trusted (the log's own storage) or that a
+    verified checkpoint covers: entries are keyed by ``(level, index, width)``, and a full tile
+    also answers for narrower widths of the same tile.
     """
 
     def __init__(self, max_tiles: int = 1024) -> None:
         if max_tiles < 1:
             raise ValueError("a tile cache holds at least one tile")
         self.max_tiles = max_tiles
-        self._tiles: OrderedDict[tuple[int, int, int], list[bytes]] = OrderedDict()
+        self._tiles: OrderedDict[_Key, _Expanded] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -324,7 +329,7 @@ class TileCache:
         with self._lock:
             self._tiles.clear()
 
-    def _get(self, key: tuple[int, int, int]) -> tuple[tuple[int, int, int], list[bytes] | None]:
+    def _get(self, key: _Key) -> tuple[_Key, _Expanded | None]:
         tiles = self._tiles
         with self._lock:
             exp = tiles.get(key)
@@ -337,7 +342,7 @@ class TileCache:
                 tiles.move_to_end(key)
             return key, exp
 
-    def _put(self, key: tuple[int, int, int], exp: list[bytes]) -> None:
+    def _put(self, key: _Key, exp: _Expanded) -> None:
         tiles = self._tiles
         with self._lock:
             tiles[key] = exp
@@ -346,18 +351,17 @@ class TileCache:
                 tiles.popitem(last=False)
 
 
-def _expanded(exp: list[bytes], height: int) -> list[bytes]:
+def _expanded(exp: _Expanded, height: int) -> _Expanded:
     """A copy of an expanded tile with heights added up to ``height`` (incomplete pairs dropped).
 
-    Cached lists are never mutated, so readers in other threads never see a half-built one.
+    Cached tiles are never mutated, so readers in other threads never see a half-built one.
     """
     sha = _sha256
     out = list(exp)
     while len(out) <= height:
         prev = out[-1]
-        pairs = len(prev) // (2 * HASH_SIZE)
         out.append(
-            b"".join([sha(b"\x01" + prev[i : i + 64]).digest() for i in range(0, pairs * 64, 64)])
+            [sha(b"\x01" + prev[i] + prev[i + 1]).digest() for i in range(0, len(prev) - 1, 2)]
         )
     return out
 
@@ -381,28 +385,27 @@ class TileReader:
         self.size = size
         self._cache = TileCache() if cache is None else cache
         self._edges: dict[int, bytes] = {}
-        # The last tile used, as one tuple so that threads swap it atomically: the proof
-        # generators ask for up to 8 subtrees of one tile in a row.
-        self._last: tuple[int, int, list[bytes]] = (-1, -1, [])
+        # The last tile used, keyed (index << 6 | level), as one tuple so that threads swap it
+        # atomically: the proof generators ask for up to 8 subtrees of one tile in a row.
+        self._last: tuple[int, _Expanded] = (-1, [])
 
     def __call__(self, lo: int, hi: int) -> bytes:
-        n = hi - lo
-        if n > 0 and n & (n - 1) == 0 and lo & (n - 1) == 0 and lo >= 0 and hi <= self.size:
-            # A complete subtree: _complete() inlined, as this is the hot path of every proof.
-            height = n.bit_length() - 1
-            level = height >> 3
+        m = hi - lo - 1
+        if m >= 0 and not (m + 1) & m and not lo & m and lo >= 0 and hi <= self.size:
+            # A complete aligned subtree of height h = 8 * level + r: the hot path of every
+            # proof, so _complete() is inlined here and the constants written out (8, 255).
+            height = m.bit_length()
+            shift = height & ~7
             r = height & 7
-            shift = level << 3
-            index = lo >> (shift + 8)
-            last_level, last_index, exp = self._last
-            if last_level != level or last_index != index or len(exp) <= r:
-                exp = self._tile(level, index, r)
-                self._last = (level, index, exp)
-            pos = ((lo >> (shift + r)) & ((TILE_WIDTH >> r) - 1)) << 5
-            return exp[r][pos : pos + HASH_SIZE]
+            key = (lo >> (shift + 8) << 6) | (height >> 3)
+            last_key, exp = self._last
+            if last_key != key or len(exp) <= r:
+                exp = self._tile(height >> 3, lo >> (shift + 8), r)
+                self._last = (key, exp)
+            return exp[r][(lo >> (shift + r)) & (255 >> r)]
         if not 0 <= lo <= hi <= self.size:
             raise ProofRequestError(f"range [{lo}, {hi}) is not in a tree of size {self.size}")
-        if n == 0:
+        if m < 0:
             return EMPTY_ROOT
         if hi == self.size:
             h = self._edges.get(lo)
@@ -422,19 +425,18 @@ class TileReader:
 
     def _complete(self, lo: int, height: int) -> bytes:
         """The hash of the complete subtree of ``2**height`` leaves starting at ``lo``."""
-        level = height >> 3
-        r = height & 7
-        shift = level << 3
-        index = lo >> (shift + 8)
-        last_level, last_index, exp = self._last
-        if last_level != level or last_index != index or len(exp) <= r:
-            exp = self._tile(level, index, r)
-            self._last = (level, index, exp)
-        pos = ((lo >> (shift + r)) & ((TILE_WIDTH >> r) - 1)) << 5
-        return exp[r][pos : pos + HASH_SIZE]
+        level, r = divmod(height, TILE_HEIGHT)
+        shift = TILE_HEIGHT * level
+        index = lo >> (shift + TILE_HEIGHT)
+        exp = self._tile(level, index, r)
+        return exp[r][(lo >> (shift + r)) & ((TILE_WIDTH >> r) - 1)]
 
-    def _tile(self, level: int, index: int, height: int) -> list[bytes]:
-        """Tile ``(level, index)`` expanded to at least ``height``, from the cache or fetched."""
+    def _tile(self, level: int, index: int, height: int) -> _Expanded:
+        """Tile ``(level, index)`` expanded to at least ``height``, from the cache or fetched.
+
+        Raises:
+            FormatError: the tile source returned the wrong number of bytes.
+        """
         shift = TILE_HEIGHT * level
         width = min(TILE_WIDTH, (self.size >> shift) - (index << TILE_HEIGHT))
         key, exp = self._cache._get((level, index, width))
@@ -446,7 +448,7 @@ class TileReader:
                     f"{tile_path(level, index, width)} has {len(data)} bytes,"
                     f" expected {HASH_SIZE * width}",
                 )
-            exp = _expanded([bytes(data)], height)
+            exp = _expanded([read_tile_hashes(data, width)], height)
             self._cache._put(key, exp)
         elif len(exp) <= height:
             exp = _expanded(exp, height)
