@@ -1,0 +1,81 @@
+"""``overt rules audit|diff``: audit YARA rules for collection and targeting.
+
+    overt rules audit PATH... [--format text|json|sarif] [--fail-on LEVEL] [--static-only]
+    overt rules diff OLD NEW [--format text|json] [--fail-on LEVEL] [--static-only]
+
+Exit status: 0 clean, 1 when a finding reaches ``--fail-on`` (default
+``high``) or on a failure (one line on stderr), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from overt.errors import ConfigError
+from overt.rules.audit import audit_paths
+from overt.rules.detectors import Severity
+from overt.rules.diff import diff_paths, format_diff
+from overt.rules.report import format_json, format_sarif, format_text
+
+__all__ = ["register"]
+
+_LEVELS = [str(s) for s in Severity]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("rules", help="audit detection rules for collection and targeting")
+    cmds = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
+    cmds.required = True
+
+    a = cmds.add_parser("audit", help="audit .yar/.yara files or folders")
+    a.add_argument("paths", nargs="+", metavar="PATH", help="rule files or folders (recursive)")
+    a.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    a.add_argument(
+        "--fail-on", choices=_LEVELS, default="high", help="exit 1 at this severity (default high)"
+    )
+    a.add_argument("--static-only", action="store_true", help="skip the canary scan")
+    a.set_defaults(func=_audit)
+
+    d = cmds.add_parser("diff", help="show and audit what changed between two bundles")
+    d.add_argument("old", metavar="OLD", help="folder, rule file or archive")
+    d.add_argument("new", metavar="NEW", help="folder, rule file or archive")
+    d.add_argument("--format", choices=("text", "json"), default="text")
+    d.add_argument("--fail-on", choices=_LEVELS, default="high")
+    d.add_argument("--static-only", action="store_true")
+    d.set_defaults(func=_diff)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    report = audit_paths(args.paths, dynamic=not args.static_only)
+    out = {"text": format_text, "json": format_json, "sarif": format_sarif}[args.format](report)
+    sys.stdout.write(out)
+    return 1 if report.fails(Severity.parse(args.fail_on)) else 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    try:
+        d = diff_paths(args.old, args.new, dynamic=not args.static_only)
+    except FileNotFoundError as err:
+        raise ConfigError(f"cannot read {err.filename}: no such file or directory") from err
+    assert d.report is not None
+    if args.format == "json":
+        doc = {
+            "changes": [
+                {
+                    "kind": c.kind,
+                    "rule": c.name,
+                    "path": c.path,
+                    "line": c.line,
+                    "details": list(c.details),
+                }
+                for c in d.changes
+            ],
+            "audit": json.loads(format_json(d.report)),
+        }
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(format_diff(d))
+        sys.stdout.write(format_text(d.report))
+    return 1 if d.report.fails(Severity.parse(args.fail_on)) else 0

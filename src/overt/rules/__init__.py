@@ -1,0 +1,58 @@
+"""Detection-rule transparency: audit YARA rules for collection and targeting.
+
+A threat-detection rule runs with access to every file on every customer
+machine. A rule that looks for classification markings, code names, one
+organisation's documents or one user -- instead of malware -- turns an
+antivirus into a search engine. This package finds such rules:
+
+- ``parse``: YARA files to a parser-independent model (yaramod, plyara fallback);
+- ``decode``: what each string really matches (wide, nocase, hex, base64, xor, regex);
+- ``detectors``: static detectors and the severity scale;
+- ``canary`` / ``dynamic``: a canary corpus scanned with yara-x;
+- ``audit``: orchestration, stable finding IDs, the attestation predicate;
+- ``report``: text, JSON and SARIF 2.1.0 output;
+- ``diff``: what changed between two bundles, audited alone.
+
+Example::
+
+    >>> from overt.rules import audit_sources
+    >>> audit_sources({"r.yar": b'rule r { strings: $a = "x" condition: $a }'}, dynamic=False).counts()
+    {'info': 0, 'low': 0, 'medium': 0, 'high': 0, 'critical': 0}
+"""
+
+from __future__ import annotations
+
+from overt.rules.audit import (
+    PREDICATE_TYPE,
+    Finding,
+    Report,
+    audit_bundle_bytes,
+    audit_paths,
+    audit_predicate,
+    audit_sources,
+    finding_id,
+    read_bundle,
+)
+from overt.rules.detectors import Severity
+from overt.rules.diff import BundleDiff, RuleChange, diff_bundles, diff_paths
+from overt.rules.report import format_json, format_sarif, format_text
+
+__all__ = [
+    "PREDICATE_TYPE",
+    "BundleDiff",
+    "Finding",
+    "Report",
+    "RuleChange",
+    "Severity",
+    "audit_bundle_bytes",
+    "audit_paths",
+    "audit_predicate",
+    "audit_sources",
+    "diff_bundles",
+    "diff_paths",
+    "finding_id",
+    "format_json",
+    "format_sarif",
+    "format_text",
+    "read_bundle",
+]

@@ -1,0 +1,615 @@
+"""Audit a rule bundle: parse, detect statically, scan canaries, report findings.
+
+A *bundle* is a set of rule files: the files and folders given on the command
+line, or one logged publication (a ``.yar`` text, a tar, tar.gz or zip of rule
+files). Every file is audited on its own, so one bad file (unparseable, empty,
+binary, too large) becomes a finding for that file while the rest of the
+bundle is still audited. Includes are resolved relative to the including file,
+inside the bundle; an include that cannot be resolved is a finding and the
+rest of the file is still audited.
+
+Finding IDs are stable: ``OVR-`` + the first 16 hex digits of
+``sha256(path NUL rule NUL detector NUL part NUL evidence)``, where ``path`` is
+the file's path inside the bundle. The same rule in the same place with the
+same problem keeps its ID across runs, machines and bundle versions.
+
+Example::
+
+    >>> r = audit_sources({"a.yar": b'rule r { strings: $a = "NOFORN" condition: $a }'}, dynamic=False)
+    >>> [(f.rule, f.detector, str(f.severity)) for f in r.findings]
+    [('r', 'marking', 'high')]
+
+Attestation predicate (``audit_predicate``), type
+``https://overt.dev/rule-audit/v1``::
+
+    {"bundle": {"name": str, "sha256": hex},
+     "auditor": {"name": "overt", "version": str},
+     "policy": {"fail_on": "high"},
+     "result": "pass" | "fail",
+     "counts": {"info": n, "low": n, "medium": n, "high": n, "critical": n},
+     "files": n, "rules": n,
+     "findings": [finding ID, ...]}   # sorted
+
+``result`` is ``fail`` when any finding reaches ``fail_on``. The predicate is a
+pure function of the report; ``overt rules attest`` wraps it in an in-toto
+statement whose subject is the bundle digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import posixpath
+import tarfile
+import threading
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from overt import __version__
+from overt.errors import FormatError
+from overt.rules import canary as canary_mod
+from overt.rules import dynamic as dynamic_mod
+from overt.rules.detectors import Severity, Signal, analyse_rule, escalate
+from overt.rules.parse import (
+    MAX_FILE_BYTES,
+    ParsedFile,
+    RuleParseError,
+    blank_includes,
+    decode_source,
+    find_includes,
+    parse_source,
+)
+
+__all__ = [
+    "MAX_BUNDLE_FILES",
+    "PREDICATE_TYPE",
+    "RULE_SUFFIXES",
+    "Finding",
+    "Report",
+    "audit_bundle_bytes",
+    "audit_paths",
+    "audit_predicate",
+    "audit_sources",
+    "finding_id",
+    "read_bundle",
+]
+
+PREDICATE_TYPE = "https://overt.dev/rule-audit/v1"
+RULE_SUFFIXES = (".yar", ".yara")
+#: A bundle with more files than this is refused (a hostile archive).
+MAX_BUNDLE_FILES = 20000
+_MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding: which rule, where, what, why, how bad, and a stable ID."""
+
+    id: str
+    severity: Severity
+    detector: str
+    rule: str
+    path: str
+    line: int
+    part: str
+    evidence: str
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "severity": str(self.severity),
+            "detector": self.detector,
+            "rule": self.rule,
+            "path": self.path,
+            "line": self.line,
+            "part": self.part,
+            "evidence": self.evidence,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class Report:
+    """The result of auditing one bundle."""
+
+    name: str
+    sha256: str
+    files: int = 0
+    rules: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    dynamic: bool = True
+    tool_version: str = __version__
+
+    def counts(self) -> dict[str, int]:
+        out = {str(s): 0 for s in Severity}
+        for f in self.findings:
+            out[str(f.severity)] += 1
+        return out
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    def fails(self, level: Severity) -> bool:
+        return any(f.severity >= level for f in self.findings)
+
+
+def finding_id(path: str, rule: str, detector: str, part: str, evidence: str) -> str:
+    """The stable ID of a finding (see the module docstring)."""
+    digest = hashlib.sha256(
+        "\0".join((path, rule, detector, part, evidence)).encode("utf-8")
+    ).hexdigest()
+    return "OVR-" + digest[:16]
+
+
+def _finding(path: str, rule: str, s: Signal) -> Finding:
+    return Finding(
+        finding_id(path, rule, s.detector, s.part, s.evidence),
+        s.severity,
+        s.detector,
+        rule,
+        path,
+        s.line,
+        s.part,
+        s.evidence,
+        s.reason,
+    )
+
+
+def _file_finding(
+    path: str, detector: str, severity: Severity, line: int, evidence: str, reason: str
+) -> Finding:
+    return Finding(
+        finding_id(path, "", detector, "file", evidence),
+        severity,
+        detector,
+        "",
+        path,
+        line,
+        "file",
+        evidence,
+        reason,
+    )
+
+
+def bundle_digest(sources: Mapping[str, bytes]) -> str:
+    """sha256 over the sorted ``path NUL sha256(content)`` lines of a bundle
+    given as separate files (a single archive is hashed as its bytes)."""
+    h = hashlib.sha256()
+    for path in sorted(sources):
+        h.update(
+            path.encode("utf-8")
+            + b"\0"
+            + hashlib.sha256(sources[path]).hexdigest().encode()
+            + b"\n"
+        )
+    return h.hexdigest()
+
+
+# -- includes ------------------------------------------------------------------------------
+
+
+def _resolve(path: str, target: str, sources: Mapping[str, bytes]) -> str | None:
+    base = posixpath.dirname(path)
+    cand = posixpath.normpath(posixpath.join(base, target.replace("\\", "/")))
+    return cand if cand in sources else None
+
+
+def _inline(
+    path: str,
+    text: str,
+    texts: Mapping[str, str],
+    sources: Mapping[str, bytes],
+    seen: frozenset[str],
+) -> str:
+    """The text with its (resolvable) includes inlined, for yara-x."""
+    if not find_includes(text):
+        return text
+    lines = text.split("\n")
+    for line_no, target in find_includes(text):
+        resolved = _resolve(path, target, sources)
+        if resolved is None or resolved in seen or resolved not in texts:
+            lines[line_no - 1] = ""
+        else:
+            lines[line_no - 1] = _inline(
+                resolved, texts[resolved], texts, sources, seen | {resolved}
+            )
+    return "\n".join(lines)
+
+
+# -- auditing --------------------------------------------------------------------------------
+
+
+def _dynamic_signals(
+    hits: set[str], corpus: dict[str, canary_mod.Canary], has_indicators: bool, line: int
+) -> list[Signal]:
+    marked = {n for n in hits if corpus[n].kind == "marked"}
+    clean = {n for n in hits if corpus[n].kind == "clean"}
+    execs = {n for n in hits if corpus[n].kind == "executable"}
+    out: list[Signal] = []
+    keyed = sorted(n for n in marked if corpus[n].twin not in hits)
+    if keyed:
+        out.append(
+            Signal(
+                "canary-marked",
+                Severity.HIGH,
+                "dynamic",
+                line,
+                ", ".join(keyed),
+                "fires on marked canary documents but not on their clean twins: keyed to "
+                "markings or sensitive content",
+                content=False,
+            )
+        )
+    docs = sorted((marked | clean) - set(keyed))
+    if docs and execs:
+        out.append(
+            Signal(
+                "canary-any",
+                Severity.LOW,
+                "dynamic",
+                line,
+                ", ".join(docs + sorted(execs)),
+                "fires on canary documents and on ordinary executables: matches almost "
+                "anything, not targeting",
+                content=False,
+            )
+        )
+    elif clean:
+        sev = Severity.LOW if has_indicators else Severity.MEDIUM
+        why = (
+            "a false positive on ordinary documents in a rule with malicious indicators"
+            if has_indicators
+            else "matches ordinary documents and has no malicious indicator"
+        )
+        out.append(
+            Signal(
+                "canary-document",
+                sev,
+                "dynamic",
+                line,
+                ", ".join(sorted(clean)),
+                f"fires on clean canary documents: {why}",
+                content=False,
+            )
+        )
+    return out
+
+
+def audit_sources(
+    sources: Mapping[str, bytes],
+    *,
+    name: str = "bundle",
+    sha256: str | None = None,
+    dynamic: bool = True,
+    corpus: Iterable[canary_mod.Canary] | None = None,
+) -> Report:
+    """Audit a bundle given as ``{path inside the bundle: bytes}``.
+
+    Never raises for bad rule files: each becomes a finding for that file.
+    """
+    report = Report(name=name, sha256=sha256 or bundle_digest(sources), dynamic=dynamic)
+    findings: list[Finding] = []
+    texts: dict[str, str] = {}
+    parsed: dict[str, ParsedFile] = {}
+
+    for path in sorted(sources):
+        data = sources[path]
+        if not data.strip():
+            findings.append(
+                _file_finding(
+                    path, "empty-file", Severity.INFO, 1, "0 rules", "the file holds no rules"
+                )
+            )
+            continue
+        try:
+            texts[path] = decode_source(path, data)
+        except RuleParseError as err:
+            findings.append(
+                _file_finding(
+                    path,
+                    "unauditable",
+                    Severity.HIGH,
+                    1,
+                    err.detail,
+                    "the file cannot be audited; a rule nobody can read cannot be cleared",
+                )
+            )
+    report.files = len(sources)
+
+    # Dynamic: compile in background threads while the static audit runs.
+    compiled: dynamic_mod.Compiled | None = None
+    worker: threading.Thread | None = None
+    if dynamic and texts:
+        externals = _external_names(texts.values())
+        compile_inputs = [
+            (p, blank_includes(_inline(p, t, texts, sources, frozenset({p}))))
+            for p, t in texts.items()
+        ]
+        box: list[dynamic_mod.Compiled] = []
+        worker = threading.Thread(
+            target=lambda: box.append(dynamic_mod.compile_files(compile_inputs, externals))
+        )
+        worker.start()
+
+    contexts: dict[tuple[str, str], bool] = {}
+    rule_lines: dict[tuple[str, str], int] = {}
+    rule_signals: dict[tuple[str, str], list[Signal]] = {}
+    for path, text in texts.items():
+        try:
+            pf = parse_source(text, path)
+        except RuleParseError as err:
+            findings.append(
+                _file_finding(
+                    path,
+                    "unauditable",
+                    Severity.HIGH,
+                    1,
+                    err.detail,
+                    "no parser accepts the file; its rules were not audited",
+                )
+            )
+            continue
+        parsed[path] = pf
+        for line, target in pf.includes:
+            if _resolve(path, target, sources) is None:
+                findings.append(
+                    _file_finding(
+                        path,
+                        "include-unresolved",
+                        Severity.MEDIUM,
+                        line,
+                        target,
+                        "the included file is not in the bundle; its rules were "
+                        "not audited (the rest of this file was)",
+                    )
+                )
+        if not pf.rules:
+            findings.append(
+                _file_finding(
+                    path, "empty-file", Severity.INFO, 1, "0 rules", "the file holds no rules"
+                )
+            )
+        names = [r.name for r in pf.rules]
+        for rule in pf.rules:
+            report.rules += 1
+            ctx, signals = analyse_rule(rule, names)
+            contexts[(path, rule.name)] = bool(ctx.indicators)
+            rule_lines[(path, rule.name)] = rule.line
+            rule_signals[(path, rule.name)] = signals
+
+    if worker is not None:
+        worker.join()
+        compiled = box[0] if box else None
+    if compiled is not None:
+        for path, msg in sorted(compiled.errors.items()):
+            if path not in parsed:
+                continue  # already reported as unauditable
+            findings.append(
+                _file_finding(
+                    path,
+                    "compile-error",
+                    Severity.MEDIUM,
+                    1,
+                    msg,
+                    "yara-x does not compile the file, so it was audited statically only",
+                )
+            )
+        corpus_list = list(corpus) if corpus is not None else canary_mod.canaries()
+        by_name = {c.name: c for c in corpus_list}
+        hits = dynamic_mod.scan(compiled, corpus_list)
+        for (path, rule_name), names_hit in hits.items():
+            key = _owner_of(path, rule_name, parsed, sources)
+            if key is None:
+                continue
+            sigs = _dynamic_signals(
+                names_hit, by_name, contexts.get(key, False), rule_lines.get(key, 1)
+            )
+            rule_signals.setdefault(key, []).extend(sigs)
+
+    for (path, rule_name), signals in rule_signals.items():
+        for s in escalate(signals, contexts.get((path, rule_name), False)):
+            findings.append(_finding(path, rule_name, s))
+    uniq = {f.id: f for f in findings}
+    report.findings = sorted(
+        uniq.values(), key=lambda f: (-f.severity, f.path, f.line, f.rule, f.detector, f.id)
+    )
+    return report
+
+
+def _owner_of(
+    path: str, rule: str, parsed: Mapping[str, ParsedFile], sources: Mapping[str, bytes]
+) -> tuple[str, str] | None:
+    """The file that defines ``rule`` as compiled in ``path``'s namespace."""
+    todo, seen = [path], set()
+    while todo:
+        p = todo.pop(0)
+        if p in seen or p not in parsed:
+            continue
+        seen.add(p)
+        if any(r.name == rule for r in parsed[p].rules):
+            return (p, rule)
+        for _line, target in parsed[p].includes:
+            resolved = _resolve(p, target, sources)
+            if resolved:
+                todo.append(resolved)
+    return None
+
+
+def _external_names(texts: Iterable[str]) -> set[str]:
+    """Identity-like external variables the files use (defined for yara-x)."""
+    import re
+
+    from overt.rules import _lexicon as lex
+
+    found: set[str] = set()
+    rx = re.compile(
+        r"(?<![.$#@!\w])("
+        + "|".join(sorted(lex.IDENTITY_EXTERNALS, key=len, reverse=True))
+        + r")\s*(?:==|!=|contains|icontains|matches|startswith|endswith|iequals|istartswith|iendswith)"
+    )
+    for text in texts:
+        for m in rx.finditer(text):
+            found.add(m.group(1))
+    return found
+
+
+# -- bundles ---------------------------------------------------------------------------------
+
+
+def read_bundle(name: str, data: bytes) -> dict[str, bytes]:
+    """The rule files of a bundle: a ``.yar``/``.yara`` text, tar (any
+    compression) or zip archive. Non-rule members are ignored.
+
+    Raises:
+        FormatError: an archive that cannot be read, that is too large, or
+            that holds too many files.
+    """
+    if tarfile_like(data):
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tf:
+                out: dict[str, bytes] = {}
+                total = 0
+                for member in tf:
+                    if not member.isfile() or not member.name.lower().endswith(RULE_SUFFIXES):
+                        continue
+                    if len(out) >= MAX_BUNDLE_FILES:
+                        raise FormatError(
+                            "rule bundle", f"more than {MAX_BUNDLE_FILES} rule files", name
+                        )
+                    total += member.size
+                    if total > _MAX_ARCHIVE_BYTES:
+                        raise FormatError("rule bundle", "archive expands beyond 256 MiB", name)
+                    fh = tf.extractfile(member)
+                    if fh is not None:
+                        out[_member_path(member.name)] = fh.read(MAX_FILE_BYTES + 1)
+                return out
+        except (tarfile.TarError, OSError, EOFError) as err:
+            raise FormatError("rule bundle", f"unreadable tar archive: {err}", name) from err
+    if data[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                out = {}
+                total = 0
+                for info in zf.infolist():
+                    if info.is_dir() or not info.filename.lower().endswith(RULE_SUFFIXES):
+                        continue
+                    if len(out) >= MAX_BUNDLE_FILES:
+                        raise FormatError(
+                            "rule bundle", f"more than {MAX_BUNDLE_FILES} rule files", name
+                        )
+                    total += info.file_size
+                    if total > _MAX_ARCHIVE_BYTES:
+                        raise FormatError("rule bundle", "archive expands beyond 256 MiB", name)
+                    with zf.open(info) as fh:
+                        out[_member_path(info.filename)] = fh.read(MAX_FILE_BYTES + 1)
+                return out
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise FormatError("rule bundle", f"unreadable zip archive: {err}", name) from err
+    return {posixpath.basename(name) or "bundle.yar": data}
+
+
+def tarfile_like(data: bytes) -> bool:
+    """gzip, bzip2, xz magic, or a ustar header."""
+    return (
+        data[:2] == b"\x1f\x8b"
+        or data[:3] == b"BZh"
+        or data[:6] == b"\xfd7zXZ\x00"
+        or data[257:262] == b"ustar"
+    )
+
+
+def _member_path(name: str) -> str:
+    # Archive member names are bundle-relative; drop leading "./" and "/".
+    return posixpath.normpath(name.replace("\\", "/")).lstrip("/")
+
+
+def audit_bundle_bytes(name: str, data: bytes, *, dynamic: bool = True) -> Report:
+    """Audit one logged rule bundle (what the log monitor calls per entry).
+
+    The report's ``sha256`` is the digest of ``data`` itself, so that an
+    attestation binds exactly the logged bytes.
+
+    Raises:
+        FormatError: an archive that cannot be read at all.
+    """
+    sources = read_bundle(name, data)
+    return audit_sources(
+        sources, name=name, sha256=hashlib.sha256(data).hexdigest(), dynamic=dynamic
+    )
+
+
+def audit_paths(paths: Iterable[str | Path], *, dynamic: bool = True) -> Report:
+    """Audit ``.yar``/``.yara`` files and folders (recursively) on disk.
+
+    Files are keyed by their path relative to the common parent of the
+    arguments; includes are followed on disk, relative to the including file.
+
+    Raises:
+        FormatError: a path that does not exist.
+    """
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files.extend(
+                sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in RULE_SUFFIXES)
+            )
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FormatError("rule path", "no such file or directory", str(raw))
+    resolved = [f.resolve() for f in files]
+    # Pull in included files that are outside the arguments.
+    todo = list(resolved)
+    seen = set(resolved)
+    while todo:
+        f = todo.pop()
+        try:
+            head = f.read_bytes()[:MAX_FILE_BYTES]
+        except OSError:
+            continue
+        if b"include" not in head:
+            continue
+        for _line, target in find_includes(head.decode("utf-8", "replace")):
+            inc = (f.parent / target).resolve()
+            if inc.is_file() and inc not in seen:
+                seen.add(inc)
+                resolved.append(inc)
+                todo.append(inc)
+    if not resolved:
+        return Report(
+            name=",".join(str(p) for p in paths), sha256=bundle_digest({}), dynamic=dynamic
+        )
+    root = Path(posixpath.commonpath([str(f.parent) for f in resolved]))
+    sources: dict[str, bytes] = {}
+    for f in resolved:
+        rel = f.relative_to(root).as_posix()
+        try:
+            with f.open("rb") as fh:
+                sources[rel] = fh.read(MAX_FILE_BYTES + 1)
+        except OSError as err:
+            raise FormatError("rule path", f"unreadable: {err}", str(f)) from err
+    return audit_sources(sources, name=",".join(str(p) for p in paths), dynamic=dynamic)
+
+
+# -- attestation predicate ----------------------------------------------------------------------
+
+
+def audit_predicate(report: Report, fail_on: Severity = Severity.HIGH) -> dict[str, object]:
+    """The in-toto predicate of an audit (type :data:`PREDICATE_TYPE`).
+
+    Pure: the same report gives the same dict. See the module docstring.
+    """
+    return {
+        "bundle": {"name": report.name, "sha256": report.sha256},
+        "auditor": {"name": "overt", "version": report.tool_version},
+        "policy": {"fail_on": str(fail_on), "dynamic": report.dynamic},
+        "result": "fail" if report.fails(fail_on) else "pass",
+        "counts": report.counts(),
+        "files": report.files,
+        "rules": report.rules,
+        "findings": sorted(f.id for f in report.findings),
+    }

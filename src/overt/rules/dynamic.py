@@ -1,0 +1,119 @@
+"""Dynamic check: compile every rule with yara-x and scan the canary corpus.
+
+Static analysis reads what a rule says; this module observes what it does.
+Each rule file is compiled in a namespace of its own (so that equal rule names
+in different files do not clash), with YARA's common external variables
+defined, and the compiled rules are run over :func:`overt.rules.canary.canaries`
+with the external variables set per canary as an endpoint would set them.
+
+Compilation is the slow part (a few seconds for thousands of rules); yara-x
+releases the GIL while compiling, so the files are compiled in
+:data:`COMPILE_THREADS` independent compilers, concurrently with the static
+audit running in the calling thread.
+
+yara-x: https://virustotal.github.io/yara-x/docs/api/python/
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from overt.rules.canary import Canary
+
+__all__ = [
+    "COMPILE_THREADS",
+    "Compiled",
+    "compile_files",
+    "scan",
+]
+
+COMPILE_THREADS = 2
+_SCAN_TIMEOUT_S = 10
+
+
+@dataclass
+class Compiled:
+    """Compiled rule sets, the namespace of each file, and per-file errors."""
+
+    rules: list[Any] = field(default_factory=list)  # yara_x.Rules
+    namespaces: dict[str, str] = field(default_factory=dict)  # namespace -> file path
+    errors: dict[str, str] = field(default_factory=dict)  # file path -> first error line
+    externals: tuple[str, ...] = ()
+
+
+def _compile_chunk(
+    chunk: list[tuple[str, str, str]],
+    externals: tuple[str, ...],
+    out: Compiled,
+    lock: threading.Lock,
+) -> None:
+    import yara_x
+
+    compiler = yara_x.Compiler()
+    for name in externals:
+        compiler.define_global(name, "")
+    errors: dict[str, str] = {}
+    for ns, path, text in chunk:
+        compiler.new_namespace(ns)
+        try:
+            compiler.add_source(text, origin=path)
+        except yara_x.CompileError as err:
+            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+            errors[path] = lines[0] if lines else "does not compile"
+    rules = compiler.build()
+    with lock:
+        out.rules.append(rules)
+        out.errors.update(errors)
+
+
+def compile_files(files: Iterable[tuple[str, str]], externals: Iterable[str] = ()) -> Compiled:
+    """Compile ``(path, text)`` pairs; a file that fails is recorded, not fatal.
+
+    ``text`` must already have its includes inlined or blanked (the caller
+    resolves them against the bundle, not against the working directory).
+    """
+    ext = tuple(sorted({"filename", "filepath", "extension", "filetype", "owner", *externals}))
+    out = Compiled(externals=ext)
+    items = []
+    for i, (path, text) in enumerate(files):
+        ns = f"f{i}"
+        out.namespaces[ns] = path
+        items.append((ns, path, text))
+    chunks = [items[i::COMPILE_THREADS] for i in range(COMPILE_THREADS)]
+    lock = threading.Lock()
+    threads = [
+        threading.Thread(target=_compile_chunk, args=(c, ext, out, lock)) for c in chunks if c
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def scan(compiled: Compiled, corpus: Iterable[Canary]) -> dict[tuple[str, str], set[str]]:
+    """Which canaries each rule matches: ``{(file path, rule name): {canary names}}``.
+
+    A canary that makes a scan time out is skipped for that rule set.
+    """
+    import yara_x
+
+    hits: dict[tuple[str, str], set[str]] = {}
+    corpus = list(corpus)
+    for rules in compiled.rules:
+        scanner = yara_x.Scanner(rules)
+        scanner.set_timeout(_SCAN_TIMEOUT_S)
+        for canary in corpus:
+            for name in compiled.externals:
+                scanner.set_global(name, canary.externals.get(name, ""))
+            try:
+                result = scanner.scan(canary.data)
+            except (yara_x.ScanError, yara_x.TimeoutError):
+                continue
+            for rule in result.matching_rules:
+                path = compiled.namespaces.get(rule.namespace, rule.namespace)
+                hits.setdefault((path, rule.identifier), set()).add(canary.name)
+    return hits

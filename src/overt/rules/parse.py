@@ -1,0 +1,442 @@
+"""Parse YARA rule files into a small, parser-independent syntax model.
+
+A YARA file is (https://yara.readthedocs.io/en/stable/writingrules.html)::
+
+    file      = { import | include | rule }
+    import    = "import" STRING
+    include   = "include" STRING
+    rule      = ["private"] ["global"] "rule" IDENT [":" IDENT...] "{"
+                  ["meta:" { IDENT "=" (STRING | INT | BOOL) }]
+                  ["strings:" { "$" [IDENT] "=" (STRING | HEX | REGEX) {modifier} }]
+                  "condition:" expression "}"
+
+Example::
+
+    >>> f = parse_source('rule r { strings: $a = "TOP SECRET" wide condition: $a }', "x.yar")
+    >>> f.rules[0].strings[0].data, f.rules[0].strings[0].modifiers
+    (b'TOP SECRET', ('wide',))
+
+The primary parser is yaramod (exact string bytes, modifiers, locations). When
+yaramod refuses a file -- typically because the condition reads an external
+variable (``filename``, ``owner``...) that yaramod cannot declare, or because a
+rule refers to a rule from an include that could not be resolved -- plyara is
+used instead; it does not type-check, so such files are still audited. Only when
+both refuse is the file reported as unauditable.
+
+Includes are not followed by the parsers: :func:`find_includes` lists them and
+the caller (``audit``) audits each included file as a file of its own. The
+include lines are blanked (same length, so line numbers stay exact) before
+parsing.
+
+Versioning: this model only grows fields; the ``parser`` field names which
+parser produced a :class:`Rule`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from overt.errors import FormatError
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "ConditionToken",
+    "ParsedFile",
+    "Rule",
+    "RuleParseError",
+    "StringDef",
+    "blank_includes",
+    "decode_source",
+    "find_includes",
+    "parse_source",
+    "tokenize_condition",
+    "unescape_yara",
+]
+
+#: Files larger than this are refused as unauditable (the largest real rule
+#: file in the reference corpora is well under 1 MiB).
+MAX_FILE_BYTES = 8 * 1024 * 1024
+
+
+class RuleParseError(FormatError):
+    """A rule file that no parser accepts (or that is not YARA text at all)."""
+
+    def __init__(self, path: str, reason: str, data: bytes | str = b"") -> None:
+        self.path = path
+        self.detail = reason
+        super().__init__("YARA rule file", f"{path}: {reason}", data)
+
+
+@dataclass(frozen=True)
+class StringDef:
+    """One ``$id = ...`` pattern.
+
+    ``kind`` is ``text``, ``hex`` or ``regex``. ``data`` is the exact byte text
+    for ``text`` strings (escapes resolved), and the body as written for ``hex``
+    (between the braces) and ``regex`` (between the slashes). ``modifiers``
+    holds each modifier as written (``"xor(1-255)"``, ``"wide"``).
+    """
+
+    identifier: str
+    kind: str
+    data: bytes
+    modifiers: tuple[str, ...]
+    line: int
+    regex_flags: str = ""
+
+    def has(self, modifier: str) -> bool:
+        """Whether a modifier (by name, arguments ignored) is present."""
+        return any(m == modifier or m.startswith(modifier + "(") for m in self.modifiers)
+
+    @property
+    def source(self) -> str:
+        """The pattern as a YARA author would write it (for reports and diffs)."""
+        if self.kind == "hex":
+            body = "{ " + self.data.decode("latin-1") + " }"
+        elif self.kind == "regex":
+            body = "/" + self.data.decode("utf-8", "backslashreplace") + "/" + self.regex_flags
+        else:
+            body = '"' + _escape_text(self.data) + '"'
+        return " ".join([body, *self.modifiers])
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule, independent of the parser that read it."""
+
+    name: str
+    path: str
+    line: int
+    tags: tuple[str, ...]
+    metas: tuple[tuple[str, str | int | bool], ...]
+    strings: tuple[StringDef, ...]
+    condition: str
+    condition_line: int
+    private: bool = False
+    global_: bool = False
+    imports: tuple[str, ...] = ()
+    parser: str = "yaramod"
+
+    def meta(self, key: str) -> list[str | int | bool]:
+        return [v for k, v in self.metas if k == key]
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """The rules of one file, its includes and the parser used."""
+
+    path: str
+    rules: tuple[Rule, ...]
+    includes: tuple[tuple[int, str], ...] = ()
+    parser: str = "yaramod"
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# -- text helpers -------------------------------------------------------------
+
+_ESC = {"n": b"\n", "t": b"\t", "r": b"\r", "\\": b"\\", '"': b'"', "'": b"'", "0": b"\x00"}
+
+
+def unescape_yara(text: str) -> bytes:
+    r"""Resolve the escapes YARA allows in text strings (``\n \t \r \\ \" \xNN``).
+
+    Non-ASCII characters are taken as UTF-8, as YARA does with source files.
+    An unknown or truncated escape is kept as written (YARA would reject the
+    rule; the compile step reports that separately).
+    """
+    out = bytearray()
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch != "\\" or i + 1 >= n:
+            out += ch.encode("utf-8", "surrogateescape")
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt == "x" and re.fullmatch(r"[0-9A-Fa-f]{2}", text[i + 2 : i + 4]):
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        elif nxt in _ESC:
+            out += _ESC[nxt]
+            i += 2
+        else:
+            out += ("\\" + nxt).encode("utf-8", "surrogateescape")
+            i += 2
+    return bytes(out)
+
+
+def _escape_text(data: bytes) -> str:
+    out = []
+    for b in data:
+        c = chr(b)
+        if c == '"':
+            out.append('\\"')
+        elif c == "\\":
+            out.append("\\\\")
+        elif 0x20 <= b < 0x7F:
+            out.append(c)
+        else:
+            out.append(f"\\x{b:02x}")
+    return "".join(out)
+
+
+def decode_source(path: str, data: bytes) -> str:
+    """Bytes of a rule file to text, refusing what cannot be YARA source.
+
+    Raises:
+        RuleParseError: empty, too large, or binary (NUL bytes) input.
+    """
+    if len(data) > MAX_FILE_BYTES:
+        raise RuleParseError(path, f"file too large ({len(data)} bytes > {MAX_FILE_BYTES})")
+    if b"\x00" in data:
+        raise RuleParseError(path, "binary data (NUL bytes), not YARA source", data[:40])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # YARA itself reads bytes; legacy rule files are often Latin-1.
+        text = data.decode("latin-1")
+    return text.removeprefix("\ufeff")
+
+
+_INCLUDE_RE = re.compile(r'^[ \t]*include[ \t]+"((?:[^"\\\n]|\\.)*)"[ \t]*$', re.M)
+
+
+def find_includes(text: str) -> list[tuple[int, str]]:
+    """``(line, target)`` of every ``include "..."`` directive."""
+    return [
+        (text.count("\n", 0, m.start()) + 1, unescape_yara(m.group(1)).decode("utf-8", "replace"))
+        for m in _INCLUDE_RE.finditer(text)
+    ]
+
+
+def blank_includes(text: str) -> str:
+    """Replace include directives with spaces of the same length (lines stay exact)."""
+    return _INCLUDE_RE.sub(lambda m: " " * len(m.group(0)), text)
+
+
+# -- condition tokens -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConditionToken:
+    """One token of a condition: kind is str, regex, ident, num, strref or op."""
+
+    kind: str
+    text: str
+    value: bytes = b""
+
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>\s+|//[^\n]*|/\*.*?\*/)
+  | (?P<str>"(?:[^"\\\n]|\\.)*")
+  | (?P<strref>[$#@!][A-Za-z0-9_]*\*?)
+  | (?P<num>0x[0-9A-Fa-f]+|0o[0-7]+|[0-9]+(?:\.[0-9]+)?(?:KB|MB)?)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+  | (?P<op>==|!=|<=|>=|<<|>>|\.\.|[-+*\\%&|^~<>()\[\],.:=/])
+    """,
+    re.X | re.S,
+)
+_REGEX_LIT = re.compile(r"/((?:[^/\\\n]|\\.)+)/([a-z]*)")
+
+
+def tokenize_condition(text: str) -> list[ConditionToken]:
+    """Tokenize a condition; a ``/.../`` right after ``matches`` is a regex.
+
+    Unknown characters are kept as one-character ``op`` tokens, so the
+    function never fails: the condition has already been accepted by a parser.
+    """
+    out: list[ConditionToken] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "/" and out and out[-1].text == "matches":
+            m = _REGEX_LIT.match(text, i)
+            if m:
+                out.append(ConditionToken("regex", m.group(0), m.group(1).encode("utf-8")))
+                i = m.end()
+                continue
+        m = _TOKEN_RE.match(text, i)
+        if not m:
+            out.append(ConditionToken("op", text[i]))
+            i += 1
+            continue
+        kind = m.lastgroup or "op"
+        tok = m.group(0)
+        i = m.end()
+        if kind == "ws":
+            continue
+        if kind == "str":
+            out.append(ConditionToken("str", tok, unescape_yara(tok[1:-1])))
+        else:
+            out.append(ConditionToken(kind, tok))
+    return out
+
+
+# -- yaramod ------------------------------------------------------------------
+
+_yaramod_instance: object | None = None
+
+
+def _yaramod() -> object:
+    global _yaramod_instance
+    if _yaramod_instance is None:
+        import yaramod
+
+        _yaramod_instance = yaramod.Yaramod()
+    return _yaramod_instance
+
+
+def _meta_value(raw: str) -> str | int | bool:
+    if raw in ("true", "false"):
+        return raw == "true"
+    if re.fullmatch(r"-?(0|[1-9][0-9]*)", raw):
+        return int(raw)
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        return unescape_yara(raw[1:-1]).decode("utf-8", "replace")
+    return raw
+
+
+def _split_modifiers(text: str) -> tuple[str, ...]:
+    # Modifiers are words, some with a parenthesised argument that may hold spaces.
+    return tuple(
+        m.group(0) for m in re.finditer(r'[a-z0-9]+(?:\((?:"(?:[^"\\]|\\.)*"|[^)])*\))?', text)
+    )
+
+
+def _parse_yaramod(text: str, path: str) -> list[Rule]:
+    import yaramod
+
+    ym = _yaramod()
+    yfile = ym.parse_string(text)  # type: ignore[attr-defined]
+    imports = tuple(m.name for m in yfile.imports)
+    rules: list[Rule] = []
+    for r in yfile.rules:
+        strings: list[StringDef] = []
+        for s in r.strings:
+            stype = s.type
+            mods = _split_modifiers(s.modifiers_text)
+            if stype == yaramod.StringType.Hex:
+                kind, data, flags = "hex", s.pure_text, ""
+            elif stype == yaramod.StringType.Regexp:
+                kind, data = "regex", s.pure_text
+                body_text = s.text[: len(s.text) - len(s.modifiers_text)].rstrip()
+                flags = body_text[body_text.rfind("/") + 1 :]
+            else:
+                kind, data, flags = "text", s.pure_text, ""
+            if isinstance(data, str):
+                data = data.encode("utf-8", "surrogateescape")
+            strings.append(
+                StringDef(s.identifier, kind, bytes(data), mods, s.location.begin.line, flags)
+            )
+        metas = tuple((m.key, _meta_value(m.value.text)) for m in r.metas)
+        cond = r.condition
+        rules.append(
+            Rule(
+                name=r.name,
+                path=path,
+                line=r.location.begin.line,
+                tags=tuple(r.tags),
+                metas=metas,
+                strings=tuple(strings),
+                condition=cond.text,
+                condition_line=cond.token_first.location.begin.line,
+                private=r.is_private,
+                global_=r.is_global,
+                imports=imports,
+                parser="yaramod",
+            )
+        )
+    return rules
+
+
+# -- plyara -------------------------------------------------------------------
+
+
+def _parse_plyara(text: str, path: str) -> list[Rule]:
+    import plyara
+
+    parser = plyara.Plyara()
+    parsed = parser.parse_string(text)
+    lines = text.split("\n")
+    rules: list[Rule] = []
+    for r in parsed:
+        start = int(r.get("start_line", 1))
+        stop = int(r.get("stop_line", start))
+        strings: list[StringDef] = []
+        for s in r.get("strings", []):
+            name = s["name"]
+            value: str = s["value"]
+            mods = tuple(s.get("modifiers", []) or [])
+            line = _find_line(lines, start, stop, re.escape(name) + r"\s*=") or start
+            if s.get("type") == "byte":
+                strings.append(
+                    StringDef(name, "hex", value.strip()[1:-1].strip().encode(), mods, line)
+                )
+            elif s.get("type") == "regex":
+                cut = value.rfind("/")
+                body, flags = value[1:cut], value[cut + 1 :]
+                strings.append(StringDef(name, "regex", body.encode("utf-8"), mods, line, flags))
+            else:
+                strings.append(StringDef(name, "text", unescape_yara(value), mods, line))
+        metas: list[tuple[str, str | int | bool]] = []
+        for item in r.get("metadata", []):
+            for k, v in item.items():
+                metas.append((str(k), v if isinstance(v, (int, bool)) else str(v)))
+        raw_cond = r.get("raw_condition", "condition:")
+        cond = raw_cond.split(":", 1)[1].strip() if ":" in raw_cond else raw_cond
+        cline = _find_line(lines, start, stop, r"\bcondition\s*:") or start
+        scopes = r.get("scopes", [])
+        rules.append(
+            Rule(
+                name=r["rule_name"],
+                path=path,
+                line=start,
+                tags=tuple(r.get("tags", [])),
+                metas=tuple(metas),
+                strings=tuple(strings),
+                condition=cond,
+                condition_line=cline,
+                private="private" in scopes,
+                global_="global" in scopes,
+                imports=tuple(r.get("imports", [])),
+                parser="plyara",
+            )
+        )
+    return rules
+
+
+def _find_line(lines: list[str], start: int, stop: int, pattern: str) -> int | None:
+    rx = re.compile(pattern)
+    for no in range(max(start, 1), min(stop, len(lines)) + 1):
+        if rx.search(lines[no - 1]):
+            return no
+    return None
+
+
+_RULE_KEYWORD = re.compile(r"^\s*(?:(?:private|global)\s+)*rule\s+[A-Za-z_]", re.M)
+
+
+def parse_source(text: str, path: str) -> ParsedFile:
+    """Parse the text of one rule file (includes are listed, not followed).
+
+    Raises:
+        RuleParseError: neither yaramod nor plyara accepts the text.
+    """
+    includes = tuple(find_includes(text))
+    body = blank_includes(text) if includes else text
+    notes: list[str] = []
+    try:
+        return ParsedFile(path, tuple(_parse_yaramod(body, path)), includes, "yaramod")
+    except Exception as err:  # yaramod raises its own ParserError and RuntimeErrors
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        notes.append(f"yaramod: {first}")
+    try:
+        rules = _parse_plyara(body, path)
+    except Exception as err:  # plyara raises ParseTypeError/ParseValueError/others
+        notes.append(f"plyara: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+        raise RuleParseError(path, "; ".join(notes)) from err
+    if not rules and _RULE_KEYWORD.search(body):
+        raise RuleParseError(path, "; ".join([*notes, "plyara: no rule recovered"]))
+    return ParsedFile(path, tuple(rules), includes, "plyara", tuple(notes))
