@@ -155,24 +155,29 @@ def consistency_proof(old_size: int, new_size: int, subtree: SubtreeHash) -> lis
         )
     if old_size == new_size:
         return []
-    # SUBPROOF(m, D[lo:hi], b), unrolled: each step records the sibling of the side holding m.
-    proof: list[bytes] = []
-    lo, hi = 0, new_size
-    complete_old_tree = True  # the "b" flag: is [lo, hi) still the whole old tree's prefix?
-    while old_size != hi:
-        k = 1 << ((hi - lo - 1).bit_length() - 1)
-        mid = lo + k
-        if old_size <= mid:
-            proof.append(subtree(mid, hi))
-            hi = mid
-        else:
-            proof.append(subtree(lo, mid))
-            lo = mid
-            complete_old_tree = False
-    if not complete_old_tree:
-        proof.append(subtree(lo, hi))
-    proof.reverse()
-    return proof
+    # SUBPROOF(m, D[n], true) unrolled bottom-up, as for PATH: the last complete subtree of the
+    # old tree (unless that is the whole old tree, which the verifier already has), then the
+    # siblings on its path to the new root. (transparency-dev/merkle builds it the same way.)
+    path: list[bytes] = []
+    append = path.append
+    shift = (old_size & -old_size).bit_length() - 1  # height of the old tree's last subtree
+    if old_size != 1 << shift:
+        append(subtree(old_size - (1 << shift), old_size))
+    index = old_size - 1
+    inner = (index ^ (new_size - 1)).bit_length()  # > shift, as new_size > old_size
+    for h in range(shift, inner):
+        lo = ((index >> h) ^ 1) << h
+        hi = lo + (1 << h)
+        append(subtree(lo, hi if hi <= new_size else new_size))
+    node = index >> inner
+    h = inner
+    while node:
+        if node & 1:
+            lo = (node ^ 1) << h
+            append(subtree(lo, lo + (1 << h)))
+        node >>= 1
+        h += 1
+    return path
 
 
 def _check_hashes(proof: Sequence[bytes]) -> None:
