@@ -47,6 +47,7 @@ __all__ = [
     "hex_sequences",
     "joined_candidates",
     "regex_texts",
+    "utf16_texts",
 ]
 
 #: Most alternative spellings kept per pattern before alternatives become gaps.
@@ -95,6 +96,28 @@ def bytes_to_texts(data: bytes) -> list[tuple[str, str]]:
             except UnicodeDecodeError:
                 continue
     out.append((data.decode("latin-1"), "latin-1"))
+    return out
+
+
+def utf16_texts(data: bytes) -> list[tuple[str, str]]:
+    """UTF-16 readings of bytes in any script (Cyrillic, CJK, Arabic...).
+
+    :func:`bytes_to_texts` only tries UTF-16 for Latin text (every other byte
+    zero). These readings are candidates for markings only: random bytes often
+    decode to plausible CJK, so they are never evidence that bytes are text.
+    """
+    out: list[tuple[str, str]] = []
+    if len(data) < 4 or len(data) % 2:
+        return out
+    for enc in ("utf-16-le", "utf-16-be"):
+        try:
+            text = data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        if sum(ch.isalpha() for ch in text) >= 0.6 * len(text) and any(
+            ord(ch) > 0xFF for ch in text
+        ):
+            out.append((text, enc.replace("-", "")[:5] + enc[-2:]))
     return out
 
 
@@ -217,7 +240,7 @@ def regex_texts(body: str) -> list[str]:
 
 # -- strings to candidates -----------------------------------------------------------
 
-_B64_TEXT = re.compile(rb"^[A-Za-z0-9+/]{12,}={0,2}$")
+_B64_TEXT = re.compile(rb"^[A-Za-z0-9+/]{6,}={0,2}$")
 _HEX_TEXT = re.compile(rb"^(?:[0-9A-Fa-f]{2}){6,}$")
 
 
@@ -250,7 +273,9 @@ def _hand_encoded(data: bytes, nocase: bool) -> list[Candidate]:
         # base64 modifier does); try the text as-is and shifted.
         for pad in (b"", b"A", b"AA", b"AAA"):
             chunk = pad + data.rstrip(b"=")
-            chunk = chunk[: len(chunk) // 4 * 4]
+            if len(chunk) % 4 == 1:
+                chunk = chunk[:-1]
+            chunk += b"=" * (-len(chunk) % 4)
             try:
                 raw = base64.b64decode(chunk, validate=True)[len(pad) :]
             except (binascii.Error, ValueError):
@@ -284,9 +309,12 @@ def candidates(s: StringDef) -> list[Candidate]:
             if len(runs) > 1:
                 joined += [b" ".join(runs), b"".join(runs)]
             for chunk in joined:
-                if chunk not in seen and _text_like(chunk):
-                    seen.add(chunk)
+                if chunk in seen:
+                    continue
+                seen.add(chunk)
+                if _text_like(chunk):
                     out.extend(_from_bytes(chunk, "hex", nocase))
+                out.extend(Candidate(t, f"hex/{enc}", nocase) for t, enc in utf16_texts(chunk))
     else:
         body = s.data.decode("utf-8", "replace")
         for text in regex_texts(body):

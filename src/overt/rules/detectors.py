@@ -45,6 +45,7 @@ from overt.rules.decode import (
     candidates,
     hex_sequences,
     joined_candidates,
+    utf16_texts,
 )
 from overt.rules.parse import ConditionToken, Rule, StringDef, tokenize_condition
 
@@ -382,9 +383,11 @@ def _readable(run: bytes) -> bool:
     for text, enc in bytes_to_texts(run):
         if enc == "latin-1":
             continue
-        good = sum(ch.isalpha() or ch.isspace() or ch in ".,:;-/()'\"" for ch in text)
+        good = sum(ch.isalnum() or ch.isspace() or ch in ".,:;-/()'\"" for ch in text)
         if text and good >= 0.8 * len(text) and sum(ch.isalpha() for ch in text) >= 2:
             return True
+    if any(dist for t, _enc in utf16_texts(run) for _m, _g, dist in find_markings(t)):
+        return True
     return bool(xor_hits(run))
 
 
