@@ -33,6 +33,7 @@ error reported is always the first failing check in the order above.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -255,6 +256,12 @@ def _rollback(
     return key, new
 
 
+@functools.lru_cache(maxsize=16)
+def _stored_checkpoint(note: bytes) -> Checkpoint:
+    """The checkpoint of a note from the client's own state (verified when it was stored)."""
+    return parse_checkpoint(parse_note(note).text)
+
+
 def _consistency(
     cp: Checkpoint,
     note: bytes,
@@ -266,7 +273,7 @@ def _consistency(
     stored_note = state.checkpoints.get(cp.origin)
     if stored_note is None:
         return note
-    old = parse_checkpoint(parse_note(stored_note).text)
+    old = _stored_checkpoint(stored_note)
     if old.size == cp.size:
         if old.root_hash != cp.root_hash:
             err = ConsistencyError(

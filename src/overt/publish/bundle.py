@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +49,8 @@ from overt.formats.dsse import (
     envelope_to_json,
     format_envelope,
     load_json_strict,
-    parse_envelope,
 )
-from overt.formats.proof import TlogProof, format_proof, parse_proof
+from overt.formats.proof import HEADER, TlogProof, format_proof, parse_proof
 
 __all__ = [
     "MAX_BUNDLE_SIZE",
@@ -186,12 +187,52 @@ def _b64(hashes: Sequence[bytes]) -> list[str]:
     return [base64.b64encode(h).decode("ascii") for h in hashes]
 
 
+def _envelope_json(entry: bytes) -> dict[str, Any]:
+    """The envelope object of a log entry, which must be a canonical DSSE envelope."""
+    try:
+        obj = json.loads(entry)
+    except ValueError as err:
+        raise _fail("a log entry is not JSON", entry[:60].decode("utf-8", "replace")) from err
+    if dump_json_canonical(envelope_to_json(envelope_from_json(obj))) != entry:
+        raise _fail(
+            "a log entry is not a canonical DSSE envelope", entry[:60].decode("utf-8", "replace")
+        )
+    return obj  # type: ignore[no-any-return]
+
+
 def _logged_json(e: LoggedEntry) -> dict[str, Any]:
-    return {
-        "envelope": envelope_to_json(parse_envelope(e.entry)),
-        "index": e.index,
-        "hashes": _b64(e.hashes),
-    }
+    return {"envelope": _envelope_json(e.entry), "index": e.index, "hashes": _b64(e.hashes)}
+
+
+@functools.lru_cache(maxsize=8)
+def _checked_checkpoint(checkpoint: bytes) -> bytes:
+    """``checkpoint`` once it is known to format as a tlog-proof (cached: a batch shares one)."""
+    format_proof(TlogProof(0, (), checkpoint))
+    return checkpoint
+
+
+def _proof_text(p: TlogProof) -> str:
+    """``format_proof(p)``, checking the shared checkpoint once per batch, not per bundle.
+
+    The layout is c2sp.org/tlog-proof's; a test asserts byte equality with
+    :func:`overt.formats.proof.format_proof` for every shape (extra, no hashes).
+    """
+    if (
+        type(p.index) is not int
+        or not 0 <= p.index < 1 << 63
+        or any(len(h) != 32 for h in p.hashes)
+    ):
+        return format_proof(p).decode("utf-8")  # let it raise the precise FormatError
+    lines = [HEADER.decode("ascii")]
+    if p.extra is not None:
+        return format_proof(p).decode("utf-8")
+    lines.append(f"index {p.index}")
+    lines += _b64(p.hashes)
+    return (
+        "".join(line + "\n" for line in lines)
+        + "\n"
+        + _checked_checkpoint(p.checkpoint).decode("utf-8")
+    )
 
 
 def format_bundle(bundle: Bundle) -> bytes:
@@ -201,19 +242,10 @@ def format_bundle(bundle: Bundle) -> bytes:
         FormatError: an entry that is not a canonical DSSE envelope, or a
             malformed proof.
     """
-    for e in (
-        bundle.entry,
-        *(k.entry for k in bundle.keysets),
-        *(a.entry for a in bundle.attestations),
-    ):
-        if format_envelope(parse_envelope(e)) != e:
-            raise _fail(
-                "a log entry is not a canonical DSSE envelope", e[:60].decode("utf-8", "replace")
-            )
     obj = {
         "mediaType": MEDIA_TYPE,
-        "envelope": envelope_to_json(parse_envelope(bundle.entry)),
-        "proof": format_proof(bundle.proof).decode("utf-8"),
+        "envelope": _envelope_json(bundle.entry),
+        "proof": _proof_text(bundle.proof),
         "keysets": [_logged_json(k) for k in bundle.keysets],
         "attestations": [_logged_json(a) for a in bundle.attestations],
         "consistency": [

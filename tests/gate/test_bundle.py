@@ -1,0 +1,133 @@
+"""The .overt bundle format: round trips, strict parsing, and its tlog-proof text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from overt.errors import FormatError
+from overt.formats.proof import TlogProof, format_proof
+from overt.publish import bundle as bundle_mod
+from overt.publish.bundle import (
+    MEDIA_TYPE,
+    Bundle,
+    ConsistencyProof,
+    LoggedEntry,
+    format_bundle,
+    parse_bundle,
+)
+
+from .sim import World
+
+
+@pytest.fixture(scope="module")
+def sample() -> Bundle:
+    world = World()
+    world.publish("0.1.0")
+    _, b = world.publish("1.0.0", consistency_from=[1])
+    keyset = b.entry  # any canonical envelope will do for the format
+    return Bundle(
+        b.entry,
+        b.proof,
+        (LoggedEntry(keyset, 0, b.proof.hashes),),
+        (LoggedEntry(keyset, 1, ()),),
+        b.consistency,
+    )
+
+
+def test_exported_names() -> None:
+    assert set(bundle_mod.__all__) == {
+        "MAX_BUNDLE_SIZE", "MEDIA_TYPE", "Bundle", "ConsistencyProof", "LoggedEntry",
+        "format_bundle", "parse_bundle",
+    }  # fmt: skip
+
+
+def test_round_trip_is_exact(sample: Bundle) -> None:
+    data = format_bundle(sample)
+    assert parse_bundle(data) == sample
+    assert format_bundle(parse_bundle(data)) == data
+    assert data.endswith(b"}\n") and b"\n" not in data[:-1]
+    obj = json.loads(data)
+    assert obj["mediaType"] == MEDIA_TYPE == "application/vnd.overt.bundle.v1+json"
+    assert list(obj) == sorted(obj)
+    assert obj["consistency"][0]["old_size"] == 1
+
+
+def test_proof_text_is_exactly_format_proof(sample: Bundle) -> None:
+    for p in (
+        sample.proof,
+        TlogProof(0, (), sample.proof.checkpoint),
+        TlogProof(7, sample.proof.hashes, sample.proof.checkpoint, extra=b"context"),
+    ):
+        assert bundle_mod._proof_text(p).encode() == format_proof(p)
+
+
+def _mutations() -> list[tuple[str, object]]:
+    def m(path: list[object], value: object) -> object:
+        def go(o: dict[str, object]) -> None:
+            target: object = o
+            for p in path[:-1]:
+                target = target[p]  # type: ignore[index]
+            if value is KeyError:
+                del target[path[-1]]  # type: ignore[attr-defined]
+            else:
+                target[path[-1]] = value  # type: ignore[index]
+
+        return go
+
+    return [
+        ("members", m(["extra"], 1)),
+        ("members", m(["keysets"], KeyError)),
+        ("mediaType", m(["mediaType"], "application/vnd.overt.bundle.v2+json")),
+        ("proof", m(["proof"], 5)),
+        ("tlog-proof", m(["proof"], "c2sp.org/tlog-proof@v2\nindex 0\n\nx")),
+        ("keysets", m(["keysets"], {})),
+        ("members", m(["keysets", 0, "extra"], 1)),
+        ("index", m(["keysets", 0, "index"], -1)),
+        ("index", m(["keysets", 0, "index"], True)),
+        ("index", m(["keysets", 0, "index"], 1.0)),
+        ("hash", m(["keysets", 0, "hashes", 0], "AAAA")),
+        ("base64", m(["keysets", 0, "hashes", 0], "!" * 44)),
+        ("canonical", m(["keysets", 0, "hashes", 0], "A" * 43 + "B")),
+        ("hashes", m(["keysets", 0, "hashes"], "x")),
+        ("old_size", m(["consistency", 0, "old_size"], "1")),
+        ("members", m(["consistency", 0, "new"], 1)),
+        ("DSSE", m(["envelope", "payload"], "!!")),
+        ("DSSE", m(["attestations", 0, "envelope"], [])),
+    ]
+
+
+@pytest.mark.parametrize(("reason", "mutate"), _mutations())
+def test_malformed_bundles_are_refused(sample: Bundle, reason: str, mutate: object) -> None:
+    obj = json.loads(format_bundle(sample))
+    mutate(obj)  # type: ignore[operator]
+    with pytest.raises(FormatError, match=reason):
+        parse_bundle(json.dumps(obj).encode())
+
+
+def test_every_truncation_is_refused(sample: Bundle) -> None:
+    data = format_bundle(sample)
+    for n in range(0, len(data) - 1, 7):
+        with pytest.raises(FormatError):
+            parse_bundle(data[:n])
+
+
+def test_oversized_and_duplicate_members_are_refused(sample: Bundle) -> None:
+    with pytest.raises(FormatError, match="larger than"):
+        parse_bundle(b" " * (bundle_mod.MAX_BUNDLE_SIZE + 1))
+    data = format_bundle(sample)
+    with pytest.raises(FormatError, match="duplicate"):
+        parse_bundle(data.replace(b'{"attestations"', b'{"mediaType":"x","attestations"', 1))
+
+
+def test_format_refuses_non_canonical_entries(sample: Bundle) -> None:
+    with pytest.raises(FormatError, match="canonical"):
+        format_bundle(Bundle(b" " + sample.entry, sample.proof))
+    with pytest.raises(FormatError):
+        format_bundle(Bundle(b"not json", sample.proof))
+
+
+def test_consistency_proof_dataclass() -> None:
+    c = ConsistencyProof(1, 2, (b"\x00" * 32,))
+    assert (c.old_size, c.new_size) == (1, 2)
