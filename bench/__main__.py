@@ -68,7 +68,9 @@ def main() -> int:
         results: list[Result] = module.run(quick=args.quick)
         for r in results:
             met = {True: "ok", False: "MISSED", None: ""}[r.ok]
-            print(f"  {r.name}: {r.value:.6g} {r.unit} {('(target ' + r.target + ')') if r.target else ''} {met} {r.note}")
+            print(
+                f"  {r.name}: {r.value:.6g} {r.unit} {('(target ' + r.target + ')') if r.target else ''} {met} {r.note}"
+            )
         _write(topic, results)
     _summary()
     return 0

@@ -134,4 +134,15 @@ def test_add_rejects_bad_input(served: Served) -> None:
     assert httpx.post(url, content=b"", headers=auth).status_code == 400
     assert httpx.post(url, content=b"x" * 65536, headers=auth).status_code == 413
     assert httpx.post(url, content=b"x" * 65535, headers=auth).status_code == 200
-    assert served.log.size == 1
+    assert served.log.sequenced_size == 1
+
+
+def test_add_without_proof_returns_index_once_durable(served: Served) -> None:
+    auth = {"authorization": f"Bearer {served.token}"}
+    r = httpx.post(f"{served.url}/add", content=b"fast", headers=auth)
+    assert r.status_code == 200 and r.text == "0\n" and r.headers["overt-index"] == "0"
+    # The entry is in the journal now, and integrated shortly after.
+    with LogClient(served.url, served.token) as client:
+        index, raw = client.add(b"fast")
+    assert index == 0
+    verify_proof(parse_proof(raw), merkle.leaf_hash(b"fast"), parse_vkey(served.log.vkey), ORIGIN)

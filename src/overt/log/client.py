@@ -195,9 +195,9 @@ class LogClient:
         self.source = HTTPSource(self.url, client=self.http)
 
     def add(self, entry: bytes) -> tuple[int, bytes]:
-        """Append an entry; returns (index, tlog-proof bytes). Raises LogError."""
+        """Append an entry and wait for its integration; returns (index, tlog-proof). Raises LogError."""
         try:
-            response = self.http.post(f"{self.url}/add", content=entry)
+            response = self.http.post(f"{self.url}/add", params={"proof": "1"}, content=entry)
         except httpx.HTTPError as err:
             raise LogError(f"POST {self.url}/add: {err}") from err
         if response.status_code != 200:
@@ -206,6 +206,18 @@ class LogClient:
             )
         proof: TlogProof = parse_proof(response.content)
         return proof.index, response.content
+
+    def sequence(self, entry: bytes) -> int:
+        """Append an entry; returns its index once durable, without waiting for integration."""
+        try:
+            response = self.http.post(f"{self.url}/add", content=entry)
+        except httpx.HTTPError as err:
+            raise LogError(f"POST {self.url}/add: {err}") from err
+        if response.status_code != 200:
+            raise LogError(
+                f"POST {self.url}/add: HTTP {response.status_code}: {response.text.strip()}"
+            )
+        return int(response.headers["overt-index"])
 
     def checkpoint(self) -> bytes:
         return self.source.read("checkpoint")

@@ -8,6 +8,7 @@ process out)::
     DIR/log.vkey       its verifier key
     DIR/token          bearer token for ``POST /add`` (0600)
     DIR/index.db       SQLite: dedup index and integrated size (overt.log.index)
+    DIR/journal/       sequenced entries not yet integrated (overt.log.journal)
     DIR/tiles/         checkpoint, tiles and entry bundles as c2sp.org/tlog-tiles serves them
 
 Appending a batch (``add_many``) is one pass of *integration*:
@@ -32,6 +33,16 @@ commits to tiles that are already durable, and the tree never forks.
 The index is off the critical path because random-key B-tree inserts are the
 slowest step of a bulk append; running them behind the next batch's hashing
 and writing roughly halves the time an append waits.
+
+Two ways in:
+
+- ``add_many`` (library, ``overt log add``): integrates the batch directly and
+  returns once a checkpoint covers it. Best for bulk appends.
+- ``sequence`` + ``integrate`` (the HTTP server): ``sequence`` assigns indices
+  and makes the entries durable in the journal (``overt.log.journal``, one
+  fsync per batch) and returns at once; ``integrate`` later folds everything
+  sequenced so far into tiles and a checkpoint. On open, journaled entries
+  beyond the checkpoint are integrated before anything else happens.
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ from overt.formats.note import Signer, Verifier, generate_key, parse_note, parse
 from overt.formats.proof import TlogProof, format_proof
 from overt.log.fs import TileStore, atomic_write
 from overt.log.index import DedupIndex
+from overt.log.journal import Journal
 
 __all__ = ["MAX_BATCH", "Log"]
 
@@ -111,7 +123,12 @@ class Log:
         self.verifier: Verifier = parse_vkey(self.vkey)
         self.store = TileStore(directory / "tiles")
         self.index = DedupIndex.sqlite(directory / "index.db")
+        # Lock order: _write_lock (integration) before _seq_lock (index assignment).
         self._write_lock = threading.Lock()
+        self._seq_lock = threading.Lock()
+        self.journal = Journal(directory / "journal")
+        self._staged: list[bytes] = []
+        self._staged_hashes: list[bytes] = []
         self._index_thread = ThreadPoolExecutor(1, thread_name_prefix="overt-index")
         # Leaf hashes integrated and published but not yet committed to the index.
         self._unindexed: dict[bytes, int] = {}
@@ -166,6 +183,7 @@ class Log:
             raise
 
     def close(self) -> None:
+        self.journal.close()
         if self._lock_fd >= 0:
             try:
                 self.flush_index()
@@ -218,9 +236,31 @@ class Log:
         self._root = self._compute_root(size, partials)
         if published.root_hash != self._root:
             raise LogError(f"tiles do not match the published checkpoint at size {size}")
-        self._checkpoint = self.store.read_checkpoint()
+        # One attribute, so readers never pair a note with another note's size.
+        self._published = (self.store.read_checkpoint(), size)
         if indexed < size:
             self._reindex(indexed, size)
+        self._replay_journal()
+
+    def _replay_journal(self) -> None:
+        """Integrate entries sequenced (acknowledged) but not integrated before a stop."""
+        staged: list[bytes] = []
+        for start, records in self.journal.recover():
+            for offset, entry in enumerate(records):
+                index = start + offset
+                if index < self._size:
+                    continue
+                if index != self._size + len(staged):
+                    raise LogError(f"journal segment {start} skips to index {index}")
+                staged.append(entry)
+        self._staged = []
+        self._staged_hashes = []
+        self._next = self._size
+        if staged:
+            self._integrate(staged, [merkle.leaf_hash(e) for e in staged])
+            self._next = self._size
+        self.journal.open_segment(self._next)
+        self.journal.drop_before(self._size, keep=self._next)
 
     def _reindex(self, start: int, end: int) -> None:
         """Index the leaf hashes of [start, end) from the durable entry bundles."""
@@ -268,7 +308,7 @@ class Log:
 
     def checkpoint(self) -> bytes:
         """The latest published signed checkpoint (a signed note)."""
-        return self._checkpoint
+        return self._published[0]
 
     # -- appending ---------------------------------------------------------
 
@@ -286,15 +326,24 @@ class Log:
         for entry in entries:
             check_entry(entry)
         indices: list[int] = []
-        with self._write_lock:
+        with self._write_lock, self._seq_lock:
             if self._lock_fd < 0:
                 raise LogError("log is closed")
+            # Sequenced entries come first: their indices are already promised.
+            self._integrate_staged()
+            before = self._size
             for start in range(0, len(entries), MAX_BATCH):
                 indices.extend(self._add_batch(entries[start : start + MAX_BATCH]))
+            self._next = self._size
+            if self._size != before:
+                # Journal records are numbered from their segment's start: later
+                # sequenced entries must go to a segment that starts after these.
+                self.journal.open_segment(self._next)
+                self.journal.drop_before(self._size, keep=self._next)
         return indices
 
-    def _add_batch(self, batch: Sequence[bytes]) -> list[int]:
-        hashes = [merkle.leaf_hash(e) for e in batch]
+    def _dedup(self, hashes: Sequence[bytes]) -> dict[bytes, int]:
+        """Indices of the hashes already logged, sequenced or integrating."""
         # Memory first: a hash leaves _unindexed only after its index commit, so
         # whatever is not found there is visible to the SQL lookup that follows.
         with self._unindexed_lock:
@@ -303,6 +352,88 @@ class Log:
         rest = list({h for h in hashes if h not in known})
         if rest:
             known.update(self.index.lookup(rest))
+        return known
+
+    def sequence(self, entries: Sequence[bytes]) -> list[int]:
+        """Assign indices and make entries durable in the journal; integrate later.
+
+        Returns as soon as the entries are on disk (one fsync). They are in a
+        published checkpoint after the next :meth:`integrate`. Duplicates get
+        the existing index. Raises EntryError (nothing sequenced) for a bad entry.
+        """
+        for entry in entries:
+            check_entry(entry)
+        with self._seq_lock:
+            if self._lock_fd < 0:
+                raise LogError("log is closed")
+            hashes = [merkle.leaf_hash(e) for e in entries]
+            known = self._dedup(hashes)
+            indices: list[int] = []
+            new_entries: list[bytes] = []
+            new_pairs: list[tuple[bytes, int]] = []
+            for entry, h in zip(entries, hashes, strict=True):
+                index = known.get(h)
+                if index is None:
+                    index = self._next + len(new_entries)
+                    known[h] = index
+                    new_entries.append(entry)
+                    new_pairs.append((h, index))
+                indices.append(index)
+            if new_entries:
+                self.journal.append(new_entries)
+                self._next += len(new_entries)
+                self._staged.extend(new_entries)
+                self._staged_hashes.extend(h for h, _ in new_pairs)
+                with self._unindexed_lock:
+                    self._unindexed.update(new_pairs)
+        return indices
+
+    @property
+    def sequenced_size(self) -> int:
+        """Entries sequenced so far (integrated or not)."""
+        return self._next
+
+    def integrate(self) -> int:
+        """Integrate everything sequenced so far; returns the published size."""
+        with self._write_lock:
+            with self._seq_lock:
+                entries, hashes = self._staged, self._staged_hashes
+                self._staged, self._staged_hashes = [], []
+                # Later appends go to a fresh segment, so this one can be dropped.
+                if entries:
+                    self.journal.open_segment(self._next)
+            if entries:
+                try:
+                    self._integrate(entries, hashes)
+                except BaseException:
+                    with self._seq_lock:
+                        self._recover_after_failure()
+                    raise
+                self.journal.drop_before(self._size, keep=self._next)
+            return self._size
+
+    def _integrate_staged(self) -> None:
+        """Integrate staged entries; caller holds both locks."""
+        if self._staged:
+            entries, hashes = self._staged, self._staged_hashes
+            self._staged, self._staged_hashes = [], []
+            self.journal.open_segment(self._next)
+            try:
+                self._integrate(entries, hashes)
+            except BaseException:
+                self._recover_after_failure()
+                raise
+            self.journal.drop_before(self._size, keep=self._next)
+
+    def _recover_after_failure(self) -> None:
+        """Disk full, I/O error...: rebuild in-memory state from what is durable."""
+        while self._index_jobs:
+            self._index_jobs.pop(0).result()
+        self._load()
+
+    def _add_batch(self, batch: Sequence[bytes]) -> list[int]:
+        hashes = [merkle.leaf_hash(e) for e in batch]
+        known = self._dedup(hashes)
         indices: list[int] = []
         new_entries: list[bytes] = []
         new_hashes: list[bytes] = []
@@ -320,11 +451,7 @@ class Log:
             try:
                 self._integrate(new_entries, new_hashes)
             except BaseException:
-                # Disk full, I/O error...: the in-memory edge may be ahead of the
-                # durable state; rebuild it from what is durable.
-                while self._index_jobs:
-                    self._index_jobs.pop(0).result()
-                self._load()
+                self._recover_after_failure()
                 raise
         return indices
 
@@ -382,7 +509,7 @@ class Log:
         self.store.write_batch(writes)
         note = self._publish(new_size, root)
         self._size, self._partials, self._bundle, self._root = new_size, partials, bundle, root
-        self._checkpoint = note
+        self._published = (note, new_size)
         pairs = list(zip(hashes, range(start, new_size), strict=True))
         with self._unindexed_lock:
             self._unindexed.update(pairs)
@@ -459,8 +586,7 @@ class Log:
 
     def proof(self, index: int) -> bytes:
         """The entry's c2sp.org/tlog-proof@v1 against the latest published checkpoint."""
-        note = self._checkpoint
-        size = parse_checkpoint(parse_note(note).text).size
+        note, size = self._published
         hashes = self.inclusion_proof(index, size)
         return format_proof(TlogProof(index=index, hashes=tuple(hashes), checkpoint=note))
 

@@ -7,9 +7,11 @@ Routes (``<prefix>`` is the server root)::
     GET  /tile/entries/<N>[.p/<W>]        application/octet-stream, immutable, gzip if accepted
     POST /add                             body: one entry (1..65535 bytes)
                                           Authorization: Bearer <token>
-                                          200 -> c2sp.org/tlog-proof@v1 of the entry against the
-                                          first checkpoint that includes it; the index is on its
-                                          ``index`` line and in the ``Overt-Index`` header.
+                                          200 as soon as the entry is durable (sequenced):
+                                          body "<index>\n", header ``Overt-Index``
+    POST /add?proof=1                     the same, but replies once the entry is integrated,
+                                          with its c2sp.org/tlog-proof@v1 against the first
+                                          published checkpoint that includes it
 
 Status codes: 400 malformed path or empty entry, 401 missing or wrong token,
 404 nothing there (or beyond the published tree), 405 wrong method, 413 entry
@@ -19,10 +21,11 @@ The app is a bare ASGI callable rather than a Starlette app: ``POST /add`` is
 the hot path (thousands of requests a second on two cores) and a framework's
 per-request routing and object layers cost more than the whole handler.
 
-Concurrent writers are batched: every request queues its entry with the
-:class:`Sequencer`, which integrates everything queued so far in one pass of
-:meth:`overt.log.Log.add_many` (one fsync round for the whole batch) while the
-next batch accumulates.
+Concurrent writers are batched twice: every request queues its entry with the
+:class:`Sequencer`, which sequences everything queued so far with one journal
+fsync (:meth:`overt.log.Log.sequence`), and integrates everything sequenced so
+far into tiles and a new checkpoint (:meth:`overt.log.Log.integrate`) in a
+loop behind it.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import heapq
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from overt.errors import EntryError, NotFoundError, OvertError, TilePathError
 from overt.formats import tiles
@@ -53,63 +58,100 @@ _CHECKPOINT_CACHE = b"public, max-age=2"
 
 
 class Sequencer:
-    """Batches concurrent appends into integration passes run off the event loop."""
+    """Batches concurrent appends: sequencing passes, and integration passes behind them.
+
+    ``add`` returns once the entry is durable in the journal (one fsync shared
+    by everything queued meanwhile); ``wait_integrated`` returns once a
+    published checkpoint covers an index. Integration runs continuously while
+    anything is staged, so each pass takes everything sequenced during the
+    previous one.
+    """
 
     def __init__(self, log: Log, max_batch: int = MAX_BATCH) -> None:
         self.log = log
         self.max_batch = max_batch
-        self._queue: list[tuple[bytes, asyncio.Future[tuple[int, bytes]]]] = []
+        self._queue: list[tuple[bytes, asyncio.Future[int]]] = []
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._staged = asyncio.Event()
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._counter = 0
+        self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
+        self.integrations = 0
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._sequence()), loop.create_task(self._integrate())]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
+        # Integrate what is staged so a clean shutdown leaves nothing in the journal.
+        await asyncio.to_thread(self.log.integrate)
 
-    async def add(self, entry: bytes) -> tuple[int, bytes]:
-        """Queue an entry; returns (index, tlog-proof) once it is integrated and published."""
+    async def add(self, entry: bytes) -> int:
+        """Queue an entry; returns its index once it is durably sequenced."""
         self.start()
-        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((entry, future))
         self._wakeup.set()
         return await future
 
-    async def _run(self) -> None:
+    async def wait_integrated(self, index: int) -> None:
+        """Return once a published checkpoint covers ``index``."""
+        if index < self.log.size:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._counter += 1
+        heapq.heappush(self._waiters, (index, self._counter, future))
+        self._staged.set()
+        await future
+
+    async def _sequence(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-                entries = [entry for entry, _ in batch]
                 try:
-                    results = await asyncio.to_thread(self._integrate, entries)
+                    indices = await asyncio.to_thread(self.log.sequence, [e for e, _ in batch])
                 except Exception as err:  # every waiter must hear about it
-                    log.error("integration of %d entries failed: %s", len(entries), err)
+                    log.error("sequencing %d entries failed: %s", len(batch), err)
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(err)
                     continue
                 self.batches += 1
-                for (_, future), result in zip(batch, results, strict=True):
+                for (_, future), index in zip(batch, indices, strict=True):
                     if not future.done():
-                        future.set_result(result)
+                        future.set_result(index)
+                self._staged.set()
 
-    def _integrate(self, entries: list[bytes]) -> list[tuple[int, bytes]]:
-        indices = self.log.add_many(entries)
-        proofs: dict[int, bytes] = {}
-        for index in indices:
-            if index not in proofs:
-                proofs[index] = self.log.proof(index)
-        return [(index, proofs[index]) for index in indices]
+    async def _integrate(self) -> None:
+        while True:
+            await self._staged.wait()
+            self._staged.clear()
+            if self.log.sequenced_size > self.log.size:
+                try:
+                    await asyncio.to_thread(self.log.integrate)
+                except Exception as err:
+                    log.error("integration failed, retrying: %s", err)
+                    await asyncio.sleep(1.0)
+                    self._staged.set()
+                    continue
+                self.integrations += 1
+            size = self.log.size
+            while self._waiters and self._waiters[0][0] < size:
+                _, _, future = heapq.heappop(self._waiters)
+                if not future.done():
+                    future.set_result(None)
+            if self.log.sequenced_size > size:
+                self._staged.set()
 
 
 async def _reply(
@@ -214,8 +256,13 @@ class LogApp:
             return
         if self.sequencer is None:  # served without lifespan support
             self.sequencer = Sequencer(self.log)
-        index, proof = await self.sequencer.add(entry)
-        await _reply(send, 200, proof, headers=[(b"overt-index", str(index).encode())])
+        index = await self.sequencer.add(entry)
+        headers = [(b"overt-index", str(index).encode())]
+        if b"proof" not in parse_qs(scope.get("query_string", b"")):
+            await _reply(send, 200, b"%d\n" % index, headers=headers)
+            return
+        await self.sequencer.wait_integrated(index)
+        await _reply(send, 200, self.log.proof(index), headers=headers)
 
     async def _read(self, scope: Scope, path: str, send: Send) -> None:
         if path == "/checkpoint":

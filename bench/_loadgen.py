@@ -1,0 +1,140 @@
+"""A small keep-alive HTTP/1.1 load generator for ``POST /add`` (run as a separate process).
+
+    python -m bench._loadgen URL TOKEN --clients 64 --seconds 5 --size 1024
+
+Each client owns one connection and sends one request at a time, as an updater
+would. A poller reads ``/checkpoint`` every few milliseconds, so that the time
+to integration of every entry (request sent -> first checkpoint covering its
+index seen) is measured from the outside, like a client would see it. Prints
+one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from urllib.parse import urlsplit
+
+
+async def _request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
+) -> tuple[bytes, bytes]:
+    writer.write(data)
+    status = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("server closed the connection")
+        if line == b"\r\n":
+            break
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    return status, await reader.readexactly(length)
+
+
+class Run:
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, int]] = []  # (start, index)
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.sizes: list[tuple[float, int]] = []  # (first seen, checkpoint size)
+        self.done = False
+
+
+async def _client(host: str, port: int, token: str, size: int, until: float, run: Run) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    head = f"POST /add HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Length: {size}\r\n\r\n".encode()
+    try:
+        while time.perf_counter() < until:
+            body = os.urandom(16).hex().encode().ljust(size, b".")
+            started = time.perf_counter()
+            status, reply = await _request(reader, writer, head + body)
+            if not status.startswith(b"HTTP/1.1 200"):
+                run.errors.append(status.decode().strip())
+                continue
+            run.latencies.append(time.perf_counter() - started)
+            run.sent.append((started, int(reply)))
+    finally:
+        writer.close()
+
+
+async def _poller(host: str, port: int, run: Run) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    req = f"GET /checkpoint HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    last = -1
+    try:
+        while True:
+            _, body = await _request(reader, writer, req)
+            size = int(body.split(b"\n")[1])
+            if size != last:
+                run.sizes.append((time.perf_counter(), size))
+                last = size
+            if run.done and run.sent and size > max(i for _, i in run.sent):
+                return
+            await asyncio.sleep(0.005)
+    finally:
+        writer.close()
+
+
+def _pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(p * len(values)))] if values else 0.0
+
+
+async def _main(args: argparse.Namespace) -> dict[str, object]:
+    url = urlsplit(args.url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    run = Run()
+    poller = asyncio.create_task(_poller(host, port, run))
+    started = time.perf_counter()
+    until = started + args.seconds
+    await asyncio.gather(
+        *(_client(host, port, args.token, args.size, until, run) for _ in range(args.clients))
+    )
+    elapsed = time.perf_counter() - started
+    run.done = True
+    await asyncio.wait_for(poller, 30)
+    # Time to integration: first checkpoint seen whose size covers the index.
+    integration: list[float] = []
+    sizes = run.sizes
+    for start, index in run.sent:
+        seen = next(t for t, s in sizes if s > index and t >= start)
+        integration.append(seen - start)
+    integration.sort()
+    run.latencies.sort()
+    return {
+        "requests": len(run.latencies),
+        "errors": len(run.errors),
+        "first_error": run.errors[0] if run.errors else "",
+        "seconds": elapsed,
+        "rate": len(run.latencies) / elapsed,
+        "ack_p50": _pct(run.latencies, 0.50),
+        "ack_p99": _pct(run.latencies, 0.99),
+        "integration_p50": _pct(integration, 0.50),
+        "integration_p99": _pct(integration, 0.99),
+        "checkpoints": len(sizes),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("token")
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--size", type=int, default=1024)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(_main(args))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The sequencing journal: entries made durable before they are integrated.
+
+``POST /add`` acknowledges an entry once it is *sequenced* (it has an index and
+its bytes are on disk), not once it is integrated into tiles: one fsync of an
+append-only file per batch is far cheaper than rewriting partial tiles, entry
+bundles and the checkpoint, and integration then runs in larger batches behind
+it (Tessera's split between sequencing and integration).
+
+Layout: ``DIR/journal/<start>``, one segment per integration round, ``<start>``
+the decimal index of its first record. A record is::
+
+    uint16 length | entry (length bytes) | uint32 CRC-32 of (length | entry)
+
+all big-endian. The CRC only detects a torn tail after a crash (it is not a
+security mechanism: entries are authenticated by the Merkle tree once
+integrated). Reading stops at the first incomplete or corrupt record; such a
+record was never acknowledged because its fsync had not returned. A segment is
+deleted once a published checkpoint covers all its records.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from overt.log.fs import fsync_dir
+
+__all__ = ["Journal"]
+
+_NAME = re.compile(r"^(0|[1-9][0-9]*)$")
+_LEN = struct.Struct(">H")
+_CRC = struct.Struct(">I")
+
+
+def encode(entries: Sequence[bytes]) -> bytes:
+    parts: list[bytes] = []
+    for entry in entries:
+        head = _LEN.pack(len(entry))
+        parts += (head, entry, _CRC.pack(zlib.crc32(entry, zlib.crc32(head))))
+    return b"".join(parts)
+
+
+def decode(data: bytes) -> tuple[list[bytes], int]:
+    """Records of a segment, and the byte length of its intact prefix."""
+    entries: list[bytes] = []
+    pos = 0
+    while pos + 2 <= len(data):
+        (length,) = _LEN.unpack_from(data, pos)
+        end = pos + 2 + length
+        if length == 0 or end + 4 > len(data):
+            break
+        (crc,) = _CRC.unpack_from(data, end)
+        if crc != zlib.crc32(data[pos + 2 : end], zlib.crc32(data[pos : pos + 2])):
+            break
+        entries.append(data[pos + 2 : end])
+        pos = end + 4
+    return entries, pos
+
+
+class Journal:
+    """Append-only segments of sequenced, not yet integrated, entries."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(exist_ok=True)
+        self._fd = -1
+        self._start = -1
+
+    def segments(self) -> list[int]:
+        return sorted(int(p.name) for p in self.directory.iterdir() if _NAME.match(p.name))
+
+    def recover(self) -> Iterator[tuple[int, list[bytes]]]:
+        """(start index, intact records) of every segment, oldest first; torn tails are cut."""
+        for start in self.segments():
+            path = self.directory / str(start)
+            data = path.read_bytes()
+            entries, intact = decode(data)
+            if intact != len(data):
+                with open(path, "r+b") as f:
+                    f.truncate(intact)
+                    os.fsync(f.fileno())
+            yield start, entries
+
+    def open_segment(self, start: int) -> None:
+        """Direct later appends to a new segment whose first record will have index ``start``."""
+        self.close()
+        path = self.directory / str(start)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._start = start
+        fsync_dir(self.directory)
+
+    def append(self, entries: Sequence[bytes]) -> None:
+        """Durably append records to the open segment (one write, one fsync)."""
+        if self._fd < 0:
+            raise RuntimeError("no open journal segment")
+        data = encode(entries)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        os.fdatasync(self._fd)
+
+    def drop_before(self, size: int, keep: int) -> None:
+        """Delete segments all of whose records are below ``size`` (never segment ``keep``)."""
+        removed = False
+        starts = self.segments()
+        for i, start in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else None
+            if start != keep and end is not None and end <= size:
+                (self.directory / str(start)).unlink(missing_ok=True)
+                removed = True
+        if removed:
+            fsync_dir(self.directory)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
