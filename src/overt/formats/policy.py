@@ -362,7 +362,7 @@ def verify_checkpoint(
     cosigners = [w.verifier for w in policy.witnesses]
     signed: SignedCheckpoint | None = None
     used = candidates[0]
-    error = UnknownKeyError(f"checkpoint not signed by a policy log key for {cp_origin!r}")
+    error: UnknownKeyError | None = None
     for log in candidates:
         try:
             signed = open_checkpoint(note, log.verifier, origin, cosigners=cosigners)
@@ -372,7 +372,7 @@ def verify_checkpoint(
         used = log
         break
     if signed is None:
-        raise error
+        raise error or UnknownKeyError(f"checkpoint not signed by a log key for {cp_origin!r}")
     by_key = {(w.verifier.name, w.verifier.key_id): w.name for w in policy.witnesses}
     stamps: dict[str, int] = {}
     for _verifier, sig in signed.cosignatures():
