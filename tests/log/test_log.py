@@ -179,12 +179,27 @@ def test_unacknowledged_batch_beyond_checkpoint_is_dropped(tmp_path: Path) -> No
         lg.add_many(entries(100))
         old_checkpoint = lg.checkpoint()
         lg.add_many(entries(50, start=100))
+    (directory / "checkpoint").write_bytes(old_checkpoint)
     (directory / "tiles" / "checkpoint").write_bytes(old_checkpoint)
     with Log.open(directory) as lg:
         assert lg.size == 100 and lg.index.size() == 100
         # The dropped entries were never acknowledged; they are new again.
         assert lg.add_many(entries(2, start=149)) == [100, 101]
         verify_log(DirectorySource(directory), parse_vkey(lg.vkey), ORIGIN)
+
+
+def test_interrupted_publication_is_finished_on_open(tmp_path: Path) -> None:
+    """A crash after signing a checkpoint but before serving it (no witnesses)."""
+    directory = tmp_path / "l"
+    with Log.create(directory, ORIGIN) as lg:
+        lg.add_many(entries(10))
+        old = lg.checkpoint()
+        lg.add_many(entries(10, start=10))
+        new = lg.checkpoint()
+    (directory / "tiles" / "checkpoint").write_bytes(old)
+    with Log.open(directory) as lg:
+        assert lg.checkpoint() == new
+        assert (directory / "tiles" / "checkpoint").read_bytes() == new
 
 
 def test_stray_tiles_from_an_unfinished_batch_are_overwritten(tmp_path: Path) -> None:

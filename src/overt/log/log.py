@@ -9,6 +9,8 @@ process out)::
     DIR/token          bearer token for ``POST /add`` (0600)
     DIR/index.db       SQLite: dedup index and integrated size (overt.log.index)
     DIR/journal/       sequenced entries not yet integrated (overt.log.journal)
+    DIR/checkpoint     the latest checkpoint the log signed (the integration truth)
+    DIR/witnesses.policy  optional c2sp.org/tlog-policy: witnesses and quorum (overt.log.witnessing)
     DIR/tiles/         checkpoint, tiles and entry bundles as c2sp.org/tlog-tiles serves them
 
 Appending a batch (``add_many``) is one pass of *integration*:
@@ -58,10 +60,18 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from overt.errors import ConfigError, EntryError, LogError, LogLockedError, NotFoundError
+from overt.errors import (
+    ConfigError,
+    EntryError,
+    LogError,
+    LogLockedError,
+    NotFoundError,
+    PolicyError,
+)
 from overt.formats import merkle, tiles
 from overt.formats.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from overt.formats.note import Signer, Verifier, generate_key, parse_note, parse_skey, parse_vkey
+from overt.formats.policy import Policy, parse_policy
 from overt.formats.proof import TlogProof, format_proof
 from overt.log.fs import TileStore, atomic_write
 from overt.log.index import DedupIndex
@@ -93,6 +103,13 @@ def _lock(directory: Path) -> int:
     return fd
 
 
+def _parse_witness_policy(text: bytes) -> Policy:
+    policy = parse_policy(text)
+    if not policy.witnesses or policy.quorum is None:
+        raise PolicyError("a log's witness policy needs witness lines and a quorum")
+    return policy
+
+
 def check_entry(entry: bytes) -> None:
     """Raise EntryError unless 1 <= len(entry) <= tiles.MAX_ENTRY_SIZE."""
     if not entry:
@@ -121,6 +138,10 @@ class Log:
         except (OSError, ValueError, KeyError) as err:
             raise ConfigError(f"{directory} is not an overt log: {err}") from err
         self.verifier: Verifier = parse_vkey(self.vkey)
+        self.policy: Policy | None = None
+        policy_path = directory / "witnesses.policy"
+        if policy_path.exists():
+            self.policy = _parse_witness_policy(policy_path.read_bytes())
         self.store = TileStore(directory / "tiles")
         self.index = DedupIndex.sqlite(directory / "index.db")
         # Lock order: _write_lock (integration) before _seq_lock (index assignment).
@@ -157,8 +178,9 @@ class Log:
             atomic_write(directory / "log.vkey", vkey.encode() + b"\n")
             atomic_write(directory / "token", secrets.token_hex(32).encode() + b"\n", mode=0o600)
             signer = parse_skey(skey)
-            empty = Checkpoint(origin, 0, merkle.EMPTY_ROOT)
-            TileStore(directory / "tiles").write_checkpoint(sign_checkpoint(empty, signer))
+            empty = sign_checkpoint(Checkpoint(origin, 0, merkle.EMPTY_ROOT), signer)
+            atomic_write(directory / "checkpoint", empty)
+            TileStore(directory / "tiles").write_checkpoint(empty)
             config = {"version": _FORMAT_VERSION, "origin": origin}
             # log.json last: its presence marks a complete log.
             atomic_write(directory / "log.json", json.dumps(config).encode() + b"\n")
@@ -207,9 +229,13 @@ class Log:
     # -- state -------------------------------------------------------------
 
     def _load(self) -> None:
-        """Rebuild the in-memory right edge from durable state (the published checkpoint)."""
-        published = parse_checkpoint(parse_note(self.store.read_checkpoint()).text)
-        size = published.size
+        """Rebuild the in-memory right edge from durable state (the latest signed checkpoint)."""
+        try:
+            latest = (self.directory / "checkpoint").read_bytes()
+        except OSError as err:
+            raise ConfigError(f"{self.directory}: cannot read the checkpoint: {err}") from err
+        signed = parse_checkpoint(parse_note(latest).text)
+        size = signed.size
         indexed = self.index.size()
         if indexed > size:
             # A batch that crashed before its checkpoint: never acknowledged.
@@ -234,10 +260,22 @@ class Log:
         self._partials = partials
         self._bundle = bundle
         self._root = self._compute_root(size, partials)
-        if published.root_hash != self._root:
-            raise LogError(f"tiles do not match the published checkpoint at size {size}")
-        # One attribute, so readers never pair a note with another note's size.
-        self._published = (self.store.read_checkpoint(), size)
+        if signed.root_hash != self._root:
+            raise LogError(f"tiles do not match the latest checkpoint at size {size}")
+        # One attribute each, so readers never pair a note with another note's size.
+        self._signed = (latest, size)
+        served = self.store.read_checkpoint()
+        served_size = parse_checkpoint(parse_note(served).text).size
+        if self.policy is None and served != latest:
+            # Without witnesses every signed checkpoint is published; finish a
+            # publication a crash interrupted.
+            self.store.write_checkpoint(latest)
+            served, served_size = latest, size
+        if served_size > size:
+            raise LogError(
+                f"published checkpoint (size {served_size}) is ahead of the log ({size})"
+            )
+        self._published = (served, served_size)
         if indexed < size:
             self._reindex(indexed, size)
         self._replay_journal()
@@ -297,18 +335,58 @@ class Log:
         return root
 
     def _publish(self, size: int, root: bytes) -> bytes:
+        """Sign a checkpoint for ``size``; publish it too when no witnesses are configured.
+
+        Callers must have made every tile it commits to durable.
+        """
         note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
-        self.store.write_checkpoint(note)
+        atomic_write(self.directory / "checkpoint", note)
+        self._signed = (note, size)
+        if self.policy is None:
+            self.store.write_checkpoint(note)
+            self._published = (note, size)
         return note
+
+    def publish_witnessed(self, note: bytes, size: int) -> None:
+        """Publish a checkpoint the witnesses cosigned (see overt.log.witnessing).
+
+        ``note`` must be one of this log's signed checkpoints for ``size`` with
+        cosignature lines added. Raises LogError if it would move backwards.
+        """
+        if size < self._published[1] or size > self._size:
+            raise LogError(
+                f"refusing to publish size {size} (published {self._published[1]}, log {self._size})"
+            )
+        self.store.write_checkpoint(note)
+        self._published = (note, size)
 
     @property
     def size(self) -> int:
-        """Size of the tree the latest published checkpoint commits to."""
+        """Size of the integrated tree: the latest checkpoint the log signed."""
         return self._size
 
+    @property
+    def published_size(self) -> int:
+        """Size of the published checkpoint (the last witnessed one when witnesses are set)."""
+        return self._published[1]
+
     def checkpoint(self) -> bytes:
-        """The latest published signed checkpoint (a signed note)."""
+        """The published checkpoint (a signed note, cosigned when witnesses are set)."""
         return self._published[0]
+
+    def latest_signed(self) -> tuple[bytes, int]:
+        """The latest checkpoint the log signed (not necessarily witnessed yet) and its size."""
+        return self._signed
+
+    def set_policy(self, policy_text: bytes | None) -> None:
+        """Install (or with None remove) the witness policy. Raises FormatError, PolicyError."""
+        if policy_text is None:
+            (self.directory / "witnesses.policy").unlink(missing_ok=True)
+            self.policy = None
+            return
+        policy = _parse_witness_policy(policy_text)
+        atomic_write(self.directory / "witnesses.policy", policy_text)
+        self.policy = policy
 
     # -- appending ---------------------------------------------------------
 
@@ -507,9 +585,8 @@ class Log:
         root = self._compute_root(new_size, partials)
         # Order matters for crash safety; see the module docstring.
         self.store.write_batch(writes)
-        note = self._publish(new_size, root)
+        self._publish(new_size, root)
         self._size, self._partials, self._bundle, self._root = new_size, partials, bundle, root
-        self._published = (note, new_size)
         pairs = list(zip(hashes, range(start, new_size), strict=True))
         with self._unindexed_lock:
             self._unindexed.update(pairs)

@@ -3,6 +3,7 @@
 Routes (``<prefix>`` is the server root)::
 
     GET  /checkpoint                      text/plain; charset=utf-8, max-age=2
+    GET  /metrics                         integrated/published sizes, witness states (Prometheus)
     GET  /tile/<L>/<N>[.p/<W>]            application/octet-stream, immutable
     GET  /tile/entries/<N>[.p/<W>]        application/octet-stream, immutable, gzip if accepted
     POST /add                             body: one entry (1..65535 bytes)
@@ -37,12 +38,15 @@ import heapq
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from overt.errors import EntryError, NotFoundError, OvertError, TilePathError
 from overt.formats import tiles
 from overt.log.log import MAX_BATCH, Log, check_entry
+
+if TYPE_CHECKING:
+    from overt.log.witnessing import Witnessing
 
 __all__ = ["LogApp", "Sequencer"]
 
@@ -67,8 +71,16 @@ class Sequencer:
     previous one.
     """
 
-    def __init__(self, log: Log, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        log: Log,
+        max_batch: int = MAX_BATCH,
+        witnessing: Witnessing | None = None,
+        retry: float = 2.0,
+    ) -> None:
         self.log = log
+        self.witnessing = witnessing
+        self.retry = retry
         self.max_batch = max_batch
         self._queue: list[tuple[bytes, asyncio.Future[int]]] = []
         self._wakeup = asyncio.Event()
@@ -103,7 +115,7 @@ class Sequencer:
 
     async def wait_integrated(self, index: int) -> None:
         """Return once a published checkpoint covers ``index``."""
-        if index < self.log.size:
+        if index < self.log.published_size:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._counter += 1
@@ -132,25 +144,35 @@ class Sequencer:
                         future.set_result(index)
                 self._staged.set()
 
+    def _unwitnessed(self) -> bool:
+        return self.witnessing is not None and self.log.published_size < self.log.size
+
     async def _integrate(self) -> None:
         while True:
-            await self._staged.wait()
+            if self._unwitnessed():
+                # Witnesses were down or refused: retry even if nothing new arrives.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._staged.wait(), self.retry)
+            else:
+                await self._staged.wait()
             self._staged.clear()
-            if self.log.sequenced_size > self.log.size:
-                try:
+            try:
+                if self.log.sequenced_size > self.log.size:
                     await asyncio.to_thread(self.log.integrate)
-                except Exception as err:
-                    log.error("integration failed, retrying: %s", err)
-                    await asyncio.sleep(1.0)
-                    self._staged.set()
-                    continue
-                self.integrations += 1
-            size = self.log.size
+                    self.integrations += 1
+                if self.witnessing is not None and self._unwitnessed():
+                    await asyncio.to_thread(self.witnessing.cosign_latest)
+            except Exception as err:
+                log.error("integration failed, retrying: %s", err)
+                await asyncio.sleep(1.0)
+                self._staged.set()
+                continue
+            size = self.log.published_size
             while self._waiters and self._waiters[0][0] < size:
                 _, _, future = heapq.heappop(self._waiters)
                 if not future.done():
                     future.set_result(None)
-            if self.log.sequenced_size > size:
+            if self.log.sequenced_size > self.log.size:
                 self._staged.set()
 
 
@@ -177,8 +199,11 @@ async def _error(
 class LogApp:
     """ASGI application serving one :class:`Log`."""
 
-    def __init__(self, log: Log, token: str | None = None) -> None:
+    def __init__(
+        self, log: Log, token: str | None = None, witnessing: Witnessing | None = None
+    ) -> None:
         self.log = log
+        self.witnessing = witnessing
         self.token = (token if token is not None else log.token).encode()
         self.sequencer: Sequencer | None = None
 
@@ -196,6 +221,8 @@ class LogApp:
                     await _error(send, 405, "use POST /add", [(b"allow", b"POST")])
                     return
                 await self._add(scope, receive, send)
+            elif path == "/metrics" and method == "GET":
+                await _reply(send, 200, self._metrics().encode(), b"text/plain; version=0.0.4")
             elif path == "/checkpoint" or path.startswith("/tile/"):
                 if method not in ("GET", "HEAD"):
                     await _error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
@@ -212,7 +239,7 @@ class LogApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.sequencer = Sequencer(self.log)
+                self.sequencer = Sequencer(self.log, witnessing=self.witnessing)
                 self.sequencer.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -220,6 +247,16 @@ class LogApp:
                     await self.sequencer.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _metrics(self) -> str:
+        if self.witnessing is not None:
+            return self.witnessing.status()
+        return (
+            "# TYPE overt_log_integrated_size gauge\n"
+            f"overt_log_integrated_size {self.log.size}\n"
+            "# TYPE overt_log_published_size gauge\n"
+            f"overt_log_published_size {self.log.published_size}\n"
+        )
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:
@@ -255,7 +292,7 @@ class LogApp:
             await _error(send, 400, str(err))
             return
         if self.sequencer is None:  # served without lifespan support
-            self.sequencer = Sequencer(self.log)
+            self.sequencer = Sequencer(self.log, witnessing=self.witnessing)
         index = await self.sequencer.add(entry)
         headers = [(b"overt-index", str(index).encode())]
         if b"proof" not in parse_qs(scope.get("query_string", b"")):
@@ -298,11 +335,23 @@ def _accepts_gzip(scope: Scope) -> bool:
 
 
 def serve(log: Log, host: str, port: int, ready: Callable[[], None] | None = None) -> None:
-    """Run the server until interrupted (uvicorn, uvloop/httptools when available)."""
+    """Run the server until interrupted (uvicorn, uvloop/httptools when available).
+
+    With a witness policy in the log directory, checkpoints are witnessed before
+    they are published (overt.log.witnessing).
+    """
     import uvicorn
 
+    from overt.log.witnessing import Witnessing
+
+    witnessing = Witnessing(log, log.policy) if log.policy is not None else None
     config = uvicorn.Config(
-        LogApp(log), host=host, port=port, log_level="warning", lifespan="on", access_log=False
+        LogApp(log, witnessing=witnessing),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
     )
     server = uvicorn.Server(config)
     if ready is not None:
@@ -313,4 +362,8 @@ def serve(log: Log, host: str, port: int, ready: Callable[[], None] | None = Non
             ready()
 
         server.startup = startup  # type: ignore[method-assign]
-    server.run()
+    try:
+        server.run()
+    finally:
+        if witnessing is not None:
+            witnessing.close()
