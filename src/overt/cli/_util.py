@@ -8,6 +8,7 @@ from pathlib import Path
 
 from overt.errors import ConfigError
 from overt.formats.note import Verifier, parse_vkey
+from overt.formats.policy import Policy, parse_policy
 
 
 def read_input(name: str) -> bytes:
@@ -53,3 +54,10 @@ class Progress:
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
+
+def load_policy(path: str | None) -> Policy | None:
+    """A c2sp.org/tlog-policy file, or None. Raises ConfigError, FormatError."""
+    if path is None:
+        return None
+    return parse_policy(read_input(path))

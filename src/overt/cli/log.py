@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from overt.cli._util import Progress, load_vkey, read_input
+from overt.cli._util import Progress, load_policy, load_vkey, read_input
 from overt.errors import ConfigError
 from overt.log.client import open_source, verify_log
 from overt.log.log import MAX_BATCH, Log, read_token, read_vkey
@@ -45,9 +45,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("index", type=_index)
     p.set_defaults(func=_proof)
 
+    p = cmds.add_parser("witnesses", help="set the log's witnesses and quorum (a tlog-policy file)")
+    p.add_argument("dir", type=Path)
+    p.add_argument(
+        "policy", metavar="POLICY", help="tlog-policy with witness lines (with URLs) and a quorum"
+    )
+    p.set_defaults(func=_witnesses)
+
     p = cmds.add_parser("verify", help="check a whole log as a client (URL or directory)")
     p.add_argument("source", metavar="URL_OR_DIR")
-    p.add_argument("--vkey", required=True, help="log verifier key, inline or a file")
+    p.add_argument("--vkey", help="log verifier key, inline or a file (or a log line in --policy)")
+    p.add_argument("--policy", help="tlog-policy: require the witness quorum it names")
+    p.add_argument(
+        "--max-age", type=float, metavar="SECONDS", help="require cosignatures this recent"
+    )
     p.add_argument("--progress", action="store_true", help="show progress even when not a terminal")
     p.set_defaults(func=_verify)
 
@@ -110,11 +121,27 @@ def _proof(args: argparse.Namespace) -> int:
     return 0
 
 
+def _witnesses(args: argparse.Namespace) -> int:
+    with Log.open(args.dir) as log:
+        log.set_policy(read_input(args.policy))
+        assert log.policy is not None
+        names = ", ".join(w.name for w in log.policy.witnesses)
+    print(f"witnesses: {names}; quorum {log.policy.quorum} (takes effect at the next serve)")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
-    verifier = load_vkey(args.vkey)
+    verifier = load_vkey(args.vkey) if args.vkey else None
+    policy = load_policy(args.policy)
     source = open_source(args.source)
     try:
-        result = verify_log(source, verifier, progress=Progress("verifying", force=args.progress))
+        result = verify_log(
+            source,
+            verifier,
+            progress=Progress("verifying", force=args.progress),
+            policy=policy,
+            max_age=args.max_age,
+        )
     finally:
         source.close()
     cp = result.checkpoint.checkpoint

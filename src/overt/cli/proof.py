@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import time
 
-from overt.cli._util import load_vkey, read_input
-from overt.errors import FormatError
+from overt.cli._util import load_policy, load_vkey, read_input
+from overt.errors import FormatError, PolicyError
 from overt.formats.merkle import leaf_hash
 from overt.formats.proof import parse_proof, verify_proof
 
@@ -19,6 +20,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--entry", required=True, metavar="FILE", help="the logged entry")
     p.add_argument("--vkey", required=True, help="log verifier key, inline or a file")
     p.add_argument("--origin", help="require this checkpoint origin")
+    p.add_argument("--policy", help="tlog-policy: require the witness quorum it names")
+    p.add_argument(
+        "--max-age", type=float, metavar="SECONDS", help="require cosignatures this recent"
+    )
     p.set_defaults(func=_verify)
 
 
@@ -28,7 +33,18 @@ def _verify(args: argparse.Namespace) -> int:
     entry = read_input(args.entry)
     if not entry:
         raise FormatError("entry", "empty file")
-    verified = verify_proof(parse_proof(raw), leaf_hash(entry), verifier, args.origin)
+    policy = load_policy(args.policy)
+    if args.max_age is not None and policy is None:
+        raise PolicyError("--max-age needs --policy (freshness comes from witness cosignatures)")
+    verified = verify_proof(
+        parse_proof(raw),
+        leaf_hash(entry),
+        verifier,
+        args.origin,
+        policy=policy,
+        now=time.time(),
+        max_age=args.max_age,
+    )
     cp = verified.checkpoint.checkpoint
     print(f"ok: entry {verified.proof.index} is in {cp.origin} at size {cp.size}")
     return 0

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from overt.errors import FormatError
 from overt.formats.checkpoint import (
@@ -49,6 +50,9 @@ from overt.formats.checkpoint import (
 )
 from overt.formats.merkle import verify_inclusion
 from overt.formats.note import MAX_NOTE_SIZE, Verifier, _b64decode, _b64encode, parse_note
+
+if TYPE_CHECKING:  # policy imports checkpoint; import lazily to keep the layering flat
+    from overt.formats.policy import Policy
 
 __all__ = [
     "HEADER",
@@ -161,6 +165,10 @@ def verify_proof(
     log_verifier: Verifier,
     origin: str | None = None,
     extra_verifiers: Sequence[Verifier] = (),
+    *,
+    policy: Policy | None = None,
+    now: float | None = None,
+    max_age: float | None = None,
 ) -> VerifiedProof:
     """Verifies a proof for ``leaf_hash`` (step 1 of the spec, computing it, is the caller's).
 
@@ -176,10 +184,26 @@ def verify_proof(
         InvalidSignatureError, UnknownKeyError, OriginError: see
             :func:`overt.formats.checkpoint.open_checkpoint`.
         ProofError: the inclusion proof does not hold (including index >= tree size).
+        PolicyError, StaleError: with ``policy``, the checkpoint lacks the witness
+            quorum (or, with ``max_age`` and ``now``, a quorum that recent); see
+            :func:`overt.formats.policy.verify_checkpoint`. ``log_verifier`` counts
+            as a policy log key.
     """
     if len(leaf_hash) != 32:
         raise FormatError("leaf hash", "not 32 bytes", leaf_hash)
-    signed = open_checkpoint(proof.checkpoint, log_verifier, origin, cosigners=extra_verifiers)
+    if policy is not None:
+        from overt.formats.policy import PolicyLog, verify_checkpoint
+
+        signed = verify_checkpoint(
+            proof.checkpoint,
+            policy,
+            now,
+            max_age,
+            origin=origin,
+            extra_logs=[PolicyLog(log_verifier.vkey)] if hasattr(log_verifier, "vkey") else [],
+        ).signed
+    else:
+        signed = open_checkpoint(proof.checkpoint, log_verifier, origin, cosigners=extra_verifiers)
     cp = signed.checkpoint
     verify_inclusion(leaf_hash, proof.index, cp.size, proof.hashes, cp.root_hash)
     return VerifiedProof(proof=proof, checkpoint=signed, leaf_hash=leaf_hash)

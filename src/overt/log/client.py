@@ -22,10 +22,11 @@ from typing import Protocol
 
 import httpx
 
-from overt.errors import LogError, NotFoundError, ProofError, VerificationError
+from overt.errors import LogError, NotFoundError, PolicyError, ProofError, VerificationError
 from overt.formats import merkle, tiles
 from overt.formats.checkpoint import SignedCheckpoint, open_checkpoint
-from overt.formats.note import Verifier
+from overt.formats.note import Ed25519Verifier, Verifier
+from overt.formats.policy import Policy, PolicyLog, verify_checkpoint
 from overt.formats.proof import TlogProof, parse_proof
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "TileSource",
     "VerifiedLog",
     "open_source",
+    "open_with_policy",
     "verify_log",
 ]
 
@@ -121,22 +123,51 @@ class VerifiedLog:
     seconds: float
 
 
+def open_with_policy(
+    note: bytes,
+    verifier: Verifier | None,
+    policy: Policy | None = None,
+    origin: str | None = None,
+    max_age: float | None = None,
+) -> SignedCheckpoint:
+    """Verify a checkpoint by the log key, and by the witness quorum of ``policy`` if given.
+
+    With a policy, the log key may come from the policy's ``log`` lines or from
+    ``verifier``; ``max_age`` (seconds) demands a quorum of cosignatures that recent.
+    Raises VerificationError subclasses (PolicyError, StaleError, ...).
+    """
+    if policy is None:
+        if verifier is None:
+            raise PolicyError("no log key: give a verifier key or a policy with a log line")
+        if max_age is not None:
+            raise PolicyError("freshness (max age) needs a witness policy")
+        return open_checkpoint(note, verifier, origin)
+    extra = [PolicyLog(verifier.vkey)] if isinstance(verifier, Ed25519Verifier) else []
+    return verify_checkpoint(
+        note, policy, now=time.time(), max_age=max_age, origin=origin, extra_logs=extra
+    ).signed
+
+
 def verify_log(
     source: TileSource,
-    verifier: Verifier,
+    verifier: Verifier | None,
     origin: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     checkpoint: bytes | None = None,
+    policy: Policy | None = None,
+    max_age: float | None = None,
 ) -> VerifiedLog:
     """Check every entry, tile and the root of the log against its signed checkpoint.
+
+    With ``policy`` the checkpoint must also carry the policy's witness quorum
+    (and be no older than ``max_age`` seconds, if given).
 
     Raises VerificationError (or a subclass) on the first inconsistency, and
     NotFoundError/LogError if a resource cannot be read.
     """
     started = time.perf_counter()
-    signed = open_checkpoint(
-        checkpoint if checkpoint is not None else source.read("checkpoint"), verifier, origin
-    )
+    note = checkpoint if checkpoint is not None else source.read("checkpoint")
+    signed = open_with_policy(note, verifier, policy, origin, max_age)
     size = signed.checkpoint.size
     get_tile = tile_reader(source)
     width_full = tiles.TILE_WIDTH
