@@ -123,7 +123,7 @@ CASES = [
 def test_every_distinctive_marking_in_every_encoding_is_found() -> None:
     missed = []
     sources = {}
-    for i, (phrase, enc, src) in enumerate(CASES):
+    for i, (_phrase, _enc, src) in enumerate(CASES):
         sources[f"m{i}.yar"] = f"rule m{i} {{ strings: $a = {src} condition: $a }}".encode()
     report = audit_sources(sources, dynamic=False)
     found = {

@@ -37,11 +37,14 @@ statement whose subject is the bundle digest.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import io
+import multiprocessing
+import os
 import posixpath
+import sys
 import tarfile
-import threading
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -319,39 +322,39 @@ def audit_sources(
             )
     report.files = len(sources)
 
-    # Dynamic: compile in background threads while the static audit runs.
+    # Static audit of every file, in worker processes for big bundles; they are
+    # forked before the yara-x compiler threads start (forking a threaded
+    # process is unsafe), then the compile runs while the workers parse.
+    items = list(texts.items())
+    pool, futures = _start_static(items)
     compiled: dynamic_mod.Compiled | None = None
-    worker: threading.Thread | None = None
     if dynamic and texts:
         externals = _external_names(texts.values())
         compile_inputs = [
             (p, blank_includes(_inline(p, t, texts, sources, frozenset({p}))))
             for p, t in texts.items()
         ]
-        box: list[dynamic_mod.Compiled] = []
-        worker = threading.Thread(
-            target=lambda: box.append(dynamic_mod.compile_files(compile_inputs, externals))
-        )
-        worker.start()
+        compiled = dynamic_mod.compile_files(compile_inputs, externals)
+    results = _collect_static(items, pool, futures)
 
     contexts: dict[tuple[str, str], bool] = {}
     rule_lines: dict[tuple[str, str], int] = {}
     rule_signals: dict[tuple[str, str], list[Signal]] = {}
-    for path, text in texts.items():
-        try:
-            pf = parse_source(text, path)
-        except RuleParseError as err:
+    for res in results:
+        path = res.path
+        if res.pf is None:
             findings.append(
                 _file_finding(
                     path,
                     "unauditable",
                     Severity.HIGH,
                     1,
-                    err.detail,
+                    res.error,
                     "no parser accepts the file; its rules were not audited",
                 )
             )
             continue
+        pf = res.pf
         parsed[path] = pf
         for line, target in pf.includes:
             if _resolve(path, target, sources) is None:
@@ -372,17 +375,12 @@ def audit_sources(
                     path, "empty-file", Severity.INFO, 1, "0 rules", "the file holds no rules"
                 )
             )
-        names = [r.name for r in pf.rules]
-        for rule in pf.rules:
+        for name, line, has_ind, signals in res.rules:
             report.rules += 1
-            ctx, signals = analyse_rule(rule, names)
-            contexts[(path, rule.name)] = bool(ctx.indicators)
-            rule_lines[(path, rule.name)] = rule.line
-            rule_signals[(path, rule.name)] = signals
+            contexts[(path, name)] = has_ind
+            rule_lines[(path, name)] = line
+            rule_signals[(path, name)] = signals
 
-    if worker is not None:
-        worker.join()
-        compiled = box[0] if box else None
     if compiled is not None:
         for path, msg in sorted(compiled.errors.items()):
             if path not in parsed:
@@ -417,6 +415,71 @@ def audit_sources(
         uniq.values(), key=lambda f: (-f.severity, f.path, f.line, f.rule, f.detector, f.id)
     )
     return report
+
+
+@dataclass
+class _StaticResult:
+    path: str
+    pf: ParsedFile | None
+    error: str = ""
+    rules: list[tuple[str, int, bool, list[Signal]]] = field(default_factory=list)
+
+
+def _static_file(path: str, text: str) -> _StaticResult:
+    """Parse one file and run the static detectors on each rule."""
+    try:
+        pf = parse_source(text, path)
+    except RuleParseError as err:
+        return _StaticResult(path, None, err.detail)
+    names = [r.name for r in pf.rules]
+    res = _StaticResult(path, pf)
+    for rule in pf.rules:
+        ctx, signals = analyse_rule(rule, names)
+        res.rules.append((rule.name, rule.line, bool(ctx.indicators), signals))
+    return res
+
+
+def _static_batch(items: list[tuple[str, str]]) -> list[_StaticResult]:
+    return [_static_file(p, t) for p, t in items]
+
+
+#: Bundles with at least this many bytes of rule text are audited in
+#: :data:`STATIC_WORKERS` processes (below it, process start-up costs more).
+_PARALLEL_MIN_BYTES = 512 * 1024
+STATIC_WORKERS = min(2, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
+
+
+def _start_static(
+    items: list[tuple[str, str]],
+) -> tuple[
+    concurrent.futures.ProcessPoolExecutor | None,
+    list[concurrent.futures.Future[list[_StaticResult]]],
+]:
+    total = sum(len(t) for _p, t in items)
+    if STATIC_WORKERS < 2 or total < _PARALLEL_MIN_BYTES or sys.platform != "linux":
+        return None, []
+    # Interleave big and small files so that the workers finish together.
+    ordered = sorted(items, key=lambda it: -len(it[1]))
+    chunks = [ordered[i :: STATIC_WORKERS * 4] for i in range(STATIC_WORKERS * 4)]
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=STATIC_WORKERS, mp_context=multiprocessing.get_context("fork")
+    )
+    futures = [pool.submit(_static_batch, c) for c in chunks if c]
+    return pool, futures
+
+
+def _collect_static(
+    items: list[tuple[str, str]],
+    pool: concurrent.futures.ProcessPoolExecutor | None,
+    futures: list[concurrent.futures.Future[list[_StaticResult]]],
+) -> list[_StaticResult]:
+    if pool is None:
+        return _static_batch(items)
+    try:
+        by_path = {r.path: r for f in futures for r in f.result()}
+    finally:
+        pool.shutdown()
+    return [by_path[p] for p, _t in items]
 
 
 def _owner_of(

@@ -52,7 +52,6 @@ __all__ = [
 
 #: Most alternative spellings kept per pattern before alternatives become gaps.
 MAX_EXPANSIONS = 64
-_GAP = b"\x00GAP\x00"
 
 
 @dataclass(frozen=True)
@@ -153,20 +152,20 @@ def _hex_parse(body: str) -> list[object]:
     return stack[0][0]
 
 
-def _hex_expand(seq: list[object]) -> list[bytes]:
-    results: list[bytes] = [b""]
+def _hex_expand(seq: list[object]) -> list[tuple[bytes | None, ...]]:
+    """Expansions of a hex tree as sequences of byte runs and gaps (``None``)."""
+    results: list[tuple[bytes | None, ...]] = [()]
     for item in seq:
+        parts: list[tuple[bytes | None, ...]]
         if item is None:
-            parts = [_GAP]
+            parts = [(None,)]
         elif isinstance(item, bytes):
-            parts = [item]
+            parts = [(item,)]
         else:
             assert isinstance(item, list)
-            parts = []
-            for alt in item:
-                parts.extend(_hex_expand(alt))
+            parts = [p for alt in item for p in _hex_expand(alt)]
             if len(parts) * len(results) > MAX_EXPANSIONS:
-                parts = [_GAP]
+                parts = [(None,)]
         results = [r + p for r in results for p in parts]
     return results
 
@@ -176,9 +175,19 @@ def hex_sequences(body: str) -> tuple[tuple[bytes, ...], ...]:
     """Each expansion of a hex string, as its fixed byte runs (gaps split runs)."""
     out = []
     for flat in _hex_expand(_hex_parse(body)):
-        runs = tuple(r for r in flat.split(_GAP) if r)
+        runs: list[bytes] = []
+        cur = b""
+        for part in flat:
+            if part is None:
+                if cur:
+                    runs.append(cur)
+                cur = b""
+            else:
+                cur += part
+        if cur:
+            runs.append(cur)
         if runs:
-            out.append(runs)
+            out.append(tuple(runs))
     return tuple(out)
 
 
