@@ -251,3 +251,21 @@ def test_mutated_checkpoint_texts_are_refused_or_differ() -> None:
     text = format_checkpoint(Checkpoint(ORIGIN, 20852163, ROOT))
     # every mutation either fails to parse or parses to another checkpoint
     assert_mutations_rejected(text, parse_checkpoint)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=80)
+    | st.lists(
+        st.sampled_from(
+            [b"\n", b"o", b"0", b"1", b"00", b" ", base64.b64encode(ROOT), b"=", b"\xe2"]
+        ),
+        max_size=12,
+    ).map(b"".join)
+)
+def test_any_checkpoint_that_parses_is_canonical(data: bytes) -> None:
+    try:
+        cp = parse_checkpoint(data)
+    except FormatError:
+        return
+    assert format_checkpoint(cp) == data

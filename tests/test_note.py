@@ -615,3 +615,48 @@ def test_overt_opens_what_go_signs(go_note: Callable[..., bytes]) -> None:
     # and overt, loading Go's private key, produces the very same bytes
     assert sign_note(GO_TEXT, [parse_skey(skey)]) == signed
     assert parse_skey(skey).vkey == vkey  # type: ignore[attr-defined]
+
+
+# --- canonicity: whatever parses, formats back to the very same bytes ---------------------
+
+_pieces = st.sampled_from(
+    [
+        b"\n",
+        b"\n\n",
+        "\u2014 ".encode(),
+        b"k",
+        b"a",
+        b" ",
+        b"+",
+        b"AAAAAAAA",
+        b"AAAA",
+        b"=",
+        b"\xe2",
+        b"\t",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80) | st.lists(_pieces, max_size=30).map(b"".join))
+def test_any_note_that_parses_is_canonical(data: bytes) -> None:
+    try:
+        note = parse_note(data)
+    except FormatError:
+        return
+    assert format_note(note) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(max_size=60)
+    | st.lists(
+        st.sampled_from(["k", "+", "530d903a", "AekyeRrm56hA", "=", " ", "é"]), max_size=12
+    ).map("".join)
+)
+def test_any_vkey_that_parses_is_canonical(text: str) -> None:
+    try:
+        verifier = parse_vkey(text)
+    except FormatError:
+        return
+    assert verifier.vkey == text  # type: ignore[attr-defined]

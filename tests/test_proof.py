@@ -298,3 +298,21 @@ def test_mutated_proofs_are_refused(log: Log) -> None:
     leaf = leaf_hash(log.leaves[6])
     encoded = format_proof(log.proof(6, b"context"))
     assert_mutations_rejected(encoded, lambda m: log.verify(parse_proof(m), leaf))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [b"c2sp.org/tlog-proof@v1", b"extra ", b"YQ==", b"index ", b"0", b"1", b" ", b"\n", _H]
+        ),
+        max_size=12,
+    ).map(b"".join)
+)
+def test_any_proof_that_parses_is_canonical(log: Log, head: bytes) -> None:
+    data = head + b"\n\n" + log.checkpoint
+    try:
+        proof = parse_proof(data)
+    except FormatError:
+        return
+    assert format_proof(proof) == data
