@@ -131,7 +131,7 @@ def _admit(quick: bool) -> list[Result]:
             "floor: sha256(1 MiB) + 4 Ed25519 verify (serial)",
             f,
             "us",
-            note="admit hashes on a 2nd thread",
+            note="what admit cannot go below, serially",
         ),
         Result("floor part: sha256 of 1 MiB", sha, "us"),
         Result("floor part: one Ed25519 verify", ver, "us"),

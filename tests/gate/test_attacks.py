@@ -69,7 +69,7 @@ def test_artifact_swapped_after_publishing_is_refused(world: World) -> None:
 
 
 def test_large_artifact_swapped_after_publishing_is_refused(world: World) -> None:
-    # Large artifacts are hashed on a second thread: the result must not change.
+    # A 1 MiB artifact, one byte changed at the end.
     artifact = b"\x90" * (1 << 20)
     _, bundle = world.publish("1.0.0", artifact)
     gate = world.gate()
