@@ -1,0 +1,86 @@
+"""``overt witness``: create a witness, choose the logs it witnesses, serve it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from overt.errors import ConfigError
+from overt.witness.config import init_witness, load_witness, trust_log
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("witness", help="run a transparency-log witness (c2sp tlog-witness)")
+    cmds = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
+    cmds.required = True
+
+    p = cmds.add_parser("init", help="create a witness identity; prints its verifier key")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--name", required=True, help="witness (and key) name, e.g. asia.example/w")
+    p.set_defaults(func=_init)
+
+    p = cmds.add_parser("trust", help="witness a log (by origin): add its verifier key")
+    p.add_argument("dir", type=Path)
+    p.add_argument("log_vkey", metavar="LOG_VKEY", help="the log's verifier key, inline or a file")
+    p.set_defaults(func=_trust)
+
+    p = cmds.add_parser("vkey", help="print the witness's verifier key")
+    p.add_argument("dir", type=Path)
+    p.set_defaults(func=_vkey)
+
+    p = cmds.add_parser("serve", help="serve POST /add-checkpoint and the read endpoints")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--listen", default="127.0.0.1:8090", metavar="HOST:PORT")
+    p.set_defaults(func=_serve)
+
+
+def _read_vkey_arg(arg: str) -> str:
+    path = Path(arg)
+    if "+" not in arg or path.is_file():
+        try:
+            return path.read_text().strip()
+        except OSError as err:
+            raise ConfigError(f"cannot read verifier key {arg}: {err.strerror}") from err
+    return arg
+
+
+def _init(args: argparse.Namespace) -> int:
+    print(init_witness(args.dir, args.name))
+    return 0
+
+
+def _trust(args: argparse.Namespace) -> int:
+    verifier, added = trust_log(args.dir, _read_vkey_arg(args.log_vkey))
+    state = "now witnessing" if added else "already witnessing"
+    print(f"{state} {verifier.name} ({verifier.vkey})")
+    return 0
+
+
+def _vkey(args: argparse.Namespace) -> int:
+    print(load_witness(args.dir).vkey)
+    return 0
+
+
+def _parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--listen wants HOST:PORT, got {listen!r}")
+    return host, int(port)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from overt.witness.server import WitnessApp, serve
+
+    host, port = _parse_listen(args.listen)
+    config = load_witness(args.dir)
+    with config.open_state() as state:
+        app = WitnessApp(state, config.logs, config.signer)
+
+        def ready() -> None:
+            origins = ", ".join(sorted(config.logs)) or "no logs yet (see `overt witness trust`)"
+            print(f"overt witness {config.name}: serving on http://{host}:{port}", flush=True)
+            print(f"verifier key: {config.vkey}", flush=True)
+            print(f"witnessing: {origins}", flush=True)
+
+        serve(app, host, port, ready=ready)
+    return 0

@@ -1,0 +1,33 @@
+"""A transparency-log witness (c2sp.org/tlog-witness@v1.0.0, cosignature/v1).
+
+- :mod:`overt.witness.core`: the I/O-free decision (verify, check, cosign).
+- :mod:`overt.witness.state`: the durable per-log record (SQLite, compare-and-set).
+- :mod:`overt.witness.server`: ``POST /add-checkpoint``, ``GET /logs``, ``GET /checkpoint/<origin>``.
+- :mod:`overt.witness.client`: :class:`WitnessClient`, for logs and monitors.
+- :mod:`overt.witness.config`: the witness directory (key, trusted logs, state).
+- :mod:`overt.witness.errors`: refusals, each with the spec's HTTP status.
+"""
+
+from __future__ import annotations
+
+from overt.witness.client import WitnessClient
+from overt.witness.errors import (
+    UnknownLogError,
+    WitnessConflictError,
+    WitnessConsistencyError,
+    WitnessError,
+    WitnessRequestError,
+    WitnessSignatureError,
+    WitnessUnavailableError,
+)
+
+__all__ = [
+    "UnknownLogError",
+    "WitnessClient",
+    "WitnessConflictError",
+    "WitnessConsistencyError",
+    "WitnessError",
+    "WitnessRequestError",
+    "WitnessSignatureError",
+    "WitnessUnavailableError",
+]

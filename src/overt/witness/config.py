@@ -1,0 +1,177 @@
+"""A witness directory: its identity, the logs it witnesses, and its state.
+
+Layout (``overt witness init DIR --name NAME``)::
+
+    DIR/witness.skey   PRIVATE+KEY+<name>+<id>+<base64>  cosignature/v1 (type 0x04), mode 0600
+    DIR/witness.vkey   <name>+<id>+<base64>              what logs and clients put in a policy
+    DIR/logs           one log vkey per line (Ed25519, type 0x01; its name is the origin);
+                       blank lines and lines starting with '#' are ignored
+    DIR/state.db       :class:`overt.witness.state.WitnessState`
+
+The witness's key name is the witness's name. Every file is written atomically
+(temporary file, fsync, rename, directory fsync). The server reads ``logs`` when
+it starts: restart it after ``overt witness trust``.
+"""
+
+from __future__ import annotations
+
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from overt.errors import ConfigError, FormatError
+from overt.formats.cosignature import ALG_COSIGNATURE_V1, CosignatureSigner
+from overt.formats.note import Ed25519Verifier, Verifier, generate_key, parse_skey, parse_vkey
+from overt.log.fs import atomic_write
+from overt.witness.core import KnownLogs, known_logs
+from overt.witness.state import WitnessState
+
+__all__ = [
+    "LOGS",
+    "SKEY",
+    "STATE",
+    "VKEY",
+    "WitnessConfig",
+    "init_witness",
+    "load_witness",
+    "read_logs",
+    "trust_log",
+]
+
+SKEY = "witness.skey"
+VKEY = "witness.vkey"
+LOGS = "logs"
+STATE = "state.db"
+
+_LOGS_HEADER = b"# Logs this witness cosigns: one Ed25519 log vkey per line (name = origin).\n"
+
+
+@dataclass(frozen=True)
+class WitnessConfig:
+    """A loaded witness directory: signer, known logs, and the state file's path."""
+
+    directory: Path
+    signer: CosignatureSigner
+    logs: KnownLogs
+
+    @property
+    def name(self) -> str:
+        return self.signer.name
+
+    @property
+    def vkey(self) -> str:
+        return self.signer.vkey
+
+    def open_state(self) -> WitnessState:
+        return WitnessState(self.directory / STATE)
+
+
+def init_witness(directory: Path | str, name: str) -> str:
+    """Creates a witness identity in ``directory``; returns its vkey.
+
+    Raises:
+        ConfigError: the directory already holds a witness, or cannot be written.
+        FormatError: ``name`` is not a valid key name.
+    """
+    directory = Path(directory)
+    if (directory / SKEY).exists():
+        raise ConfigError(f"{directory} already holds a witness ({SKEY})")
+    skey, vkey = generate_key(name, ALG_COSIGNATURE_V1)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not (directory / LOGS).exists():
+            atomic_write(directory / LOGS, _LOGS_HEADER)
+        WitnessState(directory / STATE).close()
+        atomic_write(directory / VKEY, vkey.encode() + b"\n")
+        # The key last: its presence marks a complete witness directory.
+        atomic_write(directory / SKEY, skey.encode() + b"\n", mode=0o600)
+    except OSError as err:
+        raise ConfigError(f"cannot create witness in {directory}: {err.strerror}") from err
+    return vkey
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {what} {path}: {err}") from err
+
+
+def _load_signer(directory: Path, clock: Callable[[], float]) -> CosignatureSigner:
+    path = directory / SKEY
+    if not path.is_file():
+        raise ConfigError(
+            f"{directory} is not a witness directory (no {SKEY}); see `overt witness init`"
+        )
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        raise ConfigError(f"{path} is readable by others: chmod 600 it")
+    try:
+        signer = parse_skey(_read(path, "witness key").strip())
+    except FormatError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    if not isinstance(signer, CosignatureSigner):
+        raise ConfigError(f"{path} is not a cosignature/v1 (type 0x04) key")
+    signer.clock = clock
+    return signer
+
+
+def read_logs(directory: Path | str) -> KnownLogs:
+    """The logs a witness directory witnesses, by origin.
+
+    Raises:
+        ConfigError: the file is missing, or a line is not an Ed25519 vkey.
+    """
+    path = Path(directory) / LOGS
+    verifiers: list[Verifier] = []
+    for number, line in enumerate(_read(path, "log list").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            verifiers.append(parse_vkey(line))
+        except FormatError as err:
+            raise ConfigError(f"{path}:{number}: {err}") from err
+    try:
+        return known_logs(verifiers)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
+def load_witness(directory: Path | str, clock: Callable[[], float] = time.time) -> WitnessConfig:
+    """Loads a witness directory (key, known logs); ``clock`` timestamps cosignatures.
+
+    Raises:
+        ConfigError: a missing or unreadable file, a key readable by others, or a
+            key that is not a cosignature/v1 key.
+    """
+    directory = Path(directory)
+    signer = _load_signer(directory, clock)
+    return WitnessConfig(directory, signer, read_logs(directory))
+
+
+def trust_log(directory: Path | str, vkey: str) -> tuple[Ed25519Verifier, bool]:
+    """Adds a log key to the witness's logs; returns it and whether it was new.
+
+    Raises:
+        ConfigError: not a witness directory, or the file cannot be written.
+        FormatError: a malformed vkey, or one that is not an Ed25519 (type 0x01) log key.
+    """
+    directory = Path(directory)
+    if not (directory / SKEY).is_file():
+        raise ConfigError(f"{directory} is not a witness directory (no {SKEY})")
+    verifier = parse_vkey(vkey.strip())
+    if not isinstance(verifier, Ed25519Verifier):
+        raise FormatError("log vkey", "not an Ed25519 (type 0x01) key", vkey)
+    logs = read_logs(directory)
+    if verifier in logs.get(verifier.name, ()):
+        return verifier, False
+    current = (directory / LOGS).read_bytes()
+    if current and not current.endswith(b"\n"):
+        current += b"\n"
+    try:
+        atomic_write(directory / LOGS, current + verifier.vkey.encode() + b"\n")
+    except OSError as err:
+        raise ConfigError(f"cannot write {directory / LOGS}: {err.strerror}") from err
+    return verifier, True

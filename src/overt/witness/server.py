@@ -1,0 +1,287 @@
+"""The witness's HTTP face: c2sp.org/tlog-witness ``add-checkpoint`` and read endpoints.
+
+Routes (the submission and monitoring prefixes are both the server root)::
+
+    POST /add-checkpoint              body: old size, proof lines, empty line, checkpoint
+                                      200 text/plain: the cosignature line(s)
+                                      409 text/x.tlog.size: "<latest cosigned size>\\n"
+                                      400 / 403 / 404 / 422: a plain-text reason
+    GET  /logs                        origins this witness has cosigned, one per line
+    GET  /checkpoint/<origin>         the latest cosigned checkpoint for an origin
+                                      (percent-encoded; the log's signature(s) and this
+                                      witness's cosignature), 404 if none
+    GET  /<sha256(origin) hex>/checkpoint   the same, at the spec's monitoring path
+
+Status codes for ``add-checkpoint`` are the spec's (see :mod:`overt.witness.core`);
+405 for a wrong method, 404 for an unknown path, 503 if the state cannot be
+written (nothing was cosigned). Input never causes a 500.
+
+Concurrency and durability: each request is parsed and its log signature
+verified on arrival; then it joins a queue. A committer takes everything queued
+(up to ``max_batch``) and decides it in one ``BEGIN IMMEDIATE`` transaction of
+:meth:`overt.witness.state.WitnessState.apply` in its own thread: one fsync for
+the whole batch, and requests for one log are decided one after another, each
+against the record the previous one left. Replies are sent only after the
+commit, so no cosignature is ever released that a crash could forget.
+
+The app is a bare ASGI callable, like :class:`overt.log.server.LogApp`, because
+``add-checkpoint`` is a hot path (thousands of requests a second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from overt.errors import FormatError, OvertError
+from overt.formats.cosignature import CosignatureSigner
+from overt.formats.witness import CONTENT_TYPE_SIZE, MAX_REQUEST_SIZE, parse_add_checkpoint
+from overt.witness.core import Cosigned, KnownLogs, Submission, decide, verify_submission
+from overt.witness.errors import (
+    WitnessConflictError,
+    WitnessConsistencyError,
+    WitnessError,
+    WitnessRequestError,
+)
+from overt.witness.state import Decide, WitnessState
+
+__all__ = ["Committer", "WitnessApp", "serve"]
+
+log = logging.getLogger("overt.witness")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_TEXT = b"text/plain; charset=utf-8"
+_SIZE = CONTENT_TYPE_SIZE.encode()
+MAX_BATCH = 512
+
+
+class Committer:
+    """Decides and stores queued submissions in batches, one transaction per batch."""
+
+    def __init__(
+        self, state: WitnessState, signer: CosignatureSigner, max_batch: int = MAX_BATCH
+    ) -> None:
+        self.state = state
+        self.decide: Decide = lambda stored, submission: decide(stored, submission, signer)
+        self.max_batch = max_batch
+        self._queue: list[tuple[Submission, asyncio.Future[Cosigned]]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # One writer thread: SQLite serializes writers anyway, and one thread keeps
+        # one connection.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="overt-witness-state")
+        self.batches = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for _, future in self._queue:
+            if not future.done():
+                future.cancel()
+        self._queue.clear()
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, submission: Submission) -> Cosigned:
+        """Returns the durable outcome, or raises the refusal (WitnessError) or StateError."""
+        self.start()
+        future: asyncio.Future[Cosigned] = asyncio.get_running_loop().create_future()
+        self._queue.append((submission, future))
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                submissions = [s for s, _ in batch]
+                try:
+                    results = await loop.run_in_executor(
+                        self._executor, self.state.apply, submissions, self.decide
+                    )
+                except Exception as err:  # every waiter must hear about it
+                    log.error("storing %d decisions failed: %s", len(batch), err)
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(err)
+                    continue
+                self.batches += 1
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+
+
+async def _reply(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = _TEXT,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    all_headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+    if headers:
+        all_headers.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _error(
+    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await _reply(send, status, message.encode("utf-8", "replace") + b"\n", headers=headers)
+
+
+class WitnessApp:
+    """ASGI application of one witness: its key, the logs it knows, its state."""
+
+    def __init__(
+        self,
+        state: WitnessState,
+        logs: KnownLogs,
+        signer: CosignatureSigner,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self.state = state
+        self.logs = logs
+        self.signer = signer
+        self.max_batch = max_batch
+        self.committer: Committer | None = None
+        self._by_hash = {hashlib.sha256(o.encode()).hexdigest(): o for o in logs}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        try:
+            if path == "/add-checkpoint":
+                if method != "POST":
+                    await _error(send, 405, "use POST /add-checkpoint", [(b"allow", b"POST")])
+                    return
+                await self._add_checkpoint(receive, send)
+                return
+            if method not in ("GET", "HEAD"):
+                await _error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
+                return
+            if path == "/logs":
+                origins = await asyncio.to_thread(self.state.origins)
+                await _reply(send, 200, "".join(o + "\n" for o in origins).encode())
+            elif path.startswith("/checkpoint/"):
+                await self._checkpoint(path[len("/checkpoint/") :], send)
+            elif path.endswith("/checkpoint") and path.count("/") == 2:
+                origin = self._by_hash.get(path[1 : -len("/checkpoint")])
+                await self._checkpoint(origin, send)
+            else:
+                await _error(send, 404, f"no such endpoint: {path}")
+        except OvertError as err:
+            # Only storage failures get here: every refusal is answered above.
+            log.error("request %s %s failed: %s", method, path, err)
+            await _error(send, 503, f"witness unavailable: {err}")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._committer().start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.committer is not None:
+                    await self.committer.stop()
+                    self.committer = None
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _committer(self) -> Committer:
+        if self.committer is None:
+            self.committer = Committer(self.state, self.signer, self.max_batch)
+        return self.committer
+
+    async def _add_checkpoint(self, receive: Receive, send: Send) -> None:
+        chunks: list[bytes] = []
+        length = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            length += len(chunk)
+            if length > MAX_REQUEST_SIZE:
+                await _error(send, 400, f"request body larger than {MAX_REQUEST_SIZE} bytes")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            try:
+                request = parse_add_checkpoint(body)
+            except FormatError as err:
+                raise WitnessRequestError(str(err)) from err
+            submission = verify_submission(request, self.logs)
+            outcome = await self._committer().submit(submission)
+        except WitnessConflictError as err:
+            await _reply(send, 409, b"%d\n" % err.size, _SIZE)
+            return
+        except WitnessError as err:
+            if isinstance(err, WitnessConsistencyError):
+                # Signed by the log yet inconsistent: possible evidence of misbehaviour.
+                log.warning(
+                    "refused an inconsistent checkpoint: %s\n%s",
+                    err,
+                    body.decode("utf-8", "replace"),
+                )
+            await _error(send, err.status, err.reason)
+            return
+        await _reply(send, 200, outcome.lines)
+
+    async def _checkpoint(self, origin: str | None, send: Send) -> None:
+        record = None if origin is None else await asyncio.to_thread(self.state.get, origin)
+        if record is None:
+            await _error(send, 404, f"no cosigned checkpoint for {origin!r}")
+            return
+        await _reply(send, 200, record.note, headers=[(b"cache-control", b"no-cache")])
+
+
+def serve(app: WitnessApp, host: str, port: int, ready: Callable[[], None] | None = None) -> None:
+    """Runs ``app`` until interrupted (uvicorn, with uvloop/httptools when available)."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", access_log=False
+    )
+    server = uvicorn.Server(config)
+    if ready is not None:
+        original = server.startup
+
+        async def startup(sockets: Any = None) -> None:
+            await original(sockets)
+            ready()
+
+        server.startup = startup  # type: ignore[method-assign]
+    server.run()

@@ -1,0 +1,248 @@
+"""The witness's durable state: per log origin, the latest checkpoint it cosigned.
+
+One SQLite file (``state.db`` in the witness directory), through SQLAlchemy Core::
+
+    checkpoints(origin TEXT PRIMARY KEY, size INTEGER, root_hash BLOB(32), note BLOB)
+
+``note`` is the cosigned checkpoint a monitor reads: the log's verified
+signature(s) and this witness's cosignature (:class:`~overt.witness.core.CosignedCheckpoint`).
+
+Atomicity (c2sp.org/tlog-witness: "checking the old size against the latest
+checkpoint and persisting the new checkpoint must be performed atomically"):
+every write is a transaction opened with ``BEGIN IMMEDIATE``, which takes
+SQLite's write lock before the first read, so the record a decision is based on
+cannot change before the decision is stored, whichever process or thread
+writes. Inside it each record is replaced by a compare-and-set
+(``UPDATE ... WHERE origin = :origin AND size = :old_size AND root_hash = :old_root``,
+or ``INSERT ... ON CONFLICT DO NOTHING`` for a first checkpoint) whose row
+count is checked, as a second line of defence.
+
+Durability: the database runs in WAL mode with ``synchronous=FULL``, so a
+transaction's commit has reached the disk (the WAL is fsynced) when
+:meth:`WitnessState.apply` returns; the server replies only after that. A crash
+before the commit loses the transaction, and no cosignature from it was ever
+sent. :meth:`WitnessState.apply` takes many requests in one transaction (one
+fsync for all: group commit), deciding them in order against the record as
+updated by the ones before.
+
+Versioning: ``PRAGMA user_version`` holds the schema version (1); another
+version is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import SingletonThreadPool
+
+from overt.errors import ConfigError
+from overt.witness.core import Cosigned, CosignedCheckpoint, Submission
+from overt.witness.errors import WitnessError
+
+__all__ = ["SCHEMA_VERSION", "Decide", "StateError", "WitnessState"]
+
+SCHEMA_VERSION = 1
+
+_metadata = MetaData()
+_checkpoints = Table(
+    "checkpoints",
+    _metadata,
+    Column("origin", Text, primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("root_hash", LargeBinary, nullable=False),
+    Column("note", LargeBinary, nullable=False),
+)
+
+_SELECT = select(
+    _checkpoints.c.origin, _checkpoints.c.size, _checkpoints.c.root_hash, _checkpoints.c.note
+)
+
+
+class StateError(ConfigError):
+    """The state database cannot be opened, read or written."""
+
+
+Decide = Callable[[CosignedCheckpoint | None, Submission], Cosigned]
+"""Step 2 of :mod:`overt.witness.core` with the signer bound (``decide(stored, submission)``)."""
+
+
+def _row(row: Any) -> CosignedCheckpoint:
+    return CosignedCheckpoint(row.origin, row.size, bytes(row.root_hash), bytes(row.note))
+
+
+class WitnessState:
+    """The witness's records, in a SQLite file. Thread-safe; several processes may share it.
+
+    Raises:
+        StateError: on construction, the file cannot be opened or has another schema.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise StateError(f"no directory for the witness state: {self.path.parent}")
+        # One connection per thread (SQLite connections are not shared across
+        # threads); the server writes from a single thread.
+        self.engine: Engine = create_engine(
+            f"sqlite:///{self.path}",
+            poolclass=SingletonThreadPool,
+            pool_size=16,
+            connect_args={"timeout": 30.0},
+        )
+        event.listen(self.engine, "connect", _on_connect)
+        event.listen(self.engine, "begin", _on_begin)
+        try:
+            with self._write() as conn:
+                version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+                if version == 0:
+                    _metadata.create_all(conn)
+                    conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                elif version != SCHEMA_VERSION:
+                    raise StateError(
+                        f"{self.path}: state schema version {version}, expected {SCHEMA_VERSION}"
+                    )
+        except SQLAlchemyError as err:
+            raise StateError(f"cannot open witness state {self.path}: {err}") from err
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(overt_write=True)
+            with conn.begin():
+                yield conn
+
+    def __enter__(self) -> WitnessState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reads ---------------------------------------------------------------
+
+    def get(self, origin: str) -> CosignedCheckpoint | None:
+        """The latest cosigned checkpoint for ``origin``, or None. Raises StateError."""
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(_SELECT.where(_checkpoints.c.origin == origin)).first()
+        except SQLAlchemyError as err:
+            raise StateError(f"cannot read witness state: {err}") from err
+        return None if row is None else _row(row)
+
+    def origins(self) -> list[str]:
+        """Every origin with a cosigned checkpoint, sorted. Raises StateError."""
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(_checkpoints.c.origin).order_by(_checkpoints.c.origin))
+                return [r.origin for r in rows]
+        except SQLAlchemyError as err:
+            raise StateError(f"cannot read witness state: {err}") from err
+
+    # -- writes ----------------------------------------------------------------
+
+    def compare_and_set(self, expected: CosignedCheckpoint | None, new: CosignedCheckpoint) -> bool:
+        """Stores ``new`` iff the record for its origin is still ``expected``; durable on return.
+
+        Raises:
+            StateError: the write failed (nothing was stored).
+        """
+        try:
+            with self._write() as conn:
+                return _cas(conn, expected, new)
+        except SQLAlchemyError as err:
+            raise StateError(f"cannot write witness state: {err}") from err
+
+    def apply(
+        self, submissions: Sequence[Submission], decide: Decide
+    ) -> list[Cosigned | Exception]:
+        """Decides ``submissions`` in order against the records, and stores the outcome.
+
+        One transaction: the records are read under the write lock, each submission
+        is decided against its origin's record as updated by the accepted ones
+        before it, and every changed record is written back by compare-and-set.
+        Returns, per submission, its :class:`Cosigned` or the exception ``decide``
+        raised. Everything returned is durable.
+
+        Raises:
+            StateError: the transaction failed; nothing was stored and no
+                cosignature may be released.
+        """
+        origins = sorted({s.origin for s in submissions})
+        results: list[Cosigned | Exception] = []
+        try:
+            with self._write() as conn:
+                rows = conn.execute(_SELECT.where(_checkpoints.c.origin.in_(origins)))
+                before = {r.origin: _row(r) for r in rows}
+                current: dict[str, CosignedCheckpoint | None] = dict(before)
+                for submission in submissions:
+                    try:
+                        outcome = decide(current.get(submission.origin), submission)
+                    except (WitnessError, ConfigError) as err:
+                        results.append(err)
+                        continue
+                    current[submission.origin] = outcome.state
+                    results.append(outcome)
+                for origin, record in current.items():
+                    if record is None or record is before.get(origin):
+                        continue
+                    if not _cas(conn, before.get(origin), record):
+                        # Unreachable under BEGIN IMMEDIATE; roll everything back if not.
+                        raise StateError(f"record for {origin!r} changed under the write lock")
+        except SQLAlchemyError as err:
+            raise StateError(f"cannot write witness state: {err}") from err
+        return results
+
+
+def _cas(conn: Connection, expected: CosignedCheckpoint | None, new: CosignedCheckpoint) -> bool:
+    t = _checkpoints
+    values = {"size": new.size, "root_hash": new.root_hash, "note": new.note}
+    if expected is None:
+        stmt = sqlite_insert(t).values(origin=new.origin, **values).on_conflict_do_nothing()
+        return conn.execute(stmt).rowcount == 1
+    if expected.origin != new.origin:
+        raise StateError(f"compare-and-set across origins {expected.origin!r}, {new.origin!r}")
+    update = (
+        t.update()
+        .where(t.c.origin == new.origin)
+        .where(t.c.size == expected.size)
+        .where(t.c.root_hash == expected.root_hash)
+        .values(**values)
+    )
+    return conn.execute(update).rowcount == 1
+
+
+def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event, not the sqlite3 module, open transactions
+    # (the SQLAlchemy docs' recipe for SQLite transactions that mean what they say).
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def _on_begin(conn: Connection) -> None:
+    # Writers take the write lock before their first read; readers never block anyone (WAL).
+    write = conn.get_execution_options().get("overt_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
