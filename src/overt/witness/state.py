@@ -44,6 +44,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     select,
@@ -73,6 +74,25 @@ _checkpoints = Table(
 
 _SELECT = select(
     _checkpoints.c.origin, _checkpoints.c.size, _checkpoints.c.root_hash, _checkpoints.c.note
+)
+# Statements built once: building one per request costs more than running it.
+_SELECT_MANY = _SELECT.where(_checkpoints.c.origin.in_(bindparam("origins", expanding=True)))
+_INSERT = (
+    sqlite_insert(_checkpoints)
+    .values(
+        origin=bindparam("key"),
+        size=bindparam("new_size"),
+        root_hash=bindparam("new_root"),
+        note=bindparam("new_note"),
+    )
+    .on_conflict_do_nothing()
+)
+_UPDATE = (
+    _checkpoints.update()
+    .where(_checkpoints.c.origin == bindparam("key"))
+    .where(_checkpoints.c.size == bindparam("old_size"))
+    .where(_checkpoints.c.root_hash == bindparam("old_root"))
+    .values(size=bindparam("new_size"), root_hash=bindparam("new_root"), note=bindparam("new_note"))
 )
 
 
@@ -168,8 +188,12 @@ class WitnessState:
             StateError: the write failed (nothing was stored).
         """
         try:
+            if expected is not None and expected.origin != new.origin:
+                raise StateError(
+                    f"compare-and-set across origins {expected.origin!r}, {new.origin!r}"
+                )
             with self._write() as conn:
-                return _cas(conn, expected, new)
+                return _cas_many(conn, [(expected, new)])
         except SQLAlchemyError as err:
             raise StateError(f"cannot write witness state: {err}") from err
 
@@ -192,7 +216,7 @@ class WitnessState:
         results: list[Cosigned | Exception] = []
         try:
             with self._write() as conn:
-                rows = conn.execute(_SELECT.where(_checkpoints.c.origin.in_(origins)))
+                rows = conn.execute(_SELECT_MANY, {"origins": origins})
                 before = {r.origin: _row(r) for r in rows}
                 current: dict[str, CosignedCheckpoint | None] = dict(before)
                 for submission in submissions:
@@ -203,33 +227,48 @@ class WitnessState:
                         continue
                     current[submission.origin] = outcome.state
                     results.append(outcome)
-                for origin, record in current.items():
-                    if record is None or record is before.get(origin):
-                        continue
-                    if not _cas(conn, before.get(origin), record):
-                        # Unreachable under BEGIN IMMEDIATE; roll everything back if not.
-                        raise StateError(f"record for {origin!r} changed under the write lock")
+                changed = [
+                    (before.get(origin), record)
+                    for origin, record in current.items()
+                    if record is not None and record is not before.get(origin)
+                ]
+                if changed and not _cas_many(conn, changed):
+                    # Unreachable under BEGIN IMMEDIATE; roll everything back if not.
+                    raise StateError("a record changed under the write lock")
         except SQLAlchemyError as err:
             raise StateError(f"cannot write witness state: {err}") from err
         return results
 
 
-def _cas(conn: Connection, expected: CosignedCheckpoint | None, new: CosignedCheckpoint) -> bool:
-    t = _checkpoints
-    values = {"size": new.size, "root_hash": new.root_hash, "note": new.note}
-    if expected is None:
-        stmt = sqlite_insert(t).values(origin=new.origin, **values).on_conflict_do_nothing()
-        return conn.execute(stmt).rowcount == 1
-    if expected.origin != new.origin:
-        raise StateError(f"compare-and-set across origins {expected.origin!r}, {new.origin!r}")
-    update = (
-        t.update()
-        .where(t.c.origin == new.origin)
-        .where(t.c.size == expected.size)
-        .where(t.c.root_hash == expected.root_hash)
-        .values(**values)
-    )
-    return conn.execute(update).rowcount == 1
+def _cas_many(
+    conn: Connection, changes: Sequence[tuple[CosignedCheckpoint | None, CosignedCheckpoint]]
+) -> bool:
+    """Compare-and-set of several records (distinct origins) at once; True iff all took.
+
+    Each statement matches at most one row (the origin is the primary key), so
+    the total row count says whether every one of them did.
+    """
+    inserts = [_values(new) for old, new in changes if old is None]
+    updates = [
+        {**_values(new), "old_size": old.size, "old_root": old.root_hash}
+        for old, new in changes
+        if old is not None
+    ]
+    done = 0
+    if inserts:
+        done += conn.execute(_INSERT, inserts).rowcount
+    if updates:
+        done += conn.execute(_UPDATE, updates).rowcount
+    return done == len(changes)
+
+
+def _values(record: CosignedCheckpoint) -> dict[str, object]:
+    return {
+        "key": record.origin,
+        "new_size": record.size,
+        "new_root": record.root_hash,
+        "new_note": record.note,
+    }
 
 
 def _on_connect(dbapi_conn: Any, _record: Any) -> None:
