@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from overt.errors import OvertError
 
 # Command-group modules, in the order ``overt --help`` lists them.
-_GROUPS = ("log", "proof")
+_GROUPS = ("log", "proof", "witness", "publish")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -37,6 +37,7 @@ __all__ = [
     "VerifiedLog",
     "open_source",
     "open_with_policy",
+    "tile_reader",
     "verify_log",
 ]
 

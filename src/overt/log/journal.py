@@ -29,7 +29,7 @@ from pathlib import Path
 
 from overt.log.fs import fsync_dir
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "decode", "encode"]
 
 _NAME = re.compile(r"^(0|[1-9][0-9]*)$")
 _LEN = struct.Struct(">H")

@@ -77,7 +77,7 @@ from overt.log.fs import TileStore, atomic_write
 from overt.log.index import DedupIndex
 from overt.log.journal import Journal
 
-__all__ = ["MAX_BATCH", "Log"]
+__all__ = ["MAX_BATCH", "Log", "check_entry", "read_token", "read_vkey"]
 
 _logger = logging.getLogger("overt.log")
 

@@ -1,0 +1,170 @@
+"""Getting the log's checkpoints cosigned by its witnesses (c2sp.org/tlog-witness).
+
+The log's witnesses and the quorum it must reach are a c2sp.org/tlog-policy
+file in the log directory (``overt log witnesses DIR POLICY``); each witness
+line needs a URL. After every integration the log's newest signed checkpoint
+is sent to every witness at once, with a consistency proof from the size that
+witness last cosigned (learned from its 409 reply when unknown, e.g. after a
+restart). Cosignatures are checked, and once they meet the quorum the
+checkpoint is published with them.
+
+When witnesses are down or refuse, nothing stops: the log keeps accepting and
+integrating entries, the published checkpoint stays at the last witnessed one,
+a warning names the unreachable witnesses, and :attr:`Witnessing.status` (served
+as ``/metrics``) shows integrated size, published size and each witness's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from overt.errors import OvertError
+from overt.formats.policy import Policy, PolicyLog, PolicyWitness, verify_checkpoint
+from overt.log.log import Log
+from overt.witness.client import WitnessClient
+from overt.witness.errors import WitnessConflictError
+
+__all__ = ["Round", "WitnessState", "Witnessing"]
+
+_logger = logging.getLogger("overt.log.witnessing")
+
+
+@dataclass
+class WitnessState:
+    """What the log knows of one witness."""
+
+    name: str
+    url: str
+    size: int = 0  # the size this witness last cosigned, as far as the log knows
+    up: bool = True
+    error: str = ""
+    last_ok: float = 0.0
+
+
+@dataclass
+class Round:
+    """The outcome of one witnessing round."""
+
+    size: int
+    cosigned_by: list[str] = field(default_factory=list)
+    published: bool = False
+    seconds: float = 0.0
+
+
+ClientFactory = Callable[[PolicyWitness], WitnessClient]
+
+
+class Witnessing:
+    """Runs witnessing rounds for one log (one round at a time)."""
+
+    def __init__(
+        self, log: Log, policy: Policy, timeout: float = 5.0, clients: ClientFactory | None = None
+    ) -> None:
+        missing = [w.name for w in policy.witnesses if not w.url]
+        if missing:
+            raise OvertError(f"witness policy: no URL for witness(es) {', '.join(missing)}")
+        self.log = log
+        self.policy = policy
+        self._log_key = PolicyLog(log.vkey)
+        factory = clients or (lambda w: WitnessClient(w.url or "", timeout=timeout))
+        self._clients = {w.name: factory(w) for w in policy.witnesses}
+        self.witnesses = {w.name: WitnessState(w.name, w.url or "") for w in policy.witnesses}
+        self._pool = ThreadPoolExecutor(
+            max(1, len(policy.witnesses)), thread_name_prefix="overt-witness"
+        )
+        self._lock = threading.Lock()
+        self.rounds = 0
+        self.last_round: Round | None = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for client in self._clients.values():
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
+
+    def cosign_latest(self) -> Round:
+        """Ask every witness to cosign the log's newest checkpoint; publish it on quorum."""
+        with self._lock:
+            started = time.perf_counter()
+            note, size = self.log.latest_signed()
+            result = Round(size)
+            if size <= self.log.published_size and self.log.published_size > 0:
+                return result
+            answers = list(
+                self._pool.map(lambda w: self._ask(w, note, size), self.policy.witnesses)
+            )
+            lines = [line for line in answers if line]
+            result.cosigned_by = [
+                w.name for w, line in zip(self.policy.witnesses, answers, strict=True) if line
+            ]
+            if lines and self.policy.quorum_met(result.cosigned_by):
+                cosigned = note + b"".join(lines)
+                # Never publish what a client with this policy would refuse.
+                verify_checkpoint(cosigned, self.policy, extra_logs=[self._log_key])
+                self.log.publish_witnessed(cosigned, size)
+                result.published = True
+            else:
+                down = [n for n, w in self.witnesses.items() if not w.up]
+                _logger.warning(
+                    "witness quorum not met for size %d (cosigned by: %s; unreachable or refusing: %s);"
+                    " published checkpoint stays at size %d",
+                    size,
+                    ", ".join(result.cosigned_by) or "none",
+                    ", ".join(down) or "none",
+                    self.log.published_size,
+                )
+            result.seconds = time.perf_counter() - started
+            self.rounds += 1
+            self.last_round = result
+            return result
+
+    def _ask(self, witness: PolicyWitness, note: bytes, size: int) -> bytes | None:
+        state = self.witnesses[witness.name]
+        client = self._clients[witness.name]
+        old = min(state.size, size)
+        for _ in range(3):  # the first 409 tells us the witness's size; retry once with it
+            try:
+                proof = self.log.consistency_proof(old, size) if 0 < old < size else []
+                line = client.add_checkpoint(old, proof, note)
+            except WitnessConflictError as err:
+                if err.size > size:
+                    state.up, state.error = (
+                        False,
+                        f"witness is at size {err.size}, ahead of the log ({size})",
+                    )
+                    _logger.error("witness %s: %s", witness.name, state.error)
+                    return None
+                old = err.size
+                continue
+            except OvertError as err:
+                state.up, state.error = False, str(err)
+                return None
+            state.size, state.up, state.error, state.last_ok = size, True, "", time.time()
+            return line
+        state.up, state.error = False, "repeated size conflicts"
+        return None
+
+    def status(self) -> str:
+        """Prometheus text exposition of the log's witnessing state."""
+        lines = [
+            "# HELP overt_log_integrated_size Entries integrated and signed by the log.",
+            "# TYPE overt_log_integrated_size gauge",
+            f"overt_log_integrated_size {self.log.size}",
+            "# HELP overt_log_published_size Size of the published (witnessed) checkpoint.",
+            "# TYPE overt_log_published_size gauge",
+            f"overt_log_published_size {self.log.published_size}",
+            "# HELP overt_witness_up Whether the witness cosigned in the last round.",
+            "# TYPE overt_witness_up gauge",
+        ]
+        for name, state in self.witnesses.items():
+            lines.append(f'overt_witness_up{{witness="{name}"}} {int(state.up)}')
+        lines += ["# TYPE overt_witness_size gauge"]
+        for name, state in self.witnesses.items():
+            lines.append(f'overt_witness_size{{witness="{name}"}} {state.size}')
+        return "\n".join(lines) + "\n"
