@@ -1,0 +1,117 @@
+"""``overt monitor``: follow a log, prove it append-only, gossip with witnesses, check entries.
+
+    overt monitor URL --vkey VKEY [--policy FILE] [--state DIR] [--witness URL]...
+                  [--once] [--interval SECONDS] [--check NAME[=ARG]]... [--webhook URL]
+
+Events and alerts go to stdout as JSON lines (:mod:`overt.monitor.events`). With ``--once``
+the monitor polls once and exits 0 if it raised no alert, 1 if it did (or failed). Without
+it, the monitor polls every ``--interval`` seconds until interrupted, and stops with exit 1
+once it holds evidence that the log is inconsistent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from overt.cli._util import load_vkey
+from overt.errors import ConfigError
+from overt.formats.policy import Policy, parse_policy
+from overt.log.client import open_source
+from overt.monitor.checks import available_checks, default_checks, make_check
+from overt.monitor.events import EventSink
+from overt.monitor.follow import Monitor
+from overt.monitor.gossip import HTTPWitness, witnesses_from
+from overt.monitor.state import MonitorState
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "monitor",
+        help="follow a log: consistency, witnesses, checks on every entry",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    p.add_argument("url", metavar="URL", help="the log's URL (or a log directory)")
+    p.add_argument("--vkey", required=True, help="log verifier key, inline or a file")
+    p.add_argument("--policy", type=Path, metavar="FILE", help="c2sp tlog-policy file")
+    p.add_argument("--state", type=Path, metavar="DIR", help="state directory (else in memory)")
+    p.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a witness to compare with (besides the policy's witness URLs); repeatable",
+    )
+    p.add_argument("--once", action="store_true", help="poll once; exit 1 if anything alerted")
+    p.add_argument("--interval", type=_seconds, default=10.0, metavar="SECONDS")
+    p.add_argument(
+        "--max-age",
+        type=_seconds,
+        metavar="SECONDS",
+        help="with --policy: the witness quorum must have cosigned within this many seconds",
+    )
+    p.add_argument(
+        "--check",
+        action="append",
+        default=[],
+        metavar="NAME[=ARG]",
+        help=f"entry check to run; repeatable (default: all of {', '.join(available_checks())})",
+    )
+    p.add_argument("--webhook", metavar="URL", help="also POST every alert's JSON here")
+    p.set_defaults(func=_monitor)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from err
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
+def _policy(path: Path | None) -> Policy | None:
+    if path is None:
+        return None
+    try:
+        return parse_policy(path.read_bytes())
+    except OSError as err:
+        raise ConfigError(f"cannot read policy {path}: {err.strerror}") from err
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    verifier = load_vkey(args.vkey)
+    policy = _policy(args.policy)
+    if args.max_age is not None and policy is None:
+        raise ConfigError("--max-age needs --policy (freshness comes from witness cosignatures)")
+    checks = [make_check(c) for c in args.check] if args.check else default_checks()
+    state = MonitorState(args.state)
+    sink = EventSink(sys.stdout, args.webhook)
+    source = open_source(args.url)
+    witnesses = witnesses_from(policy, args.witness)
+    try:
+        with Monitor(
+            source,
+            verifier,
+            state,
+            sink,
+            policy=policy,
+            max_age=args.max_age,
+            witnesses=witnesses,
+            checks=checks,
+            name=f"log {args.url}",
+        ) as monitor:
+            if args.once:
+                monitor.poll()
+                return 1 if sink.alerts else 0
+            monitor.run(args.interval)
+            return 1 if sink.alerts else 0
+    finally:
+        for w in witnesses:
+            if isinstance(w.source, HTTPWitness):
+                w.source.close()
+        source.close()
+        sink.close()

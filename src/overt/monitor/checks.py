@@ -1,0 +1,179 @@
+"""Checks a monitor runs on every new log entry, as plug-ins registered by name.
+
+A check is anything with a ``name`` and ``check(index, entry) -> list[Alert]`` (the
+:class:`Check` protocol). It sees each entry once, in log order, after the entry has been
+proven to be in the log's verified tree; it returns the alerts it has about that entry (an
+empty list when all is well). Checks are registered by name with a factory that takes the
+optional argument of ``--check NAME=ARG``::
+
+    register_check("size-limit", SizeLimit.from_arg)
+    make_check("size-limit=4096")      # -> SizeLimit(4096)
+
+Built in:
+
+``size-limit[=BYTES]``
+    An entry larger than BYTES (default 32768) is an alert. overt's publications are DSSE
+    envelopes of a few KiB; a much larger entry is worth a look even though the log accepts
+    up to 65535 bytes.
+``dsse-envelope``
+    An entry that looks like JSON (its first non-blank byte is ``{`` or ``[``) must be a DSSE
+    envelope (:mod:`overt.formats.dsse`), in the canonical form overt logs: a second spelling
+    of one envelope is how a log or publisher would smuggle in a look-alike.
+
+Later issues register the rule-audit, review-coverage and rebuild checks here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from overt.errors import ConfigError, FormatError
+from overt.formats.dsse import format_envelope, parse_envelope
+
+__all__ = [
+    "Alert",
+    "Check",
+    "CheckFactory",
+    "DsseEnvelope",
+    "SizeLimit",
+    "available_checks",
+    "default_checks",
+    "make_check",
+    "register_check",
+]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What a check found wrong with the entry at ``index``."""
+
+    check: str
+    index: int
+    message: str
+
+
+class Check(Protocol):
+    """A plug-in run on every new entry, in log order."""
+
+    name: str
+
+    def check(self, index: int, entry: bytes) -> list[Alert]:
+        """The alerts about ``entry`` (at ``index``); an empty list when it passes."""
+        ...
+
+
+CheckFactory = Callable[[str | None], Check]
+"""Builds a check from the optional argument of ``--check NAME=ARG`` (None without ``=``).
+
+Raises ConfigError for an argument it does not accept."""
+
+_REGISTRY: dict[str, CheckFactory] = {}
+_DEFAULTS: list[str] = []
+
+
+def register_check(name: str, factory: CheckFactory, *, default: bool = False) -> None:
+    """Makes ``factory`` available as ``--check name``; ``default`` adds it to the default set.
+
+    Raises:
+        ConfigError: the name is taken or not of the form ``[a-z0-9-]+``.
+    """
+    if not name or not all(c.isascii() and (c.islower() or c.isdigit() or c == "-") for c in name):
+        raise ConfigError(f"check name {name!r} is not lowercase letters, digits and '-'")
+    if name in _REGISTRY:
+        raise ConfigError(f"a check named {name!r} is already registered")
+    _REGISTRY[name] = factory
+    if default:
+        _DEFAULTS.append(name)
+
+
+def available_checks() -> list[str]:
+    """The registered check names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def make_check(spec: str) -> Check:
+    """The check named by ``NAME`` or ``NAME=ARG``.
+
+    Raises:
+        ConfigError: no check by that name, or the check refuses the argument.
+    """
+    name, sep, arg = spec.partition("=")
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise ConfigError(f"no check named {name!r} (available: {', '.join(available_checks())})")
+    return factory(arg if sep else None)
+
+
+def default_checks() -> list[Check]:
+    """One instance of every check registered as a default."""
+    return [make_check(name) for name in _DEFAULTS]
+
+
+class SizeLimit:
+    """Alerts on entries larger than ``limit`` bytes."""
+
+    name = "size-limit"
+    DEFAULT_LIMIT = 32768
+
+    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+        if limit < 1:
+            raise ConfigError(f"size-limit must be at least 1 byte, not {limit}")
+        self.limit = limit
+
+    @classmethod
+    def from_arg(cls, arg: str | None) -> SizeLimit:
+        if arg is None:
+            return cls()
+        if not arg.isascii() or not arg.isdigit() or (len(arg) > 1 and arg[0] == "0"):
+            raise ConfigError(f"size-limit wants a number of bytes, not {arg!r}")
+        return cls(int(arg))
+
+    def check(self, index: int, entry: bytes) -> list[Alert]:
+        if len(entry) <= self.limit:
+            return []
+        return [
+            Alert(self.name, index, f"entry {index} is {len(entry)} bytes, more than {self.limit}")
+        ]
+
+
+_JSON_START = frozenset(b"{[")
+_JSON_BLANK = b" \t\r\n"
+
+
+class DsseEnvelope:
+    """Alerts on JSON-looking entries that are not canonical DSSE envelopes."""
+
+    name = "dsse-envelope"
+
+    @classmethod
+    def from_arg(cls, arg: str | None) -> DsseEnvelope:
+        if arg is not None:
+            raise ConfigError("dsse-envelope takes no argument")
+        return cls()
+
+    def check(self, index: int, entry: bytes) -> list[Alert]:
+        body = entry.lstrip(_JSON_BLANK)
+        if not body or body[0] not in _JSON_START:
+            return []  # not JSON: some other kind of entry, not this check's business
+        try:
+            envelope = parse_envelope(entry)
+        except FormatError as err:
+            return [
+                Alert(self.name, index, f"entry {index} looks like JSON but is not DSSE: {err}")
+            ]
+        if format_envelope(envelope) != entry:
+            return [
+                Alert(
+                    self.name,
+                    index,
+                    f"entry {index} is a DSSE envelope, but not in canonical form"
+                    " (sorted members, no whitespace)",
+                )
+            ]
+        return []
+
+
+register_check(SizeLimit.name, SizeLimit.from_arg, default=True)
+register_check(DsseEnvelope.name, DsseEnvelope.from_arg, default=True)

@@ -1,0 +1,418 @@
+"""Following a log: poll, verify, prove consistency, gossip, fetch and check new entries.
+
+:class:`Monitor` is the shell around :mod:`overt.monitor.verify` (the decisions) and
+:mod:`overt.monitor.state` (the memory). One :meth:`Monitor.poll`:
+
+1. refuses to go on if the state holds evidence of an inconsistent log;
+2. fetches ``<log>/checkpoint`` and verifies it: the log key (and origin), and with a
+   tlog-policy the witness quorum (:func:`overt.formats.policy.verify_checkpoint`); a
+   checkpoint that does not verify is an alert and is not used;
+3. proves it consistent with the kept checkpoint, computing the consistency proof from the
+   log's own tiles; equivocation, rollback or fork is saved as evidence, alerted, and raised;
+4. keeps it (atomically, in the state) and compares it with every witness's latest cosigned
+   checkpoint (:mod:`overt.monitor.gossip`): a split view is evidence too;
+5. downloads the entries it has not checked yet through entry bundles, a batch of tiles at a
+   time: each entry's leaf hash must equal its hash in the level-0 tile, and the tree grown
+   from those hashes must be a prefix of the kept checkpoint's tree (a consistency proof from
+   the batch's end to the checkpoint, or the root itself at the end); only then do the checks
+   (:mod:`overt.monitor.checks`) see the entries, and the state moves past them.
+
+A crash between running the checks on a batch and saving the state re-runs the checks on that
+batch after a restart: checks are at-least-once, the state is never ahead of the checks.
+
+Example::
+
+    with HTTPSource("https://log.example") as source:
+        monitor = Monitor(source, parse_vkey(VKEY), MonitorState("state/"), EventSink())
+        monitor.poll()                # or monitor.run(interval=10)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from overt.errors import (
+    FormatError,
+    InconsistentCheckpointError,
+    LogError,
+    NotFoundError,
+    ProofError,
+    VerificationError,
+)
+from overt.formats import merkle, tiles
+from overt.formats.checkpoint import SignedCheckpoint, open_checkpoint
+from overt.formats.note import Ed25519Verifier, Verifier
+from overt.formats.policy import Policy, PolicyLog, verify_checkpoint
+from overt.log.client import TileSource, tile_reader
+from overt.monitor.checks import Check
+from overt.monitor.events import EventSink
+from overt.monitor.gossip import Witness, compare_views, open_witnessed
+from overt.monitor.state import MonitorState, Position, make_evidence
+from overt.monitor.verify import TilesMismatchError, verify_successor
+
+__all__ = ["Monitor", "PollResult"]
+
+_W = tiles.TILE_WIDTH
+_H = merkle.HASH_SIZE
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll did: the kept tree size, entries newly checked, alerts raised."""
+
+    size: int
+    checked: int
+    entries: int
+    alerts: int
+
+
+class Monitor:
+    """Follows one log (``source``, signed by ``verifier``), keeping ``state``, telling ``sink``.
+
+    ``batch_tiles`` entry bundles are fetched (by ``fetch_threads`` threads) and proven
+    together before the checks run and the state is saved.
+    """
+
+    def __init__(
+        self,
+        source: TileSource,
+        verifier: Verifier,
+        state: MonitorState,
+        sink: EventSink,
+        *,
+        policy: Policy | None = None,
+        max_age: float | None = None,
+        witnesses: Sequence[Witness] = (),
+        checks: Sequence[Check] = (),
+        batch_tiles: int = 64,
+        fetch_threads: int = 4,
+        clock: Callable[[], float] = time.time,
+        name: str = "log",
+    ) -> None:
+        if batch_tiles < 1 or fetch_threads < 1:
+            raise ValueError("batch_tiles and fetch_threads must be at least 1")
+        self.source = source
+        self.verifier = verifier
+        self.state = state
+        self.sink = sink
+        self.policy = policy
+        self.max_age = max_age
+        self.witnesses = list(witnesses)
+        self.checks = list(checks)
+        self.batch_tiles = batch_tiles
+        self.clock = clock
+        self.name = name
+        self._extra_logs: tuple[PolicyLog, ...] = ()
+        if policy is not None and isinstance(verifier, Ed25519Verifier):
+            self._extra_logs = (PolicyLog(verifier.vkey),)
+        self._get_tile = tile_reader(source)
+        self._cache = tiles.TileCache(256)
+        self._pool = ThreadPoolExecutor(fetch_threads, thread_name_prefix="overt-monitor")
+
+    @property
+    def origin(self) -> str:
+        return self.verifier.name
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- one round ----------------------------------------------------------------------
+
+    def poll(self) -> PollResult:
+        """Checks the log once (see the module docstring).
+
+        Raises:
+            InconsistentCheckpointError: the state holds evidence, or this poll found some
+                (saved and alerted first).
+            LogError: the log's checkpoint could not be fetched.
+            ConfigError: the state could not be read or written.
+        """
+        alerts = self.sink.alerts
+        self._require_clean()
+        note = self.source.read("checkpoint")
+        position = self.state.load(self.verifier)
+        signed = self._open(note)
+        if signed is not None:
+            position = self._advance(position, signed)
+        if position is None:
+            return PollResult(0, 0, 0, self.sink.alerts - alerts)
+        self._gossip(position.checkpoint)
+        before = position.next
+        position = self._catch_up(position)
+        return PollResult(
+            position.checkpoint.checkpoint.size,
+            position.next,
+            position.next - before,
+            self.sink.alerts - alerts,
+        )
+
+    def run(self, interval: float, stop: threading.Event | None = None) -> None:
+        """Polls every ``interval`` seconds until ``stop`` is set.
+
+        An unreachable log is a warning and the next poll tries again.
+
+        Raises:
+            InconsistentCheckpointError: evidence was found (or is on file): nothing through
+                this state can be verified any more, so following stops.
+            ConfigError: the state could not be read or written.
+        """
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            try:
+                self.poll()
+            except LogError as err:
+                self.sink.warning("log-unreachable", str(err), origin=self.origin)
+            stop.wait(interval)
+
+    # --- steps --------------------------------------------------------------------------
+
+    def _require_clean(self) -> None:
+        try:
+            self.state.require_clean()
+        except InconsistentCheckpointError as err:
+            self.sink.alert("evidence-on-file", str(err), origin=self.origin)
+            raise
+
+    def _open(self, note: bytes) -> SignedCheckpoint | None:
+        """The log's checkpoint, verified; None (and an alert) if it does not verify."""
+        try:
+            signed = open_checkpoint(note, self.verifier, self.origin)
+            if self.policy is not None:
+                verify_checkpoint(
+                    note,
+                    self.policy,
+                    self.clock(),
+                    self.max_age,
+                    origin=self.origin,
+                    extra_logs=self._extra_logs,
+                )
+        except (FormatError, VerificationError) as err:
+            self.sink.alert(
+                "bad-checkpoint",
+                f"the log's checkpoint does not verify: {err}",
+                origin=self.origin,
+                note=note.decode("utf-8", "replace")[:4096],
+            )
+            return None
+        return signed
+
+    def _prove(self, old: int, new: int) -> tuple[list[bytes], bytes]:
+        """The consistency proof ``old -> new`` and the prefix root at ``old``, from tiles."""
+        subtree = tiles.subtree_from_tiles(self._get_tile, new, self._cache)
+        return merkle.consistency_proof(old, new, subtree), subtree(0, old)
+
+    def _save(self, position: Position) -> None:
+        self.state.save(position, self.verifier)
+
+    def _evidence(self, err: InconsistentCheckpointError, sources: dict[bytes, str]) -> None:
+        """Saves the evidence ``err`` carries, then alerts (in that order: see state.py)."""
+        self._cache.clear()
+        kind = getattr(err, "kind", "fork")
+        labels = tuple(sources.get(n, "unknown") for n in err.evidence)
+        a, b = labels[0], labels[-1]
+        where = self.state.save_evidence(make_evidence(err, kind, self.origin, (a, b)))
+        self.sink.alert(kind, str(err), origin=self.origin, evidence=where, sources=[a, b])
+
+    def _advance(self, position: Position | None, signed: SignedCheckpoint) -> Position | None:
+        cp = signed.checkpoint
+        if position is None:
+            # Trust on first use: nothing to be consistent with yet (the empty root still
+            # has to be right, and every entry will be proven against this tree).
+            try:
+                verify_successor(signed, signed, [])
+            except InconsistentCheckpointError as err:
+                self._evidence(err, {signed.raw: self.name})
+                raise
+            position = Position(signed, merkle.CompactRange())
+            self._save(position)
+            self.sink.info(
+                "checkpoint",
+                f"first checkpoint of {self.origin}: size {cp.size}",
+                origin=self.origin,
+                size=cp.size,
+                root=cp.root_hash.hex(),
+                first=True,
+            )
+            return position
+        kept = position.checkpoint
+        if signed.raw == kept.raw:
+            return position
+        old = kept.checkpoint.size
+        try:
+            proof, prefix = self._prove(old, cp.size) if 0 < old < cp.size else ([], None)
+        except NotFoundError as err:
+            self.sink.warning(
+                "tiles-unavailable",
+                f"the log does not serve the tiles of its checkpoint (size {cp.size}): {err}",
+                origin=self.origin,
+                size=cp.size,
+            )
+            return position
+        except (FormatError, VerificationError) as err:
+            self._cache.clear()
+            self.sink.alert("bad-tiles", str(err), origin=self.origin, size=cp.size)
+            return position
+        try:
+            verify_successor(kept, signed, proof, prefix)
+        except TilesMismatchError as err:
+            self._cache.clear()
+            self.sink.alert("bad-tiles", str(err), origin=self.origin, size=cp.size)
+            return position
+        except InconsistentCheckpointError as err:
+            self._evidence(err, {kept.raw: f"{self.name} (kept)", signed.raw: self.name})
+            raise
+        if cp.size == old:
+            return position  # the same tree, signed again: keep the note we have
+        position = Position(signed, position.edge)
+        self._save(position)
+        self.sink.info(
+            "checkpoint",
+            f"{self.origin} grew from {old} to {cp.size}, consistent",
+            origin=self.origin,
+            size=cp.size,
+            old_size=old,
+            root=cp.root_hash.hex(),
+        )
+        return position
+
+    def _gossip(self, kept: SignedCheckpoint) -> None:
+        found: list[InconsistentCheckpointError] = []
+        for w in self.witnesses:
+            try:
+                note = w.source.checkpoint(self.origin)
+            except LogError as err:
+                self.sink.warning("witness-unreachable", str(err), witness=w.name)
+                continue
+            if note is None:
+                self.sink.warning(
+                    "witness-unknown-log",
+                    f"witness {w.name} has no checkpoint of {self.origin}",
+                    witness=w.name,
+                )
+                continue
+            try:
+                witnessed = open_witnessed(note, self.verifier, w)
+            except (FormatError, VerificationError) as err:
+                self.sink.alert(
+                    "witness-checkpoint-invalid",
+                    f"witness {w.name} serves a checkpoint that does not verify: {err}",
+                    witness=w.name,
+                    origin=self.origin,
+                )
+                continue
+            try:
+                relation = compare_views(kept, witnessed, self._prove)
+            except InconsistentCheckpointError as err:
+                self._evidence(err, {kept.raw: self.name, witnessed.raw: f"witness {w.name}"})
+                found.append(err)
+                continue
+            except (LogError, FormatError, VerificationError) as err:
+                self.sink.warning("witness-compare-failed", str(err), witness=w.name)
+                continue
+            self.sink.info(
+                "witness",
+                f"witness {w.name} cosigned size {witnessed.checkpoint.size}: {relation}",
+                witness=w.name,
+                relation=relation,
+                size=witnessed.checkpoint.size,
+            )
+        if found:
+            raise found[0]
+
+    def _fetch(self, tile: int, size: int) -> tuple[list[bytes], bytes]:
+        width = tiles.tile_width(0, tile, size)
+        bundle = self.source.read(tiles.entries_path(tile, width))
+        hashes = self._get_tile(0, tile, width)
+        return tiles.parse_entry_bundle(bundle, width), hashes
+
+    def _catch_up(self, position: Position) -> Position:
+        signed = position.checkpoint
+        size, root = signed.checkpoint.size, signed.checkpoint.root_hash
+        edge = position.edge.copy()
+        while edge.size < size:
+            lo = edge.size
+            first = lo // _W
+            last = min((size + _W - 1) // _W, first + self.batch_tiles)
+            end = min(size, last * _W)
+            try:
+                fetched = list(self._pool.map(lambda t: self._fetch(t, size), range(first, last)))
+            except NotFoundError as err:
+                self.sink.warning("entries-unavailable", str(err), origin=self.origin, index=lo)
+                return position
+            except LogError as err:
+                self.sink.warning("log-unreachable", str(err), origin=self.origin, index=lo)
+                return position
+            except (FormatError, VerificationError) as err:
+                self._cache.clear()
+                self.sink.alert("bad-bundle", str(err), origin=self.origin, index=lo)
+                return position
+            batch: list[tuple[int, bytes]] = []
+            leaf_hash = merkle.leaf_hash
+            for tile, (entries, hashes) in zip(range(first, last), fetched, strict=True):
+                base = tile * _W
+                for i in range(max(lo, base) - base, len(entries)):
+                    h = leaf_hash(entries[i])
+                    if h != hashes[i * _H : (i + 1) * _H]:
+                        self._cache.clear()
+                        self.sink.alert(
+                            "entry-mismatch",
+                            f"entry {base + i} does not match its hash in tile 0/{tile}",
+                            origin=self.origin,
+                            index=base + i,
+                        )
+                        return position
+                    edge.append(h)
+                    batch.append((base + i, entries[i]))
+            try:
+                if end < size:
+                    proof, _ = self._prove(end, size)
+                    merkle.verify_consistency(end, size, edge.root(), root, proof)
+                elif edge.root() != root:
+                    raise ProofError(f"the entries do not lead to the root at size {size}")
+            except (ProofError, FormatError, VerificationError, NotFoundError) as err:
+                self._cache.clear()
+                self.sink.alert(
+                    "bad-tiles",
+                    f"entries [{lo}, {end}) are not a prefix of the tree at size {size}: {err}",
+                    origin=self.origin,
+                    index=lo,
+                )
+                return position
+            self._run_checks(batch)
+            position = Position(signed, edge.copy())
+            self._save(position)
+            self.sink.info(
+                "entries",
+                f"checked entries [{lo}, {end}) of {self.origin}",
+                origin=self.origin,
+                start=lo,
+                end=end,
+            )
+        return position
+
+    def _run_checks(self, batch: Sequence[tuple[int, bytes]]) -> None:
+        checks = self.checks
+        for index, entry in batch:
+            for check in checks:
+                try:
+                    alerts = check.check(index, entry)
+                except Exception as err:  # a plug-in's bug must not stop the monitor
+                    self.sink.alert(
+                        "check-failed",
+                        f"check {check.name} failed on entry {index}: {err!r}",
+                        check=check.name,
+                        index=index,
+                    )
+                    continue
+                for a in alerts:
+                    self.sink.alert("check", a.message, check=a.check, index=a.index)
