@@ -39,7 +39,7 @@ def test_record_lookup_truncate_on_postgres(index: DedupIndex) -> None:
     assert index.size() == 0
     index.record([(h, i) for i, h in enumerate(hashes)], 10)
     assert index.size() == 10
-    assert index.lookup(hashes[3:5] + [b"\xff" * 32]) == {hashes[3]: 3, hashes[4]: 4}
+    assert index.lookup([*hashes[3:5], b"\xff" * 32]) == {hashes[3]: 3, hashes[4]: 4}
     index.truncate(4)
     assert index.size() == 4
     assert index.lookup(hashes) == {h: i for i, h in enumerate(hashes[:4])}

@@ -104,7 +104,7 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 def test_published_checkpoint_carries_the_quorum(world: World) -> None:
     with LogClient(world.log_server.url, world.log.token) as client:
-        index, raw = client.add(b"witnessed entry")
+        _, raw = client.add(b"witnessed entry")
     policy = parse_policy(world.policy_text)
     proof = parse_proof(raw)
     verifier = parse_vkey(world.log.vkey)
