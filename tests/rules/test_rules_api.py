@@ -149,7 +149,7 @@ def test_predicate_binds_bundle_counts_ids_and_result() -> None:
 
 def _tar(files: dict[str, bytes], mode: str = "w:gz") -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tf:
+    with tarfile.open(fileobj=buf, mode=mode) as tf:  # type: ignore[call-overload]
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -199,7 +199,7 @@ def test_single_yar_bundle_and_unreadable_archive() -> None:
 def _run(argv: list[str]) -> int:
     parser = _Parser(prog="overt")
     sub = parser.add_subparsers(dest="group", parser_class=_Parser)
-    cli_rules.register(sub)
+    cli_rules.register(sub)  # type: ignore[arg-type]
     args = parser.parse_args(argv)
     return int(args.func(args))
 
