@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from overt.errors import OvertError
 
 # Command-group modules, in the order ``overt --help`` lists them.
-_GROUPS = ("log", "proof", "witness", "publish")
+_GROUPS = ("log", "proof", "witness", "monitor", "publish", "rules")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,7 +27,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="overt", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(
+        prog="overt",
+        description="overt: prove what security software ships: transparency log, witnesses,"
+        " monitors, update gate, rule audits.",
+    )
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on failure")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
