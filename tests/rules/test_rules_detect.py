@@ -219,3 +219,40 @@ def test_external_variables_are_audited_and_compiled(tmp_path: Path) -> None:
     detectors = {f.detector for f in report.findings}
     assert "compile-error" not in detectors
     assert {"marking", "singling-out", "canary-marked"} <= detectors
+
+
+# -- weighing and hostile rules -------------------------------------------------------------
+
+
+def test_marking_in_a_rule_with_malicious_indicators_is_lowered_not_dropped() -> None:
+    rule = b'rule lure { strings: $a = "TOP SECRET" $b = "powershell -enc" condition: all of them }'
+    report = audit_sources({"l.yar": rule}, dynamic=False)
+    [f] = report.findings
+    assert (f.detector, f.severity) == ("marking", Severity.MEDIUM)
+    assert "lowered" in f.reason and "malicious indicators" in f.reason
+
+
+def test_two_independent_signals_are_critical() -> None:
+    rule = b'rule both { meta: upload = "yes" strings: $a = "NOFORN" condition: $a }'
+    report = audit_sources({"b.yar": rule}, dynamic=False)
+    assert {(f.detector, f.severity) for f in report.findings} == {
+        ("marking", Severity.CRITICAL),
+        ("collect-meta", Severity.CRITICAL),
+    }
+
+
+def test_hostile_patterns_do_not_stop_the_audit() -> None:
+    nested = "{ " + "( 41 | " * 400 + "42" + " )" * 400 + " }"
+    alts = "/" + "".join("([Aa]|[Bb]|[Cc]|[Dd])" for _ in range(40)) + "/"
+    sources = {
+        "nested.yar": f"rule nested {{ strings: $a = {nested} condition: $a }}".encode(),
+        "alts.yar": f"rule alts {{ strings: $a = {alts} condition: $a }}".encode(),
+        "good.yar": GOOD,
+    }
+    report = audit_sources(sources, dynamic=False)
+    assert any(f.path == "good.yar" and f.detector == "marking" for f in report.findings)
+    # every file was audited or reported, none was silently dropped
+    assert (
+        report.rules + sum(f.detector == "unauditable" and f.rule == "" for f in report.findings)
+        == 3
+    )

@@ -43,6 +43,7 @@ import io
 import multiprocessing
 import os
 import posixpath
+import re
 import sys
 import tarfile
 import zipfile
@@ -434,7 +435,23 @@ def _static_file(path: str, text: str) -> _StaticResult:
     names = [r.name for r in pf.rules]
     res = _StaticResult(path, pf)
     for rule in pf.rules:
-        ctx, signals = analyse_rule(rule, names)
+        try:
+            ctx, signals = analyse_rule(rule, names)
+        except (RecursionError, MemoryError, ValueError, re.error) as err:
+            # A hostile rule must not stop the audit of the others: it becomes
+            # a finding of its own, and it fails the default policy.
+            why = f"{type(err).__name__}: {str(err)[:80]}"
+            sig = Signal(
+                "unauditable",
+                Severity.HIGH,
+                "rule",
+                rule.line,
+                why,
+                "the rule could not be analysed; a rule nobody can read cannot be cleared",
+                content=False,
+            )
+            res.rules.append((rule.name, rule.line, False, [sig]))
+            continue
         res.rules.append((rule.name, rule.line, bool(ctx.indicators), signals))
     return res
 
@@ -503,7 +520,6 @@ def _owner_of(
 
 def _external_names(texts: Iterable[str]) -> set[str]:
     """Identity-like external variables the files use (defined for yara-x)."""
-    import re
 
     from overt.rules import _lexicon as lex
 
