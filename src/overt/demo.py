@@ -40,11 +40,16 @@ def _overt(*args: str) -> list[str]:
     return [sys.executable, "-m", "overt.cli.main", *args]
 
 
+def _name(proc: subprocess.Popen[bytes]) -> str:
+    args = proc.args
+    return " ".join(str(a) for a in args[3:5]) if isinstance(args, list) else str(args)
+
+
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise OvertError(f"{' '.join(map(str, proc.args))} exited with {proc.returncode}")
+            raise OvertError(f"overt {_name(proc)} exited with {proc.returncode}")
         try:
             httpx.get(url, timeout=1.0)
             return
