@@ -157,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         dead = [p for p in procs if p.poll() is not None]
-        raise OvertError(
-            f"{' '.join(map(str, dead[0].args[3:5]))} stopped; see {base / 'services.log'}"
-        )
+        raise OvertError(f"overt {_name(dead[0])} stopped; see {base / 'services.log'}")
     except KeyboardInterrupt:
         return 0
     finally:
