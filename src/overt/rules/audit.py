@@ -38,6 +38,7 @@ statement whose subject is the bundle digest.
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import hashlib
 import io
 import multiprocessing
@@ -466,6 +467,16 @@ _PARALLEL_MIN_BYTES = 512 * 1024
 STATIC_WORKERS = min(2, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
 
 
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """``fork``: workers need no re-import of ``__main__`` (``spawn`` and
+    ``forkserver`` do, which breaks callers without a ``__main__`` guard).
+    The pool is created before this call starts any yara-x compiler thread;
+    idle threads a previous audit left behind hold no lock the workers take
+    (they only run Python and yaramod). If a worker dies anyway, the static
+    audit falls back to this process (``_collect_static``)."""
+    return multiprocessing.get_context("fork")
+
+
 def _start_static(
     items: list[tuple[str, str]],
 ) -> tuple[
@@ -479,7 +490,7 @@ def _start_static(
     ordered = sorted(items, key=lambda it: -len(it[1]))
     chunks = [ordered[i :: STATIC_WORKERS * 4] for i in range(STATIC_WORKERS * 4)]
     pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=STATIC_WORKERS, mp_context=multiprocessing.get_context("fork")
+        max_workers=STATIC_WORKERS, mp_context=_mp_context()
     )
     futures = [pool.submit(_static_batch, c) for c in chunks if c]
     return pool, futures
@@ -494,6 +505,8 @@ def _collect_static(
         return _static_batch(items)
     try:
         by_path = {r.path: r for f in futures for r in f.result()}
+    except concurrent.futures.process.BrokenProcessPool:
+        return _static_batch(items)
     finally:
         pool.shutdown()
     return [by_path[p] for p, _t in items]
