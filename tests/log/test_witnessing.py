@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
 
 from overt.errors import PolicyError, StaleError
 from overt.formats import merkle
@@ -26,42 +23,11 @@ from overt.log.witnessing import Witnessing
 from overt.witness.config import init_witness, load_witness, trust_log
 from overt.witness.server import WitnessApp
 
+if TYPE_CHECKING:
+    from conftest import Server
+
 ORIGIN = "witnessed.example/log"
 REGIONS = ("asia", "europe", "americas")
-
-
-class Server:
-    """A uvicorn server on 127.0.0.1 in a thread; can be stopped and restarted on its port."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="error", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self.server is not None and self.thread is not None:
-            self.server.should_exit = True
-            self.thread.join(10)
-            self.server = None
-
-    def close(self) -> None:
-        self.stop()
 
 
 @dataclass
@@ -74,7 +40,7 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, asgi_server: Callable[[Any], Server]) -> Iterator[World]:
     log = Log.create(tmp_path / "log", ORIGIN)
     witnesses: dict[str, Server] = {}
     lines = [f"log {log.vkey}"]
@@ -83,8 +49,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         vkey = init_witness(directory, f"{region}.witness.example")
         trust_log(directory, log.vkey)
         config = load_witness(directory)
-        server = Server(WitnessApp(config.open_state(), config.logs, config.signer))
-        server.start()
+        server = asgi_server(WitnessApp(config.open_state(), config.logs, config.signer))
         witnesses[region] = server
         lines.append(f"witness {region} {vkey} {server.url}")
     lines += [f"group regions 2 {' '.join(REGIONS)}", "quorum regions"]
@@ -92,13 +57,10 @@ def world(tmp_path: Path) -> Iterator[World]:
     log.set_policy(policy_text)
     assert log.policy is not None
     witnessing = Witnessing(log, log.policy, timeout=2.0)
-    log_server = Server(LogApp(log, witnessing=witnessing))
-    log_server.start()
+    log_server = asgi_server(LogApp(log, witnessing=witnessing))
     yield World(log, witnesses, policy_text, log_server, witnessing)
     log_server.close()
     witnessing.close()
-    for server in witnesses.values():
-        server.close()
     log.close()
 
 
@@ -180,3 +142,49 @@ def test_stale_checkpoint_fails_max_age(world: World) -> None:
             now=time.time() + 3600,
             max_age=60,
         )
+
+
+def test_cli_add_publishes_witnessed_checkpoint(world: World, tmp_path: Path) -> None:
+    """`overt log add` on a witnessed log directory gets its entries cosigned at once."""
+    import subprocess
+    import sys
+
+    world.log_server.close()
+    world.witnessing.close()
+    world.log.close()
+    entry = tmp_path / "entry.txt"
+    entry.write_bytes(b"added by the CLI")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "overt.cli.main",
+            "log",
+            "add",
+            str(world.log.directory),
+            str(entry),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "0\n" and out.stderr == ""
+    policy = parse_policy(world.policy_text)
+    note = (world.log.directory / "tiles" / "checkpoint").read_bytes()
+    from overt.formats.policy import verify_checkpoint
+
+    assert verify_checkpoint(note, policy).checkpoint.size == 1
+    # Two witnesses down: the entry is durable, a warning says the checkpoint did not move.
+    world.witnesses["asia"].stop()
+    world.witnesses["americas"].stop()
+    out = subprocess.run(
+        [sys.executable, "-m", "overt.cli.main", "log", "add", str(world.log.directory), "-"],
+        input="second",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and out.stdout == "1\n"
+    assert "quorum not met" in out.stderr
+    assert (world.log.directory / "tiles" / "checkpoint").read_bytes() == note

@@ -91,7 +91,19 @@ def _add(args: argparse.Namespace) -> int:
             if len(batch) == MAX_BATCH:
                 _flush(log, batch)
         _flush(log, batch)
+        _witness(log)
     return 0
+
+
+def _witness(log: Log) -> None:
+    """With a witness policy, get what was added cosigned and published now."""
+    result = log.witness()
+    if result is not None and not result.published and log.published_size < log.size:
+        print(
+            f"overt: warning: witness quorum not met; published checkpoint stays at size"
+            f" {log.published_size} (entries are durable; `overt log serve` retries)",
+            file=sys.stderr,
+        )
 
 
 def _flush(log: Log, batch: list[bytes]) -> None:

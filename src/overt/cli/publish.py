@@ -26,6 +26,7 @@ from overt.formats.note import parse_note, parse_skey, sign_note
 from overt.formats.statement import Predicate, Release, RuleBundle, Update
 from overt.gate.policy import load_client_policy
 from overt.gate.updater import UpdateGate
+from overt.log.log import Log
 from overt.publish.chain import append_chain, create_chain, read_chain
 from overt.publish.keys import (
     generate_publisher_key,
@@ -115,13 +116,32 @@ def _open_log(url_or_dir: str, token: str | None) -> Iterator[LogWriter]:
         with LogClient(url_or_dir, token) as client:
             yield HTTPLogWriter(client)
         return
-    from overt.log.log import Log
-
     log = Log.open(url_or_dir)
     try:
-        yield log
+        yield _WitnessedLog(log)
     finally:
         log.close()
+
+
+class _WitnessedLog:
+    """A log directory whose appends are witnessed at once (if it has a witness policy)."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def add_many(self, entries: Sequence[bytes]) -> list[int]:
+        indices = self.log.add_many(entries)
+        self.log.witness()
+        return indices
+
+    def checkpoint(self) -> bytes:
+        return self.log.checkpoint()
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return self.log.inclusion_proof(index, size)
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        return self.log.consistency_proof(old, new)
 
 
 def _predicate(args: argparse.Namespace) -> Predicate:

@@ -59,6 +59,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from overt.errors import (
     ConfigError,
@@ -76,6 +77,9 @@ from overt.formats.proof import TlogProof, format_proof
 from overt.log.fs import TileStore, atomic_write
 from overt.log.index import DedupIndex
 from overt.log.journal import Journal
+
+if TYPE_CHECKING:
+    from overt.log.witnessing import Round, Witnessing
 
 __all__ = ["MAX_BATCH", "Log", "check_entry", "read_token", "read_vkey"]
 
@@ -139,6 +143,7 @@ class Log:
             raise ConfigError(f"{directory} is not an overt log: {err}") from err
         self.verifier: Verifier = parse_vkey(self.vkey)
         self.policy: Policy | None = None
+        self._witnessing: Witnessing | None = None
         policy_path = directory / "witnesses.policy"
         if policy_path.exists():
             self.policy = _parse_witness_policy(policy_path.read_bytes())
@@ -205,6 +210,9 @@ class Log:
             raise
 
     def close(self) -> None:
+        if self._witnessing is not None:
+            self._witnessing.close()
+            self._witnessing = None
         self.journal.close()
         if self._lock_fd >= 0:
             try:
@@ -378,6 +386,21 @@ class Log:
         """The latest checkpoint the log signed (not necessarily witnessed yet) and its size."""
         return self._signed
 
+    def witness(self) -> Round | None:
+        """Run one witnessing round now (no-op without a witness policy).
+
+        The server witnesses after every integration by itself; library and CLI
+        appends call this to publish what they added. Raises OvertError if a
+        witness URL is missing; a quorum not met is reported in the Round.
+        """
+        if self.policy is None:
+            return None
+        if self._witnessing is None:
+            from overt.log.witnessing import Witnessing
+
+            self._witnessing = Witnessing(self, self.policy)
+        return self._witnessing.cosign_latest()
+
     def set_policy(self, policy_text: bytes | None) -> None:
         """Install (or with None remove) the witness policy. Raises FormatError, PolicyError."""
         if policy_text is None:
@@ -387,6 +410,9 @@ class Log:
         policy = _parse_witness_policy(policy_text)
         atomic_write(self.directory / "witnesses.policy", policy_text)
         self.policy = policy
+        if self._witnessing is not None:
+            self._witnessing.close()
+            self._witnessing = None
 
     # -- appending ---------------------------------------------------------
 
