@@ -163,6 +163,7 @@ class Log:
         self._index_failed = False
         # Expanded tiles kept warm for proof generation, shared across tree sizes.
         self.tile_cache = tiles.TileCache(TILE_CACHE)
+        self._reader: tiles.TileReader | None = None
         self._load()
 
     # -- lifecycle ---------------------------------------------------------
@@ -671,7 +672,12 @@ class Log:
         ]
 
     def _subtree(self, size: int) -> merkle.SubtreeHash:
-        return tiles.subtree_from_tiles(self.read_tile, size, self.tile_cache)
+        # Keep the reader of the latest size: it memoises the right edge of the tree.
+        reader = self._reader
+        if reader is None or reader.size != size:
+            reader = tiles.subtree_from_tiles(self.read_tile, size, self.tile_cache)
+            self._reader = reader
+        return reader
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """RFC 6962 inclusion proof of ``index`` in the tree of ``size`` (default: published)."""
