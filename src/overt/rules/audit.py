@@ -400,10 +400,13 @@ def audit_sources(
         corpus_list = list(corpus) if corpus is not None else canary_mod.canaries()
         by_name = {c.name: c for c in corpus_list}
         hits = dynamic_mod.scan(compiled, corpus_list)
+        # A rule compiled in several namespaces (through includes) is one rule.
+        merged: dict[tuple[str, str], set[str]] = {}
         for (path, rule_name), names_hit in hits.items():
             key = _owner_of(path, rule_name, parsed, sources)
-            if key is None:
-                continue
+            if key is not None:
+                merged.setdefault(key, set()).update(names_hit)
+        for key, names_hit in merged.items():
             sigs = _dynamic_signals(
                 names_hit, by_name, contexts.get(key, False), rule_lines.get(key, 1)
             )
