@@ -287,3 +287,16 @@ def test_cli_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         == 0
     )
     assert json.loads(capsys.readouterr().out)["changes"] == []
+
+
+def test_main_prints_one_line_on_a_fatal_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from overt.cli import main as main_mod
+
+    monkeypatch.setattr(main_mod, "_GROUPS", ("rules",))
+    assert main_mod.main(["rules", "audit", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("overt: malformed rule path")
+    assert main_mod.main(["rules", "diff", str(tmp_path / "a.yar"), str(tmp_path / "b.yar")]) == 1
+    assert capsys.readouterr().err.startswith("overt: cannot read")
