@@ -233,7 +233,9 @@ def test_forged_witness_cosignature_is_rejected(deployment: Deployment) -> None:
     }
     europe = parse_note(note + lines[1]).signatures[-1]
     # 1. A flipped bit in a genuine cosignature.
-    flipped = Signature(europe.name, europe.key_id, europe.signature[:-1] + b"\0")
+    flipped = Signature(
+        europe.name, europe.key_id, europe.signature[:-1] + bytes([europe.signature[-1] ^ 1])
+    )
     # 2. A cosignature in the witness's name and key ID, made with the attacker's key.
     attacker = CosignatureSigner(europe.name, Ed25519PrivateKey.generate(), deployment.clock)
     made_up = Signature(europe.name, europe.key_id, attacker.sign(parse_note(note).text))
