@@ -93,6 +93,32 @@ def test_client_sees_checkpoint_inconsistent_with_kept_one(tmp_path: Path) -> No
     assert MonitorState(tmp_path).load(log.verifier).checkpoint.raw == kept  # type: ignore[union-attr]
 
 
+def test_client_checkpoint_inconsistent_with_the_monitors_view_is_evidence(tmp_path: Path) -> None:
+    log = LogSimulator()
+    log.add_many(100)
+    m, sink, _ = monitor(log, tmp_path)
+    m.poll()
+    # Checkpoints a client got elsewhere: honest ones at any size relate calmly ...
+    assert m.check_checkpoint(log.checkpoint(40)) == "behind"
+    assert m.check_checkpoint(log.checkpoint(100)) == "same"
+    log.add_many(10, publish=False)
+    assert m.check_checkpoint(log.checkpoint(110)) == "ahead-unproven"
+    log.published = 110
+    assert m.check_checkpoint(log.checkpoint(110)) == "ahead"
+    assert alert_kinds(sink) == []
+    # ... one from a tree the log showed only to that client is evidence.
+    other = log.branch(60)
+    other.add_many(10, prefix=b"shown to one client")
+    with pytest.raises(InconsistentCheckpointError) as caught:
+        m.check_checkpoint(other.checkpoint(), source="updater 17")
+    assert type(caught.value).__name__ == "ForkError"
+    [ev] = MonitorState(tmp_path).evidence()
+    assert ev.sources == ("updater 17", "log")
+    ev.verify(log.verifier)
+    with pytest.raises(InconsistentCheckpointError):
+        m.check_checkpoint(log.checkpoint(100))
+
+
 def test_rollback_of_the_log_is_detected(tmp_path: Path) -> None:
     log = LogSimulator()
     log.add_many(50)

@@ -174,6 +174,34 @@ class Monitor:
                 self.sink.warning("log-unreachable", str(err), origin=self.origin)
             stop.wait(interval)
 
+    def check_checkpoint(self, note: bytes, source: str = "client") -> str:
+        """Checks a checkpoint someone else received against this monitor's kept view.
+
+        A client (an updater, an auditor) that got ``note`` elsewhere asks the monitor
+        whether it is the same tree, a proven prefix of it (BEHIND), or a proven extension
+        (AHEAD; AHEAD_UNPROVEN if the log does not serve that tree's tiles yet). A checkpoint
+        that cannot be honest next to the kept one is saved as evidence from ``source``,
+        alerted and raised, and poisons the state like any other.
+
+        Raises:
+            InconsistentCheckpointError: the state holds evidence, or ``note`` is new evidence.
+            FormatError, VerificationError: ``note`` does not verify under the log key, or the
+                log's tiles contradict it.
+            NotFoundError: the monitor has no kept checkpoint yet (poll first).
+            LogError: the log's tiles could not be read.
+        """
+        self._require_clean()
+        position = self.state.load(self.verifier)
+        if position is None:
+            raise NotFoundError(f"the monitor has no checkpoint of {self.origin} yet")
+        signed = open_checkpoint(note, self.verifier, self.origin)
+        kept = position.checkpoint
+        try:
+            return compare_views(kept, signed, self._prove)
+        except InconsistentCheckpointError as err:
+            self._evidence(err, {kept.raw: self.name, signed.raw: source})
+            raise
+
     # --- steps --------------------------------------------------------------------------
 
     def _require_clean(self) -> None:
