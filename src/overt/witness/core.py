@@ -196,9 +196,10 @@ def decide(
     if cosignature_timestamp(signature.signature) == 0:
         # The spec forbids omitting the timestamp (zero); a clock at the epoch is broken.
         raise ConfigError("the witness clock reads 0: refusing to cosign without a timestamp")
-    note = text + b"\n" + format_cosignature_lines([*submission.log_signatures, signature])
+    lines = format_cosignature_lines([signature])
+    note = text + b"\n" + format_cosignature_lines(submission.log_signatures) + lines
     state = CosignedCheckpoint(cp.origin, cp.size, cp.root_hash, note)
-    return Cosigned(state=state, lines=format_cosignature_lines([signature]))
+    return Cosigned(state=state, lines=lines)
 
 
 def add_checkpoint(

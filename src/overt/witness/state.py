@@ -52,7 +52,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import SingletonThreadPool
 
 from overt.errors import ConfigError
 from overt.witness.core import Cosigned, CosignedCheckpoint, Submission
@@ -119,13 +118,11 @@ class WitnessState:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise StateError(f"no directory for the witness state: {self.path.parent}")
-        # One connection per thread (SQLite connections are not shared across
-        # threads); the server writes from a single thread.
+        # SQLAlchemy's default pool for a SQLite file (QueuePool): a connection is
+        # used by one thread at a time, possibly a different one each time.
         self.engine: Engine = create_engine(
             f"sqlite:///{self.path}",
-            poolclass=SingletonThreadPool,
-            pool_size=16,
-            connect_args={"timeout": 30.0},
+            connect_args={"timeout": 30.0, "check_same_thread": False},
         )
         event.listen(self.engine, "connect", _on_connect)
         event.listen(self.engine, "begin", _on_begin)
