@@ -77,7 +77,7 @@ def test_trust_adds_a_log_by_origin(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert run(capsys, "witness", "trust", w, str(tmp_path / "two.vkey"))[0] == 0
     logs = read_logs(w)
     assert sorted(logs) == ["log.example/one", "log.example/two"]
-    assert [v.vkey for v in logs["log.example/one"]] == [vkey]
+    assert list(logs["log.example/one"]) == [parse_vkey(vkey)]
     assert load_witness(w).logs == logs
 
 
