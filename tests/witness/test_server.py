@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -309,3 +310,44 @@ def test_real_log_checkpoints_are_witnessed_and_pass_a_policy(tmp_path: Path) ->
                 witnessed = size
             for c in clients:
                 c.close()
+
+
+@pytest.mark.parametrize(
+    ("module", "names"),
+    [
+        (
+            "overt.witness.errors",
+            {
+                "UnknownLogError",
+                "WitnessConflictError",
+                "WitnessConsistencyError",
+                "WitnessError",
+                "WitnessRequestError",
+                "WitnessSignatureError",
+                "WitnessUnavailableError",
+            },
+        ),
+        ("overt.witness.state", {"SCHEMA_VERSION", "Decide", "StateError", "WitnessState"}),
+        ("overt.witness.server", {"Committer", "WitnessApp", "serve"}),
+        ("overt.witness.client", {"WitnessClient"}),
+        (
+            "overt.witness.config",
+            {
+                "LOGS",
+                "SKEY",
+                "STATE",
+                "VKEY",
+                "WitnessConfig",
+                "init_witness",
+                "load_witness",
+                "read_logs",
+                "trust_log",
+            },
+        ),
+    ],
+)
+def test_module_exports(module: str, names: set[str]) -> None:
+    mod = importlib.import_module(module)
+    assert set(mod.__all__) == names
+    for name in names:
+        assert hasattr(mod, name)
