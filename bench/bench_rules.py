@@ -1,6 +1,7 @@
 """Rule audit speed on the real corpora (``python -m bench rules``).
 
-Figures, all wall-clock seconds on this machine (the audit uses every core: worker
+Figures, all wall-clock seconds on this machine (the note adds CPU seconds and the
+load average, since the machine may be shared) (the audit uses every core: worker
 processes for the static audit, yara-x compiler threads for the dynamic one):
 
 - ``audit both corpora (static + dynamic)``: ``overt rules audit`` on every rule of
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -50,13 +52,22 @@ print(ok, refused, rules)
 """
 
 
+def _cpu() -> float:
+    """CPU seconds of this process (all threads) and of its finished children."""
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + kids.ru_utime + kids.ru_stime
+
+
 def _ours(roots: list[Path], dynamic: bool) -> tuple[float, str]:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     report = audit_paths(roots, dynamic=dynamic)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, _cpu() - cpu
     counts = report.counts()
     worst = ", ".join(f"{k}={v}" for k, v in counts.items() if v) or "no findings"
-    return elapsed, f"{report.files} files, {report.rules} rules; {worst}"
+    return elapsed, (
+        f"{report.files} files, {report.rules} rules; {worst}; {cpu:.1f} CPU-s, load "
+        f"{os.getloadavg()[0]:.1f}"
+    )
 
 
 def _cccs(roots: list[Path]) -> Result:
@@ -69,7 +80,7 @@ def _cccs(roots: list[Path]) -> Result:
         )
     with tempfile.TemporaryDirectory() as empty:
         env = dict(os.environ, MITRE_STIX_DATA_PATH=empty)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         proc = subprocess.run(
             [sys.executable, "-c", _VALIDATOR_DRIVER, *map(str, roots)],
             capture_output=True,
@@ -78,7 +89,7 @@ def _cccs(roots: list[Path]) -> Result:
             timeout=1800,
             check=False,
         )
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, _cpu() - cpu
     fields = proc.stdout.split()
     if proc.returncode != 0 or len(fields) != 3:
         return Result(
@@ -92,8 +103,8 @@ def _cccs(roots: list[Path]) -> Result:
         "cccs-yara yara_validator (same corpus)",
         elapsed,
         "s",
-        note=f"{ok} files validated, {refused} refused by it, {rules} rules; metadata checks only, "
-        "no collection/targeting analysis",
+        note=f"{ok} files validated, {refused} refused by it, {rules} rules; {cpu:.1f} CPU-s; "
+        "metadata checks only, no collection/targeting analysis",
     )
 
 
