@@ -256,3 +256,18 @@ def test_hostile_patterns_do_not_stop_the_audit() -> None:
         report.rules + sum(f.detector == "unauditable" and f.rule == "" for f in report.findings)
         == 3
     )
+
+
+def test_audit_paths_follows_includes_outside_the_arguments(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "lib" / "common.yar").write_bytes(
+        b'rule common { strings: $a = "NATO SECRET" condition: $a }'
+    )
+    (tmp_path / "rules" / "main.yar").write_bytes(
+        b'include "../lib/common.yar"\nrule main { condition: common }'
+    )
+    report = audit_paths([tmp_path / "rules"], dynamic=False)
+    assert (report.files, report.rules) == (2, 2)
+    assert any(f.path == "lib/common.yar" and f.detector == "marking" for f in report.findings)
+    assert not [f for f in report.findings if f.detector == "include-unresolved"]
