@@ -448,3 +448,44 @@ def test_cosignature_verifies_with_open_note_and_no_other_key(
     opened = open_note(result.state.note, [signer.verifier()])
     assert [s.name for _, s in opened.verified] == [WITNESS]
     assert open_note(note + result.lines, [log.verifier, signer.verifier()])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 6), st.integers(0, 30)),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_no_two_roots_are_ever_cosigned_at_one_size(steps: list[tuple[str, int, int]]) -> None:
+    """Two views of one log (a split view) submit in any order, from any old size.
+
+    Whatever happens, the witness's cosigned history is one chain: sizes never go
+    down, no size gets two roots, and each cosigned tree extends the previous one.
+    """
+    signer = CosignatureSigner(WITNESS, KEY, lambda: T0)
+    a = LogSimulator("split.example/log", LOG_KEY)
+    a.grow(3)
+    b = a.fork()
+    views = {"a": a, "b": b}
+    logs = known_logs([a.verifier])
+    stored: CosignedCheckpoint | None = None
+    cosigned: dict[int, bytes] = {}
+    history: list[tuple[str, int]] = []
+    for view_name, grow, old_hint in steps:
+        view = views[view_name]
+        view.grow(grow, tag=view_name.encode())
+        old = min(old_hint, view.size)
+        try:
+            result = add_checkpoint(stored, logs, _request(*view.request(old)), signer)
+        except WitnessError:
+            continue
+        state = result.state
+        assert stored is None or state.size >= stored.size
+        assert cosigned.setdefault(state.size, state.root_hash) == state.root_hash
+        if stored is not None and stored.size > 3:
+            # Beyond the common prefix, the witness stays on the view it first followed.
+            assert history[-1][0] == view_name
+        history.append((view_name, state.size))
+        stored = state
