@@ -173,8 +173,8 @@ def test_witness_killed_mid_stream_forgets_nothing_it_replied(
     acked = 0
     try:
         with WitnessClient(f"http://127.0.0.1:{port}", timeout=5) as client:
-            killer = threading.Timer(0.4, lambda: os.kill(proc.pid, signal.SIGKILL))
-            killer.start()
+            # Kill it a moment after it has cosigned a few, while requests keep coming.
+            killer = threading.Timer(0.2, lambda: os.kill(proc.pid, signal.SIGKILL))
             while True:
                 log.grow(1 + acked % 3)
                 try:
@@ -182,6 +182,8 @@ def test_witness_killed_mid_stream_forgets_nothing_it_replied(
                 except WitnessError:
                     break  # the witness died
                 acked = log.size
+                if acked >= 10 and killer.ident is None:
+                    killer.start()
             killer.join()
     finally:
         proc.kill()
