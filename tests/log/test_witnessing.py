@@ -188,3 +188,19 @@ def test_cli_add_publishes_witnessed_checkpoint(world: World, tmp_path: Path) ->
     assert out.returncode == 0 and out.stdout == "1\n"
     assert "quorum not met" in out.stderr
     assert (world.log.directory / "tiles" / "checkpoint").read_bytes() == note
+
+
+def test_quiet_log_gets_fresh_cosignatures(world: World) -> None:
+    """A log that does not grow still satisfies clients demanding recent cosignatures."""
+    from overt.formats.policy import verify_checkpoint
+
+    with LogClient(world.log_server.url, world.log.token) as client:
+        client.add(b"only entry")
+    policy = parse_policy(world.policy_text)
+    first = verify_checkpoint(world.log.checkpoint(), policy).quorum_time
+    time.sleep(1.1)  # cosignature timestamps have one-second resolution
+    result = world.witnessing.cosign_latest(refresh=True)
+    assert result.published
+    again = verify_checkpoint(world.log.checkpoint(), policy)
+    assert again.checkpoint.size == 1
+    assert again.quorum_time is not None and first is not None and again.quorum_time > first

@@ -37,6 +37,7 @@ import gzip
 import heapq
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -77,10 +78,12 @@ class Sequencer:
         max_batch: int = MAX_BATCH,
         witnessing: Witnessing | None = None,
         retry: float = 2.0,
+        refresh: float = 60.0,
     ) -> None:
         self.log = log
         self.witnessing = witnessing
         self.retry = retry
+        self.refresh = refresh
         self.max_batch = max_batch
         self._queue: list[tuple[bytes, asyncio.Future[int]]] = []
         self._wakeup = asyncio.Event()
@@ -147,33 +150,49 @@ class Sequencer:
     def _unwitnessed(self) -> bool:
         return self.witnessing is not None and self.log.published_size < self.log.size
 
+    def _stale(self) -> bool:
+        w = self.witnessing
+        return w is not None and time.monotonic() - w.last_published >= self.refresh
+
     async def _integrate(self) -> None:
         while True:
-            if self._unwitnessed():
-                # Witnesses were down or refused: retry even if nothing new arrives.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._staged.wait(), self.retry)
-            else:
-                await self._staged.wait()
-            self._staged.clear()
             try:
-                if self.log.sequenced_size > self.log.size:
-                    await asyncio.to_thread(self.log.integrate)
-                    self.integrations += 1
-                if self.witnessing is not None and self._unwitnessed():
-                    await asyncio.to_thread(self.witnessing.cosign_latest)
-            except Exception as err:
-                log.error("integration failed, retrying: %s", err)
+                await self._integrate_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the loop die: appends would hang
+                log.exception("integration loop failed; retrying")
                 await asyncio.sleep(1.0)
-                self._staged.set()
-                continue
-            size = self.log.published_size
-            while self._waiters and self._waiters[0][0] < size:
-                _, _, future = heapq.heappop(self._waiters)
-                if not future.done():
-                    future.set_result(None)
+
+    async def _integrate_once(self) -> None:
+        """One pass: wait for work (or a retry/refresh timer), integrate, witness, wake waiters."""
+        if self.witnessing is not None:
+            # Retry witnesses that were down, and refresh cosignatures of a quiet
+            # log, even if nothing new arrives.
+            timeout = self.retry if self._unwitnessed() else self.refresh
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._staged.wait(), timeout)
+        else:
+            await self._staged.wait()
+        self._staged.clear()
+        try:
             if self.log.sequenced_size > self.log.size:
-                self._staged.set()
+                await asyncio.to_thread(self.log.integrate)
+                self.integrations += 1
+            if self.witnessing is not None and (self._unwitnessed() or self._stale()):
+                await asyncio.to_thread(self.witnessing.cosign_latest, self._stale())
+        except Exception as err:
+            log.error("integration failed, retrying: %s", err)
+            await asyncio.sleep(1.0)
+            self._staged.set()
+            return
+        size = self.log.published_size
+        while self._waiters and self._waiters[0][0] < size:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+        if self.log.sequenced_size > self.log.size:
+            self._staged.set()
 
 
 async def _reply(
