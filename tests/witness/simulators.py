@@ -14,7 +14,7 @@ import hashlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ from overt.formats.cosignature import CosignatureSigner, CosignatureVerifier
 from overt.formats.merkle import MemoryTree, leaf_hash
 from overt.formats.note import Ed25519Signer, Ed25519Verifier
 from overt.formats.witness import AddCheckpointRequest, format_add_checkpoint
-from overt.witness.core import known_logs
+from overt.witness.core import KnownLogs, known_logs
 from overt.witness.server import WitnessApp
 from overt.witness.state import WitnessState
 
@@ -125,7 +125,8 @@ class WitnessUnderTest:
         self.directory = directory
         self.clock = clock
         self.signer = CosignatureSigner(name, Ed25519PrivateKey.generate(), clock)
-        self.logs = known_logs([log.verifier for log in logs])
+        self.logs: KnownLogs = known_logs([log.verifier for log in logs])
+        self.reload: Callable[[], KnownLogs | None] | None = None
 
     @property
     def verifier(self) -> CosignatureVerifier:
@@ -135,7 +136,7 @@ class WitnessUnderTest:
         return WitnessState(self.directory / "state.db")
 
     def app(self, state: WitnessState) -> WitnessApp:
-        return WitnessApp(state, self.logs, self.signer)
+        return WitnessApp(state, self.logs, self.signer, reload=self.reload)
 
     @contextmanager
     def serve(self) -> Iterator[str]:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from overt.formats.cosignature import CosignatureVerifier
 from overt.formats.note import generate_key, parse_note, parse_vkey
 from overt.witness.client import WitnessClient
 from overt.witness.config import LOGS, SKEY, load_witness, read_logs
-from overt.witness.errors import WitnessConflictError, WitnessError
+from overt.witness.errors import UnknownLogError, WitnessConflictError, WitnessError
 
 from .simulators import LogSimulator
 
@@ -204,6 +205,36 @@ def test_witness_killed_mid_stream_forgets_nothing_it_replied(
                 client.add_checkpoint(*log.request(0))
             assert conflict.value.size == cp.size
             client.add_checkpoint(*log.request(cp.size))  # and the stream goes on
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_trust_takes_effect_while_serving(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = tmp_path / "w"
+    log = LogSimulator("late.example/log")
+    run(capsys, "witness", "init", str(w), "--name", NAME)
+    port = _free_port()
+    proc = _start(w, port)
+    try:
+        with WitnessClient(f"http://127.0.0.1:{port}", timeout=5) as client:
+            log.grow(2)
+            with pytest.raises(UnknownLogError):
+                client.add_checkpoint(*log.request(0))
+            assert run(capsys, "witness", "trust", str(w), log.vkey)[0] == 0
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    client.add_checkpoint(*log.request(0))
+                    break
+                except UnknownLogError:
+                    assert time.monotonic() < deadline, "the new log was never picked up"
+                    time.sleep(0.2)
+            assert client.logs() == [log.origin]
     finally:
         proc.terminate()
         proc.wait(10)

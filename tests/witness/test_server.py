@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -22,6 +23,7 @@ from overt.formats.witness import MAX_REQUEST_SIZE, parse_cosignature_lines
 from overt.log.log import Log
 from overt.witness import __all__ as witness_all
 from overt.witness.client import WitnessClient
+from overt.witness.config import LOGS, LogsWatcher
 from overt.witness.core import known_logs
 from overt.witness.errors import (
     UnknownLogError,
@@ -337,6 +339,7 @@ def test_real_log_checkpoints_are_witnessed_and_pass_a_policy(tmp_path: Path) ->
                 "SKEY",
                 "STATE",
                 "VKEY",
+                "LogsWatcher",
                 "WitnessConfig",
                 "init_witness",
                 "load_witness",
@@ -351,3 +354,24 @@ def test_module_exports(module: str, names: set[str]) -> None:
     assert set(mod.__all__) == names
     for name in names:
         assert hasattr(mod, name)
+
+
+def test_known_logs_are_reloaded_and_a_broken_list_keeps_the_old_ones(tmp_path: Path) -> None:
+    first, second = LogSimulator("first.example/log"), LogSimulator("second.example/log")
+    witness = WitnessUnderTest(tmp_path / "w", "w.example/witness", [first], Clock())
+    (tmp_path / "w" / LOGS).write_text(first.vkey + "\n")
+    witness.reload = LogsWatcher(tmp_path / "w")
+    first.grow(1)
+    second.grow(1)
+    with witness.serve() as url, WitnessClient(url) as client:
+        client.add_checkpoint(*first.request(0))
+        (tmp_path / "w" / LOGS).write_text("garbage\n")
+        time.sleep(1.05)
+        first.grow(1)
+        client.add_checkpoint(*first.request(1))  # the broken list is not used
+        (tmp_path / "w" / LOGS).write_text(second.vkey + "\n")
+        time.sleep(1.05)
+        client.add_checkpoint(*second.request(0))
+        with pytest.raises(UnknownLogError):  # dropped from the list: no longer witnessed
+            first.grow(1)
+            client.add_checkpoint(*first.request(2))

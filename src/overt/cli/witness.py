@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from overt.errors import ConfigError
-from overt.witness.config import init_witness, load_witness, trust_log
+from overt.witness.config import LogsWatcher, init_witness, load_witness, trust_log
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,9 +72,10 @@ def _serve(args: argparse.Namespace) -> int:
     from overt.witness.server import WitnessApp, serve
 
     host, port = _parse_listen(args.listen)
+    watcher = LogsWatcher(args.dir)  # before loading: a change in between is not missed
     config = load_witness(args.dir)
     with config.open_state() as state:
-        app = WitnessApp(state, config.logs, config.signer)
+        app = WitnessApp(state, config.logs, config.signer, reload=watcher)
 
         def ready() -> None:
             origins = ", ".join(sorted(config.logs)) or "no logs yet (see `overt witness trust`)"

@@ -10,7 +10,8 @@ Layout (``overt witness init DIR --name NAME``)::
 
 The witness's key name is the witness's name. Every file is written atomically
 (temporary file, fsync, rename, directory fsync). The server reads ``logs`` when
-it starts: restart it after ``overt witness trust``.
+it starts and again when the file changes (:class:`LogsWatcher`, checked at most
+once a second), so ``overt witness trust`` takes effect without a restart.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "SKEY",
     "STATE",
     "VKEY",
+    "LogsWatcher",
     "WitnessConfig",
     "init_witness",
     "load_witness",
@@ -137,6 +139,37 @@ def read_logs(directory: Path | str) -> KnownLogs:
         return known_logs(verifiers)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
+
+
+class LogsWatcher:
+    """Re-reads a witness directory's log list when the file changes (``overt witness trust``).
+
+    Calling it returns the new known logs if the file's modification time or size
+    changed since the last call, else None. Pass it as ``WitnessApp(reload=...)``.
+
+    Raises:
+        ConfigError: on a call, the changed file cannot be read or parsed (the
+            caller keeps the logs it had).
+    """
+
+    def __init__(self, directory: Path | str) -> None:
+        self.path = Path(directory) / LOGS
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int]:
+        try:
+            st = self.path.stat()
+        except OSError as err:
+            raise ConfigError(f"cannot read log list {self.path}: {err.strerror}") from err
+        return st.st_mtime_ns, st.st_size
+
+    def __call__(self) -> KnownLogs | None:
+        stamp = self._stamp()
+        if stamp == self._seen:
+            return None
+        logs = read_logs(self.path.parent)
+        self._seen = stamp
+        return logs
 
 
 def load_witness(directory: Path | str, clock: Callable[[], float] = time.time) -> WitnessConfig:

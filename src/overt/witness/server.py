@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -163,13 +164,35 @@ class WitnessApp:
         logs: KnownLogs,
         signer: CosignatureSigner,
         max_batch: int = MAX_BATCH,
+        *,
+        reload: Callable[[], KnownLogs | None] | None = None,
     ) -> None:
         self.state = state
-        self.logs = logs
         self.signer = signer
         self.max_batch = max_batch
         self.committer: Committer | None = None
+        # ``reload`` returns the known logs when they changed (None: unchanged);
+        # it is asked at most once a second (see overt.witness.config.LogsWatcher).
+        self._reload = reload
+        self._checked = time.monotonic()
+        self._set_logs(logs)
+
+    def _set_logs(self, logs: KnownLogs) -> None:
+        self.logs = logs
         self._by_hash = {hashlib.sha256(o.encode()).hexdigest(): o for o in logs}
+
+    def _current_logs(self) -> KnownLogs:
+        if self._reload is not None and time.monotonic() - self._checked >= 1.0:
+            self._checked = time.monotonic()
+            try:
+                fresh = self._reload()
+            except OvertError as err:  # keep serving the logs we know
+                log.error("cannot reload the known logs: %s", err)
+                fresh = None
+            if fresh is not None:
+                self._set_logs(fresh)
+                log.warning("known logs reloaded: %s", ", ".join(sorted(fresh)) or "none")
+        return self.logs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -195,6 +218,7 @@ class WitnessApp:
             elif path.startswith("/checkpoint/"):
                 await self._checkpoint(path[len("/checkpoint/") :], send)
             elif path.endswith("/checkpoint") and path.count("/") == 2:
+                self._current_logs()
                 origin = self._by_hash.get(path[1 : -len("/checkpoint")])
                 await self._checkpoint(origin, send)
             else:
@@ -243,7 +267,7 @@ class WitnessApp:
                 request = parse_add_checkpoint(body)
             except FormatError as err:
                 raise WitnessRequestError(str(err)) from err
-            submission = verify_submission(request, self.logs)
+            submission = verify_submission(request, self._current_logs())
             outcome = await self._committer().submit(submission)
         except WitnessConflictError as err:
             await _reply(send, 409, b"%d\n" % err.size, _SIZE)
