@@ -179,7 +179,7 @@ def _file_finding(
     )
 
 
-def bundle_digest(sources: Mapping[str, bytes]) -> str:
+def _bundle_digest(sources: Mapping[str, bytes]) -> str:
     """sha256 over the sorted ``path NUL sha256(content)`` lines of a bundle
     given as separate files (a single archive is hashed as its bytes)."""
     h = hashlib.sha256()
@@ -295,7 +295,7 @@ def audit_sources(
 
     Never raises for bad rule files: each becomes a finding for that file.
     """
-    report = Report(name=name, sha256=sha256 or bundle_digest(sources), dynamic=dynamic)
+    report = Report(name=name, sha256=sha256 or _bundle_digest(sources), dynamic=dynamic)
     findings: list[Finding] = []
     texts: dict[str, str] = {}
     parsed: dict[str, ParsedFile] = {}
@@ -562,7 +562,7 @@ def read_bundle(name: str, data: bytes) -> dict[str, bytes]:
         FormatError: an archive that cannot be read, that is too large, or
             that holds too many files.
     """
-    if tarfile_like(data):
+    if _tarfile_like(data):
         try:
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tf:
                 out: dict[str, bytes] = {}
@@ -606,7 +606,7 @@ def read_bundle(name: str, data: bytes) -> dict[str, bytes]:
     return {posixpath.basename(name) or "bundle.yar": data}
 
 
-def tarfile_like(data: bytes) -> bool:
+def _tarfile_like(data: bytes) -> bool:
     """gzip, bzip2, xz magic, or a ustar header."""
     return (
         data[:2] == b"\x1f\x8b"
@@ -676,7 +676,7 @@ def audit_paths(paths: Iterable[str | Path], *, dynamic: bool = True) -> Report:
                 todo.append(inc)
     if not resolved:
         return Report(
-            name=",".join(str(p) for p in paths), sha256=bundle_digest({}), dynamic=dynamic
+            name=",".join(str(p) for p in paths), sha256=_bundle_digest({}), dynamic=dynamic
         )
     root = Path(posixpath.commonpath([str(f.parent) for f in resolved]))
     sources: dict[str, bytes] = {}

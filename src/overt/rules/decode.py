@@ -20,7 +20,7 @@ make the auditor explode; beyond the cap an alternative is read as a gap.
 ``xor`` and ``base64`` modifiers are applied by YARA to the text in the source,
 so the source text is the candidate. Hand-encoded forms are also decoded: hex
 runs whose byte-to-byte XOR differences spell a marking (see
-``detectors.xor_hits``), base64 text written out in the source, and hex digits
+``detectors._xor_hits``), base64 text written out in the source, and hex digits
 written as text.
 
 Reference: https://yara.readthedocs.io/en/stable/writingrules.html#strings

@@ -388,7 +388,7 @@ def _readable(run: bytes) -> bool:
             return True
     if any(dist for t, _enc in utf16_texts(run) for _m, _g, dist in find_markings(t)):
         return True
-    return bool(xor_hits(run))
+    return bool(_xor_hits(run))
 
 
 def _is_doc_type(text: str) -> bool:
@@ -502,7 +502,7 @@ def _diffs(raw: bytes) -> bytes:
 _XOR_RX, _XOR_SIGS = _xor_signatures()
 
 
-def xor_hits(data: bytes) -> list[tuple[str, int]]:
+def _xor_hits(data: bytes) -> list[tuple[str, int]]:
     """Markings hidden in ``data`` under a single-byte XOR key: ``[(text, key)]``.
 
     Keys 0x00 and 0x20 (plain text, other letter case) are left to the plain
@@ -566,7 +566,7 @@ def _detect_markings(ctx: RuleContext) -> list[Signal]:
         elif s.kind == "text":
             chunks.append(s.data)
         for chunk in chunks:
-            for text, key in xor_hits(chunk):
+            for text, key in _xor_hits(chunk):
                 add(s.identifier, s.line, text, "hand-XORed", True, f"xor key 0x{key:02x}")
     for c in joined_candidates(list(ctx.rule.strings), ctx.cands):
         for text, gov, dist in find_markings(c.text, c.nocase):
