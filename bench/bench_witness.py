@@ -108,9 +108,11 @@ async def _load(url: str, logs: list[list[bytes]], seconds: float) -> dict[str, 
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     out: dict[str, list[object]] = {"latencies": [], "errors": [], "exhausted": []}
     started = time.perf_counter()
+    cpu = time.process_time()
     until = started + seconds
     await asyncio.gather(*(_client(host, port, bodies, until, out) for bodies in logs))
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     latencies = sorted(float(x) for x in out["latencies"])  # type: ignore[arg-type]
 
     def pct(p: float) -> float:
@@ -125,6 +127,7 @@ async def _load(url: str, logs: list[list[bytes]], seconds: float) -> dict[str, 
         "rate": len(latencies) / elapsed,
         "p50_ms": pct(0.50) * 1e3,
         "p99_ms": pct(0.99) * 1e3,
+        "loadgen_cpu": cpu / elapsed,  # cores the generator itself kept busy
     }
 
 
@@ -211,7 +214,10 @@ def bench_add_checkpoint(work: Path, clients: int, seconds: float) -> list[Resul
         if server.stdout:
             server.stdout.close()
     rate = float(stats["rate"])
-    note = f"{stats['requests']} requests, {stats['errors']} errors, {clients} logs"
+    note = (
+        f"{stats['requests']} requests, {stats['errors']} errors, {clients} logs;"
+        f" load generator busy {float(stats['loadgen_cpu']):.2f} cores"
+    )
     if stats["first_error"]:
         note += f"; first error: {stats['first_error']}"
     return [
