@@ -12,10 +12,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from overt.cli._util import read_input
@@ -26,7 +24,6 @@ from overt.formats.note import parse_note, parse_skey, sign_note
 from overt.formats.statement import Predicate, Release, RuleBundle, Update
 from overt.gate.policy import load_client_policy
 from overt.gate.updater import UpdateGate
-from overt.log.log import Log
 from overt.publish.chain import append_chain, create_chain, read_chain
 from overt.publish.keys import (
     generate_publisher_key,
@@ -35,7 +32,7 @@ from overt.publish.keys import (
     write_key_files,
 )
 from overt.publish.keyset import make_keyset_entry
-from overt.publish.publisher import HTTPLogWriter, LogWriter, Publication, publish, write_bundle
+from overt.publish.publisher import Publication, open_log_writer, publish, write_bundle
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -107,43 +104,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         r.set_defaults(func=_rotate)
 
 
-@contextlib.contextmanager
-def _open_log(url_or_dir: str, token: str | None) -> Iterator[LogWriter]:
-    token = token or os.environ.get("OVERT_LOG_TOKEN")
-    if "://" in url_or_dir:
-        from overt.log.client import LogClient
-
-        with LogClient(url_or_dir, token) as client:
-            yield HTTPLogWriter(client)
-        return
-    log = Log.open(url_or_dir)
-    try:
-        yield _WitnessedLog(log)
-    finally:
-        log.close()
-
-
-class _WitnessedLog:
-    """A log directory whose appends are witnessed at once (if it has a witness policy)."""
-
-    def __init__(self, log: Log) -> None:
-        self.log = log
-
-    def add_many(self, entries: Sequence[bytes]) -> list[int]:
-        indices = self.log.add_many(entries)
-        self.log.witness()
-        return indices
-
-    def checkpoint(self) -> bytes:
-        return self.log.checkpoint()
-
-    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        return self.log.inclusion_proof(index, size)
-
-    def consistency_proof(self, old: int, new: int) -> list[bytes]:
-        return self.log.consistency_proof(old, new)
-
-
 def _predicate(args: argparse.Namespace) -> Predicate:
     if args.kind == "release":
         return Release(args.product, args.version, args.channel, args.platform)
@@ -167,7 +127,7 @@ def _publish(args: argparse.Namespace) -> int:
     item = Publication(
         args.name or args.file.name, hashlib.sha256(artifact).hexdigest(), _predicate(args)
     )
-    with _open_log(args.log, args.token) as log:
+    with open_log_writer(args.log, args.token) as log:
         (bundle,) = publish(
             log,
             signer,
@@ -252,7 +212,7 @@ def _rotate(args: argparse.Namespace) -> int:
     if not keys:
         raise FormatError("key set", "no key would remain valid")
     entry = make_keyset_entry(state, [signer], keys, revoke, args.threshold)
-    with _open_log(args.log, args.token) as log:
+    with open_log_writer(args.log, args.token) as log:
         (index,) = log.add_many([entry])
     append_chain(args.chain, entry)
     print(f"key set {state.sequence + 1} logged as entry {index}: {len(keys)} key(s) valid")

@@ -12,8 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from overt.cli._util import read_input
 from overt.errors import ConfigError
+from overt.log.fs import atomic_write
+from overt.publish.keys import load_publisher_signer
+from overt.publish.publisher import open_log_writer
+from overt.rules.attest import DEFAULT_AUDIT, attest_bundle
 from overt.rules.audit import audit_paths
 from overt.rules.detectors import Severity
 from overt.rules.diff import diff_paths, format_diff
@@ -45,6 +51,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d.add_argument("--fail-on", choices=_LEVELS, default="high")
     d.add_argument("--static-only", action="store_true")
     d.set_defaults(func=_diff)
+
+    t = cmds.add_parser("attest", help="audit a rule bundle and log a signed verdict")
+    t.add_argument(
+        "bundle", metavar="BUNDLE", help="the rule bundle as published (.yar, .tar.gz, .zip)"
+    )
+    t.add_argument("--key", required=True, type=Path, help="the auditor's private key file")
+    t.add_argument("--log", required=True, metavar="URL_OR_DIR", help="the transparency log")
+    t.add_argument("--token", help="log write token (default: $OVERT_LOG_TOKEN)")
+    t.add_argument("--audit", default=DEFAULT_AUDIT, help=f"audit name (default {DEFAULT_AUDIT})")
+    t.add_argument("--fail-on", choices=_LEVELS, default="high")
+    t.add_argument("--static-only", action="store_true")
+    t.add_argument("--out", type=Path, help="write the envelope here (default BUNDLE.audit.json)")
+    t.set_defaults(func=_attest)
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -79,3 +98,23 @@ def _diff(args: argparse.Namespace) -> int:
         sys.stdout.write(format_diff(d))
         sys.stdout.write(format_text(d.report))
     return 1 if d.report.fails(Severity.parse(args.fail_on)) else 0
+
+
+def _attest(args: argparse.Namespace) -> int:
+    data = read_input(args.bundle)
+    if not data:
+        raise ConfigError(f"{args.bundle} is empty")
+    signer = load_publisher_signer(args.key)
+    name = Path(args.bundle).name
+    att = attest_bundle(
+        name, data, signer, args.audit, Severity.parse(args.fail_on), dynamic=not args.static_only
+    )
+    with open_log_writer(args.log, args.token) as log:
+        (index,) = log.add_many([att.envelope])
+    out = args.out or Path(f"{args.bundle}.audit.json")
+    atomic_write(out, att.envelope)
+    verdict = "pass" if att.passed else "FAIL"
+    counts = ", ".join(f"{n} {k}" for k, n in att.report.counts().items() if n)
+    print(f"{verdict}: {args.audit} for {name} sha256 {att.sha256} ({counts or 'no findings'})")
+    print(f"logged at index {index}; envelope in {out} (give it to `overt publish --attest`)")
+    return 0 if att.passed else 1

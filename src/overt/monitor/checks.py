@@ -20,7 +20,12 @@ Built in:
     envelope (:mod:`overt.formats.dsse`), in the canonical form overt logs: a second spelling
     of one envelope is how a log or publisher would smuggle in a look-alike.
 
-Later issues register the rule-audit, review-coverage and rebuild checks here.
+``rule-audit=STORE[:LEVEL]``
+    Audits every logged rule bundle found (by SHA-256) in the folder STORE and alerts on
+    findings at or above LEVEL (default medium), on logged bundles missing from the store,
+    and on failed rule-audit attestations (:mod:`overt.rules.watch`).
+
+Later issues register the review-coverage and rebuild checks here.
 """
 
 from __future__ import annotations
@@ -175,5 +180,13 @@ class DsseEnvelope:
         return []
 
 
+def _rule_audit(arg: str | None) -> Check:
+    # Imported on use: the auditor loads YARA engines a monitor may never need.
+    from overt.rules.watch import RuleAuditCheck
+
+    return RuleAuditCheck.from_arg(arg)
+
+
 register_check(SizeLimit.name, SizeLimit.from_arg, default=True)
 register_check(DsseEnvelope.name, DsseEnvelope.from_arg, default=True)
+register_check("rule-audit", _rule_audit)

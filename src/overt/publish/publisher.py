@@ -17,9 +17,10 @@ can be fetched again), so losing one to a crash costs a re-run, not evidence.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, format_envelope, sign_envel
 from overt.formats.note import parse_note
 from overt.formats.proof import TlogProof
 from overt.formats.statement import Predicate, format_statement, make_statement
+from overt.log.log import Log
 from overt.publish.bundle import Bundle, ConsistencyProof, LoggedEntry, format_bundle
 from overt.publish.keys import PublisherSigner
 
@@ -38,6 +40,7 @@ __all__ = [
     "LogWriter",
     "Publication",
     "make_entry",
+    "open_log_writer",
     "publish",
     "write_bundle",
     "write_bundles",
@@ -153,6 +156,49 @@ def publish(
         proof = TlogProof(index, tuple(log.inclusion_proof(index, size)), note)
         bundles.append(Bundle(entry, proof, logged_keysets, logged_atts, consistency))
     return bundles
+
+
+@contextlib.contextmanager
+def open_log_writer(url_or_dir: str, token: str | None = None) -> Iterator[LogWriter]:
+    """A :class:`LogWriter` for a log server URL (token: argument or ``OVERT_LOG_TOKEN``)
+    or a log directory (whose appends are witnessed at once if it has a witness policy).
+
+    Raises:
+        ConfigError, LogLockedError: the directory is not a log, or is in use.
+    """
+    token = token or os.environ.get("OVERT_LOG_TOKEN")
+    if "://" in url_or_dir:
+        from overt.log.client import LogClient
+
+        with LogClient(url_or_dir, token) as client:
+            yield HTTPLogWriter(client)
+        return
+    log = Log.open(url_or_dir)
+    try:
+        yield _WitnessedLog(log)
+    finally:
+        log.close()
+
+
+class _WitnessedLog:
+    """A log directory whose appends are witnessed at once (if it has a witness policy)."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def add_many(self, entries: Sequence[bytes]) -> list[int]:
+        indices = self.log.add_many(entries)
+        self.log.witness()
+        return indices
+
+    def checkpoint(self) -> bytes:
+        return self.log.checkpoint()
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return self.log.inclusion_proof(index, size)
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        return self.log.consistency_proof(old, new)
 
 
 def write_bundle(path: Path, bundle: Bundle) -> None:
