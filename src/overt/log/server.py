@@ -38,10 +38,11 @@ import heapq
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
+from overt._asgi import BodyTooLargeError, Receive, Scope, Send, error, read_body, reply, run
 from overt.errors import EntryError, NotFoundError, OvertError, TilePathError
 from overt.formats import tiles
 from overt.log.log import MAX_BATCH, Log, check_entry
@@ -53,10 +54,6 @@ __all__ = ["LogApp", "Sequencer", "serve"]
 
 log = logging.getLogger("overt.log")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _IMMUTABLE = b"public, max-age=31536000, immutable"
 _CHECKPOINT_CACHE = b"public, max-age=2"
@@ -195,26 +192,6 @@ class Sequencer:
             self._staged.set()
 
 
-async def _reply(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: bytes = b"text/plain; charset=utf-8",
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    all_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    if headers:
-        all_headers.extend(headers)
-    await send({"type": "http.response.start", "status": status, "headers": all_headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _error(
-    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await _reply(send, status, message.encode() + b"\n", headers=headers)
-
-
 class LogApp:
     """ASGI application serving one :class:`Log`."""
 
@@ -237,22 +214,22 @@ class LogApp:
         try:
             if path == "/add":
                 if method != "POST":
-                    await _error(send, 405, "use POST /add", [(b"allow", b"POST")])
+                    await error(send, 405, "use POST /add", [(b"allow", b"POST")])
                     return
                 await self._add(scope, receive, send)
             elif path == "/metrics" and method == "GET":
-                await _reply(send, 200, self._metrics().encode(), b"text/plain; version=0.0.4")
+                await reply(send, 200, self._metrics().encode(), b"text/plain; version=0.0.4")
             elif path == "/checkpoint" or path.startswith("/tile/"):
                 if method not in ("GET", "HEAD"):
-                    await _error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
+                    await error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
                     return
                 await self._read(scope, path, send)
             else:
-                await _error(send, 404, f"no such endpoint: {path}")
+                await error(send, 404, f"no such endpoint: {path}")
         except OvertError as err:
             # Storage failures reach here; input errors are answered above.
             log.error("request %s %s failed: %s", method, path, err)
-            await _error(send, 503, f"log unavailable: {err}")
+            await error(send, 503, f"log unavailable: {err}")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -286,50 +263,42 @@ class LogApp:
 
     async def _add(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._authorized(scope):
-            await _error(
+            await error(
                 send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")]
             )
             return
-        chunks: list[bytes] = []
-        length = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            length += len(chunk)
-            if length > tiles.MAX_ENTRY_SIZE:
-                await _error(send, 413, "entry larger than 65535 bytes")
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        entry = b"".join(chunks)
+        try:
+            entry = await read_body(receive, tiles.MAX_ENTRY_SIZE)
+        except BodyTooLargeError:
+            await error(send, 413, "entry larger than 65535 bytes")
+            return
+        if entry is None:
+            return
         try:
             check_entry(entry)
         except EntryError as err:
-            await _error(send, 400, str(err))
+            await error(send, 400, str(err))
             return
         if self.sequencer is None:  # served without lifespan support
             self.sequencer = Sequencer(self.log, witnessing=self.witnessing)
         index = await self.sequencer.add(entry)
         headers = [(b"overt-index", str(index).encode())]
         if b"proof" not in parse_qs(scope.get("query_string", b"")):
-            await _reply(send, 200, b"%d\n" % index, headers=headers)
+            await reply(send, 200, b"%d\n" % index, headers=headers)
             return
         await self.sequencer.wait_integrated(index)
-        await _reply(send, 200, self.log.proof(index), headers=headers)
+        await reply(send, 200, self.log.proof(index), headers=headers)
 
     async def _read(self, scope: Scope, path: str, send: Send) -> None:
         if path == "/checkpoint":
-            await _reply(
+            await reply(
                 send, 200, self.log.checkpoint(), headers=[(b"cache-control", _CHECKPOINT_CACHE)]
             )
             return
         try:
             where = tiles.parse_tile_path(path[1:])
         except TilePathError as err:
-            await _error(send, 400, str(err))
+            await error(send, 400, str(err))
             return
         try:
             if where.level is None:
@@ -337,13 +306,13 @@ class LogApp:
             else:
                 data = self.log.read_tile(where.level, where.index, where.width)
         except NotFoundError as err:
-            await _error(send, 404, str(err))
+            await error(send, 404, str(err))
             return
         headers = [(b"cache-control", _IMMUTABLE)]
         if where.level is None and _accepts_gzip(scope):
             data = gzip.compress(data, compresslevel=1)
             headers.append((b"content-encoding", b"gzip"))
-        await _reply(send, 200, data, b"application/octet-stream", headers)
+        await reply(send, 200, data, b"application/octet-stream", headers)
 
 
 def _accepts_gzip(scope: Scope) -> bool:
@@ -359,30 +328,11 @@ def serve(log: Log, host: str, port: int, ready: Callable[[], None] | None = Non
     With a witness policy in the log directory, checkpoints are witnessed before
     they are published (overt.log.witnessing).
     """
-    import uvicorn
-
     from overt.log.witnessing import Witnessing
 
     witnessing = Witnessing(log, log.policy) if log.policy is not None else None
-    config = uvicorn.Config(
-        LogApp(log, witnessing=witnessing),
-        host=host,
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    if ready is not None:
-        original = server.startup
-
-        async def startup(sockets: Any = None) -> None:
-            await original(sockets)
-            ready()
-
-        server.startup = startup  # type: ignore[method-assign]
     try:
-        server.run()
+        run(LogApp(log, witnessing=witnessing), host, port, ready)
     finally:
         if witnessing is not None:
             witnessing.close()

@@ -35,10 +35,10 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
+from overt._asgi import BodyTooLargeError, Receive, Scope, Send, error, read_body, reply, run
 from overt.errors import FormatError, OvertError
 from overt.formats.cosignature import CosignatureSigner
 from overt.formats.witness import CONTENT_TYPE_SIZE, MAX_REQUEST_SIZE, parse_add_checkpoint
@@ -55,10 +55,6 @@ __all__ = ["Committer", "WitnessApp", "serve"]
 
 log = logging.getLogger("overt.witness")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _TEXT = b"text/plain; charset=utf-8"
 _SIZE = CONTENT_TYPE_SIZE.encode()
@@ -135,26 +131,6 @@ class Committer:
                         future.set_result(result)
 
 
-async def _reply(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: bytes = _TEXT,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    all_headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
-    if headers:
-        all_headers.extend(headers)
-    await send({"type": "http.response.start", "status": status, "headers": all_headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _error(
-    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await _reply(send, status, message.encode("utf-8", "replace") + b"\n", headers=headers)
-
-
 class WitnessApp:
     """ASGI application of one witness: its key, the logs it knows, its state."""
 
@@ -205,16 +181,16 @@ class WitnessApp:
         try:
             if path == "/add-checkpoint":
                 if method != "POST":
-                    await _error(send, 405, "use POST /add-checkpoint", [(b"allow", b"POST")])
+                    await error(send, 405, "use POST /add-checkpoint", [(b"allow", b"POST")])
                     return
                 await self._add_checkpoint(receive, send)
                 return
             if method not in ("GET", "HEAD"):
-                await _error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
+                await error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
                 return
             if path == "/logs":
                 origins = await asyncio.to_thread(self.state.origins)
-                await _reply(send, 200, "".join(o + "\n" for o in origins).encode())
+                await reply(send, 200, "".join(o + "\n" for o in origins).encode())
             elif path.startswith("/checkpoint/"):
                 await self._checkpoint(path[len("/checkpoint/") :], send)
             elif path.endswith("/checkpoint") and path.count("/") == 2:
@@ -222,11 +198,11 @@ class WitnessApp:
                 origin = self._by_hash.get(path[1 : -len("/checkpoint")])
                 await self._checkpoint(origin, send)
             else:
-                await _error(send, 404, f"no such endpoint: {path}")
+                await error(send, 404, f"no such endpoint: {path}")
         except OvertError as err:
             # Only storage failures get here: every refusal is answered above.
             log.error("request %s %s failed: %s", method, path, err)
-            await _error(send, 503, f"witness unavailable: {err}")
+            await error(send, 503, f"witness unavailable: {err}")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -247,21 +223,13 @@ class WitnessApp:
         return self.committer
 
     async def _add_checkpoint(self, receive: Receive, send: Send) -> None:
-        chunks: list[bytes] = []
-        length = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            length += len(chunk)
-            if length > MAX_REQUEST_SIZE:
-                await _error(send, 400, f"request body larger than {MAX_REQUEST_SIZE} bytes")
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            body = await read_body(receive, MAX_REQUEST_SIZE)
+        except BodyTooLargeError:
+            await error(send, 400, f"request body larger than {MAX_REQUEST_SIZE} bytes")
+            return
+        if body is None:
+            return
         try:
             try:
                 request = parse_add_checkpoint(body)
@@ -270,7 +238,7 @@ class WitnessApp:
             submission = verify_submission(request, self._current_logs())
             outcome = await self._committer().submit(submission)
         except WitnessConflictError as err:
-            await _reply(send, 409, b"%d\n" % err.size, _SIZE)
+            await reply(send, 409, b"%d\n" % err.size, _SIZE)
             return
         except WitnessError as err:
             if isinstance(err, WitnessConsistencyError):
@@ -280,32 +248,18 @@ class WitnessApp:
                     err,
                     body.decode("utf-8", "replace"),
                 )
-            await _error(send, err.status, err.reason)
+            await error(send, err.status, err.reason)
             return
-        await _reply(send, 200, outcome.lines)
+        await reply(send, 200, outcome.lines)
 
     async def _checkpoint(self, origin: str | None, send: Send) -> None:
         record = None if origin is None else await asyncio.to_thread(self.state.get, origin)
         if record is None:
-            await _error(send, 404, f"no cosigned checkpoint for {origin!r}")
+            await error(send, 404, f"no cosigned checkpoint for {origin!r}")
             return
-        await _reply(send, 200, record.note, headers=[(b"cache-control", b"no-cache")])
+        await reply(send, 200, record.note, headers=[(b"cache-control", b"no-cache")])
 
 
 def serve(app: WitnessApp, host: str, port: int, ready: Callable[[], None] | None = None) -> None:
     """Runs ``app`` until interrupted (uvicorn, with uvloop/httptools when available)."""
-    import uvicorn
-
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on", access_log=False
-    )
-    server = uvicorn.Server(config)
-    if ready is not None:
-        original = server.startup
-
-        async def startup(sockets: Any = None) -> None:
-            await original(sockets)
-            ready()
-
-        server.startup = startup  # type: ignore[method-assign]
-    server.run()
+    run(app, host, port, ready)
