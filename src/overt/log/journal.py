@@ -96,12 +96,23 @@ class Journal:
     def append(self, entries: Sequence[bytes]) -> None:
         """Durably append records to the open segment (one write, one fsync)."""
         if self._fd < 0:
-            raise RuntimeError("no open journal segment")
+            raise OSError("no open journal segment (a previous failure closed it)")
         data = encode(entries)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        os.fdatasync(self._fd)
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fdatasync(self._fd)
+        except OSError:
+            # A torn record would hide every later record from recovery: cut the
+            # segment back to where this append began, or stop using it.
+            try:
+                os.ftruncate(self._fd, start)
+                os.fsync(self._fd)
+            except OSError:
+                self.close()
+            raise
 
     def drop_before(self, size: int, keep: int) -> None:
         """Delete segments all of whose records are below ``size`` (never segment ``keep``)."""

@@ -59,7 +59,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from overt.errors import (
     ConfigError,
@@ -112,6 +112,13 @@ def _parse_witness_policy(text: bytes) -> Policy:
     if not policy.witnesses or policy.quorum is None:
         raise PolicyError("a log's witness policy needs witness lines and a quorum")
     return policy
+
+
+def _reraise(err: BaseException) -> NoReturn:
+    """Re-raise ``err``; an I/O failure (disk full...) as the LogError callers expect."""
+    if isinstance(err, OSError):
+        raise LogError(f"storage failure (nothing acknowledged was lost): {err}") from err
+    raise err
 
 
 def check_entry(entry: bytes) -> None:
@@ -300,13 +307,22 @@ class Log:
                 if index != self._size + len(staged):
                     raise LogError(f"journal segment {start} skips to index {index}")
                 staged.append(entry)
-        self._staged = []
-        self._staged_hashes = []
-        self._next = self._size
-        if staged:
-            self._integrate(staged, [merkle.leaf_hash(e) for e in staged])
-            self._next = self._size
+        # The recovered entries are promised indices: account for them before
+        # trying to integrate, so that if integration fails (disk full) new
+        # sequencing still continues after them and the journal stays valid.
+        hashes = [merkle.leaf_hash(e) for e in staged]
+        self._staged, self._staged_hashes = staged, hashes
+        self._next = self._size + len(staged)
+        with self._unindexed_lock:
+            self._unindexed.update(zip(hashes, range(self._size, self._next), strict=True))
         self.journal.open_segment(self._next)
+        if staged:
+            self._staged, self._staged_hashes = [], []
+            try:
+                self._integrate(staged, hashes)
+            except BaseException:
+                self._staged, self._staged_hashes = staged, hashes
+                raise
         self.journal.drop_before(self._size, keep=self._next)
 
     def _reindex(self, start: int, end: int) -> None:
@@ -485,7 +501,10 @@ class Log:
                     new_pairs.append((h, index))
                 indices.append(index)
             if new_entries:
-                self.journal.append(new_entries)
+                try:
+                    self.journal.append(new_entries)
+                except OSError as err:
+                    raise LogError(f"cannot store entries in the journal: {err}") from err
                 self._next += len(new_entries)
                 self._staged.extend(new_entries)
                 self._staged_hashes.extend(h for h, _ in new_pairs)
@@ -510,10 +529,9 @@ class Log:
             if entries:
                 try:
                     self._integrate(entries, hashes)
-                except BaseException:
+                except BaseException as err:
                     with self._seq_lock:
-                        self._recover_after_failure()
-                    raise
+                        self._fail(err)
                 self.journal.drop_before(self._size, keep=self._next)
             return self._size
 
@@ -525,10 +543,19 @@ class Log:
             self.journal.open_segment(self._next)
             try:
                 self._integrate(entries, hashes)
-            except BaseException:
-                self._recover_after_failure()
-                raise
+            except BaseException as err:
+                self._fail(err)
             self.journal.drop_before(self._size, keep=self._next)
+
+    def _fail(self, err: BaseException) -> NoReturn:
+        """After a failed integration: rebuild state from disk, then raise (OSError as LogError)."""
+        try:
+            self._recover_after_failure()
+        except OSError as again:
+            raise LogError(
+                f"storage failure (nothing acknowledged was lost): {err}; still failing: {again}"
+            ) from err
+        _reraise(err)
 
     def _recover_after_failure(self) -> None:
         """Disk full, I/O error...: rebuild in-memory state from what is durable."""
@@ -555,9 +582,8 @@ class Log:
         if new_entries:
             try:
                 self._integrate(new_entries, new_hashes)
-            except BaseException:
-                self._recover_after_failure()
-                raise
+            except BaseException as err:
+                self._fail(err)
         return indices
 
     def _integrate(self, entries: list[bytes], hashes: list[bytes]) -> None:
