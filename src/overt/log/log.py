@@ -114,6 +114,10 @@ def _parse_witness_policy(text: bytes) -> Policy:
     return policy
 
 
+def _leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
+    return [merkle.leaf_hash(e) for e in entries]
+
+
 def _reraise(err: BaseException) -> NoReturn:
     """Re-raise ``err``; an I/O failure (disk full...) as the LogError callers expect."""
     if isinstance(err, OSError):
@@ -163,6 +167,7 @@ class Log:
         self._staged: list[bytes] = []
         self._staged_hashes: list[bytes] = []
         self._index_thread = ThreadPoolExecutor(1, thread_name_prefix="overt-index")
+        self._hash_thread = ThreadPoolExecutor(1, thread_name_prefix="overt-hash")
         # Leaf hashes integrated and published but not yet committed to the index.
         self._unindexed: dict[bytes, int] = {}
         self._unindexed_lock = threading.Lock()
@@ -227,6 +232,7 @@ class Log:
                 self.flush_index()
             finally:
                 self._index_thread.shutdown(wait=True)
+                self._hash_thread.shutdown(wait=True)
         self.index.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
@@ -453,8 +459,17 @@ class Log:
             # Sequenced entries come first: their indices are already promised.
             self._integrate_staged()
             before = self._size
-            for start in range(0, len(entries), MAX_BATCH):
-                indices.extend(self._add_batch(entries[start : start + MAX_BATCH]))
+            batches = [entries[i : i + MAX_BATCH] for i in range(0, len(entries), MAX_BATCH)]
+            # Hash the next batches on a helper thread: it gets the GIL while this
+            # thread waits for the previous batch's writes and fsyncs.
+            hashed = [self._hash_thread.submit(_leaf_hashes, b) for b in batches[1:]]
+            try:
+                for n, batch in enumerate(batches):
+                    hashes = hashed[n - 1].result() if n else None
+                    indices.extend(self._add_batch(batch, hashes))
+            finally:
+                for future in hashed:
+                    future.cancel()
             self._next = self._size
             if self._size != before:
                 # Journal records are numbered from their segment's start: later
@@ -563,8 +578,9 @@ class Log:
             self._index_jobs.pop(0).result()
         self._load()
 
-    def _add_batch(self, batch: Sequence[bytes]) -> list[int]:
-        hashes = [merkle.leaf_hash(e) for e in batch]
+    def _add_batch(self, batch: Sequence[bytes], hashes: list[bytes] | None = None) -> list[int]:
+        if hashes is None:
+            hashes = _leaf_hashes(batch)
         known = self._dedup(hashes)
         indices: list[int] = []
         new_entries: list[bytes] = []
