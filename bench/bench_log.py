@@ -109,12 +109,15 @@ def bench_proofs(work: Path, n: int) -> list[Result]:
         picks = [rng.randrange(size) for _ in range(20000)]
         for i in picks:  # warm the tile cache
             log.inclusion_proof(i)
-        # CPU time: the figure is per proof, and on a shared 2-core machine wall time
-        # mostly measures the neighbours.
-        started = time.process_time()
-        for i in picks:
-            log.inclusion_proof(i)
-        gen_us = (time.process_time() - started) / len(picks) * 1e6
+        # CPU time, best of three passes (as timeit does): the figure is per proof,
+        # and on a shared 2-core machine wall time mostly measures the neighbours.
+        passes = []
+        for _ in range(3):
+            started = time.process_time()
+            for i in picks:
+                log.inclusion_proof(i)
+            passes.append((time.process_time() - started) / len(picks) * 1e6)
+        gen_us = min(passes)
         raw = [log.proof(i) for i in picks[:2000]]
         verifier = parse_vkey(log.vkey)
     leaves = [merkle.leaf_hash(b"%d" % i) for i in picks[:2000]]
@@ -129,7 +132,7 @@ def bench_proofs(work: Path, n: int) -> list[Result]:
             "us/proof",
             "<= 20",
             gen_us <= 20,
-            f"log of {size}",
+            f"CPU time, best of 3 passes of {len(picks)} proofs; log of {size}",
         ),
         Result(
             "tlog-proof verification incl. Ed25519 checkpoint",
