@@ -19,18 +19,22 @@ Appending a batch (``add_many``) is one pass of *integration*:
    resolved to their existing index, the rest get consecutive indices;
 2. the new entry bundles and every tile they change (full and partial, all
    levels) are written and fsynced (``TileStore.write_batch``);
-3. a checkpoint for the new size is signed and atomically published;
+3. a checkpoint for the new size is signed and atomically written to
+   ``DIR/checkpoint``; it is published (``DIR/tiles/checkpoint``) at once when
+   the log has no witnesses, and once the witness quorum cosigned it when it
+   has (``overt.log.witnessing``);
 4. in the background, the batch's leaf hashes are committed to the dedup index
    (SQLite); until then they are answered from memory.
 
-Indices are returned after step 3, so the published checkpoint is the truth
-after a crash: an entry is acknowledged if and only if a published checkpoint
-covers it, and its bytes are in durable entry bundles. The dedup index is
-derived data that may lag: on open, entries between the index's size and the
-checkpoint are re-read from their bundles and indexed again (anything beyond
-the checkpoint is dropped). Stray tiles beyond the published size are never
-served and are overwritten by later batches. A published checkpoint only
-commits to tiles that are already durable, and the tree never forks.
+Indices are returned after step 3, so the signed checkpoint is the truth after
+a crash: an entry is acknowledged if and only if a signed checkpoint covers it
+(or, on the ``sequence`` path below, the journal holds it), and its bytes are
+in durable entry bundles. The dedup index is derived data that may lag: on
+open, entries between the index's size and the checkpoint are re-read from
+their bundles and indexed again (anything beyond the checkpoint is dropped).
+Stray tiles beyond the signed size are never served and are overwritten by
+later batches. A checkpoint only commits to tiles that are already durable,
+and the tree never forks.
 
 The index is off the critical path because random-key B-tree inserts are the
 slowest step of a bulk append; running them behind the next batch's hashing
