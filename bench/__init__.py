@@ -7,7 +7,16 @@ Each ``bench/bench_<topic>.py`` module exposes ``run(quick: bool) -> list[Result
 
 from __future__ import annotations
 
+import socket
 from dataclasses import asdict, dataclass
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now (for servers the benches start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import time
 from urllib.parse import urlsplit
 
 
-async def _request(
+async def request(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
 ) -> tuple[bytes, bytes]:
     writer.write(data)
@@ -52,7 +52,7 @@ async def _client(host: str, port: int, token: str, size: int, until: float, run
         while time.perf_counter() < until:
             body = os.urandom(16).hex().encode().ljust(size, b".")
             started = time.perf_counter()
-            status, reply = await _request(reader, writer, head + body)
+            status, reply = await request(reader, writer, head + body)
             if not status.startswith(b"HTTP/1.1 200"):
                 run.errors.append(status.decode().strip())
                 continue
@@ -68,7 +68,7 @@ async def _poller(host: str, port: int, run: Run) -> None:
     last = -1
     try:
         while True:
-            _, body = await _request(reader, writer, req)
+            _, body = await request(reader, writer, req)
             size = int(body.split(b"\n")[1])
             if size != last:
                 run.sizes.append((time.perf_counter(), size))

@@ -11,14 +11,13 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import Result
+from bench import Result, free_port
 from overt.formats import merkle
 from overt.formats.note import parse_vkey
 from overt.formats.proof import parse_proof, verify_proof
@@ -32,13 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def _entries(n: int, size: int, seed: int) -> list[bytes]:
     rng = random.Random(seed)
     return [rng.randbytes(16) + b"e" * (size - 16) for _ in range(n)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def bench_append(work: Path, n: int) -> tuple[list[Result], Path, list[bytes]]:
@@ -163,7 +155,7 @@ def bench_client_verify(directory: Path, vkey: str) -> list[Result]:
 def bench_http(work: Path, seconds: float) -> list[Result]:
     directory = work / "http"
     Log.create(directory, ORIGIN).close()
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     server = subprocess.Popen(
         [

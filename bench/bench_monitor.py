@@ -26,7 +26,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import Result
+from bench import Result, free_port
 from overt.formats.dsse import Envelope, Signature, format_envelope
 from overt.formats.note import parse_vkey
 from overt.log.client import HTTPSource
@@ -47,13 +46,6 @@ from overt.monitor.checks import default_checks
 ORIGIN = "bench.example/monitor"
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 5000.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _envelopes(n: int, seed: int) -> list[bytes]:
@@ -73,7 +65,7 @@ def _envelopes(n: int, seed: int) -> list[bytes]:
 
 class _Server:
     def __init__(self, directory: Path) -> None:
-        port = _free_port()
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
@@ -254,7 +246,7 @@ def bench_paced(work: Path, rate: float, seconds: float) -> list[Result]:
     directory = work / "paced"
     with Log.create(directory, ORIGIN) as log:
         vkey = log.vkey
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,17 +25,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench import Result
+from bench import Result, free_port
+from bench._loadgen import request
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 2000.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # --- the load generator (its own process) ------------------------------------------------
@@ -64,23 +57,6 @@ def _requests(skey: str, steps: int, seed: int) -> list[bytes]:
     return bodies
 
 
-async def _request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
-) -> tuple[bytes, bytes]:
-    writer.write(data)
-    status = await reader.readline()
-    length = 0
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise ConnectionError("server closed the connection")
-        if line == b"\r\n":
-            break
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    return status, await reader.readexactly(length)
-
-
 async def _client(
     host: str, port: int, bodies: list[bytes], until: float, out: dict[str, list[object]]
 ) -> None:
@@ -92,7 +68,7 @@ async def _client(
                 break
             data = (head % len(body)).encode() + body
             started = time.perf_counter()
-            status, reply = await _request(reader, writer, data)
+            status, reply = await request(reader, writer, data)
             if not status.startswith(b"HTTP/1.1 200") or not reply.startswith("\u2014".encode()):
                 out["errors"].append(status.decode().strip() + " " + reply.decode()[:80])
                 break  # this log's sequence is broken; the rest would all be 409
@@ -172,7 +148,7 @@ def bench_add_checkpoint(work: Path, clients: int, seconds: float) -> list[Resul
         skeys.append(skey)
     keys = work / "log-keys"
     keys.write_text("\n".join(skeys) + "\n")
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     me = [sys.executable, "-m", "bench.bench_witness"]
     server = subprocess.Popen(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,18 +20,11 @@ from pathlib import Path
 
 import httpx
 
-from bench import Result
+from bench import Result, free_port
 from overt.log.log import Log
 from overt.witness.config import init_witness, trust_log
 
 REGIONS = ("asia", "europe", "americas")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def run(quick: bool) -> list[Result]:
@@ -48,7 +40,7 @@ def run(quick: bool) -> list[Result]:
             directory = work / region
             vkey = init_witness(directory, f"{region}.witness.example")
             trust_log(directory, log.vkey)
-            port = _port()
+            port = free_port()
             procs.append(
                 subprocess.Popen(
                     [

@@ -119,13 +119,20 @@ def inclusion_proof(index: int, size: int, subtree: SubtreeHash) -> list[bytes]:
     """
     if not 0 <= index < size:
         raise ProofRequestError(f"no inclusion proof for index {index} in a tree of size {size}")
-    # Bottom-up, by height (the shape RFC 9162's PATH recursion produces): below the height
-    # where index and size - 1 diverge every node has a sibling, which is complete except the
-    # one just below it (it ends at the size); above it, only right children have a sibling.
+    return _audit_path(index, size, 0, subtree)
+
+
+def _audit_path(index: int, size: int, start: int, subtree: SubtreeHash) -> list[bytes]:
+    """The siblings on the path from the node of height ``start`` above ``index`` to the root.
+
+    Bottom-up, by height (the shape RFC 9162's PATH recursion produces): below the height
+    where index and size - 1 diverge every node has a sibling, which is complete except the
+    one just below it (it ends at the size); above it, only right children have a sibling.
+    """
     path: list[bytes] = []
     append = path.append
     inner = (index ^ (size - 1)).bit_length()
-    for h in range(inner):
+    for h in range(start, inner):
         lo = ((index >> h) ^ 1) << h
         hi = lo + (1 << h)
         append(subtree(lo, hi if hi <= size else size))
@@ -158,26 +165,9 @@ def consistency_proof(old_size: int, new_size: int, subtree: SubtreeHash) -> lis
     # SUBPROOF(m, D[n], true) unrolled bottom-up, as for PATH: the last complete subtree of the
     # old tree (unless that is the whole old tree, which the verifier already has), then the
     # siblings on its path to the new root. (transparency-dev/merkle builds it the same way.)
-    path: list[bytes] = []
-    append = path.append
     shift = (old_size & -old_size).bit_length() - 1  # height of the old tree's last subtree
-    if old_size != 1 << shift:
-        append(subtree(old_size - (1 << shift), old_size))
-    index = old_size - 1
-    inner = (index ^ (new_size - 1)).bit_length()  # > shift, as new_size > old_size
-    for h in range(shift, inner):
-        lo = ((index >> h) ^ 1) << h
-        hi = lo + (1 << h)
-        append(subtree(lo, hi if hi <= new_size else new_size))
-    node = index >> inner
-    h = inner
-    while node:
-        if node & 1:
-            lo = (node ^ 1) << h
-            append(subtree(lo, lo + (1 << h)))
-        node >>= 1
-        h += 1
-    return path
+    first = [] if old_size == 1 << shift else [subtree(old_size - (1 << shift), old_size)]
+    return first + _audit_path(old_size - 1, new_size, shift, subtree)
 
 
 def _check_hashes(proof: Sequence[bytes]) -> None:

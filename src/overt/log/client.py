@@ -226,30 +226,26 @@ class LogClient:
         self.http = httpx.Client(timeout=timeout, headers=headers)
         self.source = HTTPSource(self.url, client=self.http)
 
-    def add(self, entry: bytes) -> tuple[int, bytes]:
-        """Append an entry and wait for its integration; returns (index, tlog-proof). Raises LogError."""
+    def _post(self, entry: bytes, params: dict[str, str]) -> httpx.Response:
         try:
-            response = self.http.post(f"{self.url}/add", params={"proof": "1"}, content=entry)
+            response = self.http.post(f"{self.url}/add", params=params, content=entry)
         except httpx.HTTPError as err:
             raise LogError(f"POST {self.url}/add: {err}") from err
         if response.status_code != 200:
             raise LogError(
                 f"POST {self.url}/add: HTTP {response.status_code}: {response.text.strip()}"
             )
+        return response
+
+    def add(self, entry: bytes) -> tuple[int, bytes]:
+        """Append an entry and wait for its integration; returns (index, tlog-proof). Raises LogError."""
+        response = self._post(entry, {"proof": "1"})
         proof: TlogProof = parse_proof(response.content)
         return proof.index, response.content
 
     def sequence(self, entry: bytes) -> int:
         """Append an entry; returns its index once durable, without waiting for integration."""
-        try:
-            response = self.http.post(f"{self.url}/add", content=entry)
-        except httpx.HTTPError as err:
-            raise LogError(f"POST {self.url}/add: {err}") from err
-        if response.status_code != 200:
-            raise LogError(
-                f"POST {self.url}/add: HTTP {response.status_code}: {response.text.strip()}"
-            )
-        return int(response.headers["overt-index"])
+        return int(self._post(entry, {}).headers["overt-index"])
 
     def checkpoint(self) -> bytes:
         return self.source.read("checkpoint")

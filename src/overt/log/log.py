@@ -494,6 +494,27 @@ class Log:
             known.update(self.index.lookup(rest))
         return known
 
+    def _assign(
+        self, entries: Sequence[bytes], hashes: list[bytes], first: int
+    ) -> tuple[list[int], list[bytes], list[bytes]]:
+        """Indices for ``entries``, and the new entries and their hashes.
+
+        A duplicate (logged, staged or earlier in ``entries``) gets the existing
+        index; the others get consecutive indices from ``first``.
+        """
+        known = self._dedup(hashes)
+        indices: list[int] = []
+        new_entries: list[bytes] = []
+        new_hashes: list[bytes] = []
+        for entry, h in zip(entries, hashes, strict=True):
+            index = known.get(h)
+            if index is None:
+                index = known[h] = first + len(new_entries)
+                new_entries.append(entry)
+                new_hashes.append(h)
+            indices.append(index)
+        return indices, new_entries, new_hashes
+
     def sequence(self, entries: Sequence[bytes]) -> list[int]:
         """Assign indices and make entries durable in the journal; integrate later.
 
@@ -506,29 +527,22 @@ class Log:
         with self._seq_lock:
             if self._lock_fd < 0:
                 raise LogError("log is closed")
-            hashes = [merkle.leaf_hash(e) for e in entries]
-            known = self._dedup(hashes)
-            indices: list[int] = []
-            new_entries: list[bytes] = []
-            new_pairs: list[tuple[bytes, int]] = []
-            for entry, h in zip(entries, hashes, strict=True):
-                index = known.get(h)
-                if index is None:
-                    index = self._next + len(new_entries)
-                    known[h] = index
-                    new_entries.append(entry)
-                    new_pairs.append((h, index))
-                indices.append(index)
+            indices, new_entries, new_hashes = self._assign(
+                entries, _leaf_hashes(entries), self._next
+            )
             if new_entries:
                 try:
                     self.journal.append(new_entries)
                 except OSError as err:
                     raise LogError(f"cannot store entries in the journal: {err}") from err
-                self._next += len(new_entries)
-                self._staged.extend(new_entries)
-                self._staged_hashes.extend(h for h, _ in new_pairs)
+                new_pairs = zip(
+                    new_hashes, range(self._next, self._next + len(new_entries)), strict=True
+                )
                 with self._unindexed_lock:
                     self._unindexed.update(new_pairs)
+                self._next += len(new_entries)
+                self._staged.extend(new_entries)
+                self._staged_hashes.extend(new_hashes)
         return indices
 
     @property
@@ -585,20 +599,7 @@ class Log:
     def _add_batch(self, batch: Sequence[bytes], hashes: list[bytes] | None = None) -> list[int]:
         if hashes is None:
             hashes = _leaf_hashes(batch)
-        known = self._dedup(hashes)
-        indices: list[int] = []
-        new_entries: list[bytes] = []
-        new_hashes: list[bytes] = []
-        next_index = self._size
-        for entry, h in zip(batch, hashes, strict=True):
-            index = known.get(h)
-            if index is None:
-                index = next_index
-                next_index += 1
-                known[h] = index
-                new_entries.append(entry)
-                new_hashes.append(h)
-            indices.append(index)
+        indices, new_entries, new_hashes = self._assign(batch, hashes, self._size)
         if new_entries:
             try:
                 self._integrate(new_entries, new_hashes)
