@@ -79,10 +79,10 @@ from overt.formats.note import Signer, Verifier, generate_key, parse_note, parse
 from overt.formats.policy import Policy, parse_policy
 from overt.formats.proof import TlogProof, format_proof
 from overt.log.fs import TileStore, atomic_write
-from overt.log.index import DedupIndex
 from overt.log.journal import Journal
 
 if TYPE_CHECKING:
+    from overt.log.index import DedupIndex
     from overt.log.witnessing import Round, Witnessing
 
 __all__ = ["MAX_BATCH", "Log", "check_entry", "read_token", "read_vkey"]
@@ -163,7 +163,10 @@ class Log:
         if policy_path.exists():
             self.policy = _parse_witness_policy(policy_path.read_bytes())
         self.store = TileStore(directory / "tiles")
-        self.index = DedupIndex.sqlite(directory / "index.db")
+        # Imported here: SQLAlchemy is 0.2 s of start-up that `overt log vkey` does not need.
+        from overt.log.index import DedupIndex
+
+        self.index: DedupIndex = DedupIndex.sqlite(directory / "index.db")
         # Lock order: _write_lock (integration) before _seq_lock (index assignment).
         self._write_lock = threading.Lock()
         self._seq_lock = threading.Lock()
