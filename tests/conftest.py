@@ -1,7 +1,15 @@
-"""Shared fixtures: where the reference material in ``../shared`` lives."""
+"""Shared fixtures: where the reference data lives, and servers on 127.0.0.1.
+
+The small third-party vectors (RFC 6962 proofs, Rekor bundles, C2SP spec examples) are in
+``tests/data`` (origin and licences: ``tests/data/README.md``), so a fresh clone passes alone.
+The large YARA rule corpora are not redistributed: they are read from ``$OVERT_CORPORA`` or
+``../shared/corpora/yara`` beside the checkout; without them their tests skip, and fail under
+``CI=true``.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -13,14 +21,31 @@ import pytest
 import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+REFERENCE = ROOT / "tests" / "data"
+CORPORA = ROOT.parent / "shared" / "corpora" / "yara"
 
 
 @pytest.fixture(scope="session")
-def shared() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"reference material not found at {SHARED} (see SOURCES.md)")
-    return SHARED
+def reference() -> Path:
+    """The project's own copy of the reference vectors and spec texts (``tests/data``)."""
+    if not (REFERENCE / "README.md").is_file():
+        pytest.fail(f"reference data missing at {REFERENCE} (see tests/data/README.md)")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def corpora() -> Path:
+    """The real YARA rule corpora (not redistributed): skip without them, fail under CI=true."""
+    where = Path(os.environ.get("OVERT_CORPORA") or CORPORA)
+    if not where.is_dir():
+        reason = (
+            f"the YARA rule corpora are not at {where}: set OVERT_CORPORA to a folder holding "
+            "reversinglabs/ and signature-base/ (see tests/data/README.md)"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    return where
 
 
 class Server:

@@ -60,8 +60,8 @@ def assert_mutations_rejected(data: bytes, accept: Callable[[bytes], object]) ->
 
 
 @pytest.fixture(scope="module")
-def spec_note(shared: Path) -> bytes:
-    text = (shared / "specs/c2sp/tlog-checkpoint.md").read_text("utf-8")
+def spec_note(reference: Path) -> bytes:
+    text = (reference / "specs/c2sp/tlog-checkpoint.md").read_text("utf-8")
     blocks: list[str] = re.findall(r"```\n(.*?)```", text, re.S)
     return blocks[0].encode()
 

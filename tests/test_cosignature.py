@@ -64,8 +64,8 @@ def assert_mutations_rejected(data: bytes, accept: Callable[[bytes], object]) ->
 
 
 @pytest.fixture(scope="module")
-def spec(shared: Path) -> str:
-    return (shared / "specs/c2sp/tlog-cosignature.md").read_text("utf-8")
+def spec(reference: Path) -> str:
+    return (reference / "specs/c2sp/tlog-cosignature.md").read_text("utf-8")
 
 
 def _witness(name: str = "witness.example.com/w1", now: float = T) -> CosignatureSigner:

@@ -1,4 +1,4 @@
-"""The transparency-dev/merkle test vectors (RFC 6962 / RFC 9162), read in place.
+"""The transparency-dev/merkle test vectors (RFC 6962 / RFC 9162), in ``tests/data``.
 
 ``vectors/rfc6962/{inclusion,consistency}/**/*.json`` each hold one proof and whether verifying
 it must fail (``wantErr``): happy paths, and proofs with a flipped bit, an extra or missing hash,
@@ -28,7 +28,7 @@ from overt.formats.merkle import (
     verify_inclusion,
 )
 
-VECTORS = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors" / "rfc6962"
+VECTORS = Path(__file__).resolve().parent / "data" / "vectors" / "rfc6962"
 
 
 def _files(kind: str) -> list[Path]:
@@ -47,9 +47,9 @@ def _proof(doc: dict[str, Any]) -> list[bytes]:
     return [_b64(p) for p in doc["proof"] or []]
 
 
-def test_the_vectors_are_all_there(shared: Path) -> None:
+def test_the_vectors_are_all_there(reference: Path) -> None:
     # Guards against a silent skip: the parametrized lists below are built at import time.
-    assert (shared / "vectors" / "rfc6962") == VECTORS
+    assert (reference / "vectors" / "rfc6962") == VECTORS
     assert len(_files("inclusion")) == 98
     assert len(_files("consistency")) == 98
 

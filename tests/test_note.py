@@ -123,8 +123,8 @@ def _code_blocks(markdown: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def spec(shared: Path) -> str:
-    return (shared / "specs/c2sp/signed-note.md").read_text("utf-8")
+def spec(reference: Path) -> str:
+    return (reference / "specs/c2sp/signed-note.md").read_text("utf-8")
 
 
 def test_exported_members() -> None:

@@ -71,12 +71,12 @@ class Keys:
 
 
 def _spec_example() -> str:
-    spec = (Path(__file__).parent.parent.parent / "shared/specs/c2sp/tlog-policy.md").read_text()
+    spec = (Path(__file__).parent / "data/specs/c2sp/tlog-policy.md").read_text()
     return spec.split("## Example policy")[1].split("```")[1].strip("\n") + "\n"
 
 
-def test_the_spec_example_policy_parses_with_real_keys(shared: Path) -> None:
-    text = (shared / "specs/c2sp/tlog-policy.md").read_text()
+def test_the_spec_example_policy_parses_with_real_keys(reference: Path) -> None:
+    text = (reference / "specs/c2sp/tlog-policy.md").read_text()
     example = text.split("## Example policy")[1].split("```")[1]
     keys = Keys(("X1", "X2", "X3", "Y1", "Y2", "Y3"))
     example = example.replace("log <vkey>", f"log {keys.log.vkey}")

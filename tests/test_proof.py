@@ -113,8 +113,8 @@ def test_exported_members() -> None:
         assert hasattr(proof_module, name)
 
 
-def test_spec_example(shared: Path, log: Log) -> None:
-    spec = (shared / "specs/c2sp/tlog-proof.md").read_text("utf-8")
+def test_spec_example(reference: Path, log: Log) -> None:
+    spec = (reference / "specs/c2sp/tlog-proof.md").read_text("utf-8")
     example = re.findall(r"```\n(.*?)```", spec, re.S)[0].encode()
     # The spec elides its signatures ("hI2DJw[...]1roloI="): as printed it must not parse.
     with pytest.raises(FormatError):

@@ -42,8 +42,8 @@ from overt.formats.proof import TlogProof, format_proof, parse_proof, verify_pro
 V2_ORIGIN = "log2025-alpha1.rekor.sigstage.dev"
 
 
-def _load(shared: Path, name: str) -> Any:
-    return json.loads((shared / "vectors/rekor" / name).read_text("utf-8"))
+def _load(reference: Path, name: str) -> Any:
+    return json.loads((reference / "vectors/rekor" / name).read_text("utf-8"))
 
 
 def _entry(bundle: Any) -> Any:
@@ -70,9 +70,9 @@ def _bit_flips(data: bytes) -> Iterator[bytes]:
 
 
 @pytest.fixture(scope="module")
-def v2(shared: Path) -> tuple[Any, Ed25519Verifier]:
-    entry = _entry(_load(shared, "staging-rekor-v2.txt.sigstore.json"))
-    tlog = _log_key(_load(shared, "staging_trusted_root.json"), entry["logId"]["keyId"])
+def v2(reference: Path) -> tuple[Any, Ed25519Verifier]:
+    entry = _entry(_load(reference, "staging-rekor-v2.txt.sigstore.json"))
+    tlog = _log_key(_load(reference, "staging_trusted_root.json"), entry["logId"]["keyId"])
     assert tlog["publicKey"]["keyDetails"] == "PKIX_ED25519"
     public = serialization.load_der_public_key(_b64(tlog["publicKey"]["rawBytes"]))
     assert isinstance(public, Ed25519PublicKey)
@@ -100,10 +100,10 @@ def test_v2_checkpoint_verifies(v2: tuple[Any, Ed25519Verifier]) -> None:
     assert signed.note.signatures[0].key_id == verifier.key_id
 
 
-def test_v2_checkpoint_refused_by_other_staging_keys(shared: Path, v2: tuple[Any, Any]) -> None:
+def test_v2_checkpoint_refused_by_other_staging_keys(reference: Path, v2: tuple[Any, Any]) -> None:
     entry, _ = v2
     envelope = entry["inclusionProof"]["checkpoint"]["envelope"].encode()
-    root = _load(shared, "staging_trusted_root.json")
+    root = _load(reference, "staging_trusted_root.json")
     others = [t for t in root["tlogs"] if t["publicKey"]["keyDetails"] == "PKIX_ED25519"]
     others = [t for t in others if t["logId"]["keyId"] != entry["logId"]["keyId"]]
     assert len(others) == 2
@@ -186,9 +186,9 @@ class RekorV1Verifier:
 
 
 @pytest.fixture(scope="module")
-def v1(shared: Path) -> tuple[Any, RekorV1Verifier]:
-    entry = _entry(_load(shared, "bundle_v3_github.whl.sigstore"))
-    tlog = _log_key(_load(shared, "trustedroot.v1.json"), entry["logId"]["keyId"])
+def v1(reference: Path) -> tuple[Any, RekorV1Verifier]:
+    entry = _entry(_load(reference, "bundle_v3_github.whl.sigstore"))
+    tlog = _log_key(_load(reference, "trustedroot.v1.json"), entry["logId"]["keyId"])
     assert tlog["baseUrl"] == "https://rekor.sigstore.dev"
     der = _b64(tlog["publicKey"]["rawBytes"])
     assert hashlib.sha256(der).digest() == _b64(entry["logId"]["keyId"])

@@ -77,8 +77,8 @@ def test_exported_names() -> None:
 # --- paths ---------------------------------------------------------------------------------------
 
 
-def test_spec_examples(shared: Path) -> None:
-    spec = (shared / "specs" / "c2sp" / "tlog-tiles.md").read_text()
+def test_spec_examples(reference: Path) -> None:
+    spec = (reference / "specs" / "c2sp" / "tlog-tiles.md").read_text()
     assert "index 1234067 will be encoded as\n`x001/x234/067`" in spec
     assert format_index(1234067) == "x001/x234/067"
     assert tile_path(0, 1234067) == "tile/0/x001/x234/067"

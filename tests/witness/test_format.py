@@ -51,8 +51,8 @@ def _indented_block(spec: str, after: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def spec(shared: Path) -> str:
-    return (shared / "specs/c2sp/tlog-witness.md").read_text("utf-8")
+def spec(reference: Path) -> str:
+    return (reference / "specs/c2sp/tlog-witness.md").read_text("utf-8")
 
 
 @pytest.fixture(scope="module")
