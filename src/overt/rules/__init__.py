@@ -18,24 +18,32 @@ Example::
     >>> from overt.rules import audit_sources
     >>> audit_sources({"r.yar": b'rule r { strings: $a = "x" condition: $a }'}, dynamic=False).counts()
     {'info': 0, 'low': 0, 'medium': 0, 'high': 0, 'critical': 0}
+
+The names below are re-exported lazily (imported on first use), so importing
+the package is cheap.
 """
 
 from __future__ import annotations
 
-from overt.rules.audit import (
-    PREDICATE_TYPE,
-    Finding,
-    Report,
-    audit_bundle_bytes,
-    audit_paths,
-    audit_predicate,
-    audit_sources,
-    finding_id,
-    read_bundle,
-)
-from overt.rules.detectors import Severity
-from overt.rules.diff import BundleDiff, RuleChange, diff_bundles, diff_paths
-from overt.rules.report import format_json, format_sarif, format_text
+from typing import TYPE_CHECKING
+
+from overt._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from overt.rules.audit import (
+        PREDICATE_TYPE,
+        Finding,
+        Report,
+        audit_bundle_bytes,
+        audit_paths,
+        audit_predicate,
+        audit_sources,
+        finding_id,
+        read_bundle,
+    )
+    from overt.rules.detectors import Severity
+    from overt.rules.diff import BundleDiff, RuleChange, diff_bundles, diff_paths
+    from overt.rules.report import format_json, format_sarif, format_text
 
 __all__ = [
     "PREDICATE_TYPE",
@@ -56,3 +64,24 @@ __all__ = [
     "format_text",
     "read_bundle",
 ]
+
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "overt.rules.audit": [
+                "PREDICATE_TYPE",
+                "Finding",
+                "Report",
+                "audit_bundle_bytes",
+                "audit_paths",
+                "audit_predicate",
+                "audit_sources",
+                "finding_id",
+                "read_bundle",
+            ],
+            "overt.rules.detectors": ["Severity"],
+            "overt.rules.diff": ["BundleDiff", "RuleChange", "diff_bundles", "diff_paths"],
+            "overt.rules.report": ["format_json", "format_sarif", "format_text"],
+        },
+    )

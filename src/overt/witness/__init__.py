@@ -6,20 +6,28 @@
 - :mod:`overt.witness.client`: :class:`WitnessClient`, for logs and monitors.
 - :mod:`overt.witness.config`: the witness directory (key, trusted logs, state).
 - :mod:`overt.witness.errors`: refusals, each with the spec's HTTP status.
+
+The names below are re-exported lazily (imported on first use), so importing
+the package is cheap.
 """
 
 from __future__ import annotations
 
-from overt.witness.client import WitnessClient
-from overt.witness.errors import (
-    UnknownLogError,
-    WitnessConflictError,
-    WitnessConsistencyError,
-    WitnessError,
-    WitnessRequestError,
-    WitnessSignatureError,
-    WitnessUnavailableError,
-)
+from typing import TYPE_CHECKING
+
+from overt._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from overt.witness.client import WitnessClient
+    from overt.witness.errors import (
+        UnknownLogError,
+        WitnessConflictError,
+        WitnessConsistencyError,
+        WitnessError,
+        WitnessRequestError,
+        WitnessSignatureError,
+        WitnessUnavailableError,
+    )
 
 __all__ = [
     "UnknownLogError",
@@ -31,3 +39,20 @@ __all__ = [
     "WitnessSignatureError",
     "WitnessUnavailableError",
 ]
+
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "overt.witness.client": ["WitnessClient"],
+            "overt.witness.errors": [
+                "UnknownLogError",
+                "WitnessConflictError",
+                "WitnessConsistencyError",
+                "WitnessError",
+                "WitnessRequestError",
+                "WitnessSignatureError",
+                "WitnessUnavailableError",
+            ],
+        },
+    )
