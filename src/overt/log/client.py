@@ -150,7 +150,7 @@ def open_with_policy(
 
 
 def verify_log(
-    source: TileSource,
+    source: TileSource | str | Path,
     verifier: Verifier | None,
     origin: str | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -160,12 +160,19 @@ def verify_log(
 ) -> VerifiedLog:
     """Check every entry, tile and the root of the log against its signed checkpoint.
 
+    ``source`` is a :class:`TileSource`, or a URL or log directory (:func:`open_source`).
     With ``policy`` the checkpoint must also carry the policy's witness quorum
     (and be no older than ``max_age`` seconds, if given).
 
     Raises VerificationError (or a subclass) on the first inconsistency, and
     NotFoundError/LogError if a resource cannot be read.
     """
+    if isinstance(source, str | Path):
+        opened = open_source(str(source))
+        try:
+            return verify_log(opened, verifier, origin, progress, checkpoint, policy, max_age)
+        finally:
+            opened.close()
     started = time.perf_counter()
     note = checkpoint if checkpoint is not None else source.read("checkpoint")
     signed = open_with_policy(note, verifier, policy, origin, max_age)
