@@ -78,6 +78,7 @@ from overt.formats.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoi
 from overt.formats.note import Signer, Verifier, generate_key, parse_note, parse_skey, parse_vkey
 from overt.formats.policy import Policy, parse_policy
 from overt.formats.proof import TlogProof, format_proof
+from overt.log._files import read_token, read_vkey
 from overt.log.fs import TileStore, atomic_write
 from overt.log.journal import Journal
 
@@ -748,20 +749,3 @@ class Log:
         note, size = self._published
         hashes = self.inclusion_proof(index, size)
         return format_proof(TlogProof(index=index, hashes=tuple(hashes), checkpoint=note))
-
-
-def read_vkey(directory: Path | str) -> str:
-    """The verifier key of the log in ``directory`` (no lock needed)."""
-    path = Path(directory) / "log.vkey"
-    try:
-        return path.read_text().strip()
-    except OSError as err:
-        raise ConfigError(f"{directory} is not an overt log: {err}") from err
-
-
-def read_token(directory: Path | str) -> str:
-    path = Path(directory) / "token"
-    try:
-        return path.read_text().strip()
-    except OSError as err:
-        raise ConfigError(f"{directory} is not an overt log: {err}") from err
