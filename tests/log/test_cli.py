@@ -122,7 +122,8 @@ def test_tampered_log_fails_verification(log_dir: Path, tmp_path: Path) -> None:
         (("log", "init", "{tmp}/new", "--origin", "has space"), 1, "invalid origin"),
         (("log", "verify", "{log}", "--vkey", "not+a+key"), 1, ""),
         (("log", "verify", "{log}"), 1, "no log key"),
-        (("log", "serve", "{log}", "--listen", "nowhere"), 1, "HOST:PORT"),
+        (("log", "serve", "{log}", "--listen", "nowhere"), 2, "HOST:PORT"),
+        (("log", "serve", "{log}", "--listen", "8080"), 2, "HOST:PORT"),
         (("log", "frobnicate"), 2, ""),
         (("proof", "verify", "{empty}", "--entry", "{empty}", "--vkey", "{log}/log.vkey"), 1, ""),
         (

@@ -123,9 +123,10 @@ def test_a_corrupt_log_list_is_a_config_error(
 
 def test_bad_listen_address(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run(capsys, "witness", "init", str(tmp_path / "w"), "--name", NAME)
-    code, _, err = run(capsys, "witness", "serve", str(tmp_path / "w"), "--listen", "nowhere")
-    assert code == 1
-    assert "HOST:PORT" in err
+    for bad in ("nowhere", "8080", "127.0.0.1:", "127.0.0.1:08080", "127.0.0.1:70000"):
+        code, _, err = run(capsys, "witness", "serve", str(tmp_path / "w"), "--listen", bad)
+        assert code == 2, bad  # a usage error, like any malformed argument
+        assert "HOST:PORT" in err and err.count("\n") == 1
 
 
 # --- serve, in a real process -----------------------------------------------------------

@@ -1,14 +1,24 @@
-"""Small helpers shared by the CLI modules."""
+"""Small helpers shared by the CLI modules.
+
+Importing this module must stay cheap (it runs for ``overt --help``): the
+formats and anything heavier are imported inside the helpers that use them.
+"""
 
 from __future__ import annotations
 
+import argparse
+import errno
+import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from overt.errors import ConfigError
-from overt.formats.note import Verifier, parse_vkey
-from overt.formats.policy import Policy, parse_policy
+
+if TYPE_CHECKING:
+    from overt.formats.note import Verifier
+    from overt.formats.policy import Policy
 
 
 def read_input(name: str) -> bytes:
@@ -23,6 +33,8 @@ def read_input(name: str) -> bytes:
 
 def load_vkey(arg: str) -> Verifier:
     """A verifier key given inline (``name+hash+key``) or as a file holding one."""
+    from overt.formats.note import parse_vkey
+
     text = arg
     path = Path(arg)
     if "+" not in arg or path.is_file():
@@ -31,6 +43,50 @@ def load_vkey(arg: str) -> Verifier:
         except OSError as err:
             raise ConfigError(f"cannot read verifier key {arg}: {err.strerror}") from err
     return parse_vkey(text)
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """argparse type for ``--listen HOST:PORT``: a malformed address is a usage error."""
+    host, sep, port = text.rpartition(":")
+    if (
+        not sep
+        or not host
+        or not port.isascii()
+        or not port.isdigit()
+        or (len(port) > 1 and port[0] == "0")
+        or not 0 < int(port) <= 65535
+    ):
+        raise argparse.ArgumentTypeError(f"want HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def check_listen(host: str, port: int) -> None:
+    """Fail with one line now if ``host:port`` cannot be listened on (e.g. already in use).
+
+    The server binds again right after; a port taken in between still fails
+    there, but the common case (a second server on the same port) gets a clear
+    message instead of the HTTP server's own exit.
+
+    Raises:
+        ConfigError: the address cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            # As the server does: a socket in TIME_WAIT does not make the port busy.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            reason = "the address is already in use (is another server running?)"
+        else:
+            reason = err.strerror or str(err)
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from err
+
+
+def server_exit(err: SystemExit, host: str, port: int) -> ConfigError:
+    """The one-line error for an HTTP server that exited during start-up."""
+    return ConfigError(f"the server on {host}:{port} could not start (exit {err.code})")
 
 
 class Progress:
@@ -60,4 +116,6 @@ def load_policy(path: str | None) -> Policy | None:
     """A c2sp.org/tlog-policy file, or None. Raises ConfigError, FormatError."""
     if path is None:
         return None
+    from overt.formats.policy import parse_policy
+
     return parse_policy(read_input(path))

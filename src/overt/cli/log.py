@@ -1,59 +1,109 @@
-"""``overt log``: create, append to, serve, prove from and verify a transparency log."""
+"""``overt log``: create, append to, serve, prove from and verify a transparency log.
+
+Bulk input for ``overt log add`` (no argument per file):
+
+- ``--stdin0``: NUL-separated file paths on stdin (``find DIR -type f -print0``).
+- ``--records``: the entries themselves on stdin, each a 4-byte big-endian
+  length followed by that many bytes (1..65535); the stream must end exactly
+  after a record.
+
+Indices are printed one per line, in input order, once the entries are durable.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
-from overt.cli._util import Progress, load_policy, load_vkey, read_input
-from overt.errors import ConfigError
-from overt.log.client import open_source, verify_log
-from overt.log.log import MAX_BATCH, Log, read_token, read_vkey
+from overt.cli._util import (
+    Progress,
+    check_listen,
+    listen_address,
+    load_policy,
+    load_vkey,
+    read_input,
+)
+from overt.errors import ConfigError, FormatError
+
+if TYPE_CHECKING:
+    from overt.log.log import Log
+
+#: Entries handed to one ``Log.add_many`` call by a bulk add: large enough for the
+#: library's pipelining (hashing beside fsyncs), bounded so memory stays bounded.
+BULK_CHUNK = 65536
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("log", help="run and check a transparency log")
     cmds = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
     cmds.required = True
+    dir_help = "the log directory"
 
     p = cmds.add_parser("init", help="create a log (new key pair); prints its verifier key")
-    p.add_argument("dir", type=Path)
+    p.add_argument("dir", type=Path, help="the log directory to create")
     p.add_argument("--origin", required=True, help="checkpoint origin, e.g. example.com/overt")
     p.set_defaults(func=_init)
 
     p = cmds.add_parser("vkey", help="print the log's verifier key")
-    p.add_argument("dir", type=Path)
-    p.set_defaults(func=lambda a: print(read_vkey(a.dir)))
+    p.add_argument("dir", type=Path, help=dir_help)
+    p.set_defaults(func=_vkey)
 
     p = cmds.add_parser("token", help="print the bearer token for POST /add")
-    p.add_argument("dir", type=Path)
-    p.set_defaults(func=lambda a: print(read_token(a.dir)))
+    p.add_argument("dir", type=Path, help=dir_help)
+    p.set_defaults(func=_token)
 
-    p = cmds.add_parser("add", help="append files (or - for stdin) as entries; prints indices")
-    p.add_argument("dir", type=Path)
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = cmds.add_parser(
+        "add",
+        help="append files as entries; prints their indices",
+        description="Append entries durably and print their indices, one per line. Entries come"
+        " from FILE arguments (- for stdin), from NUL-separated paths on stdin (--stdin0),"
+        " or from length-prefixed records on stdin (--records: 4-byte big-endian length,"
+        " then the entry).",
+    )
+    p.add_argument("dir", type=Path, help=dir_help)
+    p.add_argument("files", nargs="*", metavar="FILE", help="files to append (- for stdin)")
+    bulk = p.add_mutually_exclusive_group()
+    bulk.add_argument(
+        "--stdin0",
+        action="store_true",
+        help="read NUL-separated file paths from stdin (find ... -print0)",
+    )
+    bulk.add_argument(
+        "--records",
+        action="store_true",
+        help="read entries from stdin, each a 4-byte big-endian length then the bytes",
+    )
     p.set_defaults(func=_add)
 
     p = cmds.add_parser("serve", help="serve the log over HTTP (tlog-tiles + POST /add)")
-    p.add_argument("dir", type=Path)
-    p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
+    p.add_argument("dir", type=Path, help=dir_help)
+    p.add_argument(
+        "--listen",
+        type=listen_address,
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="address to listen on",
+    )
     p.set_defaults(func=_serve)
 
     p = cmds.add_parser("proof", help="print an entry's tlog-proof against the latest checkpoint")
-    p.add_argument("dir", type=Path)
-    p.add_argument("index", type=_index)
+    p.add_argument("dir", type=Path, help=dir_help)
+    p.add_argument("index", type=_index, help="the entry's index")
     p.set_defaults(func=_proof)
 
     p = cmds.add_parser("witnesses", help="set the log's witnesses and quorum (a tlog-policy file)")
-    p.add_argument("dir", type=Path)
+    p.add_argument("dir", type=Path, help=dir_help)
     p.add_argument(
         "policy", metavar="POLICY", help="tlog-policy with witness lines (with URLs) and a quorum"
     )
     p.set_defaults(func=_witnesses)
 
     p = cmds.add_parser("verify", help="check a whole log as a client (URL or directory)")
-    p.add_argument("source", metavar="URL_OR_DIR")
+    p.add_argument("source", metavar="URL_OR_DIR", help="the log's URL or directory")
     p.add_argument("--vkey", help="log verifier key, inline or a file (or a log line in --policy)")
     p.add_argument("--policy", help="tlog-policy: require the witness quorum it names")
     p.add_argument(
@@ -70,25 +120,120 @@ def _index(text: str) -> int:
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--listen wants HOST:PORT, got {listen!r}")
-    return host, int(port)
+    """``HOST:PORT`` -> (host, port). Raises ConfigError (for callers outside argparse)."""
+    try:
+        return listen_address(listen)
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _init(args: argparse.Namespace) -> int:
+    from overt.log.log import Log
+
     with Log.create(args.dir, args.origin) as log:
         print(log.vkey)
     return 0
 
 
+def _vkey(args: argparse.Namespace) -> int:
+    from overt.log._files import read_vkey
+
+    print(read_vkey(args.dir))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from overt.log._files import read_token
+
+    print(read_token(args.dir))
+    return 0
+
+
+def _entries_from_files(names: Iterable[str]) -> Iterator[bytes]:
+    for name in names:
+        yield read_input(name)
+
+
+def _paths0(stream: BinaryIO) -> Iterator[str]:
+    """NUL-separated paths from ``stream`` (a trailing NUL is optional)."""
+    rest = b""
+    while chunk := stream.read(1 << 20):
+        parts = (rest + chunk).split(b"\0")
+        rest = parts.pop()
+        for raw in parts:
+            if raw:
+                yield _decode_path(raw)
+    if rest:
+        yield _decode_path(rest)
+
+
+def _decode_path(raw: bytes) -> str:
+    # surrogateescape: any byte string the filesystem accepts names a file.
+    return raw.decode(sys.getfilesystemencoding(), "surrogateescape")
+
+
+def read_records(stream: BinaryIO) -> Iterator[bytes]:
+    """Entries framed as a 4-byte big-endian length then that many bytes.
+
+    Raises:
+        FormatError: a stream that ends inside a record, or a length above 65535
+            (the offset of the record is named).
+    """
+    from overt.formats.tiles import MAX_ENTRY_SIZE
+
+    offset = 0
+    buf = b""
+    pos = 0
+    while True:
+        if len(buf) - pos < 4:
+            more = stream.read(1 << 20)
+            if not more:
+                if pos < len(buf):
+                    raise FormatError("records", f"stream ends inside a length at byte {offset}")
+                return
+            buf = buf[pos:] + more
+            pos = 0
+            continue
+        n = int.from_bytes(buf[pos : pos + 4], "big")
+        if n > MAX_ENTRY_SIZE:
+            raise FormatError(
+                "records", f"record at byte {offset} is {n} bytes, over {MAX_ENTRY_SIZE}"
+            )
+        while len(buf) - pos < 4 + n:
+            more = stream.read(max(1 << 20, n))
+            if not more:
+                raise FormatError(
+                    "records", f"stream ends inside the record of {n} bytes at byte {offset}"
+                )
+            buf = buf[pos:] + more
+            pos = 0
+        yield buf[pos + 4 : pos + 4 + n]
+        pos += 4 + n
+        offset += 4 + n
+
+
 def _add(args: argparse.Namespace) -> int:
-    # Read and append in batches so a bulk add of many files stays in bounded memory.
+    from overt.log.log import Log
+
+    if args.stdin0 or args.records:
+        if args.files:
+            raise ConfigError("give FILE arguments or --stdin0/--records, not both")
+        source = (
+            read_records(sys.stdin.buffer)
+            if args.records
+            else _entries_from_files(_paths0(sys.stdin.buffer))
+        )
+    elif args.files:
+        source = _entries_from_files(args.files)
+    else:
+        raise ConfigError("nothing to add: give FILE arguments, --stdin0 or --records")
+    # Append in chunks so a bulk add of any size stays in bounded memory. A bad
+    # entry fails its whole chunk before anything of it is written.
     with Log.open(args.dir) as log:
         batch: list[bytes] = []
-        for name in args.files:
-            batch.append(read_input(name))
-            if len(batch) == MAX_BATCH:
+        for entry in source:
+            batch.append(entry)
+            if len(batch) == BULK_CHUNK:
                 _flush(log, batch)
         _flush(log, batch)
         _witness(log)
@@ -97,10 +242,21 @@ def _add(args: argparse.Namespace) -> int:
 
 def _witness(log: Log) -> None:
     """With a witness policy, get what was added cosigned and published now."""
-    result = log.witness()
+    # The round's own warning would repeat the one line below: silence it here.
+    quiet = logging.getLogger("overt.log.witnessing")
+    saved = quiet.disabled
+    quiet.disabled = True
+    try:
+        result = log.witness()
+    finally:
+        quiet.disabled = saved
     if result is not None and not result.published and log.published_size < log.size:
+        assert log.policy is not None
+        missing = [w.name for w in log.policy.witnesses if w.name not in result.cosigned_by]
         print(
-            f"overt: warning: witness quorum not met; published checkpoint stays at size"
+            f"overt: warning: witness quorum not met (cosigned by: "
+            f"{', '.join(result.cosigned_by) or 'none'}; no cosignature from: "
+            f"{', '.join(missing) or 'none'}); published checkpoint stays at size"
             f" {log.published_size} (entries are durable; `overt log serve` retries)",
             file=sys.stderr,
         )
@@ -108,32 +264,42 @@ def _witness(log: Log) -> None:
 
 def _flush(log: Log, batch: list[bytes]) -> None:
     if batch:
-        sys.stdout.write("".join(f"{i}\n" for i in log.add_many(batch)))
+        sys.stdout.write("".join([f"{i}\n" for i in log.add_many(batch)]))
         sys.stdout.flush()
         batch.clear()
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from overt.log.log import Log
     from overt.log.server import serve
 
-    host, port = parse_listen(args.listen)
+    host, port = args.listen
+    check_listen(host, port)
     with Log.open(args.dir) as log:
 
         def ready() -> None:
             print(f"overt log {log.origin}: serving {args.dir} on http://{host}:{port}", flush=True)
             print(f"verifier key: {log.vkey}", flush=True)
 
-        serve(log, host, port, ready=ready)
+        try:
+            serve(log, host, port, ready=ready)
+        except SystemExit as err:  # the HTTP server gave up during start-up
+            if err.code:
+                raise ConfigError(f"cannot serve on {host}:{port} (exit {err.code})") from err
     return 0
 
 
 def _proof(args: argparse.Namespace) -> int:
+    from overt.log.log import Log
+
     with Log.open(args.dir) as log:
         sys.stdout.buffer.write(log.proof(args.index))
     return 0
 
 
 def _witnesses(args: argparse.Namespace) -> int:
+    from overt.log.log import Log
+
     with Log.open(args.dir) as log:
         log.set_policy(read_input(args.policy))
         assert log.policy is not None
@@ -143,6 +309,8 @@ def _witnesses(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from overt.log.client import open_source, verify_log
+
     verifier = load_vkey(args.vkey) if args.vkey else None
     policy = load_policy(args.policy)
     source = open_source(args.source)

@@ -1,12 +1,15 @@
 """``overt monitor``: follow a log, prove it append-only, gossip with witnesses, check entries.
 
-    overt monitor URL --vkey VKEY [--policy FILE] [--state DIR] [--witness URL]...
+    overt monitor URL [--vkey VKEY] [--policy FILE] [--state DIR] [--witness URL]...
                   [--once] [--interval SECONDS] [--check NAME[=ARG]]... [--webhook URL]
 
 Events and alerts go to stdout as JSON lines (:mod:`overt.monitor.events`). With ``--once``
 the monitor polls once and exits 0 if it raised no alert, 1 if it did (or failed). Without
 it, the monitor polls every ``--interval`` seconds until interrupted, and stops with exit 1
 once it holds evidence that the log is inconsistent.
+
+The log's key is ``--vkey``, or else the policy's ``log`` line (the one whose
+URL is the monitored URL, or the only one).
 """
 
 from __future__ import annotations
@@ -15,16 +18,14 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from overt.cli._util import load_vkey
 from overt.errors import ConfigError
-from overt.formats.policy import Policy, parse_policy
-from overt.log.client import open_source
-from overt.monitor.checks import available_checks, default_checks, make_check
-from overt.monitor.events import EventSink
-from overt.monitor.follow import Monitor
-from overt.monitor.gossip import HTTPWitness, witnesses_from
-from overt.monitor.state import MonitorState
+
+if TYPE_CHECKING:
+    from overt.formats.note import Verifier
+    from overt.formats.policy import Policy
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,7 +35,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     p.add_argument("url", metavar="URL", help="the log's URL (or a log directory)")
-    p.add_argument("--vkey", required=True, help="log verifier key, inline or a file")
+    p.add_argument(
+        "--vkey",
+        help="log verifier key, inline or a file (default: the policy's log line)",
+    )
     p.add_argument("--policy", type=Path, metavar="FILE", help="c2sp tlog-policy file")
     p.add_argument("--state", type=Path, metavar="DIR", help="state directory (else in memory)")
     p.add_argument(
@@ -45,7 +49,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a witness to compare with (besides the policy's witness URLs); repeatable",
     )
     p.add_argument("--once", action="store_true", help="poll once; exit 1 if anything alerted")
-    p.add_argument("--interval", type=_seconds, default=10.0, metavar="SECONDS")
+    p.add_argument(
+        "--interval", type=_seconds, default=10.0, metavar="SECONDS", help="time between polls"
+    )
     p.add_argument(
         "--max-age",
         type=_seconds,
@@ -57,7 +63,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="append",
         default=[],
         metavar="NAME[=ARG]",
-        help=f"entry check to run; repeatable (default: all of {', '.join(available_checks())})",
+        help="entry check to run; repeatable (default: every registered check; see"
+        " overt.monitor.checks)",
     )
     p.add_argument("--webhook", metavar="URL", help="also POST every alert's JSON here")
     p.set_defaults(func=_monitor)
@@ -76,15 +83,43 @@ def _seconds(text: str) -> float:
 def _policy(path: Path | None) -> Policy | None:
     if path is None:
         return None
+    from overt.formats.policy import parse_policy
+
     try:
         return parse_policy(path.read_bytes())
     except OSError as err:
         raise ConfigError(f"cannot read policy {path}: {err.strerror}") from err
 
 
+def _log_key(vkey: str | None, policy: Policy | None, url: str) -> Verifier:
+    """``--vkey``, or the policy's log line for ``url`` (or its only log line).
+
+    Raises:
+        ConfigError: neither is given, or the policy names several logs and none at ``url``.
+    """
+    if vkey is not None:
+        return load_vkey(vkey)
+    logs = policy.logs if policy is not None else ()
+    if not logs:
+        raise ConfigError("no log key: give --vkey, or a --policy with a log line")
+    at_url = [lg for lg in logs if lg.url and lg.url.rstrip("/") == url.rstrip("/")]
+    if len(at_url) == 1:
+        return at_url[0].verifier
+    if len(logs) == 1:
+        return logs[0].verifier
+    raise ConfigError(f"the policy names {len(logs)} logs and none with URL {url}: give --vkey")
+
+
 def _monitor(args: argparse.Namespace) -> int:
-    verifier = load_vkey(args.vkey)
+    from overt.log.client import open_source
+    from overt.monitor.checks import default_checks, make_check
+    from overt.monitor.events import EventSink
+    from overt.monitor.follow import Monitor
+    from overt.monitor.gossip import HTTPWitness, witnesses_from
+    from overt.monitor.state import MonitorState
+
     policy = _policy(args.policy)
+    verifier = _log_key(args.vkey, policy, args.url)
     if args.max_age is not None and policy is None:
         raise ConfigError("--max-age needs --policy (freshness comes from witness cosignatures)")
     checks = [make_check(c) for c in args.check] if args.check else default_checks()

@@ -7,8 +7,6 @@ import time
 
 from overt.cli._util import load_policy, load_vkey, read_input
 from overt.errors import FormatError, PolicyError
-from overt.formats.merkle import leaf_hash
-from overt.formats.proof import parse_proof, verify_proof
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,6 +26,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from overt.formats.merkle import leaf_hash
+    from overt.formats.proof import parse_proof, verify_proof
+
     verifier = load_vkey(args.vkey)
     raw = read_input(args.proof)
     entry = read_input(args.entry)

@@ -5,34 +5,29 @@
 - ``overt verify FILE --bundle FILE.overt --policy POLICY [--state DIR]`` runs
   every check of :mod:`overt.gate.verify`; exit 0 only if all hold, else one
   line naming the first failing check (exit 1).
-- ``overt publisher keygen|rotate|revoke`` manage publisher keys and their
-  logged key-set chain.
+- ``overt publisher keygen|rotate|keyset|revoke`` manage publisher keys and
+  their logged key-set chain. ``keygen`` starts a publisher identity (a new
+  chain); ``rotate OLD NEW --chain CHAIN`` replaces a key by extending the
+  existing chain. ``publish`` refuses a key whose chain is not the chain the log
+  holds for it (see :func:`overt.publish.keyset.check_chain_against_log`).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from overt.cli._util import read_input
 from overt.errors import ConfigError, FormatError
-from overt.formats import merkle, tiles
-from overt.formats.cosignature import CosignatureSigner
-from overt.formats.note import parse_note, parse_skey, sign_note
-from overt.formats.statement import Predicate, Release, RuleBundle, Update
-from overt.gate.policy import load_client_policy
-from overt.gate.updater import UpdateGate
-from overt.publish.chain import append_chain, create_chain, read_chain
-from overt.publish.keys import (
-    generate_publisher_key,
-    load_publisher_key,
-    load_publisher_signer,
-    write_key_files,
-)
-from overt.publish.keyset import make_keyset_entry
-from overt.publish.publisher import Publication, open_log_writer, publish, write_bundle
+
+if TYPE_CHECKING:
+    from overt.formats.statement import Predicate
+    from overt.publish.keys import PublisherKey, PublisherSigner
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,10 +35,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("file", metavar="FILE", type=Path, help="the artifact to publish")
     p.add_argument("--log", required=True, metavar="URL_OR_DIR", help="log server URL or directory")
     p.add_argument("--key", required=True, type=Path, help="publisher private key file")
-    p.add_argument("--kind", required=True, choices=["release", "update", "rule-bundle"])
-    p.add_argument("--product", required=True)
-    p.add_argument("--version", required=True)
-    p.add_argument("--channel", default="stable")
+    p.add_argument(
+        "--kind", required=True, choices=["release", "update", "rule-bundle"], help="what it is"
+    )
+    p.add_argument("--product", required=True, help="product name, as endpoints pin it")
+    p.add_argument("--version", required=True, help="version, e.g. 1.2.0 or 1.2.0-rc.1")
+    p.add_argument("--channel", default="stable", help="release channel")
     p.add_argument("--platform", default="any", help="release: target platform")
     p.add_argument("--min-previous", metavar="VERSION", help="update: lowest version it updates")
     p.add_argument("--engine", default="yara-x", help="rule-bundle: scanning engine")
@@ -55,10 +52,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a signed attestation to log beside it (e.g. an auditor's sign-off); repeatable",
     )  # fmt: skip
     p.add_argument(
-        "--consistency-from", type=int, action="append", default=[], metavar="SIZE",
+        "--consistency-from", type=_size, action="append", default=[], metavar="SIZE",
         help="embed a consistency proof from this tree size; repeatable",
     )  # fmt: skip
     p.add_argument("--token", help="log bearer token (default $OVERT_LOG_TOKEN)")
+    p.add_argument(
+        "--timeout", type=_seconds, default=30.0, metavar="SECONDS",
+        help="how long a log server may take to publish a witnessed checkpoint",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, help="bundle path (default FILE.overt)")
     p.add_argument(
         "--unsafe-local-witness", type=Path, action="append", default=[], metavar="SKEY",
@@ -69,42 +70,111 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     v = sub.add_parser("verify", help="check an artifact against its .overt bundle and a policy")
     v.add_argument("file", metavar="FILE", help="the artifact (or - for stdin)")
-    v.add_argument("--bundle", required=True, metavar="FILE.overt")
+    v.add_argument("--bundle", required=True, metavar="FILE.overt", help="the artifact's bundle")
     v.add_argument("--policy", required=True, type=Path, help="client policy (JSON)")
     v.add_argument("--state", type=Path, metavar="DIR", help="client state: rollback, split view")
     v.add_argument(
         "--log", metavar="URL_OR_DIR",
         help="where to fetch consistency proofs (default: the witness policy's log URL)",
     )  # fmt: skip
+    v.add_argument(
+        "--max-age", type=_seconds, metavar="SECONDS",
+        help="require the witness quorum's cosignatures this recent (tightens the policy's"
+        " max_checkpoint_age)",
+    )  # fmt: skip
     v.set_defaults(func=_verify)
 
     k = sub.add_parser("publisher", help="manage publisher keys and their key-set chain")
     cmds = k.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(k))
     cmds.required = True
-    g = cmds.add_parser("keygen", help="create a publisher key (KEY, KEY.pub, KEY.chain)")
-    g.add_argument("key", type=Path, metavar="KEY")
+    g = cmds.add_parser(
+        "keygen",
+        help="start a publisher identity: a key (KEY, KEY.pub) and its chain (KEY.chain)",
+        description="Create a publisher key and the key-set chain that starts with it; clients"
+        " pin KEY.pub. To replace the key of an existing publisher, use `overt publisher"
+        " rotate` instead: a second chain would make bundles fresh endpoints refuse.",
+    )
+    g.add_argument("key", type=Path, metavar="KEY", help="private key file to create")
     g.add_argument("--name", required=True, help="key name, e.g. vendor.example/release")
+    g.add_argument(
+        "--new-publisher",
+        action="store_true",
+        help="start a second publisher identity beside an existing chain in KEY's folder",
+    )
     g.set_defaults(func=_keygen)
+
+    r = cmds.add_parser(
+        "rotate",
+        help="replace a publisher key: log a key set with NEW instead of OLD",
+        description="Log the next key set of CHAIN: the current keys with NEW_KEY in place of"
+        " OLD_KEY (OLD_KEY signs it). NEW_KEY is created if it does not exist. NEW_KEY.chain"
+        " becomes a link to CHAIN, so `overt publish --key NEW_KEY` finds the right chain.",
+    )
+    r.add_argument("old", type=Path, metavar="OLD_KEY", help="a current private key (signs)")
+    r.add_argument(
+        "new", type=Path, metavar="NEW_KEY", help="the new private key (created if absent)"
+    )
+    r.add_argument("--chain", required=True, type=Path, help="the publisher's key-set chain file")
+    r.add_argument("--log", required=True, metavar="URL_OR_DIR", help="the transparency log")
+    r.add_argument("--name", help="name of a created NEW_KEY (default: OLD_KEY's name)")
+    r.add_argument("--keep-old", action="store_true", help="keep OLD_KEY valid beside NEW_KEY")
+    r.add_argument(
+        "--revoke-old", action="store_true", help="revoke OLD_KEY for good (it was compromised)"
+    )
+    _log_args(r)
+    r.set_defaults(func=_rotate_to)
+
     for name, helptext in (
-        ("rotate", "log a new key set: add and remove keys"),
+        ("keyset", "log a new key set: add and remove keys, change the threshold"),
         ("revoke", "log a new key set revoking keys for good"),
     ):
         r = cmds.add_parser(name, help=helptext)
         r.add_argument("--key", required=True, type=Path, help="a current private key (signs)")
         r.add_argument("--chain", required=True, type=Path, help="the key-set chain file")
-        r.add_argument("--log", required=True, metavar="URL_OR_DIR")
-        r.add_argument("--token", help="log bearer token (default $OVERT_LOG_TOKEN)")
-        if name == "rotate":
+        r.add_argument("--log", required=True, metavar="URL_OR_DIR", help="the transparency log")
+        if name == "keyset":
             r.add_argument("--add", action="append", default=[], metavar="PUB", help="key to add")
-            r.add_argument("--remove", action="append", default=[], metavar="PUB")
+            r.add_argument(
+                "--remove", action="append", default=[], metavar="PUB", help="key to remove"
+            )
         r.add_argument(
-            "--revoke", action="append", default=[], metavar="PUB", required=name == "revoke"
+            "--revoke", action="append", default=[], metavar="PUB", required=name == "revoke",
+            help="key to revoke for good; repeatable",
+        )  # fmt: skip
+        r.add_argument(
+            "--threshold", type=int, default=1, help="signatures needed for the next set"
         )
-        r.add_argument("--threshold", type=int, default=1, help="signatures for the next set")
-        r.set_defaults(func=_rotate)
+        _log_args(r)
+        r.set_defaults(func=_keyset)
+
+
+def _log_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token", help="log bearer token (default $OVERT_LOG_TOKEN)")
+    p.add_argument(
+        "--timeout", type=_seconds, default=30.0, metavar="SECONDS",
+        help="how long a log server may take to publish a witnessed checkpoint",
+    )  # fmt: skip
+
+
+def _size(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or text[0] == "0":
+        raise argparse.ArgumentTypeError(f"not a tree size (1, 2, ...): {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from err
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
 
 
 def _predicate(args: argparse.Namespace) -> Predicate:
+    from overt.formats.statement import Release, RuleBundle, Update
+
     if args.kind == "release":
         return Release(args.product, args.version, args.channel, args.platform)
     if args.kind == "update":
@@ -112,11 +182,27 @@ def _predicate(args: argparse.Namespace) -> Predicate:
     return RuleBundle(args.product, args.channel, args.engine, args.version, args.rule_count)
 
 
+def _chain_path(key: Path) -> Path:
+    return key.with_name(key.name + ".chain")
+
+
 def _publish(args: argparse.Namespace) -> int:
+    from overt.publish.chain import read_chain
+    from overt.publish.keys import load_publisher_signer
+    from overt.publish.keyset import KeyState, check_chain_against_log
+    from overt.publish.publisher import (
+        Publication,
+        logged_keysets,
+        open_log_writer,
+        publish,
+        write_bundle,
+    )
+
     signer = load_publisher_signer(args.key)
     artifact = read_input(str(args.file))
-    chain_path = args.chain or args.key.with_name(args.key.name + ".chain")
+    chain_path = args.chain or _chain_path(args.key)
     keysets: Sequence[bytes] = ()
+    state = KeyState.pinned(signer.key)
     if args.chain is not None or chain_path.is_file():
         state, keysets = read_chain(chain_path)
         if signer.keyid not in state.trusted():
@@ -127,7 +213,9 @@ def _publish(args: argparse.Namespace) -> int:
     item = Publication(
         args.name or args.file.name, hashlib.sha256(artifact).hexdigest(), _predicate(args)
     )
-    with open_log_writer(args.log, args.token) as log:
+    with open_log_writer(args.log, args.token, args.timeout) as log:
+        # Before anything is logged: the chain must be the one the log holds for this key.
+        check_chain_against_log(state, keysets, signer.key, logged_keysets(log))
         (bundle,) = publish(
             log,
             signer,
@@ -146,6 +234,9 @@ def _publish(args: argparse.Namespace) -> int:
 def _local_witnesses(paths: Sequence[Path]) -> Callable[[bytes], bytes] | None:
     if not paths:
         return None
+    from overt.formats.cosignature import CosignatureSigner
+    from overt.formats.note import parse_note, parse_skey, sign_note
+
     signers = []
     for path in paths:
         signer = parse_skey(read_input(str(path)).decode("utf-8", "replace").strip())
@@ -161,6 +252,7 @@ def _local_witnesses(paths: Sequence[Path]) -> Callable[[bytes], bytes] | None:
 
 
 def _fetcher(url_or_dir: str) -> object:
+    from overt.formats import merkle, tiles
     from overt.log.client import open_source, tile_reader
 
     source = open_source(url_or_dir)
@@ -173,7 +265,14 @@ def _fetcher(url_or_dir: str) -> object:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from overt.gate.policy import load_client_policy
+    from overt.gate.updater import UpdateGate
+
     policy = load_client_policy(args.policy)
+    if args.max_age is not None and args.max_age < policy.max_checkpoint_age:
+        policy = dataclasses.replace(policy, max_checkpoint_age=args.max_age)
     artifact = read_input(args.file)
     bundle = read_input(args.bundle)
     log = args.log or next((lg.url for lg in policy.all_logs() if lg.url), None)
@@ -190,15 +289,58 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    from overt.publish.chain import create_chain
+    from overt.publish.keys import generate_publisher_key, write_key_files
+
+    chain = _chain_path(args.key)
+    others = sorted(
+        p.name for p in args.key.parent.glob("*.chain") if p != chain and not p.is_symlink()
+    )
+    if others and not args.new_publisher:
+        raise ConfigError(
+            f"{args.key.parent} already holds the publisher chain {others[0]}: to replace a key"
+            f" use `overt publisher rotate OLD_KEY {args.key} --chain {others[0]} --log LOG`"
+            f" (a second chain makes bundles fresh endpoints refuse); to start a separate"
+            f" publisher identity, pass --new-publisher"
+        )
     skey, signer = generate_publisher_key(args.name)
     pub = write_key_files(args.key, skey, signer)
-    create_chain(args.key.with_name(args.key.name + ".chain"), signer.key)
+    create_chain(chain, signer.key)
     print(signer.key.vkey)
-    print(f"private key {args.key} (0600), public key {pub}, chain {args.key}.chain")
+    print(
+        f"new publisher identity: private key {args.key} (0600), public key {pub} (clients pin"
+        f" it), chain {chain}"
+    )
     return 0
 
 
-def _rotate(args: argparse.Namespace) -> int:
+def _log_keyset(
+    args: argparse.Namespace,
+    signer: PublisherSigner,
+    chain: Path,
+    keys: Sequence[PublisherKey],
+    revoke: Sequence[PublisherKey],
+    threshold: int,
+) -> tuple[int, int]:
+    """Log the next key set of ``chain`` and append it; returns (sequence, log index)."""
+    from overt.publish.chain import append_chain, read_chain
+    from overt.publish.keyset import make_keyset_entry
+    from overt.publish.publisher import open_log_writer
+
+    state, _ = read_chain(chain)
+    if not keys:
+        raise FormatError("key set", "no key would remain valid")
+    entry = make_keyset_entry(state, [signer], keys, revoke, threshold)
+    with open_log_writer(args.log, args.token, args.timeout) as log:
+        (index,) = log.add_many([entry])
+    append_chain(chain, entry)
+    return state.sequence + 1, index
+
+
+def _keyset(args: argparse.Namespace) -> int:
+    from overt.publish.chain import read_chain
+    from overt.publish.keys import load_publisher_key, load_publisher_signer
+
     signer = load_publisher_signer(args.key)
     state, _ = read_chain(args.chain)
     revoke = [load_publisher_key(p) for p in args.revoke]
@@ -209,11 +351,64 @@ def _rotate(args: argparse.Namespace) -> int:
         new = load_publisher_key(p)
         if new.keyid not in {k.keyid for k in keys}:
             keys.append(new)
-    if not keys:
-        raise FormatError("key set", "no key would remain valid")
-    entry = make_keyset_entry(state, [signer], keys, revoke, args.threshold)
-    with open_log_writer(args.log, args.token) as log:
-        (index,) = log.add_many([entry])
-    append_chain(args.chain, entry)
-    print(f"key set {state.sequence + 1} logged as entry {index}: {len(keys)} key(s) valid")
+    sequence, index = _log_keyset(args, signer, args.chain, keys, revoke, args.threshold)
+    print(f"key set {sequence} logged as entry {index}: {len(keys)} key(s) valid")
     return 0
+
+
+def _rotate_to(args: argparse.Namespace) -> int:
+    from overt.publish.chain import read_chain
+    from overt.publish.keys import (
+        generate_publisher_key,
+        load_publisher_signer,
+        write_key_files,
+    )
+
+    old = load_publisher_signer(args.old)
+    state, _ = read_chain(args.chain)
+    if old.keyid not in state.trusted():
+        raise ConfigError(f"{args.old} is not a key of key set {state.sequence} in {args.chain}")
+    if args.new.exists():
+        new = load_publisher_signer(args.new)
+    else:
+        skey, new = generate_publisher_key(args.name or old.key.name)
+        write_key_files(args.new, skey, new)
+    if new.keyid in state.revoked:
+        raise ConfigError(f"{args.new} was revoked in {args.chain}; make a new key")
+    new_chain = _chain_path(args.new)
+    _replace_fresh_chain(new_chain, new.key.vkey, args.chain)
+    keys = [k for k in state.keys if k.keyid != new.keyid]
+    if not args.keep_old:
+        keys = [k for k in keys if k.keyid != old.keyid]
+    keys.append(new.key)
+    revoke = [old.key] if args.revoke_old else []
+    threshold = min(state.threshold, len(keys))
+    sequence, index = _log_keyset(args, old, args.chain, keys, revoke, threshold)
+    if not new_chain.exists():
+        new_chain.symlink_to(os.path.relpath(args.chain.resolve(), new_chain.parent.resolve()))
+    print(
+        f"key set {sequence} logged as entry {index}: {args.new} now signs"
+        f"{'' if args.keep_old else f' instead of {args.old}'}"
+        f"{' (revoked)' if args.revoke_old else ''}; chain {args.chain}"
+        f" (also {new_chain})"
+    )
+    return 0
+
+
+def _replace_fresh_chain(path: Path, vkey: str, chain: Path) -> None:
+    """Remove ``path`` if it is the unused chain ``keygen`` started for the new key.
+
+    Raises:
+        ConfigError: ``path`` is a real chain (it has key sets) other than ``chain``.
+    """
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.resolve() == chain.resolve():
+        return
+    try:
+        content = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror}") from err
+    if content != vkey.encode() + b"\n":
+        raise ConfigError(f"{path} is another key-set chain; move it away first")
+    path.unlink()

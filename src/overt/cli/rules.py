@@ -16,18 +16,14 @@ from pathlib import Path
 
 from overt.cli._util import read_input
 from overt.errors import ConfigError
-from overt.log.fs import atomic_write
-from overt.publish.keys import load_publisher_signer
-from overt.publish.publisher import open_log_writer
-from overt.rules.attest import DEFAULT_AUDIT, attest_bundle
-from overt.rules.audit import audit_paths
-from overt.rules.detectors import Severity
-from overt.rules.diff import diff_paths, format_diff
-from overt.rules.report import format_json, format_sarif, format_text
 
 __all__ = ["register"]
 
-_LEVELS = [str(s) for s in Severity]
+# overt.rules.detectors.Severity, spelled out so that `overt --help` does not import the
+# rule engines (tests/cli/test_cli.py checks the two agree).
+LEVELS = ("info", "low", "medium", "high", "critical")
+#: overt.rules.attest.DEFAULT_AUDIT (checked by the same test).
+DEFAULT_AUDIT = "no-espionage"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,19 +33,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     a = cmds.add_parser("audit", help="audit .yar/.yara files or folders")
     a.add_argument("paths", nargs="+", metavar="PATH", help="rule files or folders (recursive)")
-    a.add_argument("--format", choices=("text", "json", "sarif"), default="text")
     a.add_argument(
-        "--fail-on", choices=_LEVELS, default="high", help="exit 1 at this severity (default high)"
+        "--format", choices=("text", "json", "sarif"), default="text", help="report format"
     )
+    a.add_argument("--fail-on", choices=LEVELS, default="high", help="exit 1 at this severity")
     a.add_argument("--static-only", action="store_true", help="skip the canary scan")
     a.set_defaults(func=_audit)
 
     d = cmds.add_parser("diff", help="show and audit what changed between two bundles")
     d.add_argument("old", metavar="OLD", help="folder, rule file or archive")
     d.add_argument("new", metavar="NEW", help="folder, rule file or archive")
-    d.add_argument("--format", choices=("text", "json"), default="text")
-    d.add_argument("--fail-on", choices=_LEVELS, default="high")
-    d.add_argument("--static-only", action="store_true")
+    d.add_argument("--format", choices=("text", "json"), default="text", help="report format")
+    d.add_argument("--fail-on", choices=LEVELS, default="high", help="exit 1 at this severity")
+    d.add_argument("--static-only", action="store_true", help="skip the canary scan")
     d.set_defaults(func=_diff)
 
     t = cmds.add_parser("attest", help="audit a rule bundle and log a signed verdict")
@@ -59,14 +55,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.add_argument("--key", required=True, type=Path, help="the auditor's private key file")
     t.add_argument("--log", required=True, metavar="URL_OR_DIR", help="the transparency log")
     t.add_argument("--token", help="log write token (default: $OVERT_LOG_TOKEN)")
-    t.add_argument("--audit", default=DEFAULT_AUDIT, help=f"audit name (default {DEFAULT_AUDIT})")
-    t.add_argument("--fail-on", choices=_LEVELS, default="high")
-    t.add_argument("--static-only", action="store_true")
+    t.add_argument("--audit", default=DEFAULT_AUDIT, help="audit name")
+    t.add_argument(
+        "--fail-on", choices=LEVELS, default="high", help="a FAIL verdict at this severity"
+    )
+    t.add_argument("--static-only", action="store_true", help="skip the canary scan")
     t.add_argument("--out", type=Path, help="write the envelope here (default BUNDLE.audit.json)")
     t.set_defaults(func=_attest)
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from overt.rules.audit import audit_paths
+    from overt.rules.detectors import Severity
+    from overt.rules.report import format_json, format_sarif, format_text
+
     report = audit_paths(args.paths, dynamic=not args.static_only)
     out = {"text": format_text, "json": format_json, "sarif": format_sarif}[args.format](report)
     sys.stdout.write(out)
@@ -74,6 +76,10 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    from overt.rules.detectors import Severity
+    from overt.rules.diff import diff_paths, format_diff
+    from overt.rules.report import format_json, format_text
+
     try:
         d = diff_paths(args.old, args.new, dynamic=not args.static_only)
     except FileNotFoundError as err:
@@ -101,6 +107,12 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _attest(args: argparse.Namespace) -> int:
+    from overt.log.fs import atomic_write
+    from overt.publish.keys import load_publisher_signer
+    from overt.publish.publisher import open_log_writer
+    from overt.rules.attest import attest_bundle
+    from overt.rules.detectors import Severity
+
     data = read_input(args.bundle)
     if not data:
         raise ConfigError(f"{args.bundle} is empty")

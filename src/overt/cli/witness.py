@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from overt.cli._util import check_listen, listen_address
 from overt.errors import ConfigError
-from overt.witness.config import LogsWatcher, init_witness, load_witness, trust_log
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,22 +15,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmds.required = True
 
     p = cmds.add_parser("init", help="create a witness identity; prints its verifier key")
-    p.add_argument("dir", type=Path)
+    p.add_argument("dir", type=Path, help="the witness directory to create")
     p.add_argument("--name", required=True, help="witness (and key) name, e.g. asia.example/w")
     p.set_defaults(func=_init)
 
     p = cmds.add_parser("trust", help="witness a log (by origin): add its verifier key")
-    p.add_argument("dir", type=Path)
+    p.add_argument("dir", type=Path, help="the witness directory")
     p.add_argument("log_vkey", metavar="LOG_VKEY", help="the log's verifier key, inline or a file")
     p.set_defaults(func=_trust)
 
     p = cmds.add_parser("vkey", help="print the witness's verifier key")
-    p.add_argument("dir", type=Path)
+    p.add_argument("dir", type=Path, help="the witness directory")
     p.set_defaults(func=_vkey)
 
     p = cmds.add_parser("serve", help="serve POST /add-checkpoint and the read endpoints")
-    p.add_argument("dir", type=Path)
-    p.add_argument("--listen", default="127.0.0.1:8090", metavar="HOST:PORT")
+    p.add_argument("dir", type=Path, help="the witness directory")
+    p.add_argument(
+        "--listen",
+        type=listen_address,
+        default="127.0.0.1:8090",
+        metavar="HOST:PORT",
+        help="address to listen on",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -45,11 +51,15 @@ def _read_vkey_arg(arg: str) -> str:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from overt.witness.config import init_witness
+
     print(init_witness(args.dir, args.name))
     return 0
 
 
 def _trust(args: argparse.Namespace) -> int:
+    from overt.witness.config import trust_log
+
     verifier, added = trust_log(args.dir, _read_vkey_arg(args.log_vkey))
     state = "now witnessing" if added else "already witnessing"
     print(f"{state} {verifier.name} ({verifier.vkey})")
@@ -57,21 +67,18 @@ def _trust(args: argparse.Namespace) -> int:
 
 
 def _vkey(args: argparse.Namespace) -> int:
+    from overt.witness.config import load_witness
+
     print(load_witness(args.dir).vkey)
     return 0
 
 
-def _parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--listen wants HOST:PORT, got {listen!r}")
-    return host, int(port)
-
-
 def _serve(args: argparse.Namespace) -> int:
+    from overt.witness.config import LogsWatcher, load_witness
     from overt.witness.server import WitnessApp, serve
 
-    host, port = _parse_listen(args.listen)
+    host, port = args.listen
+    check_listen(host, port)
     watcher = LogsWatcher(args.dir)  # before loading: a change in between is not missed
     config = load_witness(args.dir)
     with config.open_state() as state:
@@ -83,5 +90,9 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"verifier key: {config.vkey}", flush=True)
             print(f"witnessing: {origins}", flush=True)
 
-        serve(app, host, port, ready=ready)
+        try:
+            serve(app, host, port, ready=ready)
+        except SystemExit as err:  # the HTTP server gave up during start-up
+            if err.code:
+                raise ConfigError(f"cannot serve on {host}:{port} (exit {err.code})") from err
     return 0

@@ -134,18 +134,34 @@ def load_publisher_signer(path: Path) -> PublisherSigner:
     """Load a private key file written by :func:`write_key_files`.
 
     Raises:
-        ConfigError: unreadable, readable by group or others, or malformed.
+        ConfigError: unreadable, a public key instead of a private one, readable by
+            group or others, or malformed.
     """
     try:
         mode = path.stat().st_mode
     except OSError as err:
         raise ConfigError(f"cannot read publisher key {path}: {err.strerror}") from err
+    text = _read(path, "publisher key")
+    if not text.startswith("PRIVATE+KEY+") and _is_vkey(text):
+        # A .pub file is world-readable by design: "chmod 600 it" would be the wrong advice.
+        raise ConfigError(
+            f"{path} is a public (verifier) key; signing needs the publisher's private key"
+            f" (the file without .pub, written by `overt publisher keygen`)"
+        )
     if mode & 0o077:
         raise ConfigError(f"publisher key {path} is readable by others (chmod 600 it)")
     try:
-        return _signer_from_skey(_read(path, "publisher key"))
+        return _signer_from_skey(text)
     except FormatError as err:
         raise ConfigError(f"{path} is not a publisher private key: {err.reason}") from err
+
+
+def _is_vkey(text: str) -> bool:
+    try:
+        parse_vkey(text)
+    except FormatError:
+        return False
+    return True
 
 
 def load_publisher_key(text_or_path: str) -> PublisherKey:

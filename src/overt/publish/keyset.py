@@ -31,12 +31,12 @@ Example::
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from overt.errors import FormatError, VerificationError
+from overt.errors import FormatError, OvertError, VerificationError
 from overt.formats.dsse import (
     PAYLOAD_TYPE_IN_TOTO,
     format_envelope,
@@ -57,6 +57,7 @@ __all__ = [
     "KEY_SET_SUBJECT",
     "KeySetError",
     "KeyState",
+    "check_chain_against_log",
     "follow_keyset",
     "keyset_digest",
     "make_keyset_entry",
@@ -181,3 +182,58 @@ def follow_keyset(start: KeyState | PublisherKey, entries: Sequence[bytes]) -> K
             raise KeySetError(f"key set {body.sequence} threshold exceeds its keys")
         state = KeyState(body.sequence, keys, frozenset(revoked), body.threshold, digest)
     return state
+
+
+def check_chain_against_log(
+    state: KeyState,
+    chain: Sequence[bytes],
+    signer: PublisherKey,
+    logged: Iterable[tuple[int, bytes]],
+) -> None:
+    """Refuse to publish with a key-set chain that is not the one the log holds.
+
+    ``state`` and ``chain`` are the publisher's chain file (:func:`overt.publish.chain.read_chain`),
+    ``signer`` the key about to sign, ``logged`` the key-set entries the log holds
+    (index, exact entry bytes). A bundle carries ``chain``; an endpoint that pinned the
+    publisher's first key accepts the signer only if ``chain`` leads from that key to
+    it. Two mistakes make bundles that endpoints which saw the real chain accept and
+    fresh endpoints refuse, and both show in the log:
+
+    - the signer was added by a logged key set that ``chain`` does not hold (e.g. the
+      fresh chain ``overt publisher keygen NEW`` starts, used after a rotation);
+    - the log holds the key set that follows ``chain``'s newest one (a stale copy).
+
+    Raises:
+        KeySetError: either mistake, naming the logged key set and its index.
+    """
+    have = {keyset_digest(e) for e in chain}
+    for index, entry in logged:
+        if keyset_digest(entry) in have:
+            continue
+        try:
+            body = parse_predicate(parse_statement(parse_envelope(entry).payload))
+        except FormatError:
+            continue
+        if not isinstance(body, KeySet):
+            continue
+        try:
+            listed = {parse_publisher_key(k).keyid for k in body.keys}
+        except FormatError:
+            continue
+        if signer.keyid in listed:
+            raise KeySetError(
+                f"key {signer.vkey} was added by key set {body.sequence} (log index {index}),"
+                f" which this chain does not hold: endpoints that pinned the publisher's first"
+                f" key would refuse these bundles; publish with the publisher's chain"
+                f" (--chain, the file `overt publisher rotate` extended)"
+            )
+        if body.sequence == state.sequence + 1:
+            try:
+                follow_keyset(state, [entry])
+            except OvertError:
+                continue  # not a successor of this chain (another publisher's, or forged)
+            raise KeySetError(
+                f"the log holds key set {body.sequence} (log index {index}) after this"
+                f" chain's newest set {state.sequence}: the chain file is behind the log;"
+                f" use the publisher's current chain"
+            )

@@ -19,26 +19,32 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from overt.errors import ConfigError, LogError
+from overt.errors import ConfigError, FormatError, LogError, NotFoundError, OvertError
 from overt.formats.checkpoint import parse_checkpoint
 from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, format_envelope, sign_envelope
 from overt.formats.note import parse_note
 from overt.formats.proof import TlogProof
 from overt.formats.statement import Predicate, format_statement, make_statement
-from overt.log.log import Log
 from overt.publish.bundle import Bundle, ConsistencyProof, LoggedEntry, format_bundle
 from overt.publish.keys import PublisherSigner
+
+if TYPE_CHECKING:
+    from overt.log.log import Log
 
 __all__ = [
     "HTTPLogWriter",
     "LogWriter",
     "Publication",
+    "QuorumMissingError",
+    "logged_keysets",
     "make_entry",
     "open_log_writer",
     "publish",
@@ -60,7 +66,9 @@ class LogWriter(Protocol):
 
 
 class _Client(Protocol):
-    def add(self, entry: bytes) -> tuple[int, bytes]: ...
+    source: Any  # a TileSource: GET /checkpoint, /metrics
+
+    def sequence(self, entry: bytes) -> int: ...
 
     def checkpoint(self) -> bytes: ...
 
@@ -69,14 +77,69 @@ class _Client(Protocol):
     def consistency_proof(self, old: int, new: int) -> list[bytes]: ...
 
 
-class HTTPLogWriter:
-    """A :class:`LogWriter` over a log server client (one ``POST /add`` per entry)."""
+class QuorumMissingError(LogError):
+    """The log did not publish a checkpoint covering the entries in time: its witness
+    quorum is not met. The entries are durable; re-running once the witnesses are
+    back finds them (deduplicated) and completes."""
 
-    def __init__(self, client: _Client) -> None:
+    def __init__(
+        self, url: str, index: int, seconds: float, up: Sequence[str], down: Sequence[str]
+    ) -> None:
+        self.index, self.up, self.down = index, tuple(up), tuple(down)
+        if up or down:
+            who = f"witnesses answering: {', '.join(up) or 'none'}; not answering: {', '.join(down) or 'none'}"
+        else:
+            who = "the log does not say which witnesses answer"
+        super().__init__(
+            f"witness quorum missing: {url} logged entry {index} durably but published no"
+            f" checkpoint covering it within {seconds:g} s ({who}); re-run when the"
+            f" witnesses are back, or wait longer with --timeout SECONDS"
+        )
+
+
+class HTTPLogWriter:
+    """A :class:`LogWriter` over a log server client.
+
+    Each entry is sent with ``POST /add`` (durable on reply); then the published
+    checkpoint is polled until it covers them, for at most ``timeout`` seconds
+    (a log with witnesses publishes only once its quorum has cosigned).
+    """
+
+    def __init__(self, client: _Client, timeout: float = 30.0, url: str = "the log") -> None:
         self.client = client
+        self.timeout = timeout
+        self.url = url
 
     def add_many(self, entries: Sequence[bytes]) -> list[int]:
-        return [self.client.add(e)[0] for e in entries]
+        indices = [self.client.sequence(e) for e in entries]
+        if indices:
+            self._wait_published(max(indices))
+        return indices
+
+    def _wait_published(self, index: int) -> None:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.05
+        while True:
+            note = self.client.checkpoint()
+            if parse_checkpoint(parse_note(note).text).size > index:
+                return
+            if time.monotonic() >= deadline:
+                up, down = self._witness_states()
+                raise QuorumMissingError(self.url, index, self.timeout, up, down)
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 1.0)
+
+    def _witness_states(self) -> tuple[list[str], list[str]]:
+        """Witnesses that answered the log's last round, and those that did not (/metrics)."""
+        try:
+            text = self.client.source.read("metrics").decode("utf-8", "replace")
+        except OvertError:
+            return [], []
+        up: list[str] = []
+        down: list[str] = []
+        for m in _WITNESS_UP.finditer(text):
+            (up if m.group(2) == "1" else down).append(m.group(1))
+        return up, down
 
     def checkpoint(self) -> bytes:
         return self.client.checkpoint()
@@ -86,6 +149,9 @@ class HTTPLogWriter:
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
         return self.client.consistency_proof(old, new)
+
+
+_WITNESS_UP = re.compile(r'^overt_witness_up\{witness="([^"\n]{1,200})"\} ([01])$', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -127,7 +193,8 @@ def publish(
     the bundles (e.g. to collect witness cosignatures when the log does not).
 
     Raises:
-        FormatError: a malformed item; LogError: the log refused or failed.
+        FormatError: a malformed item; LogError: the log refused or failed;
+        NotFoundError: a ``consistency_from`` size beyond the log's tree.
     """
     entries = [make_entry(signer, item) for item in items]
     indices = log.add_many([*keysets, *attestations, *entries])
@@ -137,6 +204,11 @@ def publish(
     size = parse_checkpoint(parse_note(note).text).size
     if any(i >= size for i in indices):
         raise LogError(f"the log's checkpoint (size {size}) does not cover the new entries yet")
+    beyond = [old for old in consistency_from if not 0 < old <= size]
+    if beyond:
+        raise NotFoundError(
+            f"no consistency proof from size {beyond[0]}: the log's tree has size {size}"
+        )
     k, a = len(keysets), len(attestations)
     logged_keysets = tuple(
         LoggedEntry(e, i, tuple(log.inclusion_proof(i, size)))
@@ -149,7 +221,7 @@ def publish(
     consistency = tuple(
         ConsistencyProof(old, size, tuple(log.consistency_proof(old, size)))
         for old in consistency_from
-        if 0 < old < size
+        if old < size
     )
     bundles = []
     for entry, index in zip(entries, indices[k + a :], strict=True):
@@ -159,25 +231,68 @@ def publish(
 
 
 @contextlib.contextmanager
-def open_log_writer(url_or_dir: str, token: str | None = None) -> Iterator[LogWriter]:
+def open_log_writer(
+    url_or_dir: str, token: str | None = None, timeout: float = 30.0
+) -> Iterator[LogWriter]:
     """A :class:`LogWriter` for a log server URL (token: argument or ``OVERT_LOG_TOKEN``)
     or a log directory (whose appends are witnessed at once if it has a witness policy).
 
+    ``timeout``: seconds a server log may take to publish a checkpoint covering
+    the new entries (its witness quorum cosigning) before :class:`QuorumMissingError`.
+
     Raises:
-        ConfigError, LogLockedError: the directory is not a log, or is in use.
+        ConfigError: no token for a URL, or the directory is not a log;
+        LogLockedError: the directory is in use.
     """
     token = token or os.environ.get("OVERT_LOG_TOKEN")
     if "://" in url_or_dir:
+        if not token:
+            raise ConfigError(
+                f"no write token for {url_or_dir}: pass --token or set OVERT_LOG_TOKEN"
+                " (the log's operator prints it with `overt log token LOG_DIR`)"
+            )
         from overt.log.client import LogClient
 
-        with LogClient(url_or_dir, token) as client:
-            yield HTTPLogWriter(client)
+        with LogClient(url_or_dir, token, timeout=max(timeout, 30.0)) as client:
+            yield HTTPLogWriter(_Unauthorized(client, url_or_dir), timeout, url_or_dir)
         return
+
     log = Log.open(url_or_dir)
     try:
         yield _WitnessedLog(log)
     finally:
         log.close()
+
+
+class _Unauthorized:
+    """A LogClient whose 401 says what to do about it (the server's reply is a bare status)."""
+
+    def __init__(self, client: Any, url: str) -> None:
+        self.client = client
+        self.source = client.source
+        self.url = url
+
+    def sequence(self, entry: bytes) -> int:
+        try:
+            index: int = self.client.sequence(entry)
+        except LogError as err:
+            if ": HTTP 401" in str(err):
+                raise ConfigError(
+                    f"{self.url} refused the write token (HTTP 401): pass the log's token with"
+                    " --token or OVERT_LOG_TOKEN (its operator prints it with"
+                    " `overt log token LOG_DIR`)"
+                ) from err
+            raise
+        return index
+
+    def checkpoint(self) -> bytes:
+        return self.client.checkpoint()  # type: ignore[no-any-return]
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return self.client.inclusion_proof(index, size)  # type: ignore[no-any-return]
+
+    def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        return self.client.consistency_proof(old, new)  # type: ignore[no-any-return]
 
 
 class _WitnessedLog:
@@ -199,6 +314,45 @@ class _WitnessedLog:
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
         return self.log.consistency_proof(old, new)
+
+
+def logged_keysets(log: LogWriter) -> Iterator[tuple[int, bytes]]:
+    """(index, entry) of every key-set statement in the log's published tree.
+
+    Reads every entry bundle (for :func:`overt.publish.keyset.check_chain_against_log`);
+    a writer of another kind yields nothing. The bytes are not verified: a log that
+    hides a key set only loses this check its power, it cannot make a bundle pass
+    an endpoint's own verification.
+
+    Raises:
+        LogError, FormatError: an entry bundle cannot be read.
+    """
+    from overt.formats import tiles
+    from overt.formats.dsse import parse_envelope
+
+    if isinstance(log, _WitnessedLog):
+        read: Callable[[int, int], bytes] = log.log.read_bundle
+    elif isinstance(log, HTTPLogWriter):
+        source = log.client.source
+        read = lambda n, w: source.read(tiles.entries_path(n, w))  # noqa: E731
+    else:
+        return
+    size = parse_checkpoint(parse_note(log.checkpoint()).text).size
+    for n in range((size + tiles.TILE_WIDTH - 1) // tiles.TILE_WIDTH):
+        width = min(tiles.TILE_WIDTH, size - n * tiles.TILE_WIDTH)
+        for i, entry in enumerate(tiles.parse_entry_bundle(read(n, width), width)):
+            if not entry.startswith(b"{"):
+                continue
+            try:
+                payload = parse_envelope(entry).payload
+            except FormatError:
+                continue
+            if _KEY_SET_TYPE in payload:
+                yield n * tiles.TILE_WIDTH + i, entry
+
+
+# A cheap filter before the full parse (KEY_SET, the predicate type, holds it).
+_KEY_SET_TYPE = b"key-set"
 
 
 def write_bundle(path: Path, bundle: Bundle) -> None:
