@@ -37,26 +37,24 @@ statement whose subject is the bundle digest.
 
 from __future__ import annotations
 
-import concurrent.futures
-import concurrent.futures.process
 import hashlib
 import io
-import multiprocessing
-import os
+import itertools
 import posixpath
 import re
-import sys
 import tarfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import overt.rules._sandbox as _sandbox
+import overt.rules._worker as _wire
+import overt.rules.canary as canary_mod
 from overt import __version__
 from overt.errors import FormatError
-from overt.rules import canary as canary_mod
-from overt.rules import dynamic as dynamic_mod
-from overt.rules.detectors import Severity, Signal, analyse_rule, escalate
+from overt.rules.detectors import Severity, Signal, escalate
+from overt.rules.limits import DEFAULT_LIMITS, Limits
 from overt.rules.parse import (
     MAX_FILE_BYTES,
     ParsedFile,
@@ -64,7 +62,6 @@ from overt.rules.parse import (
     blank_includes,
     decode_source,
     find_includes,
-    parse_source,
 )
 
 __all__ = [
@@ -202,26 +199,122 @@ def _resolve(path: str, target: str, sources: Mapping[str, bytes]) -> str | None
     return cand if cand in sources else None
 
 
+_INLINE_MAX = 4 * MAX_FILE_BYTES
+
+
+@dataclass
+class _Static:
+    """What a worker found in one file (see :mod:`overt.rules._worker`)."""
+
+    path: str
+    pf: ParsedFile | None
+    error: str = ""
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    rules: list[tuple[str, int, bool, list[Signal]]] = field(default_factory=list)
+
+
+def _decode_static(item: object) -> _Static:
+    if not isinstance(item, dict):
+        raise ValueError("not an object")
+    path = item["path"]
+    if not isinstance(path, str):
+        raise ValueError("path is not a string")
+    if "error" in item:
+        err = item["error"]
+        return _Static(path, None, err if isinstance(err, str) else "unreadable")
+    pf = _wire.decode_parsed(path, item["parsed"])
+    spans = [(_wire._i(a), _wire._i(b)) for a, b in map(_wire._list, _wire._list(item["spans"]))]
+    rules = [
+        (
+            _wire._s(name),
+            _wire._i(line),
+            _wire._b(ind),
+            [_wire.decode_signal(s) for s in _wire._list(sigs)],
+        )
+        for name, line, ind, sigs in map(_wire._list, _wire._list(item["rules"]))
+    ]
+    return _Static(path, pf, "", spans, rules)
+
+
+def _chunks(texts: Mapping[str, str]) -> int:
+    # Below this much text one worker call costs less than splitting.
+    big = sum(len(t) for t in texts.values()) >= 512 * 1024
+    return _sandbox.WORKERS * 2 if big else 1
+
+
+def static_results(
+    texts: Mapping[str, str], *, analyse: bool = True, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, _Static]:
+    """Parse (and analyse) every file in the worker processes: ``{path: result}``.
+
+    A file that crashes, hangs or exhausts a worker gets ``pf=None`` and the
+    reason as ``error``, like a file no parser accepts.
+    """
+    request = {
+        "op": "static",
+        "depth": limits.depth,
+        "condition_tokens": limits.condition_tokens,
+        "analyse": analyse,
+    }
+    outcome = _sandbox.run(request, list(texts.items()), chunks=_chunks(texts), limits=limits)
+    out: dict[str, _Static] = {}
+    for reply in outcome.replies:
+        items = reply.get("files")
+        for item in items if isinstance(items, list) else []:
+            try:
+                res = _decode_static(item)
+            except (KeyError, TypeError, ValueError):
+                continue  # the file is then reported as missing from the reply
+            if res.path in texts:
+                out[res.path] = res
+    for path, why in outcome.failed.items():
+        out[path] = _Static(path, None, why)
+    for path in texts:
+        if path not in out:
+            out[path] = _Static(path, None, "the parser worker did not report on the file")
+    return out
+
+
 def _inline(
     path: str,
-    text: str,
     texts: Mapping[str, str],
+    static: Mapping[str, _Static],
     sources: Mapping[str, bytes],
     seen: frozenset[str],
+    room: list[int],
 ) -> str:
-    """The text with its (resolvable) includes inlined, for yara-x."""
-    if not find_includes(text):
+    """The text with its resolvable includes inlined (for yara-x), the others blanked.
+
+    ``room`` is the size the whole inlined text may still grow by: includes
+    that repeat a file (a diamond, many times over) cannot blow it up.
+    """
+    text = texts[path]
+    res = static[path]
+    if res.pf is None or not res.pf.includes:
         return text
-    lines = text.split("\n")
-    for line_no, target in find_includes(text):
+    spans = res.spans
+    bounds = [0, *(x for span in spans for x in span), len(text)]
+    ordered = all(x <= y for x, y in itertools.pairwise(bounds))
+    if len(spans) != len(res.pf.includes) or not ordered:
+        return blank_includes(text)  # the worker's spans are not trustworthy: measure here
+    pieces: list[str] = []
+    last = 0
+    for (_line, target), (start, end) in zip(res.pf.includes, spans, strict=True):
+        pieces.append(text[last:start])
         resolved = _resolve(path, target, sources)
-        if resolved is None or resolved in seen or resolved not in texts:
-            lines[line_no - 1] = ""
+        inner = static.get(resolved) if resolved is not None else None
+        if resolved is None or resolved in seen or inner is None or inner.pf is None:
+            pieces.append(blank_includes(text[start:end]))
         else:
-            lines[line_no - 1] = _inline(
-                resolved, texts[resolved], texts, sources, seen | {resolved}
-            )
-    return "\n".join(lines)
+            body = _inline(resolved, texts, static, sources, seen | {resolved}, room)
+            if len(body) > room[0]:
+                pieces.append(blank_includes(text[start:end]))
+            else:
+                room[0] -= len(body)
+                pieces.append(body)
+        last = end
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 # -- auditing --------------------------------------------------------------------------------
@@ -290,10 +383,14 @@ def audit_sources(
     sha256: str | None = None,
     dynamic: bool = True,
     corpus: Iterable[canary_mod.Canary] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Report:
     """Audit a bundle given as ``{path inside the bundle: bytes}``.
 
-    Never raises for bad rule files: each becomes a finding for that file.
+    The native parsers and yara-x run in worker processes
+    (:mod:`overt.rules._sandbox`) under ``limits``. Never raises for bad rule
+    files: each becomes a finding for that file (``unauditable`` when it is
+    too deep, too long, or crashes or hangs a worker).
     """
     report = Report(name=name, sha256=sha256 or _bundle_digest(sources), dynamic=dynamic)
     findings: list[Finding] = []
@@ -324,26 +421,13 @@ def audit_sources(
             )
     report.files = len(sources)
 
-    # Static audit of every file, in worker processes for big bundles; they are
-    # forked before the yara-x compiler threads start (forking a threaded
-    # process is unsafe), then the compile runs while the workers parse.
-    items = list(texts.items())
-    pool, futures = _start_static(items)
-    compiled: dynamic_mod.Compiled | None = None
-    if dynamic and texts:
-        externals = _external_names(texts.values())
-        compile_inputs = [
-            (p, blank_includes(_inline(p, t, texts, sources, frozenset({p}))))
-            for p, t in texts.items()
-        ]
-        compiled = dynamic_mod.compile_files(compile_inputs, externals)
-    results = _collect_static(items, pool, futures)
-
+    # Parse and analyse in the worker processes (a crash there is a finding).
+    static = static_results(texts, limits=limits)
     contexts: dict[tuple[str, str], bool] = {}
     rule_lines: dict[tuple[str, str], int] = {}
     rule_signals: dict[tuple[str, str], list[Signal]] = {}
-    for res in results:
-        path = res.path
+    for path in sorted(texts):
+        res = static[path]
         if res.pf is None:
             findings.append(
                 _file_finding(
@@ -377,14 +461,60 @@ def audit_sources(
                     path, "empty-file", Severity.INFO, 1, "0 rules", "the file holds no rules"
                 )
             )
-        for name, line, has_ind, signals in res.rules:
+        for rule_name, line, has_ind, signals in res.rules:
             report.rules += 1
-            contexts[(path, name)] = has_ind
-            rule_lines[(path, name)] = line
-            rule_signals[(path, name)] = signals
+            contexts[(path, rule_name)] = has_ind
+            rule_lines[(path, rule_name)] = line
+            rule_signals[(path, rule_name)] = signals
 
-    if compiled is not None:
-        for path, msg in sorted(compiled.errors.items()):
+    if dynamic and parsed:
+        compile_inputs = [
+            (p, _inline(p, texts, static, sources, frozenset({p}), [_INLINE_MAX])) for p in parsed
+        ]
+        corpus_list = list(corpus) if corpus is not None else None
+        request = {
+            "op": "dynamic",
+            "externals": sorted(_external_names(texts[p] for p in parsed)),
+            "canaries": None
+            if corpus_list is None
+            else [_wire.encode_canary(c) for c in corpus_list],
+        }
+        outcome = _sandbox.run(
+            request,
+            compile_inputs,
+            chunks=_sandbox.WORKERS if _chunks(texts) > 1 else 1,
+            limits=limits,
+        )
+        errors: dict[str, str] = {}
+        hits: dict[tuple[str, str], set[str]] = {}
+        for reply in outcome.replies:
+            try:
+                errs = reply["errors"]
+                if not isinstance(errs, dict):
+                    raise ValueError("errors")
+                got = {_wire._s(k): _wire._s(v) for k, v in errs.items()}
+                found = [
+                    (_wire._s(p), _wire._s(r), [_wire._s(c) for c in _wire._list(names)])
+                    for p, r, names in map(_wire._list, _wire._list(reply["hits"]))
+                ]
+            except (KeyError, TypeError, ValueError):
+                continue
+            errors.update(got)
+            for p, r, names in found:
+                hits.setdefault((p, r), set()).update(names)
+        for path, why in sorted(outcome.failed.items()):
+            findings.append(
+                _file_finding(
+                    path,
+                    "unauditable",
+                    Severity.HIGH,
+                    1,
+                    why,
+                    "yara-x could not compile or scan the file; a rule nobody can run "
+                    "cannot be cleared",
+                )
+            )
+        for path, msg in sorted(errors.items()):
             if path not in parsed:
                 continue  # already reported as unauditable
             findings.append(
@@ -397,15 +527,13 @@ def audit_sources(
                     "yara-x does not compile the file, so it was audited statically only",
                 )
             )
-        corpus_list = list(corpus) if corpus is not None else canary_mod.canaries()
-        by_name = {c.name: c for c in corpus_list}
-        hits = dynamic_mod.scan(compiled, corpus_list)
+        by_name = {c.name: c for c in (corpus_list or canary_mod.canaries())}
         # A rule compiled in several namespaces (through includes) is one rule.
         merged: dict[tuple[str, str], set[str]] = {}
         for (path, rule_name), names_hit in hits.items():
             key = _owner_of(path, rule_name, parsed, sources)
             if key is not None:
-                merged.setdefault(key, set()).update(names_hit)
+                merged.setdefault(key, set()).update(n for n in names_hit if n in by_name)
         for key, names_hit in merged.items():
             sigs = _dynamic_signals(
                 names_hit, by_name, contexts.get(key, False), rule_lines.get(key, 1)
@@ -420,99 +548,6 @@ def audit_sources(
         uniq.values(), key=lambda f: (-f.severity, f.path, f.line, f.rule, f.detector, f.id)
     )
     return report
-
-
-@dataclass
-class _StaticResult:
-    path: str
-    pf: ParsedFile | None
-    error: str = ""
-    rules: list[tuple[str, int, bool, list[Signal]]] = field(default_factory=list)
-
-
-def _static_file(path: str, text: str) -> _StaticResult:
-    """Parse one file and run the static detectors on each rule."""
-    try:
-        pf = parse_source(text, path)
-    except RuleParseError as err:
-        return _StaticResult(path, None, err.detail)
-    names = [r.name for r in pf.rules]
-    res = _StaticResult(path, pf)
-    for rule in pf.rules:
-        try:
-            ctx, signals = analyse_rule(rule, names)
-        except (RecursionError, MemoryError, ValueError, re.error) as err:
-            # A hostile rule must not stop the audit of the others: it becomes
-            # a finding of its own, and it fails the default policy.
-            why = f"{type(err).__name__}: {str(err)[:80]}"
-            sig = Signal(
-                "unauditable",
-                Severity.HIGH,
-                "rule",
-                rule.line,
-                why,
-                "the rule could not be analysed; a rule nobody can read cannot be cleared",
-                content=False,
-            )
-            res.rules.append((rule.name, rule.line, False, [sig]))
-            continue
-        res.rules.append((rule.name, rule.line, bool(ctx.indicators), signals))
-    return res
-
-
-def _static_batch(items: list[tuple[str, str]]) -> list[_StaticResult]:
-    return [_static_file(p, t) for p, t in items]
-
-
-#: Bundles with at least this many bytes of rule text are audited in
-#: :data:`STATIC_WORKERS` processes (below it, process start-up costs more).
-_PARALLEL_MIN_BYTES = 512 * 1024
-STATIC_WORKERS = min(2, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
-
-
-def _mp_context() -> multiprocessing.context.BaseContext:
-    """``fork``: workers need no re-import of ``__main__`` (``spawn`` and
-    ``forkserver`` do, which breaks callers without a ``__main__`` guard).
-    The pool is created before this call starts any yara-x compiler thread;
-    idle threads a previous audit left behind hold no lock the workers take
-    (they only run Python and yaramod). If a worker dies anyway, the static
-    audit falls back to this process (``_collect_static``)."""
-    return multiprocessing.get_context("fork")
-
-
-def _start_static(
-    items: list[tuple[str, str]],
-) -> tuple[
-    concurrent.futures.ProcessPoolExecutor | None,
-    list[concurrent.futures.Future[list[_StaticResult]]],
-]:
-    total = sum(len(t) for _p, t in items)
-    if STATIC_WORKERS < 2 or total < _PARALLEL_MIN_BYTES or sys.platform != "linux":
-        return None, []
-    # Interleave big and small files so that the workers finish together.
-    ordered = sorted(items, key=lambda it: -len(it[1]))
-    chunks = [ordered[i :: STATIC_WORKERS * 4] for i in range(STATIC_WORKERS * 4)]
-    pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=STATIC_WORKERS, mp_context=_mp_context()
-    )
-    futures = [pool.submit(_static_batch, c) for c in chunks if c]
-    return pool, futures
-
-
-def _collect_static(
-    items: list[tuple[str, str]],
-    pool: concurrent.futures.ProcessPoolExecutor | None,
-    futures: list[concurrent.futures.Future[list[_StaticResult]]],
-) -> list[_StaticResult]:
-    if pool is None:
-        return _static_batch(items)
-    try:
-        by_path = {r.path: r for f in futures for r in f.result()}
-    except concurrent.futures.process.BrokenProcessPool:
-        return _static_batch(items)
-    finally:
-        pool.shutdown()
-    return [by_path[p] for p, _t in items]
 
 
 def _owner_of(
@@ -537,7 +572,7 @@ def _owner_of(
 def _external_names(texts: Iterable[str]) -> set[str]:
     """Identity-like external variables the files use (defined for yara-x)."""
 
-    from overt.rules import _lexicon as lex
+    import overt.rules._lexicon as lex
 
     found: set[str] = set()
     rx = re.compile(

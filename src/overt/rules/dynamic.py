@@ -6,10 +6,11 @@ in different files do not clash), with YARA's common external variables
 defined, and the compiled rules are run over :func:`overt.rules.canary.canaries`
 with the external variables set per canary as an endpoint would set them.
 
-Compilation is the slow part (a few seconds for thousands of rules); yara-x
-releases the GIL while compiling, so the files are compiled in
-:data:`COMPILE_THREADS` independent compilers, concurrently with the static
-audit running in the calling thread.
+Compilation is the slow part (a few seconds for thousands of rules). The
+auditor runs this module inside its worker processes (:mod:`overt.rules._sandbox`),
+one compiler per worker call, so that a crash or hang of yara-x on a hostile
+file takes down a worker, not the caller. yara-x never opens a file: includes
+are disabled (the auditor inlines them from the bundle itself).
 
 yara-x: https://virustotal.github.io/yara-x/docs/api/python/
 """
@@ -53,6 +54,7 @@ def _compile_chunk(
     import yara_x
 
     compiler = yara_x.Compiler()
+    compiler.enable_includes(False)  # an include must never read the auditor's disk
     for name in externals:
         compiler.define_global(name, "")
     errors: dict[str, str] = {}
@@ -69,8 +71,11 @@ def _compile_chunk(
         out.errors.update(errors)
 
 
-def compile_files(files: Iterable[tuple[str, str]], externals: Iterable[str] = ()) -> Compiled:
-    """Compile ``(path, text)`` pairs; a file that fails is recorded, not fatal.
+def compile_files(
+    files: Iterable[tuple[str, str]], externals: Iterable[str] = (), threads: int = COMPILE_THREADS
+) -> Compiled:
+    """Compile ``(path, text)`` pairs in ``threads`` compilers; a file that fails
+    is recorded, not fatal.
 
     ``text`` must already have its includes inlined or blanked (the caller
     resolves them against the bundle, not against the working directory).
@@ -82,14 +87,15 @@ def compile_files(files: Iterable[tuple[str, str]], externals: Iterable[str] = (
         ns = f"f{i}"
         out.namespaces[ns] = path
         items.append((ns, path, text))
-    chunks = [items[i::COMPILE_THREADS] for i in range(COMPILE_THREADS)]
+    n = max(1, threads)
+    chunks = [items[i::n] for i in range(n)]
     lock = threading.Lock()
-    threads = [
+    workers = [
         threading.Thread(target=_compile_chunk, args=(c, ext, out, lock)) for c in chunks if c
     ]
-    for t in threads:
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join()
     return out
 

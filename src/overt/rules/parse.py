@@ -35,9 +35,11 @@ parser produced a :class:`Rule`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from overt.errors import FormatError
+from overt.rules.limits import DEFAULT_LIMITS, Include, Limits, exceeded, measure
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -200,20 +202,25 @@ def decode_source(path: str, data: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
-_INCLUDE_RE = re.compile(r'^[ \t]*include[ \t]+"((?:[^"\\\n]|\\.)*)"[ \t]*$', re.M)
-
-
 def find_includes(text: str) -> list[tuple[int, str]]:
-    """``(line, target)`` of every ``include "..."`` directive."""
-    return [
-        (text.count("\n", 0, m.start()) + 1, unescape_yara(m.group(1)).decode("utf-8", "replace"))
-        for m in _INCLUDE_RE.finditer(text)
-    ]
+    """``(line, target)`` of every ``include "..."`` directive, wherever it stands
+    (:func:`overt.rules.limits.measure` finds them outside comments and strings)."""
+    return [(inc.line, inc.target) for inc in measure(text).includes]
 
 
-def blank_includes(text: str) -> str:
-    """Replace include directives with spaces of the same length (lines stay exact)."""
-    return _INCLUDE_RE.sub(lambda m: " " * len(m.group(0)), text)
+def blank_includes(text: str, includes: Iterable[Include] | None = None) -> str:
+    """Replace include directives with spaces (newlines kept, so lines stay exact).
+
+    yaramod and yara-x would open the named file themselves (``/etc/passwd``,
+    ``/proc/self/environ``): no text reaches them with an include left in it.
+    """
+    spans = sorted(
+        ((i.start, i.end) for i in (measure(text).includes if includes is None else includes)),
+        reverse=True,
+    )
+    for start, end in spans:
+        text = text[:start] + re.sub(r"[^\n]", " ", text[start:end]) + text[end:]
+    return text
 
 
 # -- condition tokens -----------------------------------------------------------
@@ -418,14 +425,24 @@ def _find_line(lines: list[str], start: int, stop: int, pattern: str) -> int | N
 _RULE_KEYWORD = re.compile(r"^\s*(?:(?:private|global)\s+)*rule\s+[A-Za-z_]", re.M)
 
 
-def parse_source(text: str, path: str) -> ParsedFile:
+def parse_source(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> ParsedFile:
     """Parse the text of one rule file (includes are listed, not followed).
 
+    The text is measured first (:mod:`overt.rules.limits`): a file nested
+    deeper or with a longer condition than ``limits`` allows never reaches a
+    parser. Call it on untrusted text only inside a worker process
+    (:mod:`overt.rules._sandbox`): a native parser may still crash.
+
     Raises:
-        RuleParseError: neither yaramod nor plyara accepts the text.
+        RuleParseError: the text exceeds the limits, or neither yaramod nor
+            plyara accepts it.
     """
-    includes = tuple(find_includes(text))
-    body = blank_includes(text) if includes else text
+    shape = measure(text)
+    why = exceeded(shape, limits)
+    if why is not None:
+        raise RuleParseError(path, why)
+    includes = tuple((inc.line, inc.target) for inc in shape.includes)
+    body = blank_includes(text, shape.includes) if includes else text
     notes: list[str] = []
     try:
         return ParsedFile(path, tuple(_parse_yaramod(body, path)), includes, "yaramod")
