@@ -26,6 +26,7 @@ USE = {
     "yara-x": r"^\s*(from|import) yara_x\b",
     "yaramod": r"^\s*(from|import) yaramod\b",
     "plyara": r"^\s*(from|import) plyara\b",
+    "cvss": r"^\s*(from|import) cvss\b",
 }
 
 
