@@ -16,6 +16,7 @@ checkpoint never refers to a tile that could be lost by a crash.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +39,10 @@ def fsync_dir(path: Path) -> None:
 
 
 def _write_synced(path: Path, data: bytes, mode: int = 0o644) -> Path:
-    """Write ``data`` to a temporary sibling of ``path``, fsync it, return the temp path."""
+    """Write ``data`` to a temporary sibling of ``path``, fsync it, return the temp path.
+
+    Raises OSError (disk full...); the temporary file is removed then.
+    """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -47,9 +51,19 @@ def _write_synced(path: Path, data: bytes, mode: int = 0o644) -> Path:
             written = os.write(fd, view)
             view = view[written:]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        _discard([tmp])
+        raise
+    os.close(fd)
     return tmp
+
+
+def _discard(paths: Iterable[Path]) -> None:
+    """Remove temporary files after a failure, as far as the failing disk allows."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 # fsync releases the GIL: syncing a batch's files from several threads lets the
@@ -66,10 +80,19 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Durably replace ``path`` with ``data``: temp file, fsync, rename, fsync dir."""
+    """Durably replace ``path`` with ``data``: temp file, fsync, rename, fsync dir.
+
+    Raises OSError; ``path`` then holds the old or (rarely) the new content.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _write_synced(path, data, mode)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _discard([tmp])
+        raise
+    # If this fails the new content may be visible but not yet durable: callers
+    # re-read the file to learn which one is there.
     fsync_dir(path.parent)
 
 
@@ -95,33 +118,54 @@ class TileStore:
             raise NotFoundError(f"no such object: {relpath}") from err
 
     def write_batch(self, items: Iterable[tuple[str, bytes]]) -> None:
-        """Durably write many tiles/bundles; returns once all are on disk."""
+        """Durably write many tiles/bundles; returns once all are on disk.
+
+        Raises OSError (disk full...). Some of the files may have been replaced
+        then (never one a checkpoint covers: the log writes new tiles only) and
+        no temporary file is left behind.
+        """
         dirs: set[Path] = set()
+        new_dirs: set[Path] = set()
         jobs: list[tuple[Path, bytes]] = []
         for relpath, data in items:
             path = self._path(relpath)
             parent = path.parent
             if parent not in self._known_dirs:
                 self._mkdirs(parent, dirs)
+                new_dirs.add(parent)
             jobs.append((path, data))
             dirs.add(parent)
         pool = _executor()
-        temps = list(pool.map(lambda job: _write_synced(*job), jobs))
-        for tmp, (path, _) in zip(temps, jobs, strict=True):
-            os.replace(tmp, path)
+        futures = [pool.submit(_write_synced, *job) for job in jobs]
+        temps: list[Path] = []
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                temps.append(future.result())
+            except BaseException as err:  # wait for every job, then clean up
+                failure = failure or err
+        if failure is not None:
+            _discard(temps)
+            raise failure
+        for n, (tmp, (path, _)) in enumerate(zip(temps, jobs, strict=True)):
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                _discard(temps[n:])
+                raise
         list(pool.map(fsync_dir, dirs))
+        # Only now is every new directory durable in its parent.
+        self._known_dirs |= new_dirs
 
     def _mkdirs(self, parent: Path, dirs: set[Path]) -> None:
-        # New directories must themselves be durable in their parents.
-        missing: list[Path] = []
-        p = parent
-        while not p.exists():
-            missing.append(p)
-            p = p.parent
+        # New directories must themselves be durable in their parents. A directory
+        # a failed batch created may exist without being durable: sync every
+        # ancestor up to the root, once per directory and process.
         parent.mkdir(parents=True, exist_ok=True)
-        for m in missing:
-            dirs.add(m.parent)
-        self._known_dirs.add(parent)
+        p = parent
+        while p != self.root and p != p.parent:
+            p = p.parent
+            dirs.add(p)
 
     def read_checkpoint(self) -> bytes:
         return self.read(CHECKPOINT)

@@ -1,22 +1,31 @@
-"""The log's relational side: the deduplication index and durable metadata.
+"""The log's relational side: the deduplication index (derived data).
 
-SQLAlchemy Core over SQLite (the embedded default; PostgreSQL can follow with
-the same tables). Two tables::
+SQLAlchemy Core over SQLite (the embedded default) or PostgreSQL (the same
+tables). Two tables::
 
     dedup(leaf_hash BLOB PRIMARY KEY, idx INTEGER)   -- leaf hash -> first index
-    meta(key TEXT PRIMARY KEY, value TEXT)            -- "size": integrated tree size
+    meta(key TEXT PRIMARY KEY, value TEXT)            -- "size": entries indexed
 
-The ``size`` row is advanced in the same transaction that records the batch's
-leaf hashes. The log writes that transaction while the batch's tiles are being
-written, and publishes the checkpoint only after both are durable; the
-published checkpoint is therefore the truth after a crash, and
-:meth:`DedupIndex.truncate` drops whatever the index holds beyond it. SQLite
-runs in WAL mode with ``synchronous=FULL``: a commit is on disk when it returns.
+When it commits: after a batch's checkpoint is signed and written, a background
+thread of the log records the batch's leaf hashes and advances ``size`` in one
+transaction (:meth:`DedupIndex.record`); until that commit returns the log
+answers those hashes from memory. The index is never the truth: the signed
+checkpoint and the entry bundles are. It may lag behind the checkpoint (a
+commit that failed or had not run at a crash); the log then re-derives the
+missing hashes from the bundles (``docs/adr/0002-dedup-index-is-derived.md``).
+Re-recording a hash it already holds is a no-op, so a commit whose outcome was
+unknown can simply be repeated. SQLite runs in WAL mode with
+``synchronous=FULL``: a commit is on disk when it returns.
+
+Every database failure (SQLite "database or disk is full", a lost PostgreSQL
+connection...) is raised as :class:`overt.errors.LogError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +41,9 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from overt.errors import LogError
 
 __all__ = ["DedupIndex"]
 
@@ -62,15 +74,30 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+@contextmanager
+def _failures(what: str) -> Iterator[None]:
+    """Raise a database failure as LogError (driver message only: no SQL, no parameters)."""
+    try:
+        yield
+    except (SQLAlchemyError, sqlite3.Error) as err:
+        reason = getattr(err, "orig", None) or err
+        raise LogError(f"dedup index: cannot {what}: {reason}") from err
+
+
 class DedupIndex:
     """Leaf hash -> index, plus the integrated size. One writer at a time."""
 
     def __init__(self, engine: Engine) -> None:
+        """Use (and create if needed) the tables in ``engine``. Raises LogError."""
         self.engine = engine
-        _metadata.create_all(engine)
+        with _failures("open the database"):
+            _metadata.create_all(engine)
         marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._marker = marker
-        self._insert_sql = f"INSERT INTO dedup (leaf_hash, idx) VALUES ({marker}, {marker})"
+        # Idempotent: repeating a commit whose outcome was unknown changes nothing.
+        self._insert_sql = (
+            f"INSERT INTO dedup (leaf_hash, idx) VALUES ({marker}, {marker}) ON CONFLICT DO NOTHING"
+        )
 
     @classmethod
     def sqlite(cls, path: Path) -> DedupIndex:
@@ -79,14 +106,15 @@ class DedupIndex:
         return cls(engine)
 
     def size(self) -> int:
-        with self.engine.connect() as conn:
+        """Entries indexed: every leaf hash at an index below it is recorded. Raises LogError."""
+        with _failures("read its size"), self.engine.connect() as conn:
             row = conn.execute(select(meta.c.value).where(meta.c.key == "size")).first()
         return int(row[0]) if row else 0
 
     def lookup(self, leaf_hashes: Sequence[bytes]) -> dict[bytes, int]:
-        """Indices of those hashes already in the log."""
+        """Indices of those hashes already recorded. Raises LogError."""
         found: dict[bytes, int] = {}
-        with self.engine.connect() as conn:
+        with _failures("look up leaf hashes"), self.engine.connect() as conn:
             for i in range(0, len(leaf_hashes), _LOOKUP_CHUNK):
                 chunk = leaf_hashes[i : i + _LOOKUP_CHUNK]
                 # Driver SQL: compiling an IN clause of thousands of binds costs more than the query.
@@ -98,15 +126,22 @@ class DedupIndex:
         return found
 
     def truncate(self, size: int) -> None:
-        """Forget every hash at an index >= size and set the size (crash recovery)."""
-        with self.engine.begin() as conn:
+        """Forget every hash at an index >= size and set the size. Raises LogError.
+
+        Scans the whole table (``idx`` has no index of its own): recovery only.
+        """
+        with _failures("truncate"), self.engine.begin() as conn:
             conn.execute(dedup.delete().where(dedup.c.idx >= size))
             self._set(conn, "size", str(size))
 
     def record(self, pairs: Iterable[tuple[bytes, int]], new_size: int) -> None:
-        """Record a batch's leaf hashes and advance the size, in one durable transaction."""
+        """Record leaf hashes and advance the size, in one durable transaction. Raises LogError.
+
+        ``pairs`` must hold every hash at an index between the current size and
+        ``new_size``; hashes already recorded are skipped.
+        """
         rows = list(pairs)
-        with self.engine.begin() as conn:
+        with _failures("commit"), self.engine.begin() as conn:
             if rows:
                 # The hot path of bulk appends: tuples straight to the driver's
                 # executemany, skipping per-row dict and compilation work.

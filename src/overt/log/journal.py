@@ -16,6 +16,14 @@ security mechanism: entries are authenticated by the Merkle tree once
 integrated). Reading stops at the first incomplete or corrupt record; such a
 record was never acknowledged because its fsync had not returned. A segment is
 deleted once a published checkpoint covers all its records.
+
+Failures (disk full): a segment is only ever appended to by the process that
+opened it, and is opened (created or truncated) at the log's next index, so a
+record that a failed append left behind is never followed by acknowledged
+ones in the same segment. A later segment supersedes whatever earlier segments
+hold from its start on: those records were never acknowledged (the log opens a
+segment at ``start`` only when ``start`` entries are acknowledged). Recovery
+therefore only reads; it never has to repair a segment before continuing.
 """
 
 from __future__ import annotations
@@ -24,14 +32,15 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from overt.errors import LogError
 from overt.log.fs import fsync_dir
 
-__all__ = ["Journal", "decode", "encode"]
+__all__ = ["Journal", "decode", "encode", "replay"]
 
-_NAME = re.compile(r"^(0|[1-9][0-9]*)$")
+_NAME = re.compile(r"0|[1-9][0-9]*")  # fullmatch: "$" would pass "5\n"
 _LEN = struct.Struct(">H")
 _CRC = struct.Struct(">I")
 
@@ -61,44 +70,77 @@ def decode(data: bytes) -> tuple[list[bytes], int]:
     return entries, pos
 
 
+def replay(segments: Iterable[tuple[int, list[bytes]]], size: int) -> list[bytes]:
+    """The acknowledged records at indices ``size``, ``size + 1``... of ``segments``.
+
+    ``segments`` are (start, records) oldest first; a later segment supersedes
+    earlier ones from its start on. Raises LogError if an index is missing.
+    """
+    staged: list[bytes] = []
+    for start, records in segments:
+        if start < size + len(staged):
+            del staged[max(0, start - size) :]
+        for offset, entry in enumerate(records):
+            index = start + offset
+            if index < size:
+                continue
+            if index != size + len(staged):
+                raise LogError(f"journal segment {start} skips to index {index} (log size {size})")
+            staged.append(entry)
+    return staged
+
+
 class Journal:
     """Append-only segments of sequenced, not yet integrated, entries."""
 
     def __init__(self, directory: Path) -> None:
+        """Raises OSError if the directory cannot be created."""
         self.directory = directory
         directory.mkdir(exist_ok=True)
         self._fd = -1
-        self._start = -1
+        self._next = -1
+
+    @property
+    def next_index(self) -> int:
+        """Index the next appended record will have; -1 when no segment is open."""
+        return self._next if self._fd >= 0 else -1
 
     def segments(self) -> list[int]:
-        return sorted(int(p.name) for p in self.directory.iterdir() if _NAME.match(p.name))
+        return sorted(int(p.name) for p in self.directory.iterdir() if _NAME.fullmatch(p.name))
 
     def recover(self) -> Iterator[tuple[int, list[bytes]]]:
-        """(start index, intact records) of every segment, oldest first; torn tails are cut."""
+        """(start index, intact records) of every segment, oldest first. Only reads."""
         for start in self.segments():
-            path = self.directory / str(start)
-            data = path.read_bytes()
-            entries, intact = decode(data)
-            if intact != len(data):
-                with open(path, "r+b") as f:
-                    f.truncate(intact)
-                    os.fsync(f.fileno())
-            yield start, entries
+            yield start, decode((self.directory / str(start)).read_bytes())[0]
 
     def open_segment(self, start: int) -> None:
-        """Direct later appends to a new segment whose first record will have index ``start``."""
-        self.close()
+        """Direct later appends to a fresh segment whose first record will have index ``start``.
+
+        Anything a segment of that name held is discarded: records at ``start``
+        and beyond were never acknowledged. Raises OSError; the segment open
+        before stays open then.
+        """
         path = self.directory / str(start)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._start = start
-        fsync_dir(self.directory)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:
+            os.fsync(fd)
+            fsync_dir(self.directory)
+        except OSError:
+            os.close(fd)
+            raise
+        self.close()
+        self._fd, self._next = fd, start
 
     def append(self, entries: Sequence[bytes]) -> None:
-        """Durably append records to the open segment (one write, one fsync)."""
+        """Durably append records to the open segment (one write, one fsync). Raises OSError."""
         if self._fd < 0:
             raise OSError("no open journal segment (a previous failure closed it)")
         data = encode(entries)
-        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            start = os.lseek(self._fd, 0, os.SEEK_END)
+        except OSError:
+            self.close()
+            raise
         try:
             view = memoryview(data)
             while view:
@@ -106,13 +148,15 @@ class Journal:
             os.fdatasync(self._fd)
         except OSError:
             # A torn record would hide every later record from recovery: cut the
-            # segment back to where this append began, or stop using it.
+            # segment back to where this append began, or stop using it (the log
+            # then opens a fresh segment, which supersedes what is left here).
             try:
                 os.ftruncate(self._fd, start)
                 os.fsync(self._fd)
             except OSError:
                 self.close()
             raise
+        self._next += len(entries)
 
     def drop_before(self, size: int, keep: int) -> None:
         """Delete segments all of whose records are below ``size`` (never segment ``keep``)."""

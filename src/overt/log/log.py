@@ -23,8 +23,9 @@ Appending a batch (``add_many``) is one pass of *integration*:
    ``DIR/checkpoint``; it is published (``DIR/tiles/checkpoint``) at once when
    the log has no witnesses, and once the witness quorum cosigned it when it
    has (``overt.log.witnessing``);
-4. in the background, the batch's leaf hashes are committed to the dedup index
-   (SQLite); until then they are answered from memory.
+4. after step 3, a background thread commits the batch's leaf hashes to the
+   dedup index (``overt.log.index``); until that commit returns they are
+   answered from memory (``_unindexed``).
 
 Indices are returned after step 3, so the signed checkpoint is the truth after
 a crash: an entry is acknowledged if and only if a signed checkpoint covers it
@@ -35,6 +36,17 @@ their bundles and indexed again (anything beyond the checkpoint is dropped).
 Stray tiles beyond the signed size are never served and are overwritten by
 later batches. A checkpoint only commits to tiles that are already durable,
 and the tree never forks.
+
+Storage failures (disk full, I/O errors, a database that cannot commit) are
+raised as :class:`~overt.errors.LogError` and never lose or move an
+acknowledged entry. The in-memory state only advances after the write that
+makes it durable has returned. After a failed write the log re-reads the
+checkpoint and tiles (disk may be ahead of memory: a checkpoint renamed into
+place before a later step failed) and adopts them. Staged entries stay
+staged, the next index stays where it was. If that re-read fails too, the log
+refuses writes until it succeeds; the next call retries it. A failed index
+commit only leaves hashes in memory; a later commit catches up from there.
+So indices never move and no entry is logged twice.
 
 The index is off the critical path because random-key B-tree inserts are the
 slowest step of a bulk append; running them behind the next batch's hashing
@@ -63,11 +75,12 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from overt.errors import (
     ConfigError,
     EntryError,
+    FormatError,
     LogError,
     LogLockedError,
     NotFoundError,
@@ -80,7 +93,7 @@ from overt.formats.policy import Policy, parse_policy
 from overt.formats.proof import TlogProof, format_proof
 from overt.log._files import read_token, read_vkey
 from overt.log.fs import TileStore, atomic_write
-from overt.log.journal import Journal
+from overt.log.journal import Journal, replay
 
 if TYPE_CHECKING:
     from overt.log.index import DedupIndex
@@ -97,7 +110,7 @@ TILE_CACHE = 4096
 #: Batches whose dedup-index commit may still be running behind the appends.
 _INDEX_LAG = 4
 _FORMAT_VERSION = 1
-_ORIGIN = re.compile(r"^[\x21-\x2a\x2c-\x7e]{1,255}$")  # printable ASCII, no space or '+'
+_ORIGIN = re.compile(r"[\x21-\x2a\x2c-\x7e]{1,255}")  # printable ASCII, no space or '+'
 
 
 def _lock(directory: Path) -> int:
@@ -123,11 +136,29 @@ def _leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
     return [merkle.leaf_hash(e) for e in entries]
 
 
-def _reraise(err: BaseException) -> NoReturn:
-    """Re-raise ``err``; an I/O failure (disk full...) as the LogError callers expect."""
-    if isinstance(err, OSError):
-        raise LogError(f"storage failure (nothing acknowledged was lost): {err}") from err
-    raise err
+def _storage_error(err: BaseException, what: str = "storage failure") -> LogError | None:
+    """``err`` as the LogError callers expect, if it is a storage failure; else None.
+
+    OSError (disk full...) and LogError (the index wraps its database errors)
+    are storage failures, as are malformed stored bytes (FormatError). Anything
+    else is a bug and propagates as it is.
+    """
+    if isinstance(err, LogError):
+        return err
+    if isinstance(err, (OSError, FormatError)):
+        return LogError(f"{what}: {err}")
+    return None
+
+
+class _Tree(NamedTuple):
+    """The integrated tree as the latest signed checkpoint and its tiles hold it."""
+
+    size: int
+    partials: list[list[bytes]]
+    bundle: list[bytes]
+    root: bytes
+    signed: tuple[bytes, int]
+    published: tuple[bytes, int]
 
 
 def check_entry(entry: bytes) -> None:
@@ -171,20 +202,36 @@ class Log:
         # Lock order: _write_lock (integration) before _seq_lock (index assignment).
         self._write_lock = threading.Lock()
         self._seq_lock = threading.Lock()
-        self.journal = Journal(directory / "journal")
+        try:
+            self.journal = Journal(directory / "journal")
+        except OSError as err:
+            self.index.close()
+            raise LogError(f"cannot open the journal: {err}") from err
+        # Sequenced entries not yet integrated: indices _size.._next-1, all in the journal.
         self._staged: list[bytes] = []
         self._staged_hashes: list[bytes] = []
         self._index_thread = ThreadPoolExecutor(1, thread_name_prefix="overt-index")
         self._hash_thread = ThreadPoolExecutor(1, thread_name_prefix="overt-hash")
-        # Leaf hashes integrated and published but not yet committed to the index.
+        # Leaf hashes sequenced or integrated but not yet committed to the index;
+        # the index holds every hash below _indexed.
         self._unindexed: dict[bytes, int] = {}
         self._unindexed_lock = threading.Lock()
         self._index_jobs: list[Future[None]] = []
-        self._index_failed = False
+        self._indexed = 0
+        # Why memory may be behind disk (a failed write whose re-read failed too);
+        # writes are refused until _recover succeeds.
+        self._suspect: str | None = None
         # Expanded tiles kept warm for proof generation, shared across tree sizes.
         self.tile_cache = tiles.TileCache(TILE_CACHE)
         self._reader: tiles.TileReader | None = None
-        self._load()
+        try:
+            self._load()
+        except BaseException:
+            self._index_thread.shutdown(wait=True)
+            self._hash_thread.shutdown(wait=True)
+            self.journal.close()
+            self.index.close()
+            raise
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -192,7 +239,7 @@ class Log:
     def create(cls, directory: Path | str, origin: str) -> Log:
         """Create a new empty log with a fresh Ed25519 key. Raises ConfigError if DIR is in use."""
         directory = Path(directory)
-        if not _ORIGIN.match(origin):
+        if not _ORIGIN.fullmatch(origin):
             raise ConfigError(f"invalid origin {origin!r}: printable ASCII without spaces or '+'")
         if (directory / "log.json").exists():
             raise ConfigError(f"{directory} already holds a log")
@@ -231,6 +278,10 @@ class Log:
             raise
 
     def close(self) -> None:
+        """Wait for index commits and release the directory.
+
+        An index that cannot catch up is only logged: it is re-derived on open.
+        """
         if self._witnessing is not None:
             self._witnessing.close()
             self._witnessing = None
@@ -238,6 +289,8 @@ class Log:
         if self._lock_fd >= 0:
             try:
                 self.flush_index()
+            except LogError as err:
+                _logger.warning("%s", err)
             finally:
                 self._index_thread.shutdown(wait=True)
                 self._hash_thread.shutdown(wait=True)
@@ -254,104 +307,124 @@ class Log:
 
     @property
     def token(self) -> str:
-        return (self.directory / "token").read_text().strip()
+        """The bearer token for ``POST /add``. Raises ConfigError."""
+        return read_token(self.directory)
 
     # -- state -------------------------------------------------------------
 
-    def _load(self) -> None:
-        """Rebuild the in-memory right edge from durable state (the latest signed checkpoint)."""
+    def _read_tree(self) -> _Tree:
+        """The tree as the latest signed checkpoint and its tiles are on disk. Only reads.
+
+        Raises LogError (unreadable or inconsistent storage).
+        """
         try:
             latest = (self.directory / "checkpoint").read_bytes()
-        except OSError as err:
-            raise ConfigError(f"{self.directory}: cannot read the checkpoint: {err}") from err
-        signed = parse_checkpoint(parse_note(latest).text)
-        size = signed.size
-        indexed = self.index.size()
-        if indexed > size:
-            # A batch that crashed before its checkpoint: never acknowledged.
-            self.index.truncate(size)
-        partials: list[list[bytes]] = []
-        level = 0
-        while size >> (tiles.TILE_HEIGHT * level):
-            count = size >> (tiles.TILE_HEIGHT * level)
-            width = count % tiles.TILE_WIDTH
+            signed = parse_checkpoint(parse_note(latest).text)
+            size = signed.size
+            partials: list[list[bytes]] = []
+            level = 0
+            while size >> (tiles.TILE_HEIGHT * level):
+                count = size >> (tiles.TILE_HEIGHT * level)
+                width = count % tiles.TILE_WIDTH
+                if width:
+                    data = self.store.read(tiles.tile_path(level, count // tiles.TILE_WIDTH, width))
+                    partials.append(tiles.read_tile_hashes(data, width))
+                else:
+                    partials.append([])
+                level += 1
+            width = size % tiles.TILE_WIDTH
+            bundle: list[bytes] = []
             if width:
-                data = self.store.read(tiles.tile_path(level, count // tiles.TILE_WIDTH, width))
-                partials.append(tiles.read_tile_hashes(data, width))
-            else:
-                partials.append([])
-            level += 1
-        width = size % tiles.TILE_WIDTH
-        bundle: list[bytes] = []
-        if width:
-            raw = self.store.read(tiles.entries_path(size // tiles.TILE_WIDTH, width))
-            bundle = tiles.parse_entry_bundle(raw, width)
-        self._size = size
-        self._partials = partials
-        self._bundle = bundle
-        self._root = self._compute_root(size, partials)
-        if signed.root_hash != self._root:
+                raw = self.store.read(tiles.entries_path(size // tiles.TILE_WIDTH, width))
+                bundle = tiles.parse_entry_bundle(raw, width)
+            served = self.store.read_checkpoint()
+            served_size = parse_checkpoint(parse_note(served).text).size
+        except (OSError, FormatError, LogError) as err:
+            raise LogError(f"cannot read the log's state: {err}") from err
+        root = self._compute_root(size, partials)
+        if signed.root_hash != root:
             raise LogError(f"tiles do not match the latest checkpoint at size {size}")
-        # One attribute each, so readers never pair a note with another note's size.
-        self._signed = (latest, size)
-        served = self.store.read_checkpoint()
-        served_size = parse_checkpoint(parse_note(served).text).size
-        if self.policy is None and served != latest:
-            # Without witnesses every signed checkpoint is published; finish a
-            # publication a crash interrupted.
-            self.store.write_checkpoint(latest)
-            served, served_size = latest, size
         if served_size > size:
             raise LogError(
                 f"published checkpoint (size {served_size}) is ahead of the log ({size})"
             )
-        self._published = (served, served_size)
+        return _Tree(size, partials, bundle, root, (latest, size), (served, served_size))
+
+    def _set_tree(self, tree: _Tree) -> None:
+        self._size, self._partials, self._bundle, self._root = (
+            tree.size,
+            tree.partials,
+            tree.bundle,
+            tree.root,
+        )
+        # One attribute each, so readers never pair a note with another note's size.
+        self._signed = tree.signed
+        self._published = tree.published
+
+    def _publish_pending(self, tree: _Tree) -> _Tree:
+        """Without witnesses every signed checkpoint is published: finish one a failure or
+        crash interrupted. Raises LogError."""
+        if self.policy is None and tree.published[0] != tree.signed[0]:
+            try:
+                self.store.write_checkpoint(tree.signed[0])
+            except OSError as err:
+                raise LogError(f"cannot publish the checkpoint: {err}") from err
+            return tree._replace(published=tree.signed)
+        return tree
+
+    def _load(self) -> None:
+        """Build the in-memory state from durable state (on open). Raises LogError."""
+        tree = self._publish_pending(self._read_tree())
+        size = tree.size
+        indexed = self.index.size()
+        if indexed > size:
+            # Cannot happen with commits after the checkpoint; never trust such rows.
+            self.index.truncate(size)
+            indexed = size
+        self._set_tree(tree)
+        self._indexed = indexed
         if indexed < size:
-            self._reindex(indexed, size)
+            # Re-derive what the index misses; keep it in memory if it cannot commit.
+            with self._unindexed_lock:
+                self._unindexed.update(self._bundle_hashes(indexed, size))
+            self._commit_index(None, indexed, size)
         self._replay_journal()
 
     def _replay_journal(self) -> None:
         """Integrate entries sequenced (acknowledged) but not integrated before a stop."""
-        staged: list[bytes] = []
-        for start, records in self.journal.recover():
-            for offset, entry in enumerate(records):
-                index = start + offset
-                if index < self._size:
-                    continue
-                if index != self._size + len(staged):
-                    raise LogError(f"journal segment {start} skips to index {index}")
-                staged.append(entry)
+        try:
+            staged = replay(self.journal.recover(), self._size)
+            # Later records go to a fresh segment: what a segment holds beyond
+            # them was never acknowledged (overt.log.journal).
+            self.journal.open_segment(self._size + len(staged))
+        except OSError as err:
+            raise LogError(f"cannot read the journal: {err}") from err
         # The recovered entries are promised indices: account for them before
         # trying to integrate, so that if integration fails (disk full) new
         # sequencing still continues after them and the journal stays valid.
-        hashes = [merkle.leaf_hash(e) for e in staged]
+        hashes = _leaf_hashes(staged)
         self._staged, self._staged_hashes = staged, hashes
         self._next = self._size + len(staged)
         with self._unindexed_lock:
             self._unindexed.update(zip(hashes, range(self._size, self._next), strict=True))
-        self.journal.open_segment(self._next)
-        if staged:
-            self._staged, self._staged_hashes = [], []
-            try:
-                self._integrate(staged, hashes)
-            except BaseException:
-                self._staged, self._staged_hashes = staged, hashes
-                raise
-        self.journal.drop_before(self._size, keep=self._next)
+        self._integrate_staged()
+        self._drop_journal()
 
-    def _reindex(self, start: int, end: int) -> None:
-        """Index the leaf hashes of [start, end) from the durable entry bundles."""
+    def _bundle_hashes(self, start: int, end: int) -> list[tuple[bytes, int]]:
+        """(leaf hash, index) of [start, end), from the durable entry bundles. Raises LogError."""
         width = tiles.TILE_WIDTH
         pairs: list[tuple[bytes, int]] = []
-        for n in range(start // width, (end + width - 1) // width):
-            count = min(width, end - n * width)
-            bundle = tiles.parse_entry_bundle(self.store.read(tiles.entries_path(n, count)), count)
-            for offset, entry in enumerate(bundle):
-                index = n * width + offset
-                if index >= start:
-                    pairs.append((merkle.leaf_hash(entry), index))
-        self.index.truncate(start)
-        self.index.record(pairs, end)
+        try:
+            for n in range(start // width, (end + width - 1) // width):
+                count = min(width, end - n * width)
+                raw = self.store.read(tiles.entries_path(n, count))
+                for offset, entry in enumerate(tiles.parse_entry_bundle(raw, count)):
+                    index = n * width + offset
+                    if index >= start:
+                        pairs.append((merkle.leaf_hash(entry), index))
+        except (OSError, FormatError, LogError) as err:
+            raise LogError(f"cannot read entry bundles {start}..{end}: {err}") from err
+        return pairs
 
     @staticmethod
     def _compute_root(size: int, partials: Sequence[Sequence[bytes]]) -> bytes:
@@ -374,16 +447,15 @@ class Log:
         return root
 
     def _publish(self, size: int, root: bytes) -> bytes:
-        """Sign a checkpoint for ``size``; publish it too when no witnesses are configured.
+        """Sign and write a checkpoint for ``size``; publish it too without witnesses.
 
-        Callers must have made every tile it commits to durable.
+        Callers must have made every tile it commits to durable, and update the
+        in-memory state only once this returns. Raises OSError.
         """
         note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
         atomic_write(self.directory / "checkpoint", note)
-        self._signed = (note, size)
         if self.policy is None:
             self.store.write_checkpoint(note)
-            self._published = (note, size)
         return note
 
     def publish_witnessed(self, note: bytes, size: int) -> None:
@@ -396,7 +468,10 @@ class Log:
             raise LogError(
                 f"refusing to publish size {size} (published {self._published[1]}, log {self._size})"
             )
-        self.store.write_checkpoint(note)
+        try:
+            self.store.write_checkpoint(note)
+        except OSError as err:
+            raise LogError(f"cannot publish the witnessed checkpoint: {err}") from err
         self._published = (note, size)
 
     @property
@@ -433,13 +508,19 @@ class Log:
         return self._witnessing.cosign_latest()
 
     def set_policy(self, policy_text: bytes | None) -> None:
-        """Install (or with None remove) the witness policy. Raises FormatError, PolicyError."""
-        if policy_text is None:
-            (self.directory / "witnesses.policy").unlink(missing_ok=True)
-            self.policy = None
-            return
-        policy = _parse_witness_policy(policy_text)
-        atomic_write(self.directory / "witnesses.policy", policy_text)
+        """Install (or with None remove) the witness policy.
+
+        Raises FormatError, PolicyError, LogError (the policy file cannot be written).
+        """
+        try:
+            if policy_text is None:
+                (self.directory / "witnesses.policy").unlink(missing_ok=True)
+                self.policy = None
+                return
+            policy = _parse_witness_policy(policy_text)
+            atomic_write(self.directory / "witnesses.policy", policy_text)
+        except OSError as err:
+            raise LogError(f"cannot store the witness policy: {err}") from err
         self.policy = policy
         if self._witnessing is not None:
             self._witnessing.close()
@@ -456,14 +537,14 @@ class Log:
 
         Duplicates (of logged entries or within ``entries``) get the existing
         index. Raises EntryError (nothing is appended) if any entry is empty or
-        larger than 65535 bytes.
+        larger than 65535 bytes, LogError if storage fails (batches before the
+        failing one may be in the log: adding them again returns their indices).
         """
         for entry in entries:
             check_entry(entry)
         indices: list[int] = []
         with self._write_lock, self._seq_lock:
-            if self._lock_fd < 0:
-                raise LogError("log is closed")
+            self._ready()
             # Sequenced entries come first: their indices are already promised.
             self._integrate_staged()
             before = self._size
@@ -478,13 +559,26 @@ class Log:
             finally:
                 for future in hashed:
                     future.cancel()
-            self._next = self._size
             if self._size != before:
                 # Journal records are numbered from their segment's start: later
-                # sequenced entries must go to a segment that starts after these.
-                self.journal.open_segment(self._next)
-                self.journal.drop_before(self._size, keep=self._next)
+                # sequenced entries go to a segment that starts after these
+                # (sequence() opens one if this fails), so older ones can go.
+                try:
+                    self.journal.open_segment(self._next)
+                except OSError as err:
+                    _logger.warning("cannot open a journal segment yet: %s", err)
+                self._drop_journal()
         return indices
+
+    def _ready(self) -> None:
+        """Refuse writes on a closed log; catch up with disk after a failure. Both locks held.
+
+        Raises LogError.
+        """
+        if self._lock_fd < 0:
+            raise LogError("log is closed")
+        if self._suspect is not None:
+            self._recover()
 
     def _dedup(self, hashes: Sequence[bytes]) -> dict[bytes, int]:
         """Indices of the hashes already logged, sequenced or integrating."""
@@ -524,29 +618,43 @@ class Log:
 
         Returns as soon as the entries are on disk (one fsync). They are in a
         published checkpoint after the next :meth:`integrate`. Duplicates get
-        the existing index. Raises EntryError (nothing sequenced) for a bad entry.
+        the existing index. Raises EntryError (nothing sequenced) for a bad
+        entry, LogError (nothing sequenced) if storage fails.
         """
         for entry in entries:
             check_entry(entry)
-        with self._seq_lock:
-            if self._lock_fd < 0:
-                raise LogError("log is closed")
-            indices, new_entries, new_hashes = self._assign(
-                entries, _leaf_hashes(entries), self._next
-            )
-            if new_entries:
-                try:
-                    self.journal.append(new_entries)
-                except OSError as err:
-                    raise LogError(f"cannot store entries in the journal: {err}") from err
-                new_pairs = zip(
-                    new_hashes, range(self._next, self._next + len(new_entries)), strict=True
-                )
-                with self._unindexed_lock:
-                    self._unindexed.update(new_pairs)
-                self._next += len(new_entries)
-                self._staged.extend(new_entries)
-                self._staged_hashes.extend(new_hashes)
+        hashes = _leaf_hashes(entries)
+        while True:
+            if self._suspect is not None:
+                # Rare: recovering needs the integration lock too (lock order).
+                with self._write_lock, self._seq_lock:
+                    self._ready()
+            with self._seq_lock:
+                if self._lock_fd < 0:
+                    raise LogError("log is closed")
+                if self._suspect is None:
+                    return self._sequence(entries, hashes)
+
+    def _sequence(self, entries: Sequence[bytes], hashes: list[bytes]) -> list[int]:
+        """Assign indices and journal; caller holds _seq_lock. Raises LogError."""
+        indices, new_entries, new_hashes = self._assign(entries, hashes, self._next)
+        if not new_entries:
+            return indices
+        try:
+            if self.journal.next_index != self._next:
+                # No segment open (a failure closed it) or one whose numbering
+                # no longer matches: records must land at their promised index.
+                self.journal.open_segment(self._next)
+            self.journal.append(new_entries)
+        except OSError as err:
+            raise LogError(f"cannot store entries in the journal: {err}") from err
+        # Durable: only now do the indices count.
+        new_pairs = zip(new_hashes, range(self._next, self._next + len(new_entries)), strict=True)
+        with self._unindexed_lock:
+            self._unindexed.update(new_pairs)
+        self._next += len(new_entries)
+        self._staged.extend(new_entries)
+        self._staged_hashes.extend(new_hashes)
         return indices
 
     @property
@@ -554,51 +662,105 @@ class Log:
         """Entries sequenced so far (integrated or not)."""
         return self._next
 
+    @property
+    def failure(self) -> str | None:
+        """The storage failure the log has not recovered from yet, if any.
+
+        While set, writes first retry reading the durable state (and raise
+        LogError while that fails).
+        """
+        return self._suspect
+
     def integrate(self) -> int:
-        """Integrate everything sequenced so far; returns the published size."""
+        """Integrate everything sequenced so far; returns the integrated size.
+
+        Raises LogError if storage fails; the entries stay sequenced then (their
+        indices do not change) and the next call retries.
+        """
         with self._write_lock:
             with self._seq_lock:
+                self._ready()
                 entries, hashes = self._staged, self._staged_hashes
-                self._staged, self._staged_hashes = [], []
-                # Later appends go to a fresh segment, so this one can be dropped.
                 if entries:
-                    self.journal.open_segment(self._next)
+                    # Later appends go to a fresh segment, so this one can be
+                    # dropped once integrated (if none opens, the old one stays).
+                    try:
+                        self.journal.open_segment(self._next)
+                    except OSError as err:
+                        _logger.warning("cannot open a journal segment yet: %s", err)
+                    self._staged, self._staged_hashes = [], []
             if entries:
                 try:
                     self._integrate(entries, hashes)
                 except BaseException as err:
                     with self._seq_lock:
+                        # Sequenced meanwhile: after these, as their indices say.
+                        self._staged = entries + self._staged
+                        self._staged_hashes = hashes + self._staged_hashes
                         self._fail(err)
-                self.journal.drop_before(self._size, keep=self._next)
+                self._drop_journal()
             return self._size
 
     def _integrate_staged(self) -> None:
-        """Integrate staged entries; caller holds both locks."""
+        """Integrate staged entries; caller holds both locks. Raises LogError."""
         if self._staged:
             entries, hashes = self._staged, self._staged_hashes
-            self._staged, self._staged_hashes = [], []
-            self.journal.open_segment(self._next)
             try:
                 self._integrate(entries, hashes)
             except BaseException as err:
                 self._fail(err)
-            self.journal.drop_before(self._size, keep=self._next)
+            self._staged, self._staged_hashes = [], []
+            self._drop_journal()
+
+    def _drop_journal(self) -> None:
+        """Delete journal segments the checkpoint covers (failures only delay that)."""
+        try:
+            self.journal.drop_before(self._size, keep=self.journal.next_index)
+        except OSError as err:
+            _logger.warning("cannot drop integrated journal segments yet: %s", err)
 
     def _fail(self, err: BaseException) -> NoReturn:
-        """After a failed integration: rebuild state from disk, then raise (OSError as LogError)."""
+        """After a failed write: catch up with what is durable, raise (storage failures as
+        LogError). Caller holds both locks and has put back what it took from the state."""
+        self._suspect = str(err) or type(err).__name__
+        error = _storage_error(err)
         try:
-            self._recover_after_failure()
-        except OSError as again:
-            raise LogError(
-                f"storage failure (nothing acknowledged was lost): {err}; still failing: {again}"
-            ) from err
-        _reraise(err)
+            self._recover()
+        except LogError as again:
+            _logger.error("storage failure: %s; still failing: %s", err, again)
+        if error is None:
+            raise err
+        raise error from err
 
-    def _recover_after_failure(self) -> None:
-        """Disk full, I/O error...: rebuild in-memory state from what is durable."""
-        while self._index_jobs:
-            self._index_jobs.pop(0).result()
-        self._load()
+    def _recover(self) -> None:
+        """Make the in-memory state what is durable again. Caller holds both locks.
+
+        Disk may be ahead of memory: a checkpoint renamed into place before a
+        later step (publishing it) failed. Then its entries are in the log: the
+        staged ones among them leave the stage, and their hashes stay known for
+        deduplication. Only reads (and finishes a publication). Raises LogError,
+        leaving the state as it was and the log suspect.
+        """
+        self._wait_index()
+        tree = self._publish_pending(self._read_tree())
+        if tree.size < self._size:
+            raise LogError(f"the checkpoint on disk (size {tree.size}) is behind {self._size}")
+        gained = self._bundle_hashes(self._size, tree.size) if tree.size > self._size else []
+        taken = min(len(gained), len(self._staged))
+        if [h for h, _ in gained[:taken]] != self._staged_hashes[:taken]:
+            raise LogError(f"entries {self._size}..{tree.size} on disk are not the ones staged")
+        # Nothing below can fail.
+        with self._unindexed_lock:
+            self._unindexed.update(gained)
+        del self._staged[:taken], self._staged_hashes[:taken]
+        self._next = max(self._next, tree.size)
+        self._set_tree(tree)
+        self._suspect = None
+        if self._indexed < self._size:
+            # Commits that failed meanwhile: catch up from memory in the background.
+            self._index_jobs.append(
+                self._index_thread.submit(self._commit_index, None, self._indexed, self._size)
+            )
 
     def _add_batch(self, batch: Sequence[bytes], hashes: list[bytes] | None = None) -> list[int]:
         if hashes is None:
@@ -609,6 +771,7 @@ class Log:
                 self._integrate(new_entries, new_hashes)
             except BaseException as err:
                 self._fail(err)
+            self._next = self._size  # nothing is staged during add_many
         return indices
 
     def _integrate(self, entries: list[bytes], hashes: list[bytes]) -> None:
@@ -661,38 +824,68 @@ class Log:
             level += 1
 
         root = self._compute_root(new_size, partials)
-        # Order matters for crash safety; see the module docstring.
+        # Order matters for crash safety; see the module docstring. Memory
+        # changes only once both writes returned (_recover handles the rest).
         self.store.write_batch(writes)
-        self._publish(new_size, root)
-        self._size, self._partials, self._bundle, self._root = new_size, partials, bundle, root
+        note = self._publish(new_size, root)
         pairs = list(zip(hashes, range(start, new_size), strict=True))
         with self._unindexed_lock:
             self._unindexed.update(pairs)
-        self._index_jobs.append(self._index_thread.submit(self._commit_index, pairs, new_size))
+        self._size, self._partials, self._bundle, self._root = new_size, partials, bundle, root
+        self._signed = (note, new_size)
+        if self.policy is None:
+            self._published = (note, new_size)
+        # The index commits behind the checkpoint, on its own thread (ADR 0002).
+        self._index_jobs.append(
+            self._index_thread.submit(self._commit_index, pairs, start, new_size)
+        )
         # Back-pressure: never let the index fall more than a few batches behind.
         while len(self._index_jobs) > _INDEX_LAG:
             self._index_jobs.pop(0).result()
 
-    def _commit_index(self, pairs: list[tuple[bytes, int]], new_size: int) -> None:
-        # After one failed commit the index would have a hole: stop writing it and
-        # keep answering from memory; the next open re-indexes from the bundles.
-        if self._index_failed:
-            return
+    def _commit_index(self, pairs: list[tuple[bytes, int]] | None, start: int, end: int) -> None:
+        """Commit the hashes of [start, end) to the index; on failure keep them in memory.
+
+        Runs on the index thread (or inline on open). If an earlier commit
+        failed, the index stops short of ``start``: catch up from memory, which
+        holds every hash not committed yet. Never raises: the index is derived
+        data and its failure must not fail an append.
+        """
         try:
-            self.index.record(pairs, new_size)
+            lo = self._indexed
+            if lo >= end:
+                return
+            if pairs is None or lo != start:
+                with self._unindexed_lock:
+                    pairs = [(h, i) for h, i in self._unindexed.items() if lo <= i < end]
+            self.index.record(pairs, end)
         except Exception as err:
-            self._index_failed = True
-            _logger.error("dedup index commit failed (re-indexed on next open): %s", err)
+            _logger.error("dedup index commit failed (kept in memory, retried later): %s", err)
             return
+        self._indexed = end
         with self._unindexed_lock:
             for h, _ in pairs:
-                del self._unindexed[h]
+                self._unindexed.pop(h, None)
+
+    def _wait_index(self) -> None:
+        while self._index_jobs:
+            self._index_jobs.pop(0).result()
 
     def flush_index(self) -> None:
-        """Wait until every integrated entry is committed to the dedup index."""
+        """Wait until every integrated entry is committed to the dedup index.
+
+        Raises LogError if the index cannot catch up (the log keeps working
+        from memory, and re-derives the index on the next open).
+        """
         with self._write_lock:
-            while self._index_jobs:
-                self._index_jobs.pop(0).result()
+            self._wait_index()
+            if self._indexed < self._size:
+                self._commit_index(None, self._indexed, self._size)
+            if self._indexed < self._size:
+                raise LogError(
+                    f"dedup index holds {self._indexed} of {self._size} entries; "
+                    "it is re-derived from the entry bundles on the next open"
+                )
 
     # -- reading -----------------------------------------------------------
 
