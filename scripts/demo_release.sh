@@ -75,11 +75,9 @@ expect_refusal verify agent-1.1.0.msi --bundle agent-1.1.0.msi.overt --policy po
   --state state --log log
 
 step "rotate to a new key, revoking the old one (itself a logged key-set statement)"
-overt publisher keygen vendor2.key --name vendor.example/release-2
-overt publisher rotate --key vendor.key --chain vendor.key.chain --log log \
-  --add vendor2.key.pub --revoke vendor.key.pub
+overt publisher rotate vendor.key vendor2.key --chain vendor.key.chain --log log --revoke-old
 echo "agent build 1.3.0" > agent-1.3.0.msi
-overt publish agent-1.3.0.msi --log log --key vendor2.key --chain vendor.key.chain \
+overt publish agent-1.3.0.msi --log log --key vendor2.key \
   --kind update --product agent --version 1.3.0 \
   --unsafe-local-witness asia.skey --unsafe-local-witness americas.skey
 overt verify agent-1.3.0.msi --bundle agent-1.3.0.msi.overt --policy policy.json --state state --log log

@@ -104,7 +104,6 @@ def test_publish_then_verify(setup: dict[str, Path], tmp_path: Path, capsys: pyt
 
 def test_rotation_and_revocation_through_the_cli(setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     new_key = tmp_path / "vendor2.key"
-    assert run(capsys, "publisher", "keygen", new_key, "--name", "vendor.example/release-2")[0] == 0
     chain = Path(f"{setup['key']}.chain")
     code, out, err = run(
         capsys, "publisher", "revoke", "--key", setup["key"], "--chain", chain,
@@ -112,8 +111,8 @@ def test_rotation_and_revocation_through_the_cli(setup: dict[str, Path], tmp_pat
     )  # fmt: skip
     assert code == 1 and "no key would remain" in err
     code, out, err = run(
-        capsys, "publisher", "rotate", "--key", setup["key"], "--chain", chain,
-        "--log", setup["log"], "--add", f"{new_key}.pub", "--revoke", f"{setup['key']}.pub",
+        capsys, "publisher", "rotate", setup["key"], new_key, "--chain", chain,
+        "--log", setup["log"], "--revoke-old",
     )  # fmt: skip
     assert code == 0, err
     assert "key set 1 logged" in out

@@ -220,20 +220,21 @@ def check_chain_against_log(
             listed = {parse_publisher_key(k).keyid for k in body.keys}
         except FormatError:
             continue
+        if body.sequence == state.sequence + 1:
+            try:
+                follow_keyset(state, [entry])
+            except OvertError:
+                pass  # not a successor of this chain (another publisher's, or forged)
+            else:
+                raise KeySetError(
+                    f"the log holds key set {body.sequence} (log index {index}) after this"
+                    f" chain's newest set {state.sequence}: the chain file is behind the log;"
+                    f" use the publisher's current chain"
+                )
         if signer.keyid in listed:
             raise KeySetError(
                 f"key {signer.vkey} was added by key set {body.sequence} (log index {index}),"
                 f" which this chain does not hold: endpoints that pinned the publisher's first"
                 f" key would refuse these bundles; publish with the publisher's chain"
                 f" (--chain, the file `overt publisher rotate` extended)"
-            )
-        if body.sequence == state.sequence + 1:
-            try:
-                follow_keyset(state, [entry])
-            except OvertError:
-                continue  # not a successor of this chain (another publisher's, or forged)
-            raise KeySetError(
-                f"the log holds key set {body.sequence} (log index {index}) after this"
-                f" chain's newest set {state.sequence}: the chain file is behind the log;"
-                f" use the publisher's current chain"
             )

@@ -66,7 +66,7 @@ class LogWriter(Protocol):
 
 
 class _Client(Protocol):
-    source: Any  # a TileSource: GET /checkpoint, /metrics
+    source: Any  # a TileSource (entry bundles, for logged_keysets)
 
     def sequence(self, entry: bytes) -> int: ...
 
@@ -105,10 +105,17 @@ class HTTPLogWriter:
     (a log with witnesses publishes only once its quorum has cosigned).
     """
 
-    def __init__(self, client: _Client, timeout: float = 30.0, url: str = "the log") -> None:
+    def __init__(
+        self,
+        client: _Client,
+        timeout: float = 30.0,
+        url: str = "the log",
+        metrics: Callable[[], str] | None = None,
+    ) -> None:
         self.client = client
         self.timeout = timeout
         self.url = url
+        self.metrics = metrics
 
     def add_many(self, entries: Sequence[bytes]) -> list[int]:
         indices = [self.client.sequence(e) for e in entries]
@@ -131,8 +138,10 @@ class HTTPLogWriter:
 
     def _witness_states(self) -> tuple[list[str], list[str]]:
         """Witnesses that answered the log's last round, and those that did not (/metrics)."""
+        if self.metrics is None:
+            return [], []
         try:
-            text = self.client.source.read("metrics").decode("utf-8", "replace")
+            text = self.metrics()
         except OvertError:
             return [], []
         up: list[str] = []
@@ -254,14 +263,42 @@ def open_log_writer(
         from overt.log.client import LogClient
 
         with LogClient(url_or_dir, token, timeout=max(timeout, 30.0)) as client:
-            yield HTTPLogWriter(_Unauthorized(client, url_or_dir), timeout, url_or_dir)
+            yield HTTPLogWriter(
+                _Unauthorized(client, url_or_dir),
+                timeout,
+                url_or_dir,
+                metrics=lambda: _read_metrics(client.http, url_or_dir),
+            )
         return
+    from overt.log.log import Log
 
     log = Log.open(url_or_dir)
     try:
         yield _WitnessedLog(log)
     finally:
         log.close()
+
+
+#: /metrics is a few lines per witness; a reply larger than this is not read further.
+_METRICS_LIMIT = 64 * 1024
+
+
+def _read_metrics(http: Any, url: str) -> str:
+    """GET ``url``/metrics, at most :data:`_METRICS_LIMIT` bytes. Raises LogError."""
+    import httpx
+
+    body = b""
+    try:
+        with http.stream("GET", f"{url.rstrip('/')}/metrics") as response:
+            if response.status_code != 200:
+                raise LogError(f"GET {url}/metrics: HTTP {response.status_code}")
+            for chunk in response.iter_raw():
+                body += chunk
+                if len(body) > _METRICS_LIMIT:
+                    break
+    except httpx.HTTPError as err:
+        raise LogError(f"GET {url}/metrics: {err}") from err
+    return body[:_METRICS_LIMIT].decode("utf-8", "replace")
 
 
 class _Unauthorized:
