@@ -2,7 +2,8 @@
 
 Each ``bench/bench_<topic>.py`` module exposes ``run(quick: bool) -> list[Result]``.
 ``python -m bench [topic ...] [--quick]`` runs them and writes the figures to
-``bench/results/<topic>.json`` and a readable summary to ``bench/results/README.md``.
+``bench/results/<topic>.json`` and the one speed table, in ``docs/speed.md``
+(``python -m bench --table`` rewrites it from the results alone).
 """
 
 from __future__ import annotations

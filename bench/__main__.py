@@ -37,26 +37,58 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def _summary() -> None:
-    lines = ["# Benchmark results", "", "Written by `make bench`; one table per topic.", ""]
+#: The one speed table lives in docs/speed.md, between these markers; ``_summary`` rewrites it.
+SPEED_PAGE = HERE.parent / "docs" / "speed.md"
+TABLE_BEGIN = "<!-- bench:table begin: written by `make bench` from bench/results/*.json -->"
+TABLE_END = "<!-- bench:table end -->"
+
+
+def _figure(value: float) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def render_table() -> str:
+    """The speed table (markdown) from every ``bench/results/<topic>.json``."""
+    lines = ["| topic | figure | measured | target | met | note |", "|---|---|---|---|---|---|"]
+    runs, cpus = [], "?"
     for path in sorted(RESULTS.glob("*.json")):
         doc = json.loads(path.read_text())
-        lines += [f"## {doc['topic']} ({doc['when']}, {doc['machine']['cpus']} CPUs)", ""]
-        lines += ["| figure | value | unit | target | met | note |", "|---|---|---|---|---|---|"]
+        runs.append(f"{doc['topic']} {doc['when']}")
+        cpus = doc["machine"]["cpus"]
         for r in doc["results"]:
-            met = {True: "yes", False: "NO", None: ""}[r["ok"]]
-            lines.append(
-                f"| {r['name']} | {r['value']:.6g} | {r['unit']} | {r['target']} | {met} | {r['note']} |"
-            )
-        lines.append("")
-    (RESULTS / "README.md").write_text("\n".join(lines))
+            met = {True: "yes", False: "**NO**", None: ""}[r["ok"]]
+            cells = [doc["topic"], r["name"], f"{_figure(r['value'])} {r['unit']}"]
+            cells += [r["target"], met, r["note"]]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += ["", f"Runs ({cpus} CPUs): " + "; ".join(runs) + "."]
+    return "\n".join(lines)
+
+
+def _summary() -> None:
+    """Rewrite the table in docs/speed.md (nothing else on that page is touched)."""
+    page = SPEED_PAGE.read_text()
+    head, begin, rest = page.partition(TABLE_BEGIN)
+    _, end, tail = rest.partition(TABLE_END)
+    if not begin or not end:
+        raise SystemExit(f"bench: {SPEED_PAGE} lacks the table markers {TABLE_BEGIN!r}")
+    SPEED_PAGE.write_text(f"{head}{TABLE_BEGIN}\n{render_table()}\n{TABLE_END}{tail}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("topics", nargs="*", help=f"topics to run (default all: {_topics()})")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        "--table", action="store_true", help="only rewrite docs/speed.md from bench/results"
+    )
     args = parser.parse_args()
+    if args.table:
+        _summary()
+        return 0
     topics = args.topics or _topics()
     unknown = set(topics) - set(_topics())
     if unknown:
