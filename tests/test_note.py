@@ -146,6 +146,7 @@ def test_exported_members() -> None:
         "parse_note",
         "parse_skey",
         "parse_vkey",
+        "register_key_type",
         "sign_note",
         "valid_name",
     }

@@ -296,3 +296,42 @@ def test_version_order_is_numeric_order(a: list[int], b: list[int]) -> None:
     va, vb = ".".join(map(str, a)), ".".join(map(str, b))
     pad = lambda x: x + [0] * (4 - len(x))  # noqa: E731
     assert (version_key(va) < version_key(vb)) == (pad(a) < pad(b))
+
+
+def _update_json() -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(
+        format_statement(make_statement("a", DIGEST, Update("p", "2", "c", "1")))
+    )
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (["predicate", "version"], "9.9.9\n"),
+        (["predicate", "min_previous_version"], "1.0\n"),
+        (["subject", 0, "digest", "sha256"], "a" * 63 + "\n"),
+        (["subject", 0, "digest", "sha512"], "ab\n"),
+        (["predicateType"], "https://cyclonedx.org/bom/v1.5\n"),
+        (["predicateType"], "https://cyclonedx.org/bom\n"),
+    ],
+)
+def test_trailing_newline_is_refused_in_every_checked_field(
+    path: list[str | int], value: str
+) -> None:
+    obj = _update_json()
+    target: Any = obj
+    for p in path[:-1]:
+        target = target[p]
+    target[path[-1]] = value
+    with pytest.raises(FormatError):
+        parse_statement(json.dumps(obj).encode())
+
+
+def test_trailing_newline_is_refused_in_versions_and_key_set_links() -> None:
+    with pytest.raises(FormatError):
+        version_key("9.9.9\n")
+    body = {"sequence": 2, "keys": ["a"], "revoked": [], "threshold": 1, "previous": "b" * 63}
+    body["previous"] = "b" * 63 + "\n"
+    with pytest.raises(FormatError, match="previous"):
+        make_statement("keys", DIGEST, (KEY_SET, body))

@@ -28,7 +28,6 @@ extension lines (or, better, in a new spec), never in a changed line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,12 +38,13 @@ from overt.formats.note import (
     Signature,
     Signer,
     Verifier,
-    _b64decode,
-    _b64encode,
     _check_text,
     open_note,
     sign_note,
 )
+from overt.formats.strict import MAX_INT63, parse_decimal
+from overt.formats.strict import b64decode_strict as _b64decode
+from overt.formats.strict import b64encode as _b64encode
 
 __all__ = [
     "MAX_TREE_SIZE",
@@ -57,20 +57,8 @@ __all__ = [
     "sign_checkpoint",
 ]
 
-MAX_TREE_SIZE = (1 << 63) - 1
+MAX_TREE_SIZE = MAX_INT63
 """Largest tree size accepted (Go's sumdb/tlog and Sunlight use int64 sizes)."""
-
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
-
-
-def _parse_decimal(text: str, what: str, maximum: int) -> int:
-    """A canonical ASCII decimal: no sign, no spaces, no leading zeros, at most ``maximum``."""
-    if not _DECIMAL.fullmatch(text) or len(text) > len(str(maximum)):
-        raise FormatError(what, "not a canonical decimal", text)
-    value = int(text)
-    if value > maximum:
-        raise FormatError(what, f"larger than {maximum}", text)
-    return value
 
 
 class OriginError(VerificationError):
@@ -115,7 +103,7 @@ def parse_checkpoint(text: bytes) -> Checkpoint:
         raise FormatError("checkpoint", "fewer than three lines", text)
     if any(not line for line in lines):
         raise FormatError("checkpoint", "empty line", text)
-    size = _parse_decimal(lines[1], "checkpoint size", MAX_TREE_SIZE)
+    size = parse_decimal(lines[1], "checkpoint size", MAX_TREE_SIZE)
     root = _b64decode(lines[2], "checkpoint root hash")
     if len(root) != 32:
         raise FormatError("checkpoint root hash", "not 32 bytes", lines[2])

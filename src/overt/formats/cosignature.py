@@ -47,6 +47,7 @@ from overt.formats.note import (
     _Ed25519Key,
     _Ed25519SignerKey,
     _format_signature_line,
+    register_key_type,
 )
 
 __all__ = [
@@ -164,3 +165,6 @@ def cosign_line(signer: Signer, checkpoint_text: bytes) -> bytes:
     parse_checkpoint(checkpoint_text)
     signature = Signature(signer.name, signer.key_id, signer.sign(checkpoint_text))
     return _format_signature_line(signature)
+
+
+register_key_type(ALG_COSIGNATURE_V1, CosignatureSigner, CosignatureVerifier)

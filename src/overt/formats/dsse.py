@@ -32,9 +32,6 @@ would be a new module.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,6 +40,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from overt.errors import FormatError, InvalidSignatureError, PolicyError, UnknownKeyError
+from overt.formats.strict import (
+    b64encode,
+    dump_json_canonical,
+    json_b64,
+    json_list,
+    json_members,
+    load_json,
+)
 
 __all__ = [
     "MAX_ENVELOPE_SIZE",
@@ -125,87 +130,31 @@ def _short_id(keyid: str) -> bytes:
         return keyid.encode("utf-8")[:4]
 
 
-def _b64decode(text: object, what: str) -> bytes:
-    if not isinstance(text, str):
-        raise FormatError("DSSE envelope", f"{what} is not a string", repr(text))
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise FormatError("DSSE envelope", f"{what} is not standard base64", text) from err
-    # validate=True still accepts non-zero padding bits: two spellings of one value.
-    if base64.b64encode(raw).decode("ascii") != text:
-        raise FormatError("DSSE envelope", f"{what} is not canonical base64", text[:60])
-    return raw
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise FormatError("JSON", f"duplicate member {key!r}")
-        obj[key] = value
-    return obj
-
-
-def load_json_strict(data: bytes, what: str, max_size: int) -> Any:
-    """Decode UTF-8 JSON with a size cap, refusing duplicate members and NaN/Infinity.
-
-    Shared by the JSON formats of overt's publications (statement, bundle,
-    client policy); not exported from this module's ``__all__`` on purpose.
-    """
-    if len(data) > max_size:
-        raise FormatError(what, f"larger than {max_size} bytes", data[:60])
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise FormatError(what, "not UTF-8", data[:60]) from err
-
-    def _no_constants(name: str) -> Any:
-        raise FormatError(what, f"non-standard JSON constant {name}")
-
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except FormatError as err:
-        raise FormatError(what, err.reason, data[:60]) from err
-    except (ValueError, RecursionError) as err:
-        raise FormatError(what, f"not JSON ({err})", data[:60]) from err
-
-
-def dump_json_canonical(obj: Any) -> bytes:
-    """Serialize ``obj`` with sorted members, no whitespace, non-ASCII kept as UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8"
-    )
+#: The name this module exported before :mod:`overt.formats.strict` existed.
+load_json_strict = load_json
 
 
 def envelope_from_json(obj: object) -> Envelope:
     """Build an :class:`Envelope` from an already decoded JSON value (strictly)."""
-    if not isinstance(obj, dict):
-        raise FormatError("DSSE envelope", "not a JSON object", repr(obj)[:60])
-    keys = set(obj)
-    if keys != _ENVELOPE_KEYS:
-        missing = sorted(_ENVELOPE_KEYS - keys)
-        extra = sorted(keys - _ENVELOPE_KEYS)
-        raise FormatError("DSSE envelope", f"members missing {missing} or unknown {extra}")
-    payload = _b64decode(obj["payload"], "payload")
+    what = "DSSE envelope"
+    obj = json_members(obj, what, _ENVELOPE_KEYS)
+    payload = json_b64(obj["payload"], what, "payload")
     payload_type = obj["payloadType"]
     if not isinstance(payload_type, str) or not payload_type:
-        raise FormatError("DSSE envelope", "payloadType is not a non-empty string")
-    sigs = obj["signatures"]
-    if not isinstance(sigs, list) or not sigs:
-        raise FormatError("DSSE envelope", "signatures is not a non-empty list")
+        raise FormatError(what, "payloadType is not a non-empty string")
+    sigs = json_list(obj["signatures"], what, "signatures", nonempty=True)
     if len(sigs) > _MAX_SIGNATURES:
-        raise FormatError("DSSE envelope", f"more than {_MAX_SIGNATURES} signatures")
+        raise FormatError(what, f"more than {_MAX_SIGNATURES} signatures")
     signatures = []
     for item in sigs:
         if not isinstance(item, dict) or not set(item) <= {"keyid", "sig"} or "sig" not in item:
-            raise FormatError("DSSE envelope", "a signature is not {keyid?, sig}", repr(item)[:60])
+            raise FormatError(what, "a signature is not {keyid?, sig}", repr(item)[:60])
         keyid = item.get("keyid")
         if keyid is not None and not isinstance(keyid, str):
-            raise FormatError("DSSE envelope", "keyid is not a string", repr(keyid))
-        sig = _b64decode(item["sig"], "sig")
+            raise FormatError(what, "keyid is not a string", repr(keyid))
+        sig = json_b64(item["sig"], what, "sig")
         if not sig:
-            raise FormatError("DSSE envelope", "empty signature")
+            raise FormatError(what, "empty signature")
         signatures.append(Signature(keyid, sig))
     return Envelope(payload, payload_type, tuple(signatures))
 
@@ -214,12 +163,12 @@ def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
     """The JSON object form of ``envelope`` (what :func:`format_envelope` serializes)."""
     sigs: list[dict[str, str]] = []
     for s in envelope.signatures:
-        item = {"sig": base64.b64encode(s.sig).decode("ascii")}
+        item = {"sig": b64encode(s.sig)}
         if s.keyid is not None:
             item["keyid"] = s.keyid
         sigs.append(item)
     return {
-        "payload": base64.b64encode(envelope.payload).decode("ascii"),
+        "payload": b64encode(envelope.payload),
         "payloadType": envelope.payload_type,
         "signatures": sigs,
     }
@@ -232,7 +181,7 @@ def parse_envelope(data: bytes) -> Envelope:
         FormatError: not UTF-8 JSON, duplicate or unknown members, bad base64,
             no signatures, or larger than :data:`MAX_ENVELOPE_SIZE`.
     """
-    return envelope_from_json(load_json_strict(data, "DSSE envelope", MAX_ENVELOPE_SIZE))
+    return envelope_from_json(load_json(data, "DSSE envelope", MAX_ENVELOPE_SIZE))
 
 
 def format_envelope(envelope: Envelope) -> bytes:

@@ -38,13 +38,11 @@ a new type byte, never a change to an existing one.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -59,9 +57,8 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from overt.errors import ConfigError, FormatError, InvalidSignatureError, UnknownKeyError
-
-if TYPE_CHECKING:
-    from overt.formats.cosignature import CosignatureSigner, CosignatureVerifier
+from overt.formats.strict import b64decode_strict as _b64decode
+from overt.formats.strict import b64encode as _b64encode
 
 __all__ = [
     "ALG_ED25519",
@@ -81,6 +78,7 @@ __all__ = [
     "parse_note",
     "parse_skey",
     "parse_vkey",
+    "register_key_type",
     "sign_note",
     "valid_name",
 ]
@@ -99,30 +97,6 @@ _SIG_PREFIX = "\u2014 ".encode()
 _CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f]")
 _HEX_KEY_ID = re.compile(r"[0-9a-f]{8}")
 _ASCII_NAME = re.compile(r"[\x21-\x7e]+")
-
-
-# --- strict encodings, shared by the other format modules -----------------------------
-
-
-def _b64decode(text: str | bytes, what: str) -> bytes:
-    """Decodes standard base64, refusing anything but the canonical encoding.
-
-    ``base64.b64decode(validate=True)`` still accepts non-zero padding bits, so
-    two strings would decode to one value; re-encoding closes that gap.
-    """
-    raw = text.encode("ascii", "replace") if isinstance(text, str) else text
-    try:
-        # strict_mode: only the alphabet, padding only at the end, nothing after it.
-        out = binascii.a2b_base64(raw, strict_mode=True)
-    except (binascii.Error, ValueError) as err:
-        raise FormatError(what, "not base64", text) from err
-    if base64.b64encode(out) != raw:
-        raise FormatError(what, "non-canonical base64", text)
-    return out
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _check_text(data: bytes, what: str) -> str:
@@ -321,6 +295,10 @@ class _Ed25519SignerKey(_Ed25519Key):
     def __repr__(self) -> str:  # never print the private key
         return f"{type(self).__name__}({self.vkey!r})"
 
+    def sign(self, text: bytes) -> bytes:
+        """Returns the signature over ``text``; each type byte defines what it signs."""
+        raise NotImplementedError
+
 
 class Ed25519Verifier(_Ed25519Key):
     """Verifies plain Ed25519 note signatures (type 0x01) by ``(name, public_key)``.
@@ -362,28 +340,47 @@ def generate_key(name: str, alg: int = ALG_ED25519) -> tuple[str, str]:
     return signer.skey, signer.vkey
 
 
-def _new_signer(
-    alg: int, name: str, private_key: Ed25519PrivateKey
-) -> Ed25519Signer | CosignatureSigner:
-    from overt.formats import cosignature  # cosignature builds on this module
+#: Key types by type byte: how to build a signer and a verifier of that type. The
+#: cosignature/v1 type registers itself from :mod:`overt.formats.cosignature` (imported
+#: by the package), so this module does not import the formats built on it.
+_KEY_TYPES: dict[
+    int,
+    tuple[
+        Callable[[str, Ed25519PrivateKey], _Ed25519SignerKey],
+        Callable[[str, Ed25519PublicKey], Verifier],
+    ],
+] = {}
 
-    if alg == ALG_ED25519:
-        return Ed25519Signer(name, private_key)
-    if alg == cosignature.ALG_COSIGNATURE_V1:
-        return cosignature.CosignatureSigner(name, private_key)
-    raise FormatError("key", f"unsupported signature type 0x{alg:02x}")
+
+def register_key_type(
+    alg: int,
+    signer: Callable[[str, Ed25519PrivateKey], _Ed25519SignerKey],
+    verifier: Callable[[str, Ed25519PublicKey], Verifier],
+) -> None:
+    """Make :func:`parse_vkey`, :func:`parse_skey` and :func:`generate_key` know type ``alg``.
+
+    Raises:
+        ConfigError: another key type already uses ``alg``.
+    """
+    known = _KEY_TYPES.get(alg)
+    if known is not None and known != (signer, verifier):
+        raise ConfigError(f"signature type 0x{alg:02x} is already registered")
+    _KEY_TYPES[alg] = (signer, verifier)
 
 
-def _new_verifier(
-    alg: int, name: str, public_key: Ed25519PublicKey
-) -> Ed25519Verifier | CosignatureVerifier:
-    from overt.formats import cosignature
+register_key_type(ALG_ED25519, Ed25519Signer, Ed25519Verifier)
 
-    if alg == ALG_ED25519:
-        return Ed25519Verifier(name, public_key)
-    if alg == cosignature.ALG_COSIGNATURE_V1:
-        return cosignature.CosignatureVerifier(name, public_key)
-    raise FormatError("vkey", f"unsupported signature type 0x{alg:02x}")
+
+def _new_signer(alg: int, name: str, private_key: Ed25519PrivateKey) -> _Ed25519SignerKey:
+    if alg not in _KEY_TYPES:
+        raise FormatError("key", f"unsupported signature type 0x{alg:02x}")
+    return _KEY_TYPES[alg][0](name, private_key)
+
+
+def _new_verifier(alg: int, name: str, public_key: Ed25519PublicKey) -> Verifier:
+    if alg not in _KEY_TYPES:
+        raise FormatError("vkey", f"unsupported signature type 0x{alg:02x}")
+    return _KEY_TYPES[alg][1](name, public_key)
 
 
 def _split_key(text: str, parts: int, what: str) -> list[str]:

@@ -52,6 +52,7 @@ from overt.errors import FormatError, PolicyError, StaleError, UnknownKeyError
 from overt.formats.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
 from overt.formats.cosignature import CosignatureVerifier, cosignature_timestamp
 from overt.formats.note import Ed25519Verifier, Verifier, parse_vkey
+from overt.formats.strict import parse_decimal
 
 __all__ = [
     "FUTURE_SKEW",
@@ -78,7 +79,6 @@ FUTURE_SKEW = 300
 
 _MAX_ITEMS = 256  # per kind; the spec asks for at least 32
 _BAD_OCTETS = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
-_DECIMAL = re.compile(r"(0|[1-9][0-9]*)")
 _WS = re.compile(r"[ \t]+")
 
 
@@ -185,6 +185,14 @@ class Policy:
         return met(self.quorum)
 
 
+def _threshold_ok(spec: str, members: int) -> bool:
+    """Whether ``spec`` is a canonical decimal k with 1 <= k <= ``members``."""
+    try:
+        return parse_decimal(spec, "group threshold", members) >= 1
+    except FormatError:
+        return False
+
+
 def _check_name(name: str, defined: set[str], line: str) -> None:
     if name == NONE:
         raise _fail("'none' is predefined", line)
@@ -249,9 +257,7 @@ def parse_policy(data: bytes) -> Policy:
                         raise _fail(f"group member {m!r} is not defined above", line)
                 if len(set(members)) != len(members):
                     raise _fail("a group lists a member twice", line)
-                if spec not in ("all", "any") and (
-                    not _DECIMAL.fullmatch(spec) or not 1 <= int(spec) <= len(members)
-                ):
+                if spec not in ("all", "any") and not _threshold_ok(spec, len(members)):
                     raise _fail("threshold is not all, any or k with 1 <= k <= n", line)
                 names.add(name)
                 groups.append(Group(name, spec, members))

@@ -44,12 +44,12 @@ from overt.errors import FormatError
 from overt.formats.checkpoint import (
     MAX_TREE_SIZE,
     SignedCheckpoint,
-    _parse_decimal,
     open_checkpoint,
     parse_checkpoint,
 )
 from overt.formats.merkle import verify_inclusion
-from overt.formats.note import MAX_NOTE_SIZE, Verifier, _b64decode, _b64encode, parse_note
+from overt.formats.note import MAX_NOTE_SIZE, Verifier, parse_note
+from overt.formats.strict import b64decode_strict, b64encode, parse_decimal
 
 if TYPE_CHECKING:  # policy imports checkpoint; import lazily to keep the layering flat
     from overt.formats.policy import Policy
@@ -104,7 +104,7 @@ def parse_proof(data: bytes) -> TlogProof:
     lines = lines[1:]
     extra = None
     if lines and lines[0].startswith(b"extra "):
-        extra = _b64decode(lines[0][len(b"extra ") :], "tlog-proof extra")
+        extra = b64decode_strict(lines[0][len(b"extra ") :], "tlog-proof extra")
         if not extra:
             raise FormatError("tlog-proof extra", "empty (omit the line instead)", lines[0])
         if len(extra) > MAX_EXTRA_SIZE:
@@ -116,13 +116,13 @@ def parse_proof(data: bytes) -> TlogProof:
         index_text = lines[0][len(b"index ") :].decode("ascii")
     except UnicodeDecodeError as err:
         raise FormatError("tlog-proof index", "not ASCII", lines[0]) from err
-    index = _parse_decimal(index_text, "tlog-proof index", MAX_TREE_SIZE - 1)
+    index = parse_decimal(index_text, "tlog-proof index", MAX_TREE_SIZE - 1)
     hash_lines = lines[1:]
     if len(hash_lines) > _MAX_HASHES:
         raise FormatError("tlog-proof", f"more than {_MAX_HASHES} hashes")
     hashes = []
     for line in hash_lines:
-        h = _b64decode(line, "tlog-proof hash")
+        h = b64decode_strict(line, "tlog-proof hash")
         if len(h) != 32:
             raise FormatError("tlog-proof hash", "not 32 bytes", line)
         hashes.append(h)
@@ -141,9 +141,9 @@ def format_proof(p: TlogProof) -> bytes:
         raise FormatError("tlog-proof index", "not an int in [0, 2^63 - 1)", repr(p.index))
     lines = [HEADER]
     if p.extra is not None:
-        lines.append(b"extra " + _b64encode(p.extra).encode("ascii"))
+        lines.append(b"extra " + b64encode(p.extra).encode("ascii"))
     lines.append(b"index %d" % p.index)
-    lines.extend(_b64encode(h).encode("ascii") for h in p.hashes)
+    lines.extend(b64encode(h).encode("ascii") for h in p.hashes)
     out = b"".join(line + b"\n" for line in lines) + b"\n" + p.checkpoint
     if parse_proof(out) != p:
         raise FormatError("tlog-proof", "does not round-trip", out)

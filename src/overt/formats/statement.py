@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from overt.errors import FormatError
-from overt.formats.dsse import dump_json_canonical, load_json_strict
+from overt.formats.strict import dump_json_canonical, json_int, load_json
 
 __all__ = [
     "CYCLONEDX",
@@ -108,11 +108,12 @@ KINDS: Mapping[str, str] = {
 
 MAX_STATEMENT_SIZE = 4 << 20
 
-_HEX = re.compile(r"^[0-9a-f]+$")
-_CYCLONEDX = re.compile(r"^https://cyclonedx\.org/bom(/v1\.(0|[1-9][0-9]*))?$")
+# Always used with fullmatch: ``$`` would also match before a final newline ("9.9.9\n").
+_HEX = re.compile(r"[0-9a-f]+")
+_CYCLONEDX = re.compile(r"https://cyclonedx\.org/bom(/v1\.(0|[1-9][0-9]*))?")
 _NUM = r"(0|[1-9][0-9]*)"
 _IDENT = r"(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
-_VERSION = re.compile(rf"^{_NUM}(\.{_NUM}){{0,3}}(-{_IDENT}(\.{_IDENT})*)?$")
+_VERSION = re.compile(rf"{_NUM}(\.{_NUM}){{0,3}}(-{_IDENT}(\.{_IDENT})*)?")
 _MAX_FIELD = 256
 
 
@@ -158,7 +159,7 @@ def version_key(text: str) -> tuple[Any, ...]:
     Raises:
         FormatError: not a version in overt's grammar.
     """
-    if len(text) > _MAX_FIELD or not _VERSION.match(text):
+    if len(text) > _MAX_FIELD or not _VERSION.fullmatch(text):
         raise FormatError("version", "not N[.N[.N[.N]]][-pre.release]", text)
     core, _, pre = text.partition("-")
     nums = [int(n) for n in core.split(".")]
@@ -181,10 +182,7 @@ def _str(obj: Mapping[str, Any], key: str, *, nullable: bool = False) -> Any:
 
 
 def _int(obj: Mapping[str, Any], key: str, minimum: int) -> int:
-    value = obj.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise _fail(f"predicate member {key!r} is not an integer >= {minimum}", value)
-    return value
+    return json_int(obj.get(key), "in-toto statement", f"predicate member {key!r}", minimum)
 
 
 def _version(obj: Mapping[str, Any], key: str, *, nullable: bool = False) -> Any:
@@ -318,7 +316,7 @@ class KeySet:
             raise _fail("a key set both lists and revokes a key")
         previous = obj.get("previous")
         if previous is not None and (
-            not isinstance(previous, str) or len(previous) != 64 or not _HEX.match(previous)
+            not isinstance(previous, str) or len(previous) != 64 or not _HEX.fullmatch(previous)
         ):
             raise _fail("predicate member 'previous' is not sha256 hex or null", previous)
         if "previous" not in obj:
@@ -383,7 +381,7 @@ def _subject(obj: object) -> Subject:
     if not isinstance(digest, dict) or not digest:
         raise _fail("a subject has no digest", obj)
     for alg, value in digest.items():
-        if not isinstance(value, str) or not _HEX.match(value):
+        if not isinstance(value, str) or not _HEX.fullmatch(value):
             raise _fail(f"subject digest {alg!r} is not lowercase hex", value)
     sha256 = digest.get("sha256")
     if sha256 is not None and len(sha256) != 64:
@@ -409,7 +407,7 @@ def statement_from_json(obj: object) -> Statement:
     ptype = obj.get("predicateType")
     if not isinstance(ptype, str):
         raise _fail("predicateType is not a string", ptype)
-    if ptype not in _TYPED and ptype != SLSA_PROVENANCE and not _CYCLONEDX.match(ptype):
+    if ptype not in _TYPED and ptype != SLSA_PROVENANCE and not _CYCLONEDX.fullmatch(ptype):
         raise _fail("unsupported predicateType", ptype)
     predicate = obj.get("predicate")
     if not isinstance(predicate, dict):
@@ -426,7 +424,7 @@ def parse_statement(data: bytes) -> Statement:
         FormatError: see :func:`statement_from_json`; also bad UTF-8/JSON,
             duplicate members, or more than :data:`MAX_STATEMENT_SIZE` bytes.
     """
-    return statement_from_json(load_json_strict(data, "in-toto statement", MAX_STATEMENT_SIZE))
+    return statement_from_json(load_json(data, "in-toto statement", MAX_STATEMENT_SIZE))
 
 
 def format_statement(statement: Statement) -> bytes:

@@ -36,6 +36,7 @@ from hashlib import sha256 as _sha256
 
 from overt.errors import EntryError, FormatError, TilePathError
 from overt.formats.merkle import EMPTY_ROOT, HASH_SIZE, ProofRequestError
+from overt.formats.strict import is_decimal
 
 __all__ = [
     "MAX_ENTRY_SIZE",
@@ -68,7 +69,6 @@ _MAX_INDEX = 1 << 64  # tile indices are far below this in any tree of uint64 si
 GetTile = Callable[[int, int, int], bytes]
 """``get_tile(level, index, width)`` returns the bytes of that tile (``32 * width`` bytes)."""
 
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
 _X_GROUP = re.compile(r"x[0-9]{3}")
 _LAST_GROUP = re.compile(r"[0-9]{3}")
 
@@ -167,7 +167,7 @@ def parse_tile_path(path: str) -> TilePath:
     level: int | None
     if parts[1] == "entries":
         level = None
-    elif _DECIMAL.fullmatch(parts[1]):
+    elif is_decimal(parts[1]):
         if len(parts[1]) > 2 or int(parts[1]) > MAX_LEVEL:
             raise TilePathError(path, f"level {parts[1]} is larger than {MAX_LEVEL}")
         level = int(parts[1])
@@ -177,7 +177,7 @@ def parse_tile_path(path: str) -> TilePath:
     width = TILE_WIDTH
     if len(groups) >= 2 and groups[-2].endswith(".p"):
         w = groups[-1]
-        if not _DECIMAL.fullmatch(w) or len(w) > 3 or not 1 <= int(w) < TILE_WIDTH:
+        if not is_decimal(w) or len(w) > 3 or not 1 <= int(w) < TILE_WIDTH:
             raise TilePathError(path, f"partial width {w!r} is not a decimal in 1..255")
         width = int(w)
         groups = [*groups[:-2], groups[-2][: -len(".p")]]

@@ -39,7 +39,6 @@ v1.0.0; the optional ``sign-subtree`` call is not implemented.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -50,12 +49,11 @@ from overt.formats.note import (
     MAX_NOTE_SIZE,
     Note,
     Signature,
-    _b64decode,
-    _b64encode,
     _format_signature_line,
     _parse_signature_line,
     parse_note,
 )
+from overt.formats.strict import b64decode_strict, b64encode, parse_decimal
 
 __all__ = [
     "CONTENT_TYPE_SIZE",
@@ -80,7 +78,6 @@ _MAX_HEAD = len("old \n") + len(str(MAX_TREE_SIZE)) + MAX_PROOF_LINES * 45 + 1
 MAX_REQUEST_SIZE = _MAX_HEAD + MAX_NOTE_SIZE
 """Largest request body accepted, in bytes: the longest header and the largest note."""
 
-_SIZE = re.compile(rb"(0|[1-9][0-9]{0,18})")
 _MAX_REPLY = 64 * 1024
 
 
@@ -115,12 +112,7 @@ class AddCheckpointRequest:
 
 
 def _parse_size(text: bytes, what: str) -> int:
-    if not _SIZE.fullmatch(text):
-        raise FormatError(what, "not a canonical decimal", text)
-    value = int(text)
-    if value > MAX_TREE_SIZE:
-        raise FormatError(what, f"larger than {MAX_TREE_SIZE}", text)
-    return value
+    return parse_decimal(text, what, MAX_TREE_SIZE)
 
 
 def parse_add_checkpoint(body: bytes) -> AddCheckpointRequest:
@@ -148,7 +140,7 @@ def parse_add_checkpoint(body: bytes) -> AddCheckpointRequest:
         raise FormatError("add-checkpoint request", f"more than {MAX_PROOF_LINES} proof lines")
     proof = []
     for line in lines[1:]:
-        digest = _b64decode(line, "consistency proof line")
+        digest = b64decode_strict(line, "consistency proof line")
         if len(digest) != HASH_SIZE:
             raise FormatError("consistency proof line", f"not {HASH_SIZE} bytes", line)
         proof.append(digest)
@@ -160,7 +152,7 @@ def format_add_checkpoint(request: AddCheckpointRequest) -> bytes:
 
     (Every field was checked when ``request`` was built.)
     """
-    head = [f"old {request.old_size}\n", *(_b64encode(h) + "\n" for h in request.proof), "\n"]
+    head = [f"old {request.old_size}\n", *(b64encode(h) + "\n" for h in request.proof), "\n"]
     return "".join(head).encode("ascii") + request.checkpoint
 
 

@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from overt.errors import ConfigError, FormatError, PolicyError
-from overt.formats.dsse import load_json_strict
 from overt.formats.policy import Policy, PolicyLog, parse_policy
+from overt.formats.strict import json_int, json_members, json_str, load_json
 from overt.publish.keys import PublisherKey, parse_publisher_key
 
 __all__ = [
@@ -107,14 +107,11 @@ def _strings(value: object, what: str, *, nonempty: bool = True) -> list[str]:
 
 
 def _positive_int(value: object, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise _fail(f"{what} is not a positive integer", value)
-    return value
+    return json_int(value, "client policy", what, 1)
 
 
 def _rule_bundles(obj: object) -> RuleBundleRequirement:
-    if not isinstance(obj, dict) or set(obj) != {"auditors", "audits", "min_auditors"}:
-        raise _fail("rule_bundles needs exactly auditors, audits and min_auditors", obj)
+    obj = json_members(obj, "client policy rule_bundles", {"auditors", "audits", "min_auditors"})
     auditors = tuple(parse_publisher_key(k) for k in _strings(obj["auditors"], "auditors"))
     if len({a.keyid for a in auditors}) != len(auditors):
         raise _fail("auditors lists one key twice")
@@ -138,10 +135,10 @@ def parse_client_policy(
         ConfigError: an unsupported version, or ``witness_policy_file`` without
             a way to read it.
     """
-    obj: Any = load_json_strict(data, "client policy", _MAX_SIZE)
+    obj: Any = load_json(data, "client policy", _MAX_SIZE)
     if not isinstance(obj, dict):
         raise _fail("not a JSON object", obj)
-    if obj.get("version") != VERSION:
+    if type(obj.get("version")) is not int or obj["version"] != VERSION:  # not true, not 1.0
         raise ConfigError(f"client policy version {obj.get('version')!r} is not {VERSION}")
     keys = set(obj)
     if not keys >= _REQUIRED or not keys <= _REQUIRED | _OPTIONAL:
@@ -153,13 +150,11 @@ def parse_client_policy(
             "the client policy needs exactly one of witness_policy, witness_policy_file"
         )
     if "witness_policy" in obj:
-        if not isinstance(obj["witness_policy"], str):
-            raise _fail("witness_policy is not a string", obj["witness_policy"])
-        witness_text = obj["witness_policy"].encode("utf-8")
+        witness_text = json_str(
+            obj["witness_policy"], "client policy", "witness_policy", nonempty=False
+        ).encode("utf-8")
     else:
-        name = obj["witness_policy_file"]
-        if not isinstance(name, str) or not name:
-            raise _fail("witness_policy_file is not a path", name)
+        name = json_str(obj["witness_policy_file"], "client policy", "witness_policy_file")
         if read_file is None:
             raise ConfigError("witness_policy_file given but no way to read it")
         witness_text = read_file(name)
@@ -174,11 +169,9 @@ def parse_client_policy(
     if not isinstance(obj["pins"], list) or not obj["pins"]:
         raise PolicyError("the client policy pins no product (it would admit nothing)")
     for pin in obj["pins"]:
-        if not isinstance(pin, dict) or set(pin) != {"product", "channels"}:
-            raise _fail("a pin needs exactly product and channels", pin)
-        if not isinstance(pin["product"], str) or not pin["product"]:
-            raise _fail("a pin's product is not a string", pin)
-        pins.update((pin["product"], c) for c in _strings(pin["channels"], "channels"))
+        pin = json_members(pin, "client policy pin", {"product", "channels"})
+        product = json_str(pin["product"], "client policy", "a pin's product")
+        pins.update((product, c) for c in _strings(pin["channels"], "channels"))
     kinds = _strings(obj.get("kinds", list(_KINDS)), "kinds")
     if not set(kinds) <= set(_KINDS):
         raise _fail(f"kinds must be among {list(_KINDS)}", kinds)

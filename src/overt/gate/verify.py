@@ -212,6 +212,14 @@ def _audits(
         _included(att.entry, att.index, att.hashes, cp, f"attestation {i}")
         try:
             envelope = parse_envelope(att.entry)
+        except FormatError as err:
+            raise AuditError(f"attestation {i} is malformed: {err}") from err
+        if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
+            raise AuditError(
+                f"attestation {i} is not an in-toto statement"
+                f" (payloadType {envelope.payload_type!r})"
+            )
+        try:
             statement = parse_statement(envelope.payload)
             body = parse_predicate(statement)
         except FormatError as err:

@@ -45,8 +45,6 @@ Versioning: ``"version": 1``; a reader refuses any other version.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 import time
@@ -56,9 +54,17 @@ from typing import Any
 
 from overt.errors import ConfigError, FormatError, InconsistentCheckpointError, OvertError
 from overt.formats.checkpoint import SignedCheckpoint, open_checkpoint
-from overt.formats.dsse import dump_json_canonical, load_json_strict
 from overt.formats.merkle import HASH_SIZE, CompactRange
 from overt.formats.note import MAX_NOTE_SIZE, Verifier
+from overt.formats.strict import (
+    b64encode,
+    dump_json_canonical,
+    json_b64,
+    json_int,
+    json_list,
+    json_str,
+    load_json,
+)
 from overt.log.fs import atomic_write
 from overt.monitor.verify import EVIDENCE_KINDS, ForkError, verify_evidence
 
@@ -143,10 +149,11 @@ class Evidence:
 
 def _field(obj: dict[str, Any], key: str, kind: type, what: str) -> Any:
     value = obj[key]
-    # bool is an int in Python; a JSON true is never a number here.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise FormatError(what, f"{key!r} is not a {kind.__name__}", repr(value)[:60])
-    return value
+    if kind is int:
+        return json_int(value, what, repr(key))
+    if kind is str:
+        return json_str(value, what, repr(key), nonempty=False)
+    return json_list(value, what, repr(key))
 
 
 def _note_text(value: object, what: str) -> bytes:
@@ -159,19 +166,11 @@ def _note_text(value: object, what: str) -> bytes:
 
 
 def _b64_hash(item: object, what: str) -> bytes:
-    if not isinstance(item, str):
-        raise FormatError(what, "a hash is not a string", repr(item)[:60])
-    try:
-        h = base64.b64decode(item, validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise FormatError(what, "a hash is not base64", item) from err
-    if len(h) != HASH_SIZE or base64.b64encode(h).decode("ascii") != item:
-        raise FormatError(what, "a hash is not 32 bytes in canonical base64", item)
-    return h
+    return json_b64(item, what, "a hash", HASH_SIZE)
 
 
 def _b64(h: bytes) -> str:
-    return base64.b64encode(h).decode("ascii")
+    return b64encode(h)
 
 
 def format_state(position: Position, verifier: Verifier) -> bytes:
@@ -197,7 +196,7 @@ def parse_state(data: bytes, verifier: Verifier) -> Position:
         ConfigError: the state belongs to another log, or has another version.
         VerificationError: the kept checkpoint does not verify under the log key.
     """
-    obj = load_json_strict(data, "monitor state", _MAX_STATE_SIZE)
+    obj = load_json(data, "monitor state", _MAX_STATE_SIZE)
     if not isinstance(obj, dict) or set(obj) != _STATE_KEYS:
         raise FormatError("monitor state", f"members must be {sorted(_STATE_KEYS)}", data[:60])
     if _field(obj, "version", int, "monitor state") != STATE_VERSION:
@@ -240,7 +239,7 @@ def parse_evidence(data: bytes) -> Evidence:
         FormatError: not the JSON object above.
     """
     what = "monitor evidence"
-    obj = load_json_strict(data, what, _MAX_EVIDENCE_SIZE)
+    obj = load_json(data, what, _MAX_EVIDENCE_SIZE)
     if not isinstance(obj, dict) or set(obj) != _EVIDENCE_KEYS:
         raise FormatError(what, f"members must be {sorted(_EVIDENCE_KEYS)}", data[:60])
     if _field(obj, "version", int, what) != STATE_VERSION:

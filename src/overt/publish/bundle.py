@@ -34,8 +34,6 @@ change that an old reader would misread gets ``v2``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 from collections.abc import Sequence
@@ -43,14 +41,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from overt.errors import FormatError
-from overt.formats.dsse import (
-    dump_json_canonical,
-    envelope_from_json,
-    envelope_to_json,
-    format_envelope,
-    load_json_strict,
-)
+from overt.formats.dsse import envelope_from_json, envelope_to_json, format_envelope
 from overt.formats.proof import HEADER, TlogProof, format_proof, parse_proof
+from overt.formats.strict import (
+    b64encode,
+    dump_json_canonical,
+    json_b64,
+    json_int,
+    json_list,
+    json_str,
+    load_json,
+)
 
 __all__ = [
     "MAX_BUNDLE_SIZE",
@@ -102,33 +103,20 @@ class Bundle:
     consistency: tuple[ConsistencyProof, ...] = ()
 
 
+_WHAT = "overt bundle"
+
+
 def _int(value: object, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 63:
-        raise _fail(f"{what} is not an integer in [0, 2^63)", value)
-    return value
+    return json_int(value, _WHAT, what)
 
 
 def _hashes(value: object) -> tuple[bytes, ...]:
-    if not isinstance(value, list) or len(value) > _MAX_HASHES:
-        raise _fail("hashes is not a list of at most 128 hashes", value)
-    out = []
-    for item in value:
-        if not isinstance(item, str):
-            raise _fail("a hash is not a string", item)
-        try:
-            raw = base64.b64decode(item, validate=True)
-        except (binascii.Error, ValueError) as err:
-            raise _fail("a hash is not base64", item) from err
-        if len(raw) != 32 or base64.b64encode(raw).decode() != item:
-            raise _fail("a hash is not the canonical base64 of 32 bytes", item)
-        out.append(raw)
-    return tuple(out)
+    items = json_list(value, _WHAT, "hashes", max_items=_MAX_HASHES)
+    return tuple(json_b64(item, _WHAT, "a hash", 32) for item in items)
 
 
 def _list(value: object, what: str) -> list[Any]:
-    if not isinstance(value, list) or len(value) > _MAX_LIST:
-        raise _fail(f"{what} is not a list of at most {_MAX_LIST} items", value)
-    return value
+    return json_list(value, _WHAT, what, max_items=_MAX_LIST)
 
 
 def _members(obj: object, members: set[str], what: str) -> dict[str, Any]:
@@ -154,14 +142,10 @@ def parse_bundle(data: bytes) -> Bundle:
     Raises:
         FormatError: anything that is not exactly the documented format.
     """
-    obj = _members(
-        load_json_strict(data, "overt bundle", MAX_BUNDLE_SIZE), set(_MEMBERS), "the bundle"
-    )
+    obj = _members(load_json(data, _WHAT, MAX_BUNDLE_SIZE), set(_MEMBERS), "the bundle")
     if obj["mediaType"] != MEDIA_TYPE:
         raise _fail(f"mediaType is not {MEDIA_TYPE}", obj["mediaType"])
-    if not isinstance(obj["proof"], str):
-        raise _fail("proof is not a string", obj["proof"])
-    proof = parse_proof(obj["proof"].encode("utf-8"))
+    proof = parse_proof(json_str(obj["proof"], _WHAT, "proof").encode("utf-8"))
     consistency = []
     for item in _list(obj["consistency"], "consistency"):
         c = _members(item, {"old_size", "new_size", "hashes"}, "a consistency proof")
@@ -184,7 +168,7 @@ def parse_bundle(data: bytes) -> Bundle:
 
 
 def _b64(hashes: Sequence[bytes]) -> list[str]:
-    return [base64.b64encode(h).decode("ascii") for h in hashes]
+    return [b64encode(h) for h in hashes]
 
 
 def _envelope_json(entry: bytes) -> dict[str, Any]:
