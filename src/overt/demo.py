@@ -10,25 +10,34 @@ Stop with Ctrl-C; the state stays in ``.demo/`` for the next run.
 
 ``--smoke`` starts everything, appends and verifies one entry under the
 policy, then stops (used by the test suite).
+
+Before anything is written, the demo takes ``DIR/demo.lock`` (a second
+``make run`` on the same state stops there, whatever its ports) and checks
+that its four ports are free. Every failure is one line on stderr and exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
-from overt.errors import OvertError
+from overt.cli._util import check_listen
+from overt.errors import ConfigError, OvertError
 from overt.formats import merkle
 from overt.formats.note import parse_vkey
 from overt.formats.policy import parse_policy
 from overt.formats.proof import parse_proof, verify_proof
 from overt.log.client import LogClient
+from overt.log.fs import atomic_write
 from overt.log.log import Log, read_token, read_vkey
 from overt.witness.config import init_witness, trust_log
 
@@ -58,6 +67,43 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -
     raise OvertError(f"{url} did not come up within {timeout:.0f} s")
 
 
+def lock(base: Path) -> IO[bytes]:
+    """Hold ``base/demo.lock`` for this run (released when the process ends).
+
+    Raises:
+        ConfigError: another demo runs on ``base`` (its pid is named).
+    """
+    path = base / "demo.lock"
+    handle = open(path, "a+b")  # noqa: SIM115 (held for the life of the demo)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        handle.seek(0)
+        pid = handle.read().decode("ascii", "replace").strip() or "?"
+        handle.close()
+        raise ConfigError(
+            f"a demo is already running on {base}/ (pid {pid}); stop it with Ctrl-C,"
+            f" or give this one its own state: make run ARGS='--dir OTHER --port PORT'"
+        ) from err
+    handle.seek(0)
+    handle.truncate()
+    handle.write(b"%d\n" % os.getpid())
+    handle.flush()
+    return handle
+
+
+def check_ports(port: int) -> None:
+    """Every port the demo needs is free. Raises ConfigError naming the first busy one."""
+    for p in range(port, port + 1 + len(REGIONS)):
+        try:
+            check_listen("127.0.0.1", p)
+        except ConfigError as err:
+            raise ConfigError(
+                f"{err}; the demo needs ports {port}-{port + len(REGIONS)}:"
+                f" pick others with make run ARGS='--port N'"
+            ) from err
+
+
 def setup(base: Path, port: int) -> Path:
     """Create (once) the log, witnesses and policy; returns the policy path."""
     log_dir = base / "log"
@@ -76,25 +122,53 @@ def setup(base: Path, port: int) -> Path:
     policy = "\n".join(lines).encode() + b"\n"
     parse_policy(policy)  # refuse to write a policy clients could not read
     policy_path = base / "policy.txt"
-    policy_path.write_bytes(policy)
+    # The log's lock first: a log served by a demo that lost its lock file stays untouched.
     with Log.open(log_dir) as log:
         log.set_policy(policy)
+        atomic_write(policy_path, policy)
     return policy_path
+
+
+def _port(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= 65535 - len(REGIONS):
+        raise argparse.ArgumentTypeError(f"not a port (1..{65535 - len(REGIONS)}): {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m overt.demo", description=__doc__.split("\n\n")[0]
+        prog="python -m overt.demo",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--dir", type=Path, default=Path(".demo"))
+    parser.add_argument("--dir", type=Path, default=Path(".demo"), help="state directory")
     parser.add_argument(
-        "--port", type=int, default=8080, help="log port; witnesses use the next three"
+        "--port", type=_port, default=8080, help="log port; witnesses use the next three"
     )
     parser.add_argument("--smoke", action="store_true", help="start, append, verify, stop")
     args = parser.parse_args(argv)
-    base: Path = args.dir
-    port: int = args.port
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(args.dir, args.port, args.smoke)
+    except OvertError as err:
+        print(f"overt demo: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(base: Path, port: int, smoke: bool) -> int:
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create {base}: {err.strerror}") from err
+    # Nothing of a running demo is touched: the lock and the ports come before any write.
+    held = lock(base)
+    try:
+        check_ports(port)
+        return _serve(base, port, smoke)
+    finally:
+        held.close()
+
+
+def _serve(base: Path, port: int, smoke: bool) -> int:
     policy_path = setup(base, port)
     log_dir = base / "log"
     url = f"http://127.0.0.1:{port}"
@@ -149,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print(_banner(base, url, read_vkey(log_dir), policy_path, index, cosigners), flush=True)
-        if args.smoke:
+        if smoke:
             time.sleep(1.0)
             if procs[-1].poll() not in (None, 0):
                 raise OvertError("the monitor stopped; see " + str(base / "services.log"))
@@ -174,15 +248,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def _banner(base: Path, url: str, vkey: str, policy: Path, index: int, cosigners: int) -> str:
     overt = ".venv/bin/overt" if Path(".venv/bin/overt").exists() else "overt"
+    port = int(url.rsplit(":", 1)[1])
+    witnesses = "\n".join(
+        f"  {region:<9} http://127.0.0.1:{port + i}  "
+        f"{(base / f'witness-{region}' / 'witness.vkey').read_text().strip()}"
+        for i, region in enumerate(REGIONS, 1)
+    )
     return f"""
 overt Transparency Center (state in {base}/, service logs in {base}/services.log)
 
   log       {url}   origin {ORIGIN}
-  witnesses {", ".join(REGIONS)} on the next three ports; policy: 2 of 3 ({policy})
+  witnesses {", ".join(REGIONS)} on the next three ports; policy: 2 of 3
   monitor   alerts and events in {base}/monitor.jsonl
 
-log verifier key:
+log verifier key ({base}/log/log.vkey):
   {vkey}
+witness verifier keys:
+{witnesses}
+witness policy (give it to clients: --policy): {policy}
+log write token (POST /add, publish --token): {base}/log/token
 
 entry {index} was just appended and verified with {cosigners} witness cosignatures.
 
