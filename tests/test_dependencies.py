@@ -27,6 +27,7 @@ USE = {
     "yaramod": r"^\s*(from|import) yaramod\b",
     "plyara": r"^\s*(from|import) plyara\b",
     "cvss": r"^\s*(from|import) cvss\b",
+    "argon2-cffi": r"^\s*(from|import) argon2\b",
 }
 
 
