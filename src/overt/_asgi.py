@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from overt.errors import FormatError
+
 __all__ = [
     "TEXT",
     "BodyTooLargeError",
@@ -75,12 +77,12 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-class BodyTooLargeError(Exception):
+class BodyTooLargeError(FormatError):
     """The request body passed the limit given to :func:`read_body`."""
 
     def __init__(self, seen: int) -> None:
         self.seen = seen
-        super().__init__(f"request body larger than allowed ({seen}+ bytes)")
+        super().__init__("request body", f"larger than allowed ({seen}+ bytes)")
 
 
 def run(app: Any, host: str, port: int, ready: Callable[[], None] | None = None) -> None:

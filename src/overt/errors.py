@@ -1,24 +1,73 @@
 """The exception tree shared by every part of overt.
 
-Every error overt raises on purpose is an :class:`OvertError`. The tree is small
-and each leaf carries the input that was wrong, so that a CLI line or an HTTP
-reply can say exactly what was refused::
+Every error overt raises on purpose is an :class:`OvertError`. The shared bases
+live here; each domain defines its own leaves under them, next to the code
+that raises them (the module is named on the right). Each leaf carries the
+input that was wrong, so that a CLI line or an HTTP reply can say exactly what
+was refused. This is the whole tree (``tests/test_errors.py`` checks it
+against the code)::
 
     OvertError
     ├── FormatError                 bytes that do not parse (strict, canonical)
-    │   └── TilePathError           a tile or entry-bundle path that is not canonical
+    │   ├── TilePathError           a tile or entry-bundle path that is not canonical
+    │   ├── BodyTooLargeError       an HTTP request body above its limit (_asgi; 413)
+    │   ├── RuleParseError          a YARA rule file that does not parse (rules.parse)
+    │   ├── InvalidVectorError      a CVSS vector that does not score (disclosure.errors)
+    │   └── SubmissionError         a malformed report or message (disclosure.errors; 400)
     ├── VerificationError           well-formed, but not provably true
     │   ├── InvalidSignatureError   a signature from a known key that does not verify
     │   ├── UnknownKeyError         no signature from any key the verifier trusts
     │   ├── ProofError              an inclusion or consistency proof that does not hold
+    │   │   └── TilesMismatchError  a log's tiles contradict its checkpoint (monitor.verify)
     │   ├── PolicyError             a policy that cannot be met, or is empty
     │   ├── InconsistentCheckpointError  two checkpoints that cannot both be honest
-    │   └── StaleError              a checkpoint or cosignature that is too old
+    │   │   ├── EquivocationError   two roots at one size (monitor.verify)
+    │   │   ├── RollbackError       a log went back to a smaller tree (monitor.verify)
+    │   │   └── ForkError           a larger tree that rewrote history (monitor.verify)
+    │   ├── StaleError              a checkpoint or cosignature that is too old
+    │   ├── OriginError             a checkpoint of another log (formats.checkpoint)
+    │   ├── KeySetError             a publisher key-set chain that does not follow (publish.keyset)
+    │   ├── ReceiptError            a disclosure receipt the log does not bear out (disclosure.errors)
+    │   └── GateError               the update gate refuses; ``.check`` names the check (gate.errors)
+    │       ├── BundleError             bundle
+    │       ├── ArtifactDigestError     artifact-digest
+    │       ├── PublisherSignatureError publisher-signature
+    │       ├── PublisherKeyError       publisher-key
+    │       ├── PinError                pin
+    │       ├── InclusionError          inclusion
+    │       ├── CheckpointError         checkpoint
+    │       ├── WitnessQuorumError      witness-quorum
+    │       ├── FreshnessError          freshness
+    │       ├── AuditError              audit
+    │       ├── VersionRollbackError    rollback (a version older than the one installed)
+    │       └── ConsistencyError        consistency
     ├── LogError                    the log refused an operation
     │   ├── EntryError              an entry that can never be logged (empty, too large)
     │   ├── LogLockedError          another process owns the log directory
-    │   └── NotFoundError           an index, tile or object that does not exist (yet)
-    └── ConfigError                 a missing or unreadable configuration, key or state file
+    │   ├── NotFoundError           an index, tile or object that does not exist (yet)
+    │   │   ├── ProofRequestError   a proof asked for outside the tree (formats.merkle)
+    │   │   └── ReportNotFoundError no such disclosure report (disclosure.errors; 404)
+    │   └── QuorumMissingError      the witness quorum did not cosign in time (publish.publisher)
+    ├── ConfigError                 a missing or unreadable configuration, key or state file
+    │   └── StateError              a witness state database that cannot be used (witness.state)
+    ├── WitnessError                a witness refused a checkpoint; ``.status`` (witness.errors)
+    │   ├── WitnessRequestError     400 malformed request
+    │   ├── WitnessSignatureError   403 no valid signature by a trusted key
+    │   ├── UnknownLogError         404 an origin the witness does not witness
+    │   ├── WitnessConflictError    409 old size is not the witness's size
+    │   ├── WitnessConsistencyError 422 not consistent with what it cosigned
+    │   └── WitnessUnavailableError 0/5xx no usable reply
+    └── DisclosureError             the disclosure service refused (disclosure.errors)
+        ├── TransitionError         a workflow step not allowed now (409)
+        ├── AccessDeniedError       the caller's role does not allow it (403)
+        ├── AuthenticationError     no valid session, token or password (401)
+        ├── CSRFError               a form post without the CSRF token (403)
+        ├── TooLargeError           above a size limit (413)
+        └── RateLimitedError        too many requests from one address (429)
+
+Class names are unique across overt, so a name in this tree (or in a log line)
+says which class it is. Exceptions whose names start with ``_`` are private
+control flow inside one module and never reach a caller.
 
 Foreign exceptions are wrapped with ``raise ... from err`` so that callers only
 ever have to catch :class:`OvertError`.

@@ -29,7 +29,7 @@ from overt.gate.errors import (
     InclusionError,
     PinError,
     PublisherKeyError,
-    RollbackError,
+    VersionRollbackError,
     WitnessQuorumError,
 )
 from overt.publish.bundle import Bundle, LoggedEntry, format_bundle
@@ -173,7 +173,7 @@ def test_version_rollback_is_refused(world: World, tmp_path: Path) -> None:
     a1, b1 = world.publish("1.0.0")
     a2, b2 = world.publish("2.0.0")
     world.gate(tmp_path).admit(a2, format_bundle(b2))
-    with pytest.raises(RollbackError, match=r"older than the installed 2\.0\.0"):
+    with pytest.raises(VersionRollbackError, match=r"older than the installed 2\.0\.0"):
         world.gate(tmp_path).admit(a1, format_bundle(b1))  # a new gate: state from disk
     # Re-admitting the same version is fine; another channel has its own line.
     world.gate(tmp_path).admit(a2, format_bundle(b2))
@@ -183,7 +183,7 @@ def test_version_rollback_is_refused(world: World, tmp_path: Path) -> None:
 def test_update_below_its_minimum_previous_version_is_refused(world: World) -> None:
     gate = world.gate()
     gate.admit(*_b(world.publish("1.0.0")))
-    with pytest.raises(RollbackError, match=r"needs at least 1\.5\.0"):
+    with pytest.raises(VersionRollbackError, match=r"needs at least 1\.5\.0"):
         gate.admit(*_b(world.publish("2.0.0", min_previous="1.5.0")))
     gate.admit(*_b(world.publish("1.5.0")))
     assert gate.admit(*_b(world.publish("2.0.0", min_previous="1.5.0"))).version == "2.0.0"

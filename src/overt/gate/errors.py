@@ -15,7 +15,7 @@ underlying overt error is its ``__cause__``::
     ├── WitnessQuorumError        witness-quorum   cosignatures do not meet the quorum
     ├── FreshnessError            freshness    quorum cosigned too long ago (freeze)
     ├── AuditError                audit        a rule bundle without the required sign-offs
-    ├── RollbackError             rollback     older than what this client installed
+    ├── VersionRollbackError      rollback     older than what this client installed
     └── ConsistencyError          consistency  checkpoint not consistent with the last seen
 """
 
@@ -38,7 +38,7 @@ __all__ = [
     "PinError",
     "PublisherKeyError",
     "PublisherSignatureError",
-    "RollbackError",
+    "VersionRollbackError",
     "WitnessQuorumError",
 ]
 
@@ -95,7 +95,7 @@ class AuditError(GateError):
     check = "audit"
 
 
-class RollbackError(GateError):
+class VersionRollbackError(GateError):
     check = "rollback"
 
 
@@ -115,6 +115,6 @@ CHECKS: tuple[type[GateError], ...] = (
     WitnessQuorumError,
     FreshnessError,
     AuditError,
-    RollbackError,
+    VersionRollbackError,
     ConsistencyError,
 )

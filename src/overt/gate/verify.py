@@ -73,7 +73,7 @@ from overt.gate.errors import (
     PinError,
     PublisherKeyError,
     PublisherSignatureError,
-    RollbackError,
+    VersionRollbackError,
     WitnessQuorumError,
 )
 from overt.gate.policy import ClientPolicy
@@ -250,13 +250,13 @@ def _rollback(
     new = predicate.version
     if prev is not None:
         if version_key(new) < version_key(prev):
-            raise RollbackError(
+            raise VersionRollbackError(
                 f"{predicate.product}/{predicate.channel} version {new} is older than the"
                 f" installed {prev}"
             )
         floor = predicate.min_previous_version if isinstance(predicate, Update) else None
         if floor is not None and version_key(prev) < version_key(floor):
-            raise RollbackError(
+            raise VersionRollbackError(
                 f"update {new} needs at least {floor} installed; this client has {prev}"
             )
         if version_key(prev) > version_key(new):  # pragma: no cover - excluded above

@@ -33,13 +33,13 @@ from overt.log.log import Log
 from overt.witness.client import WitnessClient
 from overt.witness.errors import WitnessConflictError
 
-__all__ = ["Round", "WitnessState", "Witnessing"]
+__all__ = ["Round", "WitnessStatus", "Witnessing"]
 
 _logger = logging.getLogger("overt.log.witnessing")
 
 
 @dataclass
-class WitnessState:
+class WitnessStatus:
     """What the log knows of one witness."""
 
     name: str
@@ -77,7 +77,7 @@ class Witnessing:
         self._log_key = PolicyLog(log.vkey)
         factory = clients or (lambda w: WitnessClient(w.url or "", timeout=timeout))
         self._clients = {w.name: factory(w) for w in policy.witnesses}
-        self.witnesses = {w.name: WitnessState(w.name, w.url or "") for w in policy.witnesses}
+        self.witnesses = {w.name: WitnessStatus(w.name, w.url or "") for w in policy.witnesses}
         self._pool = ThreadPoolExecutor(
             max(1, len(policy.witnesses)), thread_name_prefix="overt-witness"
         )
