@@ -14,7 +14,7 @@ import pytest
 import overt.rules
 from overt.cli import rules as cli_rules
 from overt.cli.main import _Parser
-from overt.errors import FormatError
+from overt.errors import ConfigError, FormatError
 from overt.rules import (
     PREDICATE_TYPE,
     Severity,
@@ -235,7 +235,7 @@ def test_cli_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_missing_path_is_one_error(tmp_path: Path) -> None:
-    with pytest.raises(FormatError):
+    with pytest.raises(ConfigError, match="no such file"):
         _run(["rules", "audit", str(tmp_path / "nope.yar")])
 
 
@@ -297,6 +297,6 @@ def test_main_prints_one_line_on_a_fatal_error(
     monkeypatch.setattr(main_mod, "_GROUPS", ("rules",))
     assert main_mod.main(["rules", "audit", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("overt: malformed rule path")
+    assert err.count("\n") == 1 and err.startswith("overt: cannot read")
     assert main_mod.main(["rules", "diff", str(tmp_path / "a.yar"), str(tmp_path / "b.yar")]) == 1
     assert capsys.readouterr().err.startswith("overt: cannot read")

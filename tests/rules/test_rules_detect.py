@@ -258,7 +258,7 @@ def test_hostile_patterns_do_not_stop_the_audit() -> None:
     )
 
 
-def test_audit_paths_follows_includes_outside_the_arguments(tmp_path: Path) -> None:
+def test_audit_paths_follows_includes_inside_the_audited_tree(tmp_path: Path) -> None:
     (tmp_path / "lib").mkdir()
     (tmp_path / "rules").mkdir()
     (tmp_path / "lib" / "common.yar").write_bytes(
@@ -267,7 +267,14 @@ def test_audit_paths_follows_includes_outside_the_arguments(tmp_path: Path) -> N
     (tmp_path / "rules" / "main.yar").write_bytes(
         b'include "../lib/common.yar"\nrule main { condition: common }'
     )
-    report = audit_paths([tmp_path / "rules"], dynamic=False)
+    # the tree is what the user names: here the folder holding both
+    report = audit_paths([tmp_path], dynamic=False)
     assert (report.files, report.rules) == (2, 2)
     assert any(f.path == "lib/common.yar" and f.detector == "marking" for f in report.findings)
     assert not [f for f in report.findings if f.detector == "include-unresolved"]
+    # a sibling folder is outside the tree of rules/: a finding, not read
+    report = audit_paths([tmp_path / "rules"], dynamic=False)
+    assert (report.files, report.rules) == (1, 1)
+    assert [(f.detector, f.evidence) for f in report.findings] == [
+        ("outside-tree", "../lib/common.yar")
+    ]

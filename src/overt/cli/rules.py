@@ -4,7 +4,8 @@
     overt rules diff OLD NEW [--format text|json] [--fail-on LEVEL] [--static-only]
 
 Exit status: 0 clean, 1 when a finding reaches ``--fail-on`` (default
-``high``) or on a failure (one line on stderr), 2 on a usage error.
+``high``), when no rule was found, or on a failure (one line on stderr), 2 on
+a usage error.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-from overt.cli._util import read_input
 from overt.errors import ConfigError
 
 __all__ = ["register"]
@@ -32,7 +32,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmds.required = True
 
     a = cmds.add_parser("audit", help="audit .yar/.yara files or folders")
-    a.add_argument("paths", nargs="+", metavar="PATH", help="rule files or folders (recursive)")
+    a.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="rule files, folders (recursive), or one archive (.tar, .tar.gz, .zip)",
+    )
     a.add_argument(
         "--format", choices=("text", "json", "sarif"), default="text", help="report format"
     )
@@ -72,6 +77,8 @@ def _audit(args: argparse.Namespace) -> int:
     report = audit_paths(args.paths, dynamic=not args.static_only)
     out = {"text": format_text, "json": format_json, "sarif": format_sarif}[args.format](report)
     sys.stdout.write(out)
+    if report.rules == 0:  # a typo or an empty bundle must not pass CI as clean
+        raise ConfigError(f"no rules found in {report.name} ({report.files} files)")
     return 1 if report.fails(Severity.parse(args.fail_on)) else 0
 
 
@@ -111,11 +118,10 @@ def _attest(args: argparse.Namespace) -> int:
     from overt.publish.keys import load_publisher_signer
     from overt.publish.publisher import open_log_writer
     from overt.rules.attest import attest_bundle
+    from overt.rules.bundle import read_bundle_file
     from overt.rules.detectors import Severity
 
-    data = read_input(args.bundle)
-    if not data:
-        raise ConfigError(f"{args.bundle} is empty")
+    data = read_bundle_file(args.bundle)  # bounded: never a 1 GiB file whole
     signer = load_publisher_signer(args.key)
     name = Path(args.bundle).name
     att = attest_bundle(

@@ -31,11 +31,11 @@ Later issues register the review-coverage and rebuild checks here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from overt.errors import ConfigError, FormatError
 from overt.formats.dsse import format_envelope, parse_envelope
+from overt.monitor.alert import Alert
 
 __all__ = [
     "Alert",
@@ -48,15 +48,6 @@ __all__ = [
     "make_check",
     "register_check",
 ]
-
-
-@dataclass(frozen=True)
-class Alert:
-    """What a check found wrong with the entry at ``index``."""
-
-    check: str
-    index: int
-    message: str
 
 
 class Check(Protocol):

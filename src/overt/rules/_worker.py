@@ -32,8 +32,8 @@ import resource
 import sys
 from typing import Any, BinaryIO
 
-from overt.rules import canary as canary_mod
-from overt.rules import dynamic as dynamic_mod
+import overt.rules.canary as canary_mod
+import overt.rules.dynamic as dynamic_mod
 from overt.rules.detectors import Severity, Signal, analyse_rule
 from overt.rules.limits import Limits, measure
 from overt.rules.parse import ParsedFile, Rule, RuleParseError, StringDef, parse_source

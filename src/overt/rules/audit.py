@@ -38,12 +38,9 @@ statement whose subject is the bundle digest.
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import posixpath
 import re
-import tarfile
-import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +49,7 @@ import overt.rules._sandbox as _sandbox
 import overt.rules._worker as _wire
 import overt.rules.canary as canary_mod
 from overt import __version__
-from overt.errors import FormatError
+from overt.rules.bundle import MAX_BUNDLE_FILES, RULE_SUFFIXES, load_paths, read_bundle
 from overt.rules.detectors import Severity, Signal, escalate
 from overt.rules.limits import DEFAULT_LIMITS, Limits
 from overt.rules.parse import (
@@ -61,7 +58,6 @@ from overt.rules.parse import (
     RuleParseError,
     blank_includes,
     decode_source,
-    find_includes,
 )
 
 __all__ = [
@@ -79,10 +75,6 @@ __all__ = [
 ]
 
 PREDICATE_TYPE = "https://overt.dev/rule-audit/v1"
-RULE_SUFFIXES = (".yar", ".yara")
-#: A bundle with more files than this is refused (a hostile archive).
-MAX_BUNDLE_FILES = 20000
-_MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -589,74 +581,9 @@ def _external_names(texts: Iterable[str]) -> set[str]:
 # -- bundles ---------------------------------------------------------------------------------
 
 
-def read_bundle(name: str, data: bytes) -> dict[str, bytes]:
-    """The rule files of a bundle: a ``.yar``/``.yara`` text, tar (any
-    compression) or zip archive. Non-rule members are ignored.
-
-    Raises:
-        FormatError: an archive that cannot be read, that is too large, or
-            that holds too many files.
-    """
-    if _tarfile_like(data):
-        try:
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tf:
-                out: dict[str, bytes] = {}
-                total = 0
-                for member in tf:
-                    if not member.isfile() or not member.name.lower().endswith(RULE_SUFFIXES):
-                        continue
-                    if len(out) >= MAX_BUNDLE_FILES:
-                        raise FormatError(
-                            "rule bundle", f"more than {MAX_BUNDLE_FILES} rule files", name
-                        )
-                    total += member.size
-                    if total > _MAX_ARCHIVE_BYTES:
-                        raise FormatError("rule bundle", "archive expands beyond 256 MiB", name)
-                    fh = tf.extractfile(member)
-                    if fh is not None:
-                        out[_member_path(member.name)] = fh.read(MAX_FILE_BYTES + 1)
-                return out
-        except (tarfile.TarError, OSError, EOFError) as err:
-            raise FormatError("rule bundle", f"unreadable tar archive: {err}", name) from err
-    if data[:4] == b"PK\x03\x04":
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                out = {}
-                total = 0
-                for info in zf.infolist():
-                    if info.is_dir() or not info.filename.lower().endswith(RULE_SUFFIXES):
-                        continue
-                    if len(out) >= MAX_BUNDLE_FILES:
-                        raise FormatError(
-                            "rule bundle", f"more than {MAX_BUNDLE_FILES} rule files", name
-                        )
-                    total += info.file_size
-                    if total > _MAX_ARCHIVE_BYTES:
-                        raise FormatError("rule bundle", "archive expands beyond 256 MiB", name)
-                    with zf.open(info) as fh:
-                        out[_member_path(info.filename)] = fh.read(MAX_FILE_BYTES + 1)
-                return out
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            raise FormatError("rule bundle", f"unreadable zip archive: {err}", name) from err
-    return {posixpath.basename(name) or "bundle.yar": data}
-
-
-def _tarfile_like(data: bytes) -> bool:
-    """gzip, bzip2, xz magic, or a ustar header."""
-    return (
-        data[:2] == b"\x1f\x8b"
-        or data[:3] == b"BZh"
-        or data[:6] == b"\xfd7zXZ\x00"
-        or data[257:262] == b"ustar"
-    )
-
-
-def _member_path(name: str) -> str:
-    # Archive member names are bundle-relative; drop leading "./" and "/".
-    return posixpath.normpath(name.replace("\\", "/")).lstrip("/")
-
-
-def audit_bundle_bytes(name: str, data: bytes, *, dynamic: bool = True) -> Report:
+def audit_bundle_bytes(
+    name: str, data: bytes, *, dynamic: bool = True, limits: Limits = DEFAULT_LIMITS
+) -> Report:
     """Audit one logged rule bundle (what the log monitor calls per entry).
 
     The report's ``sha256`` is the digest of ``data`` itself, so that an
@@ -667,62 +594,54 @@ def audit_bundle_bytes(name: str, data: bytes, *, dynamic: bool = True) -> Repor
     """
     sources = read_bundle(name, data)
     return audit_sources(
-        sources, name=name, sha256=hashlib.sha256(data).hexdigest(), dynamic=dynamic
+        sources, name=name, sha256=hashlib.sha256(data).hexdigest(), dynamic=dynamic, limits=limits
     )
 
 
-def audit_paths(paths: Iterable[str | Path], *, dynamic: bool = True) -> Report:
-    """Audit ``.yar``/``.yara`` files and folders (recursively) on disk.
+def audit_paths(
+    paths: Iterable[str | Path], *, dynamic: bool = True, limits: Limits = DEFAULT_LIMITS
+) -> Report:
+    """Audit rule files, folders (recursively) or one archive on disk
+    (:func:`overt.rules.bundle.load_paths`).
 
-    Files are keyed by their path relative to the common parent of the
-    arguments; includes are followed on disk, relative to the including file.
+    Includes are followed on disk inside the audited tree only; an include or
+    a symlink that leads out of it is an ``outside-tree`` finding and is not
+    read.
 
     Raises:
-        FormatError: a path that does not exist.
+        ConfigError: a path that does not exist or cannot be read, or no rule
+            file at all.
+        FormatError: an unreadable archive.
     """
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            files.extend(
-                sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in RULE_SUFFIXES)
+    bundle = load_paths(paths)
+    digest = hashlib.sha256(bundle.data).hexdigest() if bundle.data is not None else None
+    report = audit_sources(
+        bundle.sources, name=bundle.name, sha256=digest, dynamic=dynamic, limits=limits
+    )
+    if not bundle.refused:
+        return report
+    outside = {(r.path, r.line, r.target) for r in bundle.refused}
+    findings = [
+        f
+        for f in report.findings
+        if not (f.detector == "include-unresolved" and (f.path, f.line, f.evidence) in outside)
+    ]
+    for r in bundle.refused:
+        findings.append(
+            _file_finding(
+                r.path,
+                "outside-tree",
+                Severity.MEDIUM,
+                max(r.line, 1),
+                r.target,
+                f"{r.reason}: not read (only the files given, and what they include "
+                "inside their folders, are audited)",
             )
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FormatError("rule path", "no such file or directory", str(raw))
-    resolved = [f.resolve() for f in files]
-    # Pull in included files that are outside the arguments.
-    todo = list(resolved)
-    seen = set(resolved)
-    while todo:
-        f = todo.pop()
-        try:
-            head = f.read_bytes()[:MAX_FILE_BYTES]
-        except OSError:
-            continue
-        if b"include" not in head:
-            continue
-        for _line, target in find_includes(head.decode("utf-8", "replace")):
-            inc = (f.parent / target).resolve()
-            if inc.is_file() and inc not in seen:
-                seen.add(inc)
-                resolved.append(inc)
-                todo.append(inc)
-    if not resolved:
-        return Report(
-            name=",".join(str(p) for p in paths), sha256=_bundle_digest({}), dynamic=dynamic
         )
-    root = Path(posixpath.commonpath([str(f.parent) for f in resolved]))
-    sources: dict[str, bytes] = {}
-    for f in resolved:
-        rel = f.relative_to(root).as_posix()
-        try:
-            with f.open("rb") as fh:
-                sources[rel] = fh.read(MAX_FILE_BYTES + 1)
-        except OSError as err:
-            raise FormatError("rule path", f"unreadable: {err}", str(f)) from err
-    return audit_sources(sources, name=",".join(str(p) for p in paths), dynamic=dynamic)
+    report.findings = sorted(
+        findings, key=lambda f: (-f.severity, f.path, f.line, f.rule, f.detector, f.id)
+    )
+    return report
 
 
 # -- attestation predicate ----------------------------------------------------------------------

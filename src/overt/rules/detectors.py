@@ -38,7 +38,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from overt.rules import _lexicon as lex
+import overt.rules._lexicon as lex
 from overt.rules.decode import (
     Candidate,
     bytes_to_texts,

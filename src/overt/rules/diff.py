@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from overt.rules.audit import Report, audit_sources, read_bundle
-from overt.rules.parse import Rule, RuleParseError, decode_source, find_includes, parse_source
+from overt.rules.audit import Report, audit_sources, static_results
+from overt.rules.bundle import load_bundle
+from overt.rules.parse import Rule, RuleParseError, decode_source, find_includes
 
 __all__ = ["BundleDiff", "RuleChange", "diff_bundles", "diff_paths", "format_diff", "load_side"]
 
@@ -50,12 +51,17 @@ class BundleDiff:
 
 
 def _rules(sources: Mapping[str, bytes]) -> dict[str, Rule]:
-    rules: list[Rule] = []
+    texts: dict[str, str] = {}
     for path in sorted(sources):
         try:
-            rules.extend(parse_source(decode_source(path, sources[path]), path).rules)
+            texts[path] = decode_source(path, sources[path])
         except RuleParseError:
             continue  # the audit of the new side reports unreadable files
+    # Parsed in the worker processes: a hostile old or new side is unreadable, not a crash.
+    rules: list[Rule] = []
+    for _path, res in sorted(static_results(texts, analyse=False).items()):
+        if res.pf is not None:
+            rules.extend(res.pf.rules)
     counts: dict[str, int] = {}
     for r in rules:
         counts[r.name] = counts.get(r.name, 0) + 1
@@ -139,20 +145,14 @@ def _with_includes(files: set[str], sources: Mapping[str, bytes]) -> dict[str, b
 
 
 def load_side(path: str | Path) -> dict[str, bytes]:
-    """One side of a diff: a folder of rule files, a rule file, or an archive.
+    """One side of a diff: a folder of rule files, a rule file, or an archive
+    (:func:`overt.rules.bundle.load_bundle`, bounded and inside its tree).
 
     Raises:
-        FileNotFoundError: the path does not exist.
+        overt.errors.ConfigError: the path does not exist or holds no rule file.
         overt.errors.FormatError: an unreadable archive.
     """
-    p = Path(path)
-    if p.is_dir():
-        return {
-            q.relative_to(p).as_posix(): q.read_bytes()
-            for q in sorted(p.rglob("*"))
-            if q.is_file() and q.suffix.lower() in (".yar", ".yara")
-        }
-    return read_bundle(p.name, p.read_bytes())
+    return load_bundle(path).sources
 
 
 def diff_paths(old: str | Path, new: str | Path, *, dynamic: bool = True) -> BundleDiff:

@@ -91,6 +91,7 @@ _TOKEN = re.compile(
   | (?P<lc>//[^\n]*)
   | (?P<bc>/\*(?:[^*]|\*(?!/))*(?:\*/)?)
   | (?P<str>"(?:[^"\\\n]|\\.)*"?)
+  | (?P<ref>[$#@!][A-Za-z0-9_]*\*?)
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<num>[0-9][0-9A-Za-z_.]*)
   | (?P<other>.)
@@ -179,7 +180,7 @@ def measure(text: str) -> Shape:
             if kind == "str":
                 prev = "str"
                 continue
-        if kind == "word" and tok == "include":
+        if kind == "word" and tok == "include" and prev != ".":
             pending_include, pending_line = start, line
             continue
         if kind == "word" and tok == "rule":
@@ -210,7 +211,9 @@ def measure(text: str) -> Shape:
             now = 0
         if now > depth:
             depth, depth_line = now, line
-        if tok in _UNARY or tok == "matches" or kind not in ("num", "word", "str"):
+        if kind == "ref":
+            prev = "word"
+        elif tok in _UNARY or tok == "matches" or kind not in ("num", "word", "str"):
             prev = tok
         else:
             prev = kind

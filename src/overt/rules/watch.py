@@ -19,18 +19,18 @@ result is ``fail`` is also an alert: an auditor refused that bundle.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from overt.errors import ConfigError, FormatError
 from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, parse_envelope
 from overt.formats.statement import RULE_AUDIT, RULE_BUNDLE, RuleAudit, parse_statement
-from overt.monitor.checks import Alert
+from overt.monitor.alert import Alert
 from overt.rules.audit import audit_bundle_bytes
+from overt.rules.bundle import MAX_ARCHIVE_BYTES, read_capped
 from overt.rules.detectors import Severity
 
 __all__ = ["RuleAuditCheck"]
-
-_MAX_BUNDLE = 256 * 1024 * 1024
 
 
 class RuleAuditCheck:
@@ -59,17 +59,33 @@ class RuleAuditCheck:
         except ValueError as err:
             raise ConfigError(f"rule-audit: {err}") from err
 
+    def _read(self, path: Path) -> bytes | None:
+        """The file's bytes if it is a regular file inside the store (after
+        resolving symlinks) of at most MAX_ARCHIVE_BYTES, read with that cap."""
+        root = os.path.realpath(self.store)
+        real = os.path.realpath(path)
+        if not real.startswith(root.rstrip("/") + "/"):
+            return None  # a symlink out of the store is not read
+        try:
+            data = read_capped(real, MAX_ARCHIVE_BYTES)
+        except ConfigError:
+            return None  # vanished, unreadable, or not a regular file
+        return data if len(data) <= MAX_ARCHIVE_BYTES else None
+
     def _scan(self) -> None:
         """Hash files that are new or changed since the last scan."""
         for path in self.store.rglob("*"):
-            if not path.is_file():
+            try:
+                st = path.stat()
+            except OSError:
                 continue
-            st = path.stat()
             stamp = (st.st_size, st.st_mtime_ns)
-            if self._seen.get(path) == stamp or st.st_size > _MAX_BUNDLE:
+            if self._seen.get(path) == stamp or st.st_size > MAX_ARCHIVE_BYTES:
                 continue
             self._seen[path] = stamp
-            self._by_sha[hashlib.sha256(path.read_bytes()).hexdigest()] = path
+            data = self._read(path)
+            if data is not None:
+                self._by_sha[hashlib.sha256(data).hexdigest()] = path
 
     def _find(self, sha256: str) -> bytes | None:
         path = self._by_sha.get(sha256)
@@ -78,9 +94,11 @@ class RuleAuditCheck:
             path = self._by_sha.get(sha256)
         if path is None:
             return None
-        data = path.read_bytes()
+        data = self._read(path)
         # The file may have changed since it was indexed: only its exact bytes count.
-        return data if hashlib.sha256(data).hexdigest() == sha256 else None
+        if data is None or hashlib.sha256(data).hexdigest() != sha256:
+            return None
+        return data
 
     def check(self, index: int, entry: bytes) -> list[Alert]:
         if entry.lstrip()[:1] != b"{":
@@ -123,7 +141,17 @@ class RuleAuditCheck:
                     )
                 )
                 continue
-            report = audit_bundle_bytes(subject.name, data, dynamic=self.dynamic)
+            try:
+                report = audit_bundle_bytes(subject.name, data, dynamic=self.dynamic)
+            except FormatError as err:  # a hostile archive: refused, and said so
+                alerts.append(
+                    Alert(
+                        self.name,
+                        index,
+                        f"entry {index}: rule bundle {subject.name} cannot be audited: {err}",
+                    )
+                )
+                continue
             for f in report.findings:
                 if f.severity >= self.level:
                     alerts.append(
