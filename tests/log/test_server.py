@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
+from overt._asgi import make_server
 from overt.formats import merkle
 from overt.formats.note import parse_vkey
 from overt.formats.proof import parse_proof, verify_proof
@@ -36,7 +36,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(LogApp(log), log_level="error", lifespan="on"))
+    server = make_server(LogApp(log), "127.0.0.1", port)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from overt._asgi import ServerLimits, make_server
 from overt.formats.checkpoint import Checkpoint, sign_checkpoint
 from overt.formats.cosignature import CosignatureSigner, CosignatureVerifier
 from overt.formats.merkle import MemoryTree, leaf_hash
@@ -139,14 +139,13 @@ class WitnessUnderTest:
         return WitnessApp(state, self.logs, self.signer, reload=self.reload)
 
     @contextmanager
-    def serve(self) -> Iterator[str]:
-        """Runs the witness on 127.0.0.1 (a real uvicorn server); yields its URL."""
+    def serve(self, limits: ServerLimits | None = None) -> Iterator[str]:
+        """Runs the witness on 127.0.0.1 (a real uvicorn server, as served); yields its URL."""
         with self.state() as state:
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-            config = uvicorn.Config(self.app(state), log_level="error", lifespan="on")
-            server = uvicorn.Server(config)
+            server = make_server(self.app(state), "127.0.0.1", port, limits)
             thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
             thread.start()
             deadline = time.monotonic() + 10

@@ -111,9 +111,10 @@ def test_400_malformed_checkpoint_in_a_valid_note(served: Served) -> None:
     assert served.post(bad).status_code == 400
 
 
-def test_400_oversized_body(served: Served) -> None:
+def test_413_oversized_body(served: Served) -> None:
     reply = served.post(b"old 0\n\n" + b"a" * (MAX_REQUEST_SIZE + 1))
-    assert reply.status_code == 400
+    assert reply.status_code == 413
+    assert reply.headers["connection"] == "close"
 
 
 def test_400_old_size_above_checkpoint_size(served: Served) -> None:

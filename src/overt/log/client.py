@@ -14,6 +14,7 @@ whole log through any source, trusting nothing it reads:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,12 +23,13 @@ from typing import Protocol
 
 import httpx
 
+from overt._http import Reply, fetch
 from overt.errors import LogError, NotFoundError, PolicyError, ProofError, VerificationError
 from overt.formats import merkle, tiles
 from overt.formats.checkpoint import SignedCheckpoint, open_checkpoint
-from overt.formats.note import Ed25519Verifier, Verifier
+from overt.formats.note import MAX_NOTE_SIZE, Ed25519Verifier, Verifier
 from overt.formats.policy import Policy, PolicyLog, verify_checkpoint
-from overt.formats.proof import TlogProof, parse_proof
+from overt.formats.proof import MAX_PROOF_SIZE, TlogProof, parse_proof
 
 __all__ = [
     "DirectorySource",
@@ -35,6 +37,7 @@ __all__ = [
     "LogClient",
     "TileSource",
     "VerifiedLog",
+    "max_object_size",
     "open_source",
     "open_with_policy",
     "tile_reader",
@@ -69,22 +72,43 @@ class DirectorySource:
         """Nothing to release; present so every source can be closed alike."""
 
 
+def max_object_size(path: str) -> int:
+    """The largest object a tlog-tiles server may serve at ``path``.
+
+    A checkpoint is a signed note (1 MiB at most), a tile ``width`` hashes, an
+    entry bundle ``width`` entries of at most 65535 bytes, each with its 2-byte length.
+
+    Raises:
+        TilePathError: ``path`` is neither ``checkpoint`` nor a tile path.
+    """
+    if path == "checkpoint":
+        return MAX_NOTE_SIZE
+    where = tiles.parse_tile_path(path)
+    if where.level is None:
+        return where.width * (2 + tiles.MAX_ENTRY_SIZE)
+    return where.width * merkle.HASH_SIZE
+
+
 class HTTPSource:
-    """A tlog-tiles server, over HTTP(S) with keep-alive."""
+    """A tlog-tiles server, over HTTP(S) with keep-alive.
+
+    Each read stops at the largest size its object may have (:func:`max_object_size`)
+    and within four times ``timeout`` in all, so a hostile server costs bounded memory
+    and time (:func:`overt._http.fetch`).
+    """
 
     def __init__(self, url: str, timeout: float = 30.0, client: httpx.Client | None = None) -> None:
         self.url = url.rstrip("/")
         self.client = client or httpx.Client(timeout=timeout, headers={"user-agent": "overt"})
 
     def read(self, path: str) -> bytes:
-        try:
-            response = self.client.get(f"{self.url}/{path}")
-        except httpx.HTTPError as err:
-            raise LogError(f"GET {self.url}/{path}: {err}") from err
-        if response.status_code == 404:
-            raise NotFoundError(f"GET {self.url}/{path}: 404")
-        if response.status_code != 200:
-            raise LogError(f"GET {self.url}/{path}: HTTP {response.status_code}")
+        """Raises NotFoundError (404), LogError (any other failure, or a reply too large)."""
+        url = f"{self.url}/{path}"
+        response = fetch(self.client, "GET", url, max_object_size(path), LogError)
+        if response.status == 404:
+            raise NotFoundError(f"GET {url}: 404")
+        if response.status != 200:
+            raise LogError(f"GET {url}: HTTP {response.status}")
         return response.content
 
     def close(self) -> None:
@@ -233,15 +257,13 @@ class LogClient:
         self.http = httpx.Client(timeout=timeout, headers=headers)
         self.source = HTTPSource(self.url, client=self.http)
 
-    def _post(self, entry: bytes, params: dict[str, str]) -> httpx.Response:
-        try:
-            response = self.http.post(f"{self.url}/add", params=params, content=entry)
-        except httpx.HTTPError as err:
-            raise LogError(f"POST {self.url}/add: {err}") from err
-        if response.status_code != 200:
-            raise LogError(
-                f"POST {self.url}/add: HTTP {response.status_code}: {response.text.strip()}"
-            )
+    def _post(self, entry: bytes, params: dict[str, str]) -> Reply:
+        url = f"{self.url}/add"
+        response = fetch(
+            self.http, "POST", url, MAX_PROOF_SIZE, LogError, content=entry, params=params
+        )
+        if response.status != 200:
+            raise LogError(f"POST {url}: HTTP {response.status}: {response.reason}")
         return response
 
     def add(self, entry: bytes) -> tuple[int, bytes]:
@@ -252,7 +274,10 @@ class LogClient:
 
     def sequence(self, entry: bytes) -> int:
         """Append an entry; returns its index once durable, without waiting for integration."""
-        return int(self._post(entry, {}).headers["overt-index"])
+        reply = self._post(entry, {}).content
+        if re.fullmatch(rb"(0|[1-9][0-9]{0,18})\n", reply) is None:
+            raise LogError(f"POST {self.url}/add: not an index: {reply[:40]!r}")
+        return int(reply)
 
     def checkpoint(self) -> bytes:
         return self.source.read("checkpoint")

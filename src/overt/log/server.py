@@ -14,9 +14,13 @@ Routes (``<prefix>`` is the server root)::
                                           with its c2sp.org/tlog-proof@v1 against the first
                                           published checkpoint that includes it
 
-Status codes: 400 malformed path or empty entry, 401 missing or wrong token,
-404 nothing there (or beyond the published tree), 405 wrong method, 413 entry
-larger than 65535 bytes, 503 the log failed to store a batch. Input never causes a 500.
+Status codes: 400 malformed path, empty entry or a query on ``/add`` other than
+``proof=1``, 401 missing or wrong token, 404 nothing there (or beyond the
+published tree), 405 wrong method, 413 entry larger than 65535 bytes (refused on
+its Content-Length, before the body is read), 503 the log failed to store a
+batch. Input never causes a 500: a 500 is a bug, and is logged with its traceback.
+Connection-level limits (timeouts, header size, open connections) are
+:class:`overt._asgi.ServerLimits`, documented in docs/servers.md.
 
 The app is a bare ASGI callable rather than a Starlette app: ``POST /add`` is
 the hot path (thousands of requests a second on two cores) and a framework's
@@ -40,9 +44,20 @@ import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs
 
-from overt._asgi import BodyTooLargeError, Receive, Scope, Send, error, read_body, reply, run
+from overt._asgi import (
+    CLOSE,
+    BodyTooLargeError,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    ServerLimits,
+    error,
+    read_body,
+    reply,
+    run,
+)
 from overt.errors import EntryError, NotFoundError, OvertError, TilePathError
 from overt.formats import tiles
 from overt.log.log import MAX_BATCH, Log, check_entry
@@ -211,25 +226,43 @@ class LogApp:
             return
         path: str = scope["path"]
         method: str = scope["method"]
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
         try:
-            if path == "/add":
-                if method != "POST":
-                    await error(send, 405, "use POST /add", [(b"allow", b"POST")])
-                    return
-                await self._add(scope, receive, send)
-            elif path == "/metrics" and method == "GET":
-                await reply(send, 200, self._metrics().encode(), b"text/plain; version=0.0.4")
-            elif path == "/checkpoint" or path.startswith("/tile/"):
-                if method not in ("GET", "HEAD"):
-                    await error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
-                    return
-                await self._read(scope, path, send)
-            else:
-                await error(send, 404, f"no such endpoint: {path}")
+            await self._route(scope, receive, tracked, path, method)
         except OvertError as err:
             # Storage failures reach here; input errors are answered above.
             log.error("request %s %s failed: %s", method, path, err)
-            await error(send, 503, f"log unavailable: {err}")
+            if not started:
+                await error(send, 503, f"log unavailable: {err}")
+        except Exception:
+            # A bug, never an input: input is refused with a 4xx before anything is done.
+            log.exception("bug: request %s %r failed", method, path)
+            if not started:
+                await error(send, 500, "internal error (logged)", [CLOSE])
+
+    async def _route(
+        self, scope: Scope, receive: Receive, send: Send, path: str, method: str
+    ) -> None:
+        if path == "/add":
+            if method != "POST":
+                await error(send, 405, "use POST /add", [(b"allow", b"POST")])
+                return
+            await self._add(scope, receive, send)
+        elif path == "/metrics" and method == "GET":
+            await reply(send, 200, self._metrics().encode(), b"text/plain; version=0.0.4")
+        elif path == "/checkpoint" or path.startswith("/tile/"):
+            if method not in ("GET", "HEAD"):
+                await error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
+                return
+            await self._read(scope, path, send)
+        else:
+            await error(send, 404, f"no such endpoint: {path}")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -267,10 +300,16 @@ class LogApp:
                 send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")]
             )
             return
+        # Validate the whole request before acting on it: nothing may fail after
+        # the entry is sequenced except storage.
+        query = scope.get("query_string", b"")
+        if query not in (b"", b"proof=1"):
+            await error(send, 400, f"unknown query {_preview(query)}: use /add or /add?proof=1")
+            return
         try:
-            entry = await read_body(receive, tiles.MAX_ENTRY_SIZE)
+            entry = await read_body(scope, receive, tiles.MAX_ENTRY_SIZE)
         except BodyTooLargeError:
-            await error(send, 413, "entry larger than 65535 bytes")
+            await error(send, 413, "entry larger than 65535 bytes", [CLOSE])
             return
         if entry is None:
             return
@@ -283,7 +322,7 @@ class LogApp:
             self.sequencer = Sequencer(self.log, witnessing=self.witnessing)
         index = await self.sequencer.add(entry)
         headers = [(b"overt-index", str(index).encode())]
-        if b"proof" not in parse_qs(scope.get("query_string", b"")):
+        if not query:
             await reply(send, 200, b"%d\n" % index, headers=headers)
             return
         await self.sequencer.wait_integrated(index)
@@ -315,6 +354,11 @@ class LogApp:
         await reply(send, 200, data, b"application/octet-stream", headers)
 
 
+def _preview(data: bytes) -> str:
+    text = repr(data[:40])[1:]
+    return text + "..." if len(data) > 40 else text
+
+
 def _accepts_gzip(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"accept-encoding":
@@ -322,8 +366,14 @@ def _accepts_gzip(scope: Scope) -> bool:
     return False
 
 
-def serve(log: Log, host: str, port: int, ready: Callable[[], None] | None = None) -> None:
-    """Run the server until interrupted (uvicorn, uvloop/httptools when available).
+def serve(
+    log: Log,
+    host: str,
+    port: int,
+    ready: Callable[[], None] | None = None,
+    limits: ServerLimits | None = None,
+) -> None:
+    """Run the server until interrupted (uvicorn, uvloop/httptools) under ``limits``.
 
     With a witness policy in the log directory, checkpoints are witnessed before
     they are published (overt.log.witnessing).
@@ -332,7 +382,7 @@ def serve(log: Log, host: str, port: int, ready: Callable[[], None] | None = Non
 
     witnessing = Witnessing(log, log.policy) if log.policy is not None else None
     try:
-        run(LogApp(log, witnessing=witnessing), host, port, ready)
+        run(LogApp(log, witnessing=witnessing), host, port, ready, limits)
     finally:
         if witnessing is not None:
             witnessing.close()

@@ -134,15 +134,17 @@ class EventSink:
         if self._client is None:
             self._client = httpx.Client(timeout=5.0, headers={"user-agent": "overt-monitor"})
         try:
-            response = self._client.post(
+            # Only the status is read: the reply's body is never downloaded.
+            with self._client.stream(
+                "POST",
                 self.webhook,
                 content=dump_json_canonical(event.as_json()),
                 headers={"content-type": "application/json"},
-            )
-            if not 200 <= response.status_code < 300:
-                raise httpx.HTTPStatusError(
-                    f"HTTP {response.status_code}", request=response.request, response=response
-                )
+            ) as response:
+                if not 200 <= response.status_code < 300:
+                    raise httpx.HTTPStatusError(
+                        f"HTTP {response.status_code}", request=response.request, response=response
+                    )
         except httpx.HTTPError as err:
             # The alert is already on the stream; a webhook is a convenience, not the record.
             self.webhook_failures += 1

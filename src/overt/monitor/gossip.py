@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
+from overt._http import fetch
 from overt.errors import LogError, NotFoundError, UnknownKeyError
 from overt.formats.checkpoint import SignedCheckpoint, open_checkpoint
 from overt.formats.note import Verifier
@@ -93,16 +94,12 @@ class HTTPWitness:
         self.client = client or httpx.Client(timeout=timeout, headers={"user-agent": "overt"})
 
     def _get(self, path: str) -> bytes | None:
-        try:
-            response = self.client.get(f"{self.url}/{path}")
-        except httpx.HTTPError as err:
-            raise LogError(f"GET {self.url}/{path}: {err}") from err
-        if response.status_code == 404:
+        # Read under the cap (and a deadline): a hostile witness cannot stream forever.
+        response = fetch(self.client, "GET", f"{self.url}/{path}", _MAX_REPLY, LogError)
+        if response.status == 404:
             return None
-        if response.status_code != 200:
-            raise LogError(f"GET {self.url}/{path}: HTTP {response.status_code}")
-        if len(response.content) > _MAX_REPLY:
-            raise LogError(f"GET {self.url}/{path}: reply larger than {_MAX_REPLY} bytes")
+        if response.status != 200:
+            raise LogError(f"GET {self.url}/{path}: HTTP {response.status}")
         return response.content
 
     def logs(self) -> list[str]:

@@ -25,8 +25,9 @@ from urllib.parse import quote
 
 import httpx
 
+from overt._http import fetch
 from overt.errors import FormatError
-from overt.formats.note import Verifier, parse_note
+from overt.formats.note import MAX_NOTE_SIZE, Verifier, parse_note
 from overt.formats.witness import (
     CONTENT_TYPE_SIZE,
     AddCheckpointRequest,
@@ -46,8 +47,15 @@ from overt.witness.errors import (
 
 __all__ = ["WitnessClient"]
 
+#: The largest ``/logs`` reply read (one origin a line).
+MAX_LOGS_REPLY = 1 << 20
+#: The largest ``add-checkpoint`` reply read: cosignature lines, capped alike by
+#: :func:`overt.formats.witness.parse_cosignature_lines`.
+MAX_COSIGNATURE_REPLY = 64 * 1024
+
 _REFUSALS: dict[int, type[WitnessError]] = {
     400: WitnessRequestError,
+    413: WitnessRequestError,  # a body larger than any valid request
     403: WitnessSignatureError,
     422: WitnessConsistencyError,
 }
@@ -99,12 +107,10 @@ class WitnessClient:
         """
         body = format_add_checkpoint(AddCheckpointRequest(old_size, tuple(proof), checkpoint))
         url = f"{self.url}/add-checkpoint"
-        try:
-            response = self._client.post(url, content=body)
-        except httpx.HTTPError as err:
-            raise WitnessUnavailableError(f"POST {url}: {err!r}") from err
-        status, reply = response.status_code, response.content
-        reason = reply.decode("utf-8", "replace").strip()[:500]
+        response = fetch(
+            self._client, "POST", url, MAX_COSIGNATURE_REPLY, WitnessUnavailableError, content=body
+        )
+        status, reply, reason = response.status, response.content, response.reason
         if status == 200:
             return self._check_cosignatures(url, checkpoint, reply)
         if status == 409:
@@ -153,16 +159,11 @@ class WitnessClient:
             WitnessUnavailableError: no reply, a timeout, or a status other than 200/404.
         """
         url = f"{self.url}/checkpoint/{quote(origin, safe='')}"
-        try:
-            response = self._client.get(url)
-        except httpx.HTTPError as err:
-            raise WitnessUnavailableError(f"GET {url}: {err!r}") from err
-        if response.status_code == 404:
+        response = fetch(self._client, "GET", url, MAX_NOTE_SIZE, WitnessUnavailableError)
+        if response.status == 404:
             return None
-        if response.status_code != 200:
-            raise WitnessUnavailableError(
-                f"GET {url}: HTTP {response.status_code}", response.status_code
-            )
+        if response.status != 200:
+            raise WitnessUnavailableError(f"GET {url}: HTTP {response.status}", response.status)
         return response.content
 
     def logs(self) -> list[str]:
@@ -172,12 +173,10 @@ class WitnessClient:
             WitnessUnavailableError: no reply, a timeout, or a status other than 200.
         """
         url = f"{self.url}/logs"
+        response = fetch(self._client, "GET", url, MAX_LOGS_REPLY, WitnessUnavailableError)
+        if response.status != 200:
+            raise WitnessUnavailableError(f"GET {url}: HTTP {response.status}", response.status)
         try:
-            response = self._client.get(url)
-        except httpx.HTTPError as err:
-            raise WitnessUnavailableError(f"GET {url}: {err!r}") from err
-        if response.status_code != 200:
-            raise WitnessUnavailableError(
-                f"GET {url}: HTTP {response.status_code}", response.status_code
-            )
-        return response.text.splitlines()
+            return response.content.decode("utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise WitnessUnavailableError(f"GET {url}: reply is not UTF-8", 200) from err

@@ -13,8 +13,11 @@ Routes (the submission and monitoring prefixes are both the server root)::
     GET  /<sha256(origin) hex>/checkpoint   the same, at the spec's monitoring path
 
 Status codes for ``add-checkpoint`` are the spec's (see :mod:`overt.witness.core`);
-405 for a wrong method, 404 for an unknown path, 503 if the state cannot be
-written (nothing was cosigned). Input never causes a 500.
+405 for a wrong method, 404 for an unknown path, 413 for a body larger than
+any valid request (refused on its Content-Length, before the body is read), 503
+if the state cannot be written (nothing was cosigned). Input never causes a
+500: a 500 is a bug, and is logged with its traceback. Connection-level limits
+are :class:`overt._asgi.ServerLimits` (docs/servers.md).
 
 Concurrency and durability: each request is parsed and its log signature
 verified on arrival; then it joins a queue. A committer takes everything queued
@@ -38,7 +41,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from overt._asgi import BodyTooLargeError, Receive, Scope, Send, error, read_body, reply, run
+from overt._asgi import (
+    CLOSE,
+    BodyTooLargeError,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    ServerLimits,
+    error,
+    read_body,
+    reply,
+    run,
+)
 from overt.errors import FormatError, OvertError
 from overt.formats.cosignature import CosignatureSigner
 from overt.formats.witness import CONTENT_TYPE_SIZE, MAX_REQUEST_SIZE, parse_add_checkpoint
@@ -178,31 +193,49 @@ class WitnessApp:
             return
         path: str = scope["path"]
         method: str = scope["method"]
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
         try:
-            if path == "/add-checkpoint":
-                if method != "POST":
-                    await error(send, 405, "use POST /add-checkpoint", [(b"allow", b"POST")])
-                    return
-                await self._add_checkpoint(receive, send)
-                return
-            if method not in ("GET", "HEAD"):
-                await error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
-                return
-            if path == "/logs":
-                origins = await asyncio.to_thread(self.state.origins)
-                await reply(send, 200, "".join(o + "\n" for o in origins).encode())
-            elif path.startswith("/checkpoint/"):
-                await self._checkpoint(path[len("/checkpoint/") :], send)
-            elif path.endswith("/checkpoint") and path.count("/") == 2:
-                self._current_logs()
-                origin = self._by_hash.get(path[1 : -len("/checkpoint")])
-                await self._checkpoint(origin, send)
-            else:
-                await error(send, 404, f"no such endpoint: {path}")
+            await self._route(scope, receive, tracked, path, method)
         except OvertError as err:
             # Only storage failures get here: every refusal is answered above.
             log.error("request %s %s failed: %s", method, path, err)
-            await error(send, 503, f"witness unavailable: {err}")
+            if not started:
+                await error(send, 503, f"witness unavailable: {err}")
+        except Exception:
+            # A bug, never an input: input is refused with a 4xx before anything is done.
+            log.exception("bug: request %s %r failed", method, path)
+            if not started:
+                await error(send, 500, "internal error (logged)", [CLOSE])
+
+    async def _route(
+        self, scope: Scope, receive: Receive, send: Send, path: str, method: str
+    ) -> None:
+        if path == "/add-checkpoint":
+            if method != "POST":
+                await error(send, 405, "use POST /add-checkpoint", [(b"allow", b"POST")])
+                return
+            await self._add_checkpoint(scope, receive, send)
+            return
+        if method not in ("GET", "HEAD"):
+            await error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
+            return
+        if path == "/logs":
+            origins = await asyncio.to_thread(self.state.origins)
+            await reply(send, 200, "".join(o + "\n" for o in origins).encode())
+        elif path.startswith("/checkpoint/"):
+            await self._checkpoint(path[len("/checkpoint/") :], send)
+        elif path.endswith("/checkpoint") and path.count("/") == 2:
+            self._current_logs()
+            origin = self._by_hash.get(path[1 : -len("/checkpoint")])
+            await self._checkpoint(origin, send)
+        else:
+            await error(send, 404, f"no such endpoint: {path}")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -222,11 +255,11 @@ class WitnessApp:
             self.committer = Committer(self.state, self.signer, self.max_batch)
         return self.committer
 
-    async def _add_checkpoint(self, receive: Receive, send: Send) -> None:
+    async def _add_checkpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            body = await read_body(receive, MAX_REQUEST_SIZE)
+            body = await read_body(scope, receive, MAX_REQUEST_SIZE)
         except BodyTooLargeError:
-            await error(send, 400, f"request body larger than {MAX_REQUEST_SIZE} bytes")
+            await error(send, 413, f"request body larger than {MAX_REQUEST_SIZE} bytes", [CLOSE])
             return
         if body is None:
             return
@@ -260,6 +293,12 @@ class WitnessApp:
         await reply(send, 200, record.note, headers=[(b"cache-control", b"no-cache")])
 
 
-def serve(app: WitnessApp, host: str, port: int, ready: Callable[[], None] | None = None) -> None:
-    """Runs ``app`` until interrupted (uvicorn, with uvloop/httptools when available)."""
-    run(app, host, port, ready)
+def serve(
+    app: WitnessApp,
+    host: str,
+    port: int,
+    ready: Callable[[], None] | None = None,
+    limits: ServerLimits | None = None,
+) -> None:
+    """Runs ``app`` until interrupted (uvicorn, with uvloop/httptools) under ``limits``."""
+    run(app, host, port, ready, limits)
