@@ -556,3 +556,64 @@ def test_capped_client_reads_gzip_bundles_and_replies_of_an_honest_server(tmp_pa
             assert gz.headers["content-encoding"] == "gzip"
     finally:
         log.close()
+
+
+# --- the serve flags --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["log", "witness"])
+def test_serve_flags_set_the_limits(tmp_path: Path, kind: str) -> None:
+    import subprocess
+    import sys
+
+    directory = tmp_path / kind
+    overt = [sys.executable, "-m", "overt.cli.main"]
+    if kind == "log":
+        subprocess.run([*overt, "log", "init", str(directory), "--origin", ORIGIN], check=True)
+    else:
+        subprocess.run(
+            [*overt, "witness", "init", str(directory), "--name", "w.example/w"], check=True
+        )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    listen = f"127.0.0.1:{port}"
+    flags = ["--request-timeout", "0.5", "--max-connections", "2"]
+    proc = subprocess.Popen(
+        [*overt, kind, "serve", str(directory), "--listen", listen, *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        assert b"serving" in proc.stdout.readline()
+        with contextlib.ExitStack() as held:
+            first = held.enter_context(socket.create_connection(("127.0.0.1", port), 5))
+            held.enter_context(socket.create_connection(("127.0.0.1", port), 5))
+            time.sleep(0.1)
+            with socket.create_connection(("127.0.0.1", port), 5) as third:
+                assert read_until_closed(third, 2)[0].startswith(b"HTTP/1.1 503")
+            reply, when = read_until_closed(first, 3)
+            assert reply.startswith(b"HTTP/1.1 408") and when < 1.0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_serve_flags_out_of_range_are_usage_errors(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for flag, value in [
+        ("--request-timeout", "0"),
+        ("--max-connections", "-1"),
+        ("--keep-alive", "x"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "overt.cli.main", "log", "serve", str(tmp_path), flag, value],
+            capture_output=True,
+        )
+        assert result.returncode == 2, result.stderr
+        assert flag.encode() in result.stderr

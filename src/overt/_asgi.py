@@ -384,18 +384,40 @@ def run(
     make_server(app, host, port, limits, ready).run()
 
 
-_FLAGS: dict[str, tuple[str, type, str]] = {
+def _seconds(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"want seconds in (0, 3600], got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    import argparse
+
+    if not text.isdigit() or not 1 <= int(text) <= 1 << 24:
+        raise argparse.ArgumentTypeError(f"want a positive whole number, got {text!r}")
+    return int(text)
+
+
+_FLAGS: dict[str, tuple[str, Callable[[str], float], str, str]] = {
     "request_timeout": (
         "--request-timeout",
-        float,
-        "seconds for a whole request (line, headers, body) to arrive",
+        _seconds,
+        "SECONDS",
+        "time for a whole request (line, headers, body) to arrive",
     ),
-    "keep_alive": ("--keep-alive", float, "seconds an idle keep-alive connection stays open"),
-    "max_header_bytes": ("--max-header-bytes", int, "largest request line plus headers"),
-    "max_connections": ("--max-connections", int, "open connections at most"),
+    "keep_alive": ("--keep-alive", _seconds, "SECONDS", "idle keep-alive connections close after"),
+    "max_header_bytes": ("--max-header-bytes", _count, "BYTES", "request line plus headers"),
+    "max_connections": ("--max-connections", _count, "N", "open connections at most"),
     "max_connections_per_ip": (
         "--max-connections-per-ip",
-        int,
+        _count,
+        "N",
         "open connections from one address at most",
     ),
 }
@@ -406,15 +428,15 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ServerLimits()
     group = parser.add_argument_group("limits (see docs/servers.md)")
     for field in fields(ServerLimits):
-        flag, kind, help_text = _FLAGS[field.name]
+        flag, kind, metavar, help_text = _FLAGS[field.name]
         default = getattr(defaults, field.name)
         group.add_argument(
             flag,
             dest=field.name,
             type=kind,
             default=default,
-            metavar="N",
-            help=f"{help_text} (default: {default:g})",
+            metavar=metavar,
+            help=help_text,  # overt's help formatter shows the default
         )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from overt._asgi import add_limit_arguments, limits_from_args
 from overt.cli._util import (
     Progress,
     check_listen,
@@ -88,6 +89,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="HOST:PORT",
         help="address to listen on",
     )
+    add_limit_arguments(p)
     p.set_defaults(func=_serve)
 
     p = cmds.add_parser("proof", help="print an entry's tlog-proof against the latest checkpoint")
@@ -274,6 +276,7 @@ def _serve(args: argparse.Namespace) -> int:
     from overt.log.server import serve
 
     host, port = args.listen
+    limits = limits_from_args(args)
     check_listen(host, port)
     with Log.open(args.dir) as log:
 
@@ -282,7 +285,7 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"verifier key: {log.vkey}", flush=True)
 
         try:
-            serve(log, host, port, ready=ready)
+            serve(log, host, port, ready=ready, limits=limits)
         except SystemExit as err:  # the HTTP server gave up during start-up
             if err.code:
                 raise ConfigError(f"cannot serve on {host}:{port} (exit {err.code})") from err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from overt._asgi import add_limit_arguments, limits_from_args
 from overt.cli._util import check_listen, listen_address
 from overt.errors import ConfigError
 
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="HOST:PORT",
         help="address to listen on",
     )
+    add_limit_arguments(p)
     p.set_defaults(func=_serve)
 
 
@@ -78,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
     from overt.witness.server import WitnessApp, serve
 
     host, port = args.listen
+    limits = limits_from_args(args)
     check_listen(host, port)
     watcher = LogsWatcher(args.dir)  # before loading: a change in between is not missed
     config = load_witness(args.dir)
@@ -91,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"witnessing: {origins}", flush=True)
 
         try:
-            serve(app, host, port, ready=ready)
+            serve(app, host, port, ready=ready, limits=limits)
         except SystemExit as err:  # the HTTP server gave up during start-up
             if err.code:
                 raise ConfigError(f"cannot serve on {host}:{port} (exit {err.code})") from err
