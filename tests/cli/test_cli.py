@@ -86,6 +86,16 @@ def test_every_default_is_shown_in_help() -> None:
                 assert shown, f"{parser.prog} {action.option_strings}: default not shown"
 
 
+def test_help_lists_every_command_without_building_them() -> None:
+    def commands(parser: argparse.ArgumentParser) -> dict[str, str | None]:
+        (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return {c.dest: c.help for c in action._choices_actions}
+
+    full = commands(cli_main.build_parser())
+    assert commands(cli_main.build_parser(["--help"])) == full
+    assert commands(cli_main.build_parser(["log", "vkey", "x"])) == full
+
+
 def test_rules_cli_lists_the_real_severities_and_audit_name() -> None:
     from overt.cli import rules as cli_rules
     from overt.rules.attest import DEFAULT_AUDIT

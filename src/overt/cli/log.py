@@ -38,8 +38,14 @@ if TYPE_CHECKING:
 BULK_CHUNK = 65536
 
 
+#: Top-level commands this module registers, with their one-line help.
+COMMANDS = {
+    "log": "run and check a transparency log",
+}
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("log", help="run and check a transparency log")
+    parser = sub.add_parser("log", help=COMMANDS["log"])
     cmds = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
     cmds.required = True
     dir_help = "the log directory"

@@ -64,7 +64,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"overt: usage: {self.prog}: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``overt`` parser. With ``argv``, only the command group it names is built in
+    full (the others get a stub that lists them in ``overt --help``): building every
+    subcommand's parser is most of the start-up time of a command that does little."""
+    wanted = _command(argv) if argv is not None else None
     parser = _Parser(
         prog="overt",
         description="overt: prove what security software ships: transparency log, witnesses,"
@@ -75,12 +79,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in _GROUPS:
         module = importlib.import_module(f"overt.cli.{name}")
-        module.register(sub)
+        commands: dict[str, str] = module.COMMANDS
+        if argv is None or wanted in commands:
+            module.register(sub)
+        else:
+            for command, help_text in commands.items():
+                sub.add_parser(command, help=help_text, add_help=False)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The command an argument list names (its first word that is not an option)."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
     try:

@@ -28,10 +28,14 @@ if TYPE_CHECKING:
     from overt.formats.policy import Policy
 
 
+#: Top-level commands this module registers, with their one-line help.
+COMMANDS = {"monitor": "follow a log: consistency, witnesses, checks on every entry"}
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "monitor",
-        help="follow a log: consistency, witnesses, checks on every entry",
+        help=COMMANDS["monitor"],
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     p.add_argument("url", metavar="URL", help="the log's URL (or a log directory)")

@@ -8,9 +8,14 @@ import time
 from overt.cli._util import load_policy, load_vkey, read_input
 from overt.errors import FormatError, PolicyError
 
+#: Top-level commands this module registers, with their one-line help.
+COMMANDS = {
+    "proof": "verify offline inclusion proofs",
+}
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("proof", help="verify offline inclusion proofs")
+    parser = sub.add_parser("proof", help=COMMANDS["proof"])
     cmds = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
     cmds.required = True
     p = cmds.add_parser("verify", help="verify a tlog-proof for an entry")

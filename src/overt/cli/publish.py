@@ -30,8 +30,16 @@ if TYPE_CHECKING:
     from overt.publish.keys import PublisherKey, PublisherSigner
 
 
+#: Top-level commands this module registers, with their one-line help.
+COMMANDS = {
+    "publish": "sign and log a release, update or rule bundle",
+    "verify": "check an artifact against its .overt bundle and a policy",
+    "publisher": "manage publisher keys and their key-set chain",
+}
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("publish", help="sign and log a release, update or rule bundle")
+    p = sub.add_parser("publish", help=COMMANDS["publish"])
     p.add_argument("file", metavar="FILE", type=Path, help="the artifact to publish")
     p.add_argument("--log", required=True, metavar="URL_OR_DIR", help="log server URL or directory")
     p.add_argument("--key", required=True, type=Path, help="publisher private key file")
@@ -68,7 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     p.set_defaults(func=_publish)
 
-    v = sub.add_parser("verify", help="check an artifact against its .overt bundle and a policy")
+    v = sub.add_parser("verify", help=COMMANDS["verify"])
     v.add_argument("file", metavar="FILE", help="the artifact (or - for stdin)")
     v.add_argument("--bundle", required=True, metavar="FILE.overt", help="the artifact's bundle")
     v.add_argument("--policy", required=True, type=Path, help="client policy (JSON)")
@@ -84,7 +92,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     v.set_defaults(func=_verify)
 
-    k = sub.add_parser("publisher", help="manage publisher keys and their key-set chain")
+    k = sub.add_parser("publisher", help=COMMANDS["publisher"])
     cmds = k.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(k))
     cmds.required = True
     g = cmds.add_parser(

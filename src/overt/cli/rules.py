@@ -26,8 +26,14 @@ LEVELS = ("info", "low", "medium", "high", "critical")
 DEFAULT_AUDIT = "no-espionage"
 
 
+#: Top-level commands this module registers, with their one-line help.
+COMMANDS = {
+    "rules": "audit detection rules for collection and targeting",
+}
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("rules", help="audit detection rules for collection and targeting")
+    parser = sub.add_parser("rules", help=COMMANDS["rules"])
     cmds = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
     cmds.required = True
 

@@ -9,9 +9,14 @@ from overt._asgi import add_limit_arguments, limits_from_args
 from overt.cli._util import check_listen, listen_address
 from overt.errors import ConfigError
 
+#: Top-level commands this module registers, with their one-line help.
+COMMANDS = {
+    "witness": "run a transparency-log witness (c2sp tlog-witness)",
+}
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("witness", help="run a transparency-log witness (c2sp tlog-witness)")
+    parser = sub.add_parser("witness", help=COMMANDS["witness"])
     cmds = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
     cmds.required = True
 
