@@ -28,6 +28,7 @@ USE = {
     "plyara": r"^\s*(from|import) plyara\b",
     "cvss": r"^\s*(from|import) cvss\b",
     "argon2-cffi": r"^\s*(from|import) argon2\b",
+    "jsonschema": r"^\s*(from|import) jsonschema\b",
 }
 
 

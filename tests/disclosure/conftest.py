@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from overt.disclosure.advisories import Publisher
 from overt.disclosure.bounty import VulnClass
 from overt.disclosure.crypto import PSIRTKey
 from overt.disclosure.service import Account, Desk, Role, Submission
 from overt.disclosure.store import Store
 from overt.disclosure.timeline import LocalCommitmentLog
 from overt.log.log import Log
+from overt.publish.keys import generate_publisher_key
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # a Wednesday
 
@@ -53,7 +55,17 @@ class Rig:
 def make_rig(tmp_path: Path, store: Store) -> Rig:
     log = Log.create(tmp_path / "log", "example.com/disclosure-log")
     clock = Clock()
-    desk = Desk(store, PSIRTKey.generate(), LocalCommitmentLog(log), "example.com/psirt", clock)
+    _skey, signer = generate_publisher_key("example.com/psirt")
+    publisher = Publisher("Example PSIRT", "https://example.com", "https://psirt.example.com")
+    desk = Desk(
+        store,
+        PSIRTKey.generate(),
+        LocalCommitmentLog(log),
+        "example.com/psirt",
+        clock,
+        publisher=publisher,
+        signer=signer,
+    )
     return Rig(desk, log, clock, store)
 
 

@@ -28,8 +28,9 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from overt.disclosure.advisories import AdvisoryDetails, Publisher
 from overt.disclosure.bounty import (
     DEFAULT_TABLE,
     BountyTable,
@@ -72,8 +73,11 @@ from overt.disclosure.workflow import (
     open_case,
     overdue,
 )
-from overt.errors import FormatError
+from overt.errors import ConfigError, FormatError
 from overt.formats.strict import b64decode_strict, json_list, json_members, json_str, load_json
+
+if TYPE_CHECKING:
+    from overt.publish.keys import PublisherSigner
 
 __all__ = [
     "MAX_ATTACHMENT",
@@ -89,6 +93,7 @@ __all__ = [
     "Role",
     "Submission",
     "Tracking",
+    "check_submission",
     "parse_submission",
 ]
 
@@ -288,7 +293,12 @@ class Desk:
         log: CommitmentLog,
         program: str,
         clock: Callable[[], datetime] = _now,
+        *,
+        publisher: Publisher | None = None,
+        signer: PublisherSigner | None = None,
     ) -> None:
+        """``publisher`` and ``signer`` (the publisher key that signs logged advisories)
+        are needed only to publish advisories."""
         from argon2 import PasswordHasher
 
         self.store = store
@@ -296,6 +306,8 @@ class Desk:
         self.log = log
         self.program = program
         self.clock = clock
+        self.publisher = publisher
+        self.signer = signer
         self._hasher = PasswordHasher()
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
         self._intake: Batcher[Submission, Intake] = Batcher(self.submit_many)
@@ -577,6 +589,77 @@ class Desk:
         """Payout totals (admins only). Raises AccessDeniedError."""
         self._admin(account, "read the payout ledger")
         return ledger(Payout(r, w, a, _time(t)) for r, w, a, t in self.store.payouts())
+
+    # -- advisories -------------------------------------------------------------
+
+    def publish_advisory(
+        self, account: Account, report_id: str, details: AdvisoryDetails
+    ) -> tuple[str, bytes]:
+        """Make, validate, log and store the CSAF and OSV advisories of a fixed report.
+
+        Returns the CSAF document's path in the directory and the publication's
+        tlog-proof.
+
+        Raises:
+            TransitionError: the report is not fixed (or disclosed) yet.
+            FormatError: a document breaks its schema (nothing is logged).
+            ConfigError: no publisher or publisher key configured.
+            DisclosureError: the report or the advisory id has an advisory already.
+        """
+        from overt.disclosure import advisories as adv
+        from overt.publish.publisher import Publication, make_entry
+
+        if self.publisher is None or self.signer is None:
+            raise ConfigError("no publisher configured: advisories cannot be published")
+        view = self.view(account, report_id)
+        if view.case.entered(State.FIXED) is None:
+            raise TransitionError(report_id, view.case.state.value, "advisory", "not fixed yet")
+        at = self.clock()
+        csaf = adv.validate("csaf", adv.make_csaf(self.publisher, details, view, at))
+        osv = adv.validate("osv", adv.make_osv(self.publisher, details, view, at))
+        path = adv.csaf_path(details.advisory_id, at)
+        predicate = {
+            "advisory_id": details.advisory_id,
+            "osv": {
+                "id": adv.osv_id(details.advisory_id),
+                "sha256": hashlib.sha256(osv).hexdigest(),
+            },
+        }
+        entry = make_entry(
+            self.signer,
+            Publication(
+                f"csaf/white/{path}",
+                hashlib.sha256(csaf).hexdigest(),
+                (adv.PREDICATE_TYPE, predicate),
+            ),
+        )
+        [proof] = self.log.append([entry])
+        self.store.add_advisory(report_id, details.advisory_id, csaf, osv, _epoch(at), entry, proof)
+        return path, proof
+
+    def advisory_files(self) -> dict[str, bytes]:
+        """What ``/.well-known/csaf/`` and ``/osv/`` serve, by path under the site root."""
+        from overt.disclosure import advisories as adv
+
+        if self.publisher is None:
+            return {}
+        rows = self.store.advisories()
+        files: dict[str, bytes] = {}
+        listed: list[tuple[str, datetime]] = []
+        for _rid, advisory_id, csaf, osv, at, proof in rows:
+            path = adv.csaf_path(advisory_id, _time(at))
+            listed.append((path, _time(at)))
+            files[f".well-known/csaf/white/{path}"] = csaf
+            files[f".well-known/csaf/white/{path}.sha256"] = adv.sha256_line(csaf, path).encode()
+            files[f".well-known/csaf/white/{path}.tlog-proof"] = proof
+            files[f"osv/{adv.osv_id(advisory_id)}.json"] = osv
+        last = max((at for _p, at in listed), default=self.clock())
+        files[".well-known/csaf/provider-metadata.json"] = adv.validate(
+            "provider", adv.provider_metadata(self.publisher, last)
+        )
+        files[".well-known/csaf/white/index.txt"] = adv.index_txt([p for p, _ in listed]).encode()
+        files[".well-known/csaf/white/changes.csv"] = adv.changes_csv(listed).encode()
+        return files
 
     # -- accounts and sessions -------------------------------------------------
 

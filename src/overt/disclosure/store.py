@@ -14,7 +14,7 @@ Tables (times are UTC epoch seconds; ``sealed`` columns are HPKE ciphertexts,
     sessions(id_hash PK, username, csrf, expires)
     settings(key PK, value)                      -- the bounty table
     payouts(report_id PK, researcher, amount, paid_at)
-    advisories(report_id PK, advisory_id UNIQUE, csaf, osv, published_at, log_index)
+    advisories(report_id PK, advisory_id UNIQUE, csaf, osv, published_at, entry, proof)
 
 SQLite runs in WAL mode with ``synchronous=FULL``: a commit is on disk when it returns.
 Each method is one transaction; every database failure is a :class:`DisclosureError`
@@ -154,7 +154,8 @@ advisories = Table(
     Column("csaf", LargeBinary, nullable=False),
     Column("osv", LargeBinary, nullable=False),
     Column("published_at", BigInteger, nullable=False),
-    Column("log_index", BigInteger, nullable=False),
+    Column("entry", LargeBinary, nullable=False),
+    Column("proof", LargeBinary, nullable=False),
 )
 
 
@@ -481,7 +482,14 @@ class Store:
             return [(str(r), str(w), int(a), int(t)) for r, w, a, t in conn.execute(query)]
 
     def add_advisory(
-        self, report_id: str, advisory_id: str, csaf: bytes, osv: bytes, at: int, index: int
+        self,
+        report_id: str,
+        advisory_id: str,
+        csaf: bytes,
+        osv: bytes,
+        at: int,
+        entry: bytes,
+        proof: bytes,
     ) -> None:
         with self._tx(f"store the advisory of {report_id} (published already?)") as conn:
             conn.execute(
@@ -493,22 +501,24 @@ class Store:
                         "csaf": csaf,
                         "osv": osv,
                         "published_at": at,
-                        "log_index": index,
+                        "entry": entry,
+                        "proof": proof,
                     }
                 ],
             )
 
-    def advisories(self) -> list[tuple[str, str, bytes, bytes, int]]:
-        """(report_id, advisory_id, csaf, osv, published_at), oldest first."""
+    def advisories(self) -> list[tuple[str, str, bytes, bytes, int, bytes]]:
+        """(report_id, advisory_id, csaf, osv, published_at, proof), oldest first."""
         query = select(
             advisories.c.report_id,
             advisories.c.advisory_id,
             advisories.c.csaf,
             advisories.c.osv,
             advisories.c.published_at,
+            advisories.c.proof,
         ).order_by(advisories.c.published_at, advisories.c.advisory_id)
         with self._tx("read advisories") as conn:
             return [
-                (str(r), str(a), bytes(c), bytes(o), int(t))
-                for r, a, c, o, t in conn.execute(query)
+                (str(r), str(a), bytes(c), bytes(o), int(t), bytes(p))
+                for r, a, c, o, t, p in conn.execute(query)
             ]

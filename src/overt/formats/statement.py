@@ -27,9 +27,10 @@ overt's predicate types (each a JSON object; the URIs are identifiers, the
                                           ``fail``): an auditor's sign-off on a rule bundle
 ========================================  =====================================================
 
-SLSA provenance v1 (``https://slsa.dev/provenance/v1``) and CycloneDX
-(``https://cyclonedx.org/bom`` and ``https://cyclonedx.org/bom/v1.N``) statements
-are accepted as publications too; their predicates are kept as opaque JSON.
+SLSA provenance v1 (``https://slsa.dev/provenance/v1``), CycloneDX
+(``https://cyclonedx.org/bom`` and ``https://cyclonedx.org/bom/v1.N``) and security
+advisory (``https://overt.dev/disclosure-advisory/v1``, :mod:`overt.disclosure.advisories`)
+statements are accepted as publications too; their predicates are kept as opaque JSON.
 
 Example::
 
@@ -95,6 +96,8 @@ RULE_BUNDLE = "https://overt.dev/rule-bundle/v1"
 KEY_SET = "https://overt.dev/key-set/v1"
 RULE_AUDIT = "https://overt.dev/rule-audit/v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
+#: A security advisory (CSAF subject; overt.disclosure.advisories), kept as opaque JSON.
+DISCLOSURE_ADVISORY = "https://overt.dev/disclosure-advisory/v1"
 CYCLONEDX = "https://cyclonedx.org/bom"
 
 #: CLI kind names and the predicate types they stand for.
@@ -407,7 +410,11 @@ def statement_from_json(obj: object) -> Statement:
     ptype = obj.get("predicateType")
     if not isinstance(ptype, str):
         raise _fail("predicateType is not a string", ptype)
-    if ptype not in _TYPED and ptype != SLSA_PROVENANCE and not _CYCLONEDX.fullmatch(ptype):
+    if (
+        ptype not in _TYPED
+        and ptype not in (SLSA_PROVENANCE, DISCLOSURE_ADVISORY)
+        and not _CYCLONEDX.fullmatch(ptype)
+    ):
         raise _fail("unsupported predicateType", ptype)
     predicate = obj.get("predicate")
     if not isinstance(predicate, dict):
