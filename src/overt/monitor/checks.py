@@ -25,12 +25,24 @@ Built in:
     findings at or above LEVEL (default medium), on logged bundles missing from the store,
     and on failed rule-audit attestations (:mod:`overt.rules.watch`).
 
+A check that raises, or runs longer than the runner's ``timeout`` on one entry, is a
+:class:`CheckFailure` for that entry and check (the monitor turns it into a ``check-failed``
+alert) and the run goes on with the next entry: one hostile entry must not stop every monitor
+for good. Checks run on one thread in log order; a check that times out is abandoned, not
+killed (Python cannot kill a thread): its thread finishes in the background and whatever it
+returns is dropped. A check that calls native code on untrusted input must isolate it in a
+process of its own, as ``rule-audit`` does (:mod:`overt.rules._sandbox`), since a crash of
+native code would take the monitor down with it.
+
 Later issues register the review-coverage and rebuild checks here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from overt.errors import ConfigError, FormatError
@@ -38,15 +50,18 @@ from overt.formats.dsse import format_envelope, parse_envelope
 from overt.monitor.alert import Alert
 
 __all__ = [
+    "DEFAULT_CHECK_TIMEOUT",
     "Alert",
     "Check",
     "CheckFactory",
+    "CheckFailure",
     "DsseEnvelope",
     "SizeLimit",
     "available_checks",
     "default_checks",
     "make_check",
     "register_check",
+    "run_checks",
 ]
 
 
@@ -58,6 +73,93 @@ class Check(Protocol):
     def check(self, index: int, entry: bytes) -> list[Alert]:
         """The alerts about ``entry`` (at ``index``); an empty list when it passes."""
         ...
+
+
+@dataclass(frozen=True)
+class CheckFailure:
+    """A check that raised or timed out on the entry at ``index`` (``why`` says which)."""
+
+    check: str
+    index: int
+    why: str
+
+
+#: Seconds one check may spend on one entry (a rule-audit of a large bundle takes tens).
+DEFAULT_CHECK_TIMEOUT = 600.0
+
+
+class _Run:
+    """Runs ``todo[start:]`` on a daemon thread; the caller watches its progress."""
+
+    def __init__(self, todo: Sequence[tuple[int, bytes, Check]], start: int) -> None:
+        self.todo = todo
+        self.start = start
+        self.results: list[list[Alert] | CheckFailure] = []
+        self.lock = threading.Lock()
+        self.cancelled = False
+        self.since = time.monotonic()  # when the current item started
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._main, name="overt-check", daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        for index, entry, check in self.todo[self.start :]:
+            res: list[Alert] | CheckFailure
+            try:
+                res = list(check.check(index, entry))
+            except Exception as err:  # a plug-in's bug must not stop the monitor
+                res = CheckFailure(check.name, index, f"raised {err!r}")
+            with self.lock:
+                if self.cancelled:
+                    return
+                self.results.append(res)
+                self.since = time.monotonic()
+        self.done.set()
+
+    def wait(self, timeout: float) -> int:
+        """The position of the item that ran out of time, or ``len(todo)`` when all ran."""
+        while not self.done.wait(min(timeout, 0.25)):
+            with self.lock:
+                if time.monotonic() - self.since > timeout:
+                    self.cancelled = True
+                    return self.start + len(self.results)
+        return len(self.todo)
+
+
+def run_checks(
+    checks: Sequence[Check],
+    batch: Sequence[tuple[int, bytes]],
+    timeout: float | None = DEFAULT_CHECK_TIMEOUT,
+) -> list[Alert | CheckFailure]:
+    """Every check on every ``(index, entry)`` of ``batch``, in log order: the alerts, and a
+    :class:`CheckFailure` for each check that raised or ran out of ``timeout`` seconds on one
+    entry (None: no limit, run in the calling thread)."""
+    todo = [(index, entry, check) for index, entry in batch for check in checks]
+    results: list[list[Alert] | CheckFailure] = []
+    if timeout is None:
+        for index, entry, check in todo:
+            try:
+                results.append(list(check.check(index, entry)))
+            except Exception as err:  # a plug-in's bug must not stop the monitor
+                results.append(CheckFailure(check.name, index, f"raised {err!r}"))
+    else:
+        pos = 0
+        while pos < len(todo):
+            run = _Run(todo, pos)
+            stop = run.wait(timeout)
+            with run.lock:
+                results.extend(run.results)
+            if stop < len(todo):
+                index, _entry, check = todo[stop]
+                results.append(CheckFailure(check.name, index, f"timed out after {timeout:g} s"))
+            pos = stop + 1
+    out: list[Alert | CheckFailure] = []
+    for res in results:
+        if isinstance(res, CheckFailure):
+            out.append(res)
+        else:
+            out.extend(res)
+    return out
 
 
 CheckFactory = Callable[[str | None], Check]

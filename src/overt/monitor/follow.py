@@ -18,7 +18,10 @@
    (:mod:`overt.monitor.checks`) see the entries, and the state moves past them.
 
 A crash between running the checks on a batch and saving the state re-runs the checks on that
-batch after a restart: checks are at-least-once, the state is never ahead of the checks.
+batch after a restart: checks are at-least-once, the state is never ahead of the checks. So a
+check must not be able to crash the monitor: one that raises or times out on an entry is an
+alert, and a check that parses untrusted data with native code does it in a worker process
+(``rule-audit``: :mod:`overt.rules._sandbox`).
 
 Example::
 
@@ -40,15 +43,16 @@ from overt.errors import (
     InconsistentCheckpointError,
     LogError,
     NotFoundError,
+    PolicyError,
     ProofError,
     VerificationError,
 )
 from overt.formats import merkle, tiles
 from overt.formats.checkpoint import SignedCheckpoint, open_checkpoint
-from overt.formats.note import Ed25519Verifier, Verifier
-from overt.formats.policy import Policy, PolicyLog, verify_checkpoint
+from overt.formats.note import Verifier
+from overt.formats.policy import Policy, open_trusted_checkpoint
 from overt.log.client import TileSource, tile_reader
-from overt.monitor.checks import Check
+from overt.monitor.checks import DEFAULT_CHECK_TIMEOUT, Check, CheckFailure, run_checks
 from overt.monitor.events import EventSink
 from overt.monitor.gossip import Witness, compare_views, open_witnessed
 from overt.monitor.state import MonitorState, Position, make_evidence
@@ -74,7 +78,10 @@ class Monitor:
     """Follows one log (``source``, signed by ``verifier``), keeping ``state``, telling ``sink``.
 
     ``batch_tiles`` entry bundles are fetched (by ``fetch_threads`` threads) and proven
-    together before the checks run and the state is saved.
+    together before the checks run and the state is saved. A check that raises, or spends more
+    than ``check_timeout`` seconds on one entry (None: no limit), is a ``check-failed`` alert
+    naming the check and the entry, and the monitor moves on
+    (:func:`overt.monitor.checks.run_checks`).
     """
 
     def __init__(
@@ -88,6 +95,7 @@ class Monitor:
         max_age: float | None = None,
         witnesses: Sequence[Witness] = (),
         checks: Sequence[Check] = (),
+        check_timeout: float | None = DEFAULT_CHECK_TIMEOUT,
         batch_tiles: int = 64,
         fetch_threads: int = 4,
         clock: Callable[[], float] = time.time,
@@ -103,12 +111,12 @@ class Monitor:
         self.max_age = max_age
         self.witnesses = list(witnesses)
         self.checks = list(checks)
+        self.check_timeout = check_timeout
         self.batch_tiles = batch_tiles
         self.clock = clock
         self.name = name
-        self._extra_logs: tuple[PolicyLog, ...] = ()
-        if policy is not None and isinstance(verifier, Ed25519Verifier):
-            self._extra_logs = (PolicyLog(verifier.vkey),)
+        if max_age is not None and policy is None:
+            raise PolicyError("freshness (max age) needs a witness policy")
         self._get_tile = tile_reader(source)
         self._cache = tiles.TileCache(256)
         self._pool = ThreadPoolExecutor(fetch_threads, thread_name_prefix="overt-monitor")
@@ -214,16 +222,14 @@ class Monitor:
     def _open(self, note: bytes) -> SignedCheckpoint | None:
         """The log's checkpoint, verified; None (and an alert) if it does not verify."""
         try:
-            signed = open_checkpoint(note, self.verifier, self.origin)
-            if self.policy is not None:
-                verify_checkpoint(
-                    note,
-                    self.policy,
-                    self.clock(),
-                    self.max_age,
-                    origin=self.origin,
-                    extra_logs=self._extra_logs,
-                )
+            signed = open_trusted_checkpoint(
+                note,
+                self.verifier,
+                self.policy,
+                now=self.clock(),
+                max_age=self.max_age,
+                origin=self.origin,
+            )
         except (FormatError, VerificationError) as err:
             self.sink.alert(
                 "bad-checkpoint",
@@ -385,20 +391,16 @@ class Monitor:
                 self.sink.alert("bad-bundle", str(err), origin=self.origin, index=lo)
                 return position
             batch: list[tuple[int, bytes]] = []
-            leaf_hash = merkle.leaf_hash
             for tile, (entries, hashes) in zip(range(first, last), fetched, strict=True):
                 base = tile * _W
-                for i in range(max(lo, base) - base, len(entries)):
-                    h = leaf_hash(entries[i])
-                    if h != hashes[i * _H : (i + 1) * _H]:
-                        self._cache.clear()
-                        self.sink.alert(
-                            "entry-mismatch",
-                            f"entry {base + i} does not match its hash in tile 0/{tile}",
-                            origin=self.origin,
-                            index=base + i,
-                        )
-                        return position
+                start = max(lo, base) - base
+                try:
+                    leaves = tiles.verify_entries(entries, hashes, tile, start)
+                except tiles.EntryMismatchError as err:
+                    self._cache.clear()
+                    self.sink.alert("entry-mismatch", str(err), origin=self.origin, index=err.index)
+                    return position
+                for i, h in enumerate(leaves, start):
                     edge.append(h)
                     batch.append((base + i, entries[i]))
             try:
@@ -429,18 +431,16 @@ class Monitor:
         return position
 
     def _run_checks(self, batch: Sequence[tuple[int, bytes]]) -> None:
-        checks = self.checks
-        for index, entry in batch:
-            for check in checks:
-                try:
-                    alerts = check.check(index, entry)
-                except Exception as err:  # a plug-in's bug must not stop the monitor
-                    self.sink.alert(
-                        "check-failed",
-                        f"check {check.name} failed on entry {index}: {err!r}",
-                        check=check.name,
-                        index=index,
-                    )
-                    continue
-                for a in alerts:
-                    self.sink.alert("check", a.message, check=a.check, index=a.index)
+        # A check that raises or times out on an entry is an alert naming both, and the
+        # monitor moves on (overt.monitor.checks.run_checks): one hostile entry must not
+        # stop the monitor on every restart.
+        for res in run_checks(self.checks, batch, self.check_timeout):
+            if isinstance(res, CheckFailure):
+                self.sink.alert(
+                    "check-failed",
+                    f"check {res.check} failed on entry {res.index}: {res.why}",
+                    check=res.check,
+                    index=res.index,
+                )
+            else:
+                self.sink.alert("check", res.message, check=res.check, index=res.index)

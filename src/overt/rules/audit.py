@@ -428,7 +428,8 @@ def audit_sources(
                     Severity.HIGH,
                     1,
                     res.error,
-                    "no parser accepts the file; its rules were not audited",
+                    "no parser accepts the file, it exceeds the auditor's limits, or it crashed or "
+                    "hung a parser; its rules were not audited",
                 )
             )
             continue

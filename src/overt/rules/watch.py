@@ -159,7 +159,7 @@ class RuleAuditCheck:
                             self.name,
                             index,
                             f"entry {index}: {f.severity} {f.id} {subject.name}:{f.path}:{f.line}"
-                            f" rule {f.rule}: {f.reason}",
+                            f" rule {f.rule}: {f.reason} ({f.evidence[:120]})",
                         )
                     )
         return alerts
