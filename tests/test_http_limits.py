@@ -42,6 +42,7 @@ from overt.log.client import HTTPSource, LogClient
 from overt.log.log import Log
 from overt.log.server import LogApp
 from overt.monitor.gossip import HTTPWitness
+from overt.publish.publisher import _read_metrics
 from overt.witness.client import WitnessClient
 from overt.witness.core import known_logs
 from overt.witness.errors import WitnessUnavailableError
@@ -503,6 +504,7 @@ CLIENT_CALLS: dict[str, tuple[type[Exception], Callable[[str], object]]] = {
     "witness latest": (WitnessUnavailableError, lambda url: WitnessClient(url, 2).latest(ORIGIN)),
     "witness logs": (WitnessUnavailableError, lambda url: WitnessClient(url, 2).logs()),
     "monitor gossip": (LogError, lambda url: HTTPWitness(url, timeout=2).checkpoint(ORIGIN)),
+    "publish metrics": (LogError, lambda url: _read_metrics(httpx.Client(timeout=2), url)),
 }
 
 

@@ -284,21 +284,17 @@ _METRICS_LIMIT = 64 * 1024
 
 
 def _read_metrics(http: Any, url: str) -> str:
-    """GET ``url``/metrics, at most :data:`_METRICS_LIMIT` bytes. Raises LogError."""
-    import httpx
+    """GET ``url``/metrics, at most :data:`_METRICS_LIMIT` bytes, within a deadline.
 
-    body = b""
-    try:
-        with http.stream("GET", f"{url.rstrip('/')}/metrics") as response:
-            if response.status_code != 200:
-                raise LogError(f"GET {url}/metrics: HTTP {response.status_code}")
-            for chunk in response.iter_raw():
-                body += chunk
-                if len(body) > _METRICS_LIMIT:
-                    break
-    except httpx.HTTPError as err:
-        raise LogError(f"GET {url}/metrics: {err}") from err
-    return body[:_METRICS_LIMIT].decode("utf-8", "replace")
+    Raises:
+        LogError: no reply, a status other than 200, or a reply above the limit.
+    """
+    from overt._http import fetch
+
+    reply = fetch(http, "GET", f"{url.rstrip('/')}/metrics", _METRICS_LIMIT, LogError)
+    if reply.status != 200:
+        raise LogError(f"GET {url}/metrics: HTTP {reply.status}")
+    return reply.content.decode("utf-8", "replace")
 
 
 class _Unauthorized:
