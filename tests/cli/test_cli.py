@@ -238,11 +238,11 @@ def test_truncated_or_oversized_records_are_refused_whole(
 def test_bulk_flags_and_files_do_not_mix(log_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"a")
     out = overt("log", "add", str(log_dir), str(tmp_path / "a"), "--records")
-    assert out.returncode == 1 and "not both" in one_line(out.stderr.decode())
+    assert out.returncode == 2 and "not both" in one_line(out.stderr.decode())
     out = overt("log", "add", str(log_dir), "--records", "--stdin0")
     assert out.returncode == 2
     out = overt("log", "add", str(log_dir))
-    assert out.returncode == 1 and "nothing to add" in one_line(out.stderr.decode())
+    assert out.returncode == 2 and "nothing to add" in one_line(out.stderr.decode())
 
 
 # --- witnesses down: messages ---------------------------------------------------------

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from overt.formats.policy import Policy
 
 
+class UsageError(Exception):
+    """Arguments that argparse accepts but that do not make a command (exit 2, like argparse)."""
+
+
 def read_input(name: str) -> bytes:
     """Bytes of FILE, or of stdin for ``-``. Raises ConfigError."""
     if name == "-":

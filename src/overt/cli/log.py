@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from overt._asgi import add_limit_arguments, limits_from_args
 from overt.cli._util import (
     Progress,
+    UsageError,
     check_listen,
     listen_address,
     load_policy,
@@ -225,7 +226,7 @@ def _add(args: argparse.Namespace) -> int:
 
     if args.stdin0 or args.records:
         if args.files:
-            raise ConfigError("give FILE arguments or --stdin0/--records, not both")
+            raise UsageError("overt log add: give FILE arguments or --stdin0/--records, not both")
         source = (
             read_records(sys.stdin.buffer)
             if args.records
@@ -234,7 +235,9 @@ def _add(args: argparse.Namespace) -> int:
     elif args.files:
         source = _entries_from_files(args.files)
     else:
-        raise ConfigError("nothing to add: give FILE arguments, --stdin0 or --records")
+        raise UsageError(
+            "overt log add: nothing to add: give FILE arguments, --stdin0 or --records"
+        )
     # Append in chunks so a bulk add of any size stays in bounded memory. A bad
     # entry fails its whole chunk before anything of it is written.
     with Log.open(args.dir) as log:

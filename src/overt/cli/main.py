@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from overt import __version__
+from overt.cli._util import UsageError
 from overt.errors import OvertError
 
 # Command-group modules, in the order ``overt --help`` lists them.
@@ -111,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"overt: {err}", file=sys.stderr)
         return 1
+    except UsageError as err:
+        print(f"overt: usage: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("overt: interrupted", file=sys.stderr)
         return 130
