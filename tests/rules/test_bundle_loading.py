@@ -219,3 +219,48 @@ def test_archive_with_too_many_members_is_refused(monkeypatch: pytest.MonkeyPatc
     data = _tar({f"n{i}.txt": b"" for i in range(11)})
     with pytest.raises(FormatError, match="more than 10 archive members"):
         read_bundle("b", data)
+
+
+# -- the monitor's store ----------------------------------------------------------------------
+
+
+def _publication(name: str, data: bytes) -> bytes:
+    from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, format_envelope, sign_envelope
+    from overt.formats.statement import RuleBundle, format_statement, make_statement
+    from overt.publish.keys import generate_publisher_key
+
+    _, signer = generate_publisher_key("vendor.example")
+    st = make_statement(
+        name,
+        hashlib.sha256(data).hexdigest(),
+        RuleBundle("agent", "stable", "yara-x", "1.0.0", 1),
+    )
+    env = sign_envelope(PAYLOAD_TYPE_IN_TOTO, format_statement(st), [(signer.keyid, signer)])
+    return format_envelope(env)
+
+
+def test_rule_audit_store_does_not_follow_symlinks_out_of_the_store(tmp_path: Path) -> None:
+    from overt.monitor.checks import make_check
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (tmp_path / "outside.yar").write_bytes(MARKED)
+    (store / "bundle.yar").symlink_to(tmp_path / "outside.yar")
+    check = make_check(f"rule-audit={store}")
+    (alert,) = check.check(7, _publication("bundle.yar", MARKED))
+    assert "not in the audit store" in alert.message
+    (store / "bundle.yar").unlink()
+    (store / "bundle.yar").write_bytes(MARKED)
+    alerts = check.check(7, _publication("bundle.yar", MARKED))
+    assert any("NOFORN" in a.message for a in alerts)
+
+
+def test_rule_audit_of_a_hostile_archive_is_an_alert(tmp_path: Path) -> None:
+    from overt.monitor.checks import make_check
+
+    store = tmp_path / "store"
+    store.mkdir()
+    data = _tar({"../../escape.yar": MARKED})
+    (store / "b.tar.gz").write_bytes(data)
+    (alert,) = make_check(f"rule-audit={store}").check(3, _publication("b.tar.gz", data))
+    assert "cannot be audited" in alert.message and "leaves the bundle" in alert.message

@@ -30,7 +30,7 @@ Example::
 
     >>> shape = measure('rule r { condition: ((true)) and not false }')
     >>> shape.depth, shape.condition_tokens
-    (2, 9)
+    (2, 10)
     >>> exceeded(measure("rule r { condition: " + "(" * 500 + "true" + ")" * 500 + " }"))
     'condition nested 500 deep at line 1 (limit 200)'
 """
