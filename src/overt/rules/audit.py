@@ -66,12 +66,14 @@ __all__ = [
     "RULE_SUFFIXES",
     "Finding",
     "Report",
+    "StaticResult",
     "audit_bundle_bytes",
     "audit_paths",
     "audit_predicate",
     "audit_sources",
     "finding_id",
     "read_bundle",
+    "static_results",
 ]
 
 PREDICATE_TYPE = "https://overt.dev/rule-audit/v1"
@@ -195,7 +197,7 @@ _INLINE_MAX = 4 * MAX_FILE_BYTES
 
 
 @dataclass
-class _Static:
+class StaticResult:
     """What a worker found in one file (see :mod:`overt.rules._worker`)."""
 
     path: str
@@ -205,7 +207,7 @@ class _Static:
     rules: list[tuple[str, int, bool, list[Signal]]] = field(default_factory=list)
 
 
-def _decode_static(item: object) -> _Static:
+def _decode_static(item: object) -> StaticResult:
     if not isinstance(item, dict):
         raise ValueError("not an object")
     path = item["path"]
@@ -213,7 +215,7 @@ def _decode_static(item: object) -> _Static:
         raise ValueError("path is not a string")
     if "error" in item:
         err = item["error"]
-        return _Static(path, None, err if isinstance(err, str) else "unreadable")
+        return StaticResult(path, None, err if isinstance(err, str) else "unreadable")
     pf = _wire.decode_parsed(path, item["parsed"])
     spans = [(_wire._i(a), _wire._i(b)) for a, b in map(_wire._list, _wire._list(item["spans"]))]
     rules = [
@@ -225,7 +227,7 @@ def _decode_static(item: object) -> _Static:
         )
         for name, line, ind, sigs in map(_wire._list, _wire._list(item["rules"]))
     ]
-    return _Static(path, pf, "", spans, rules)
+    return StaticResult(path, pf, "", spans, rules)
 
 
 def _chunks(texts: Mapping[str, str]) -> int:
@@ -236,7 +238,7 @@ def _chunks(texts: Mapping[str, str]) -> int:
 
 def static_results(
     texts: Mapping[str, str], *, analyse: bool = True, limits: Limits = DEFAULT_LIMITS
-) -> dict[str, _Static]:
+) -> dict[str, StaticResult]:
     """Parse (and analyse) every file in the worker processes: ``{path: result}``.
 
     A file that crashes, hangs or exhausts a worker gets ``pf=None`` and the
@@ -249,7 +251,7 @@ def static_results(
         "analyse": analyse,
     }
     outcome = _sandbox.run(request, list(texts.items()), chunks=_chunks(texts), limits=limits)
-    out: dict[str, _Static] = {}
+    out: dict[str, StaticResult] = {}
     for reply in outcome.replies:
         items = reply.get("files")
         for item in items if isinstance(items, list) else []:
@@ -260,17 +262,17 @@ def static_results(
             if res.path in texts:
                 out[res.path] = res
     for path, why in outcome.failed.items():
-        out[path] = _Static(path, None, why)
+        out[path] = StaticResult(path, None, why)
     for path in texts:
         if path not in out:
-            out[path] = _Static(path, None, "the parser worker did not report on the file")
+            out[path] = StaticResult(path, None, "the parser worker did not report on the file")
     return out
 
 
 def _inline(
     path: str,
     texts: Mapping[str, str],
-    static: Mapping[str, _Static],
+    static: Mapping[str, StaticResult],
     sources: Mapping[str, bytes],
     seen: frozenset[str],
     room: list[int],
