@@ -16,7 +16,8 @@
         ├── AuthenticationError     no valid session, token or password (401)
         ├── CSRFError               a form post without the session's CSRF token (403)
         ├── TooLargeError           a report, attachment or message above its size limit (413)
-        └── RateLimitedError        too many submissions or logins from one address (429)
+        ├── RateLimitedError        too many submissions or logins from one address (429)
+        └── StoreError              the database failed (503)
 
 :attr:`status` is the HTTP status the server answers with (RFC 9110 names them).
 """
@@ -34,6 +35,7 @@ __all__ = [
     "RateLimitedError",
     "ReceiptError",
     "ReportNotFoundError",
+    "StoreError",
     "SubmissionError",
     "TooLargeError",
     "TransitionError",
@@ -152,3 +154,15 @@ class RateLimitedError(DisclosureError):
         self.client = client
         self.retry_after = retry_after
         super().__init__(f"too many {what} from {client}: retry in {retry_after:.0f} s")
+
+
+class StoreError(DisclosureError):
+    """The database failed (or refused a conflicting record, e.g. a second payout)."""
+
+    status = 503
+
+    def __init__(self, message: str, conflict: bool = False) -> None:
+        self.conflict = conflict
+        if conflict:
+            self.status = 409
+        super().__init__(message)

@@ -324,7 +324,7 @@ class Desk:
         Raises:
             SubmissionError, TooLargeError, InvalidVectorError: a malformed submission
                 (nothing of the batch is taken).
-            LogError, DisclosureError: the log or the database failed (nothing is stored).
+            LogError, StoreError: the log or the database failed (nothing is stored).
         """
         at = self.clock()
         prepared = []
@@ -567,7 +567,7 @@ class Desk:
         Raises:
             AccessDeniedError: not an admin.
             TransitionError: not triaged valid, not scored, or earns nothing.
-            DisclosureError: paid already.
+            StoreError: paid already (409).
         """
         self._admin(account, "pay a bounty")
         row = self.store.report(report_id)
@@ -604,7 +604,7 @@ class Desk:
             TransitionError: the report is not fixed (or disclosed) yet.
             FormatError: a document breaks its schema (nothing is logged).
             ConfigError: no publisher or publisher key configured.
-            DisclosureError: the report or the advisory id has an advisory already.
+            StoreError: the report or the advisory id has an advisory already (409).
         """
         from overt.disclosure import advisories as adv
         from overt.publish.publisher import Publication, make_entry
@@ -664,7 +664,7 @@ class Desk:
     # -- accounts and sessions -------------------------------------------------
 
     def add_account(self, username: str, password: str, role: Role) -> Account:
-        """Raises SubmissionError (bad name, password under 12 characters), DisclosureError."""
+        """Raises SubmissionError (bad name, password under 12 characters), StoreError."""
         if not _USERNAME.match(username):
             raise SubmissionError("username", "not 1-64 of [a-z0-9._-]", username[:64])
         if not 12 <= len(password) <= 1024:

@@ -17,7 +17,7 @@ Tables (times are UTC epoch seconds; ``sealed`` columns are HPKE ciphertexts,
     advisories(report_id PK, advisory_id UNIQUE, csaf, osv, published_at, entry, proof)
 
 SQLite runs in WAL mode with ``synchronous=FULL``: a commit is on disk when it returns.
-Each method is one transaction; every database failure is a :class:`DisclosureError`
+Each method is one transaction; every database failure is a :class:`StoreError`
 (driver message only: no SQL, no parameters, so no report text in an error line).
 """
 
@@ -49,7 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from overt.disclosure.errors import DisclosureError, ReportNotFoundError
+from overt.disclosure.errors import ReportNotFoundError, StoreError
 
 __all__ = [
     "EventRow",
@@ -233,7 +233,7 @@ class Store:
     """The tables above in one database. Thread-safe (one connection per transaction)."""
 
     def __init__(self, engine: Engine) -> None:
-        """Use (creating if needed) the tables in ``engine``. Raises DisclosureError."""
+        """Use (creating if needed) the tables in ``engine``. Raises StoreError."""
         self.engine = engine
         with self._failures("open the database"):
             _md.create_all(engine)
@@ -257,10 +257,10 @@ class Store:
         try:
             yield
         except IntegrityError as err:
-            raise DisclosureError(f"database: cannot {what}: conflicting record") from err
+            raise StoreError(f"database: cannot {what}: conflicting record", True) from err
         except (SQLAlchemyError, sqlite3.Error) as err:
             reason = getattr(err, "orig", None) or err
-            raise DisclosureError(f"database: cannot {what}: {reason}") from err
+            raise StoreError(f"database: cannot {what}: {reason}") from err
 
     @contextmanager
     def _tx(self, what: str) -> Iterator[Connection]:
@@ -283,7 +283,7 @@ class Store:
                 conn.execute(attachments.insert(), list(attachment_rows))
 
     def report(self, report_id: str) -> ReportRow:
-        """Raises ReportNotFoundError, DisclosureError."""
+        """Raises ReportNotFoundError, StoreError."""
         with self._tx("read a report") as conn:
             row = conn.execute(select(reports).where(reports.c.id == report_id)).first()
         if row is None:
@@ -461,7 +461,7 @@ class Store:
             conn.execute(settings.insert(), [{"key": key, "value": value}])
 
     def add_payout(self, report_id: str, researcher: str, amount: int, paid_at: int) -> None:
-        """Raises DisclosureError if the report was already paid."""
+        """Raises StoreError if the report was already paid."""
         with self._tx(f"pay report {report_id} (paid already?)") as conn:
             conn.execute(
                 payouts.insert(),
