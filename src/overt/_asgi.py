@@ -195,16 +195,29 @@ def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
 
     per_ip: Counter[str] = Counter()
     refusals = _Refusals()
+    # One watchdog per server sweeps the connections for overdue requests, a few
+    # times per timeout: cheaper on the hot path than a timer per request.
+    interval = min(1.0, limits.request_timeout / 4)
+    watchdog: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
+
+    def sweep(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+        now = loop.time()
+        for connection in list(connections):
+            deadline = getattr(connection, "_deadline", None)
+            if deadline is not None and deadline <= now:
+                connection._timed_out()
+        watchdog[loop] = loop.call_later(interval, sweep, loop, connections)
 
     class GuardedProtocol(HttpToolsProtocol):
         # Per connection: ``_peer`` is None until the connection was admitted;
         # ``_in_head`` while a request's line and headers are arriving (counted
-        # in ``_head_bytes``); ``_request_timer`` runs from the connection's
-        # start or a request's first byte until the request has fully arrived.
+        # in ``_head_bytes``); ``_deadline`` (loop time) is set from the
+        # connection's start or a request's first byte until the request has
+        # fully arrived.
         _peer: str | None = None
         _in_head = True
         _head_bytes = 0
-        _request_timer: asyncio.TimerHandle | None = None
+        _deadline: float | None = None
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             peername = transport.get_extra_info("peername")
@@ -223,6 +236,8 @@ def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
             per_ip[peer] += 1
             super().connection_made(transport)  # type: ignore[arg-type]
             self._arm()
+            if self.loop not in watchdog:
+                sweep(self.loop, self.connections)
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._peer is None:
@@ -246,7 +261,7 @@ def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
                     return
                 piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
                 self._head_bytes += len(piece)
-                if self._request_timer is None:
+                if self._deadline is None:
                     self._arm()
                 super().data_received(piece)
                 if self.transport.is_closing():
@@ -255,7 +270,7 @@ def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
                 super().data_received(data)
 
         def on_message_begin(self) -> None:
-            if self._request_timer is None:
+            if self._deadline is None:
                 self._arm()
             super().on_message_begin()
 
@@ -264,22 +279,19 @@ def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
-            self._disarm()
+            self._deadline = None
             self._in_head = True
             self._head_bytes = 0
             super().on_message_complete()
 
         def _arm(self) -> None:
-            self._disarm()
-            self._request_timer = self.loop.call_later(limits.request_timeout, self._timed_out)
+            self._deadline = self.loop.time() + limits.request_timeout
 
         def _disarm(self) -> None:
-            if self._request_timer is not None:
-                self._request_timer.cancel()
-                self._request_timer = None
+            self._deadline = None
 
         def _timed_out(self) -> None:
-            self._request_timer = None
+            self._deadline = None
             if self.transport.is_closing():
                 return
             if self._in_head and (self.cycle is None or self.cycle.response_complete):
