@@ -292,6 +292,26 @@ def test_too_large_content_length_gets_413_before_the_body_is_sent(target: Targe
     assert target.stored() == before
 
 
+def test_peer_that_never_reads_a_large_reply_is_disconnected(tmp_path: Path) -> None:
+    log = Log.create(tmp_path / "log", ORIGIN)
+    try:
+        log.add_many([bytes([i]) * 60000 for i in range(256)])  # a 15 MiB entry bundle
+        with serving(LogApp(log), FAST) as (port, server):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            with sock:
+                sock.connect(("127.0.0.1", port))
+                sock.sendall(b"GET /tile/entries/000 HTTP/1.1\r\nhost: t\r\n\r\n")
+                time.sleep(0.3)
+                assert len(server.server_state.connections) == 1
+                deadline = time.monotonic() + 4  # timeout 1 s, swept every 0.25 s
+                while server.server_state.connections and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert not server.server_state.connections, "a reader that never reads holds on"
+    finally:
+        log.close()
+
+
 def test_limits_out_of_range_are_refused() -> None:
     from overt.errors import ConfigError
 

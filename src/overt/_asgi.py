@@ -20,6 +20,10 @@ open sockets; ``limit_concurrency`` answers 503 but keeps the socket open):
   beyond either is answered 503 and closed at once, before it is read.
 - ``keep_alive``: an idle keep-alive connection is closed after this many seconds.
 
+A peer that stops reading a response (its receive window stays shut) is
+disconnected once the response has made no progress for ``request_timeout``:
+otherwise the socket and the buffered response are held for ever.
+
 Request bodies are capped per route by :func:`read_body`: a Content-Length
 above the cap is refused with 413 before a byte of the body is read.
 """
@@ -203,9 +207,8 @@ def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
     def sweep(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
         now = loop.time()
         for connection in list(connections):
-            deadline = getattr(connection, "_deadline", None)
-            if deadline is not None and deadline <= now:
-                connection._timed_out()
+            if isinstance(connection, GuardedProtocol):
+                connection._watch(now)
         watchdog[loop] = loop.call_later(interval, sweep, loop, connections)
 
     class GuardedProtocol(HttpToolsProtocol):
@@ -218,6 +221,11 @@ def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
         _in_head = True
         _head_bytes = 0
         _deadline: float | None = None
+        # A reply the peer does not read stays in the transport's buffer (and
+        # holds the socket, even after close()): ``_pending`` is the buffered
+        # size at ``_stalled_since``; no progress for request_timeout aborts.
+        _pending = 0
+        _stalled_since = 0.0
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             peername = transport.get_extra_info("peername")
@@ -289,6 +297,16 @@ def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
 
         def _disarm(self) -> None:
             self._deadline = None
+
+        def _watch(self, now: float) -> None:
+            if self._deadline is not None and self._deadline <= now:
+                self._timed_out()
+            pending = self.transport.get_write_buffer_size()
+            if pending == 0 or pending != self._pending:
+                self._pending, self._stalled_since = pending, now
+            elif now - self._stalled_since >= limits.request_timeout:
+                refusals.note("response not read in time", self._peer or "?")
+                self.transport.abort()
 
         def _timed_out(self) -> None:
             self._deadline = None
