@@ -38,7 +38,8 @@ ORIGIN = "example.com/log"
 def test_exported_names() -> None:
     assert set(policy_mod.__all__) == {
         "FUTURE_SKEW", "MAX_POLICY_SIZE", "NONE", "Group", "Policy", "PolicyLog",
-        "PolicyWitness", "VerifiedCheckpoint", "format_policy", "parse_policy",
+        "PolicyWitness", "VerifiedCheckpoint", "format_policy", "open_trusted_checkpoint",
+        "parse_policy",
         "verify_checkpoint",
     }  # fmt: skip
 

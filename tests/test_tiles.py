@@ -55,6 +55,7 @@ def test_exported_names() -> None:
         "MAX_LEVEL",
         "TILE_HEIGHT",
         "TILE_WIDTH",
+        "EntryMismatchError",
         "GetTile",
         "TileCache",
         "TilePath",
@@ -70,6 +71,7 @@ def test_exported_names() -> None:
         "tile_path",
         "tile_width",
         "tiles_for_size",
+        "verify_entries",
     }
     assert (TILE_HEIGHT, TILE_WIDTH, MAX_ENTRY_SIZE) == (8, 256, 65535)
 

@@ -18,6 +18,7 @@ against the code)::
     │   ├── InvalidSignatureError   a signature from a known key that does not verify
     │   ├── UnknownKeyError         no signature from any key the verifier trusts
     │   ├── ProofError              an inclusion or consistency proof that does not hold
+    │   │   ├── EntryMismatchError  an entry that is not its hash in the tile (formats.tiles)
     │   │   └── TilesMismatchError  a log's tiles contradict its checkpoint (monitor.verify)
     │   ├── PolicyError             a policy that cannot be met, or is empty
     │   ├── InconsistentCheckpointError  two checkpoints that cannot both be honest
@@ -48,6 +49,7 @@ against the code)::
     │   │   ├── ProofRequestError   a proof asked for outside the tree (formats.merkle)
     │   │   └── ReportNotFoundError no such disclosure report (disclosure.errors; 404)
     │   └── QuorumMissingError      the witness quorum did not cosign in time (publish.publisher)
+    ├── UsageError                  CLI arguments that do not make a command (cli._util; exit 2)
     ├── ConfigError                 a missing or unreadable configuration, key or state file
     │   └── StateError              a witness state database that cannot be used (witness.state)
     ├── WitnessError                a witness refused a checkpoint; ``.status`` (witness.errors)
@@ -63,7 +65,8 @@ against the code)::
         ├── AuthenticationError     no valid session, token or password (401)
         ├── CSRFError               a form post without the CSRF token (403)
         ├── TooLargeError           above a size limit (413)
-        └── RateLimitedError        too many requests from one address (429)
+        ├── RateLimitedError        too many requests from one address (429)
+        └── StoreError              the database failed or refused a conflict (503/409)
 
 Class names are unique across overt, so a name in this tree (or in a log line)
 says which class it is. Exceptions whose names start with ``_`` are private

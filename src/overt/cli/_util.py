@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from overt.errors import ConfigError
+from overt.errors import ConfigError, OvertError
 
 if TYPE_CHECKING:
     from overt.formats.note import Verifier
     from overt.formats.policy import Policy
 
 
-class UsageError(Exception):
+class UsageError(OvertError):
     """Arguments that argparse accepts but that do not make a command (exit 2, like argparse)."""
 
 

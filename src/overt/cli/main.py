@@ -107,14 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = getattr(args, "verbose", False)
     try:
         result = args.func(args)
+    except UsageError as err:  # an OvertError too: caught first, exit 2 like argparse
+        print(f"overt: usage: {err}", file=sys.stderr)
+        return 2
     except OvertError as err:
         if verbose:
             traceback.print_exc()
         print(f"overt: {err}", file=sys.stderr)
         return 1
-    except UsageError as err:
-        print(f"overt: usage: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("overt: interrupted", file=sys.stderr)
         return 130

@@ -64,6 +64,7 @@ __all__ = [
     "PolicyWitness",
     "VerifiedCheckpoint",
     "format_policy",
+    "open_trusted_checkpoint",
     "parse_policy",
     "verify_checkpoint",
 ]
@@ -401,3 +402,47 @@ def verify_checkpoint(
                 f" cosigned {now - qtime:.0f} s ago, more than the allowed {max_age:g} s"
             )
     return VerifiedCheckpoint(signed.checkpoint, signed, used, stamps, qtime)
+
+
+def open_trusted_checkpoint(
+    note: bytes,
+    log_key: Verifier | None,
+    policy: Policy | None = None,
+    *,
+    now: float | None = None,
+    max_age: float | None = None,
+    origin: str | None = None,
+    cosigners: Sequence[Verifier] = (),
+) -> SignedCheckpoint:
+    """The one checkpoint trust decision: the log key, or the log key and a witness quorum.
+
+    Every verifying client (the proof and log verifiers, the log client, the
+    monitor) opens a checkpoint through here, so they cannot disagree:
+
+    - Without ``policy``: ``log_key`` must have signed it (``cosigners`` are
+      witness keys whose signatures, when present, must verify). A ``max_age``
+      is refused: only witness cosignatures can prove that a checkpoint is
+      recent, and silently skipping the freshness check would hide a freeze.
+    - With ``policy``: :func:`verify_checkpoint` (its logs, plus ``log_key`` as a
+      log key; the quorum; no older than ``max_age`` at ``now``); and when
+      ``log_key`` is given, it is the key that signed (another key of the same
+      origin in the policy is not enough).
+
+    Raises:
+        PolicyError: no log key and no policy; ``max_age`` without a policy; see
+            :func:`verify_checkpoint` for the rest (quorum, freshness).
+        FormatError, InvalidSignatureError, UnknownKeyError, OriginError: see
+            :func:`overt.formats.checkpoint.open_checkpoint`.
+    """
+    if policy is None:
+        if log_key is None:
+            raise PolicyError("no log key: give the log's key, or a policy with a log line")
+        if max_age is not None:
+            raise PolicyError("freshness (max age) needs a witness policy")
+        return open_checkpoint(note, log_key, origin, cosigners=cosigners)
+    extra = [PolicyLog(log_key.vkey)] if isinstance(log_key, Ed25519Verifier) else []
+    verified = verify_checkpoint(note, policy, now, max_age, origin=origin, extra_logs=extra)
+    used = verified.log.verifier
+    if log_key is not None and (used.name, used.key_id) != (log_key.name, log_key.key_id):
+        open_checkpoint(note, log_key, origin)  # raises unless log_key signed it too
+    return verified.signed

@@ -38,21 +38,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from overt.errors import FormatError
 from overt.formats.checkpoint import (
     MAX_TREE_SIZE,
     SignedCheckpoint,
-    open_checkpoint,
     parse_checkpoint,
 )
 from overt.formats.merkle import verify_inclusion
 from overt.formats.note import MAX_NOTE_SIZE, Verifier, parse_note
+from overt.formats.policy import Policy, open_trusted_checkpoint
 from overt.formats.strict import b64decode_strict, b64encode, parse_decimal
-
-if TYPE_CHECKING:  # policy imports checkpoint; import lazily to keep the layering flat
-    from overt.formats.policy import Policy
 
 __all__ = [
     "HEADER",
@@ -187,23 +183,21 @@ def verify_proof(
         PolicyError, StaleError: with ``policy``, the checkpoint lacks the witness
             quorum (or, with ``max_age`` and ``now``, a quorum that recent); see
             :func:`overt.formats.policy.verify_checkpoint`. ``log_verifier`` counts
-            as a policy log key.
+            as a policy log key and must have signed. Also ``max_age`` without a
+            policy (freshness needs witnesses): the decision is
+            :func:`overt.formats.policy.open_trusted_checkpoint`.
     """
     if len(leaf_hash) != 32:
         raise FormatError("leaf hash", "not 32 bytes", leaf_hash)
-    if policy is not None:
-        from overt.formats.policy import PolicyLog, verify_checkpoint
-
-        signed = verify_checkpoint(
-            proof.checkpoint,
-            policy,
-            now,
-            max_age,
-            origin=origin,
-            extra_logs=[PolicyLog(log_verifier.vkey)] if hasattr(log_verifier, "vkey") else [],
-        ).signed
-    else:
-        signed = open_checkpoint(proof.checkpoint, log_verifier, origin, cosigners=extra_verifiers)
+    signed = open_trusted_checkpoint(
+        proof.checkpoint,
+        log_verifier,
+        policy,
+        now=now,
+        max_age=max_age,
+        origin=origin,
+        cosigners=extra_verifiers,
+    )
     cp = signed.checkpoint
     verify_inclusion(leaf_hash, proof.index, cp.size, proof.hashes, cp.root_hash)
     return VerifiedProof(proof=proof, checkpoint=signed, leaf_hash=leaf_hash)

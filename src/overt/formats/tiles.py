@@ -34,8 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from hashlib import sha256 as _sha256
 
-from overt.errors import EntryError, FormatError, TilePathError
-from overt.formats.merkle import EMPTY_ROOT, HASH_SIZE, ProofRequestError
+from overt.errors import EntryError, FormatError, ProofError, TilePathError
+from overt.formats.merkle import EMPTY_ROOT, HASH_SIZE, ProofRequestError, leaf_hash
 from overt.formats.strict import is_decimal
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "MAX_LEVEL",
     "TILE_HEIGHT",
     "TILE_WIDTH",
+    "EntryMismatchError",
     "GetTile",
     "TileCache",
     "TilePath",
@@ -58,6 +59,7 @@ __all__ = [
     "tile_path",
     "tile_width",
     "tiles_for_size",
+    "verify_entries",
 ]
 
 TILE_HEIGHT = 8
@@ -300,6 +302,42 @@ def read_tile_hashes(data: bytes, width: int) -> list[bytes]:
 
 _Expanded = list[list[bytes]]  # [height][position] -> hash, for the complete nodes of one tile
 _Key = tuple[int, int, int]  # (level, index, width)
+
+
+class EntryMismatchError(ProofError):
+    """An entry whose leaf hash is not its hash in the level-0 tile.
+
+    Attributes:
+        index: the entry's index in the log.
+        tile: the index of the level-0 tile (and of its entry bundle).
+    """
+
+    def __init__(self, index: int, tile: int) -> None:
+        self.index = index
+        self.tile = tile
+        super().__init__(f"entry {index} does not match its leaf hash in tile 0/{tile}")
+
+
+def verify_entries(
+    entries: Sequence[bytes], tile_hashes: bytes, tile: int, start: int = 0
+) -> list[bytes]:
+    """The leaf hashes of ``entries[start:]``, each checked against level-0 tile ``tile``.
+
+    ``entries`` is the entry bundle of that tile and ``tile_hashes`` the tile's bytes
+    (32 bytes per leaf hash, as served). This is the one place where entries are
+    held against the tree: the tiles are unsigned, but they hash up to a signed root,
+    so an entry that matches its tile hash is the entry the checkpoint commits to.
+
+    Raises:
+        EntryMismatchError: the first entry from ``start`` on whose leaf hash differs
+            (or has no hash in the tile).
+    """
+    hashes = [leaf_hash(e) for e in entries[start:]]
+    if b"".join(hashes) != tile_hashes[start * HASH_SIZE : len(entries) * HASH_SIZE]:
+        for i, h in enumerate(hashes, start):
+            if h != tile_hashes[i * HASH_SIZE : (i + 1) * HASH_SIZE]:
+                raise EntryMismatchError(tile * TILE_WIDTH + i, tile)
+    return hashes
 
 
 class TileCache:

@@ -24,11 +24,11 @@ from typing import Protocol
 import httpx
 
 from overt._http import Reply, fetch
-from overt.errors import LogError, NotFoundError, PolicyError, ProofError, VerificationError
+from overt.errors import LogError, NotFoundError, ProofError, VerificationError
 from overt.formats import merkle, tiles
-from overt.formats.checkpoint import SignedCheckpoint, open_checkpoint
-from overt.formats.note import MAX_NOTE_SIZE, Ed25519Verifier, Verifier
-from overt.formats.policy import Policy, PolicyLog, verify_checkpoint
+from overt.formats.checkpoint import SignedCheckpoint
+from overt.formats.note import MAX_NOTE_SIZE, Verifier
+from overt.formats.policy import Policy, open_trusted_checkpoint
 from overt.formats.proof import MAX_PROOF_SIZE, TlogProof, parse_proof
 
 __all__ = [
@@ -161,16 +161,9 @@ def open_with_policy(
     ``verifier``; ``max_age`` (seconds) demands a quorum of cosignatures that recent.
     Raises VerificationError subclasses (PolicyError, StaleError, ...).
     """
-    if policy is None:
-        if verifier is None:
-            raise PolicyError("no log key: give a verifier key or a policy with a log line")
-        if max_age is not None:
-            raise PolicyError("freshness (max age) needs a witness policy")
-        return open_checkpoint(note, verifier, origin)
-    extra = [PolicyLog(verifier.vkey)] if isinstance(verifier, Ed25519Verifier) else []
-    return verify_checkpoint(
-        note, policy, now=time.time(), max_age=max_age, origin=origin, extra_logs=extra
-    ).signed
+    return open_trusted_checkpoint(
+        note, verifier, policy, now=time.time(), max_age=max_age, origin=origin
+    )
 
 
 def verify_log(
@@ -209,13 +202,7 @@ def verify_log(
         width = min(width_full, size - n * width_full)
         tile = get_tile(0, n, width)
         entries = tiles.parse_entry_bundle(source.read(tiles.entries_path(n, width)), width)
-        leaves = b"".join([merkle.leaf_hash(e) for e in entries])
-        if leaves != tile:
-            for i in range(width):
-                if leaves[32 * i : 32 * i + 32] != tile[32 * i : 32 * i + 32]:
-                    raise ProofError(
-                        f"entry {n * width_full + i} does not match its leaf hash in tile 0/{n}"
-                    )
+        tiles.verify_entries(entries, tile, n)
         if width == width_full:
             roots_below.append(
                 merkle.root_hash([tile[i : i + 32] for i in range(0, len(tile), 32)])
