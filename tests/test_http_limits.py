@@ -639,3 +639,19 @@ def test_serve_flags_out_of_range_are_usage_errors(tmp_path: Path) -> None:
         )
         assert result.returncode == 2, result.stderr
         assert flag.encode() in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("peer", "key"),
+    [
+        (("203.0.113.7", 5000), "203.0.113.7"),
+        (("2001:db8:1:2:3:4:5:6", 5000, 0, 0), "2001:db8:1:2::/64"),
+        (("2001:db8:1:2:ffff::1", 5000, 0, 0), "2001:db8:1:2::/64"),
+        (("::ffff:203.0.113.7", 5000, 0, 0), "203.0.113.7"),
+        (None, "?"),
+    ],
+)
+def test_one_ipv6_host_with_a_whole_64_counts_as_one_peer(peer: object, key: str) -> None:
+    from overt._asgi import _peer_key
+
+    assert _peer_key(peer) == key

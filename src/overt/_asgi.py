@@ -16,8 +16,9 @@ open sockets; ``limit_concurrency`` answers 503 but keeps the socket open):
   first byte (slowloris); otherwise 408 (if the headers are incomplete) and
   the connection is closed. The app's own time to answer is not counted.
 - ``max_header_bytes``: the request line and headers; beyond it, 431 and close.
-- ``max_connections`` / ``max_connections_per_ip``: open sockets; a connection
-  beyond either is answered 503 and closed at once, before it is read.
+- ``max_connections`` / ``max_connections_per_ip``: open sockets (per IPv4
+  address or IPv6 /64); a connection beyond either is answered 503 and closed
+  at once, before it is read.
 - ``keep_alive``: an idle keep-alive connection is closed after this many seconds.
 
 A peer that stops reading a response (its receive window stays shut) is
@@ -30,6 +31,7 @@ above the cap is refused with 413 before a byte of the body is read.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import resource
 import time
@@ -190,6 +192,26 @@ class _Refusals:
             log.warning("refused: %s (last from %s; %d so far)", kind, peer, self._count[kind])
 
 
+def _peer_key(peername: object) -> str:
+    """Who a connection counts against: its IPv4 address, or its IPv6 /64.
+
+    One IPv6 host is routinely given a whole /64, so counting single IPv6
+    addresses would let one peer open as many connections as it likes.
+    """
+    if not isinstance(peername, tuple) or not peername:
+        return "?"
+    host = str(peername[0])
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
+
+
 def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
     """An httptools protocol class for one server, enforcing ``limits`` (module docstring)."""
     try:
@@ -228,8 +250,7 @@ def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
         _stalled_since = 0.0
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            peername = transport.get_extra_info("peername")
-            peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
+            peer = _peer_key(transport.get_extra_info("peername"))
             if (
                 len(self.connections) >= limits.max_connections
                 or per_ip[peer] >= limits.max_connections_per_ip
