@@ -131,3 +131,19 @@ def test_include_hidden_after_a_comment_is_found_and_blanked() -> None:
     assert "include" not in blanked and "passwd" not in blanked
     assert blanked.count("\n") == 2 and "rule r { condition: true }" in blanked
     assert find_includes('rule r { strings: $a = "include \\"x\\"" condition: $a }') == []
+
+
+def test_a_dying_worker_is_replaced_and_its_files_bisected_to_the_culprits() -> None:
+    from overt.rules import _sandbox
+
+    # An op the worker does not know makes it exit: every file ends up alone, each a failure.
+    files = [(f"f{i}.yar", "rule r { condition: true }") for i in range(3)]
+    out = _sandbox.run({"op": "no-such-op"}, files)
+    assert out.replies == []
+    assert sorted(out.failed) == ["f0.yar", "f1.yar", "f2.yar"]
+    assert all("exited with status 1" in why for why in out.failed.values())
+    # and the pool works again afterwards
+    good = _sandbox.run(
+        {"op": "static", "depth": 200, "condition_tokens": 10000, "analyse": False}, files[:1]
+    )
+    assert good.failed == {} and good.replies[0]["files"][0]["path"] == "f0.yar"

@@ -255,7 +255,7 @@ def _wait(running: list[_Job], todo: list[_Job], out: Outcome) -> None:
             reply = json.loads(body)
             if not isinstance(reply, dict):
                 raise _WorkerFailedError("the parser worker sent a malformed reply")
-        except (_WorkerFailedError, ValueError, OSError) as err:
+        except (_WorkerFailedError, ValueError, RecursionError, OSError) as err:
             why = (
                 err.reason
                 if isinstance(err, _WorkerFailedError)
