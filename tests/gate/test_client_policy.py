@@ -116,6 +116,18 @@ def test_corrupt_state_is_a_config_error(tmp_path: Path) -> None:
         world.gate(tmp_path)
 
 
+def test_state_with_a_lone_surrogate_is_a_config_error_not_a_crash(tmp_path: Path) -> None:
+    # json.loads accepts "\ud800"; the next admission would then fail to write the
+    # state back with UnicodeEncodeError. The state is parsed strictly instead.
+    world = World()
+    a, b = world.publish("1.0.0")
+    world.gate(tmp_path).admit(a, format_bundle(b))
+    text = (tmp_path / "state.json").read_text()
+    (tmp_path / "state.json").write_text(text.replace('"stable"', '"stable\\ud800"'))
+    with pytest.raises(ConfigError, match="surrogate"):
+        world.gate(tmp_path)
+
+
 def test_state_of_another_publisher_pin_does_not_carry_keys(tmp_path: Path) -> None:
     world = World()
     a, b = world.publish("1.0.0")

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from overt.errors import FormatError
-from overt.formats.strict import dump_json_canonical, json_int, load_json
+from overt.formats.strict import dump_json_canonical, json_int, json_str, load_json
 
 __all__ = [
     "CYCLONEDX",
@@ -179,9 +179,7 @@ def _str(obj: Mapping[str, Any], key: str, *, nullable: bool = False) -> Any:
         if key not in obj:
             raise _fail(f"predicate member {key!r} missing")
         return None
-    if not isinstance(value, str) or not value or len(value) > _MAX_FIELD:
-        raise _fail(f"predicate member {key!r} is not a non-empty string", value)
-    return value
+    return json_str(value, "in-toto statement", f"predicate member {key!r}", max_len=_MAX_FIELD)
 
 
 def _int(obj: Mapping[str, Any], key: str, minimum: int) -> int:

@@ -39,6 +39,7 @@ from typing import Any
 from overt.errors import ConfigError, FormatError
 from overt.formats.checkpoint import parse_checkpoint
 from overt.formats.note import parse_note
+from overt.formats.strict import load_json
 from overt.gate.policy import ClientPolicy
 from overt.gate.verify import ConsistencyFetcher, GateState, VerifiedPublication, verify_publication
 from overt.publish.bundle import Bundle
@@ -56,6 +57,7 @@ def _sha256(data: bytes) -> bytes:
 __all__ = ["STATE_VERSION", "UpdateGate", "dump_state", "load_state"]
 
 STATE_VERSION = 1
+_MAX_STATE_SIZE = 64 << 20  # one signed note per log origin and one line per product/channel
 
 
 def dump_state(state: GateState, policy: ClientPolicy) -> bytes:
@@ -90,7 +92,7 @@ def load_state(data: bytes, policy: ClientPolicy) -> GateState:
         ConfigError: not a state file of this version, or corrupt.
     """
     try:
-        doc: Any = json.loads(data)
+        doc: Any = load_json(data, "gate state", _MAX_STATE_SIZE)
         if doc["version"] != STATE_VERSION:
             raise ConfigError(f"gate state version {doc['version']!r} is not {STATE_VERSION}")
         checkpoints = {}
