@@ -118,6 +118,14 @@ def test_the_speed_table_is_the_one_make_bench_writes() -> None:
     )
 
 
+def test_the_readme_links_every_page() -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    unlinked = [
+        p.name for p in PAGES if p.parent.name == "docs" and f"(docs/{p.name})" not in readme
+    ]
+    assert not unlinked, f"docs pages the README does not link: {unlinked}"
+
+
 def test_every_block_says_what_it_is() -> None:
     # A bare ``` fence would silently not run: mark what is not meant to run as ```text.
     bare = [b.where() for page in PAGES for b in blocks(page) if not b.lang]
