@@ -28,6 +28,8 @@ from overt.formats.statement import RuleAudit, format_statement, make_statement
 from overt.gate import UpdateGate, parse_client_policy
 from overt.gate.errors import AuditError, GateError
 from overt.publish.bundle import Bundle, format_bundle
+from overt.publish.keys import generate_publisher_key
+from overt.publish.keyset import KeyState, make_keyset_entry
 
 from .sim import World
 
@@ -108,8 +110,13 @@ def _admit_or_gate_error(gate: UpdateGate, artifact: bytes, data: bytes, case: s
 
 @pytest.fixture(scope="module")
 def rule_world() -> tuple[World, bytes, Bundle]:
-    """A world with a published rule bundle carrying two auditors' sign-offs."""
+    """A world with a published rule bundle: a key set, two auditors' sign-offs, a proof."""
     world = World()
+    _, new = generate_publisher_key("vendor.example/release-2")  # a rotation: a key set
+    world.keysets = [
+        make_keyset_entry(KeyState.pinned(world.publisher.key), [world.publisher], [new.key])
+    ]
+    world.publisher = new
     rules = b"rule fuzz { condition: true }"
     digest = hashlib.sha256(rules).hexdigest()
     audits = []
@@ -125,6 +132,7 @@ def rule_world() -> tuple[World, bytes, Bundle]:
         "5", rules, kind="rule-bundle", attestations=audits, consistency_from=[1]
     )
     world.gate().admit(artifact, format_bundle(bundle))  # valid as published
+    assert bundle.keysets and len(bundle.attestations) == 2 and bundle.consistency
     return world, artifact, bundle
 
 
