@@ -314,6 +314,23 @@ def test_publish_while_the_quorum_is_down_says_so(
         log.close()
 
 
+def test_publish_into_a_log_directory_without_its_quorum_says_so_once(
+    log_dir: Path, tmp_path: Path
+) -> None:
+    with Log.open(log_dir) as log:
+        log.set_policy(_witness_policy(tmp_path))
+    key = tmp_path / "vendor.key"
+    assert overt("publisher", "keygen", str(key), "--name", "vendor.example/r").returncode == 0
+    (tmp_path / "a.bin").write_bytes(b"artifact")
+    out = overt(
+        "publish", str(tmp_path / "a.bin"), "--log", str(log_dir), "--key", str(key), "--kind",
+        "release", "--product", "p", "--version", "1.0",
+    )  # fmt: skip
+    assert out.returncode == 1
+    err = one_line(out.stderr.decode())  # the library's own warning is not repeated
+    assert "witness quorum missing" in err and "not answering: asia, europe" in err
+
+
 # --- monitor --------------------------------------------------------------------------
 
 

@@ -89,7 +89,8 @@ def test_publish_then_verify(setup: dict[str, Path], tmp_path: Path, capsys: pyt
     # A second release: the client's state requires consistency, fetched from the log dir.
     second = tmp_path / "agent-1.1.0.msi"
     second.write_bytes(b"agent build 1.1.0")
-    assert publish(capsys, setup, second, "1.1.0")[0] == 0
+    code, _, err = publish(capsys, setup, second, "1.1.0")
+    assert code == 0, err
     assert verify(capsys, setup, second)[0] == 0
 
     # Attacks through the CLI: one line naming the first failing check, exit 1.

@@ -13,7 +13,6 @@ Indices are printed one per line, in input order, once the entries are durable.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -97,7 +96,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="address to listen on",
     )
     add_limit_arguments(p)
-    p.set_defaults(func=_serve)
+    p.set_defaults(func=_serve, long_running=True)
 
     p = cmds.add_parser("proof", help="print an entry's tlog-proof against the latest checkpoint")
     p.add_argument("dir", type=Path, help=dir_help)
@@ -253,14 +252,7 @@ def _add(args: argparse.Namespace) -> int:
 
 def _witness(log: Log) -> None:
     """With a witness policy, get what was added cosigned and published now."""
-    # The round's own warning would repeat the one line below: silence it here.
-    quiet = logging.getLogger("overt.log.witnessing")
-    saved = quiet.disabled
-    quiet.disabled = True
-    try:
-        result = log.witness()
-    finally:
-        quiet.disabled = saved
+    result = log.witness()  # its own warning is silenced by main: this says it once
     if result is not None and not result.published and log.published_size < log.size:
         assert log.policy is not None
         missing = [w.name for w in log.policy.witnesses if w.name not in result.cosigned_by]

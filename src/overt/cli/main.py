@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 import traceback
 from collections.abc import Sequence
@@ -105,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
+    if not getattr(args, "long_running", False):
+        # A one-shot command reports a witnessing round that missed its quorum in its own
+        # one line; the library's log line would say it twice. Servers keep their logs.
+        logging.getLogger("overt.log.witnessing").disabled = True
     try:
         result = args.func(args)
     except UsageError as err:  # an OvertError too: caught first, exit 2 like argparse
@@ -119,6 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("overt: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        return 1
+    except Exception as err:  # a bug, or a foreign error not yet wrapped: still one line
+        if verbose:
+            traceback.print_exc()
+        print(
+            f"overt: unexpected {type(err).__name__}: {err} (--verbose shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return int(result or 0)
 

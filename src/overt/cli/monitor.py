@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         " overt.monitor.checks)",
     )
     p.add_argument("--webhook", metavar="URL", help="also POST every alert's JSON here")
-    p.set_defaults(func=_monitor)
+    p.set_defaults(func=_monitor, long_running=True)
 
 
 def _seconds(text: str) -> float:

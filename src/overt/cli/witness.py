@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="address to listen on",
     )
     add_limit_arguments(p)
-    p.set_defaults(func=_serve)
+    p.set_defaults(func=_serve, long_running=True)
 
 
 def _read_vkey_arg(arg: str) -> str:

@@ -83,17 +83,27 @@ class QuorumMissingError(LogError):
     back finds them (deduplicated) and completes."""
 
     def __init__(
-        self, url: str, index: int, seconds: float, up: Sequence[str], down: Sequence[str]
+        self,
+        url: str,
+        index: int,
+        seconds: float | None,
+        up: Sequence[str],
+        down: Sequence[str],
     ) -> None:
         self.index, self.up, self.down = index, tuple(up), tuple(down)
         if up or down:
-            who = f"witnesses answering: {', '.join(up) or 'none'}; not answering: {', '.join(down) or 'none'}"
+            who = (
+                f"witnesses answering: {', '.join(up) or 'none'};"
+                f" not answering: {', '.join(down) or 'none'}"
+            )
         else:
             who = "the log does not say which witnesses answer"
+        # A log directory is witnessed once, synchronously: there is nothing to wait longer for.
+        within = f" within {seconds:g} s" if seconds is not None else ""
+        retry = ", or wait longer with --timeout SECONDS" if seconds is not None else ""
         super().__init__(
             f"witness quorum missing: {url} logged entry {index} durably but published no"
-            f" checkpoint covering it within {seconds:g} s ({who}); re-run when the"
-            f" witnesses are back, or wait longer with --timeout SECONDS"
+            f" checkpoint covering it{within} ({who}); re-run when the witnesses are back{retry}"
         )
 
 
@@ -336,7 +346,13 @@ class _WitnessedLog:
 
     def add_many(self, entries: Sequence[bytes]) -> list[int]:
         indices = self.log.add_many(entries)
-        self.log.witness()
+        result = self.log.witness()
+        if result is not None and indices and self.log.published_size <= max(indices):
+            assert self.log.policy is not None
+            down = [w.name for w in self.log.policy.witnesses if w.name not in result.cosigned_by]
+            raise QuorumMissingError(
+                str(self.log.directory), max(indices), None, result.cosigned_by, down
+            )
         return indices
 
     def checkpoint(self) -> bytes:
