@@ -132,3 +132,13 @@ def test_field_getters_refuse_wrong_types() -> None:
     for bad_b in (3, "AAE", "AAEC\n", "\ud800"):
         with pytest.raises(FormatError, match="f is"):
             json_b64(bad_b, "x", "f", 3)
+
+
+def test_a_monitor_size_limit_of_5000_digits_is_a_config_error_not_a_value_error() -> None:
+    from overt.errors import ConfigError
+    from overt.monitor.checks import SizeLimit
+
+    assert SizeLimit.from_arg("4096").limit == 4096
+    for bad in ("9" * 5000, "1\n", "\u00b2", "01"):
+        with pytest.raises(ConfigError, match="size-limit"):
+            SizeLimit.from_arg(bad)

@@ -47,6 +47,7 @@ from typing import Protocol
 
 from overt.errors import ConfigError, FormatError
 from overt.formats.dsse import format_envelope, parse_envelope
+from overt.formats.strict import parse_decimal
 from overt.monitor.alert import Alert
 
 __all__ = [
@@ -224,9 +225,10 @@ class SizeLimit:
     def from_arg(cls, arg: str | None) -> SizeLimit:
         if arg is None:
             return cls()
-        if not arg.isascii() or not arg.isdigit() or (len(arg) > 1 and arg[0] == "0"):
-            raise ConfigError(f"size-limit wants a number of bytes, not {arg!r}")
-        return cls(int(arg))
+        try:
+            return cls(parse_decimal(arg, "size-limit"))
+        except FormatError as err:
+            raise ConfigError(f"size-limit wants a number of bytes, not {arg!r}") from err
 
     def check(self, index: int, entry: bytes) -> list[Alert]:
         if len(entry) <= self.limit:
