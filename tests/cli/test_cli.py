@@ -149,7 +149,16 @@ def test_busy_port_is_one_line_and_exit_1(tmp_path: Path, group: str) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["log", "--help"], ["publish", "--help"], ["log", "vkey", "{log}"]],
+    [
+        ["--help"],
+        ["log", "--help"],
+        ["publish", "--help"],
+        ["publisher", "rotate", "--help"],
+        ["witness", "--help"],
+        ["monitor", "--help"],
+        ["rules", "audit", "--help"],
+        ["log", "vkey", "{log}"],
+    ],
 )
 def test_startup_imports_nothing_heavy(tmp_path: Path, argv: list[str]) -> None:
     Log.create(tmp_path / "log", "light.example/log").close()
