@@ -3,7 +3,15 @@
 - :mod:`overt.disclosure.workflow`: the life of a report (ISO/IEC 29147/30111) and its deadlines.
 - :mod:`overt.disclosure.scoring`: CVSS v3.1/v4.0 vectors, validated and scored.
 - :mod:`overt.disclosure.bounty`: the bounty table and the payout ledger.
+- :mod:`overt.disclosure.crypto`: encryption at rest to the PSIRT's HPKE key.
+- :mod:`overt.disclosure.timeline`: commitments in the log, receipts, :func:`verify_commitment`.
+- :mod:`overt.disclosure.store`: the database (SQLite, PostgreSQL); :mod:`overt.disclosure.service`:
+  the :class:`Desk` every shell uses; :mod:`overt.disclosure.server`: the HTTP service.
+- :mod:`overt.disclosure.advisories`: CSAF 2.0 and OSV; :mod:`overt.disclosure.securitytxt`: RFC 9116.
+- :mod:`overt.disclosure.stats`: what the public learns from the log alone.
 - :mod:`overt.disclosure.errors`: what the service refuses, with the HTTP status it answers.
+
+See docs/disclosure.md.
 
 Example (a report's deadlines)::
 
@@ -24,7 +32,12 @@ from overt._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from overt.disclosure.bounty import DEFAULT_TABLE, BountyTable, VulnClass, award, ledger
+    from overt.disclosure.crypto import PSIRTKey
     from overt.disclosure.scoring import Score, Severity, score
+    from overt.disclosure.server import DisclosureApp
+    from overt.disclosure.service import Desk, Role, Submission
+    from overt.disclosure.store import Store
+    from overt.disclosure.timeline import LocalCommitmentLog, Receipt, verify_commitment
     from overt.disclosure.workflow import (
         Case,
         State,
@@ -39,9 +52,17 @@ __all__ = [
     "DEFAULT_TABLE",
     "BountyTable",
     "Case",
+    "Desk",
+    "DisclosureApp",
+    "LocalCommitmentLog",
+    "PSIRTKey",
+    "Receipt",
+    "Role",
     "Score",
     "Severity",
     "State",
+    "Store",
+    "Submission",
     "Verdict",
     "VulnClass",
     "advance",
@@ -51,6 +72,7 @@ __all__ = [
     "open_case",
     "overdue",
     "score",
+    "verify_commitment",
 ]
 
 if not TYPE_CHECKING:
@@ -74,5 +96,10 @@ if not TYPE_CHECKING:
                 "award",
                 "ledger",
             ],
+            "overt.disclosure.crypto": ["PSIRTKey"],
+            "overt.disclosure.server": ["DisclosureApp"],
+            "overt.disclosure.service": ["Desk", "Role", "Submission"],
+            "overt.disclosure.store": ["Store"],
+            "overt.disclosure.timeline": ["LocalCommitmentLog", "Receipt", "verify_commitment"],
         },
     )
