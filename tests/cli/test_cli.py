@@ -521,6 +521,30 @@ def test_rotate_extends_the_chain_and_fresh_endpoints_accept(
     assert code == 1
 
 
+def test_the_log_scan_is_cached_and_still_sees_new_key_sets(
+    pub: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    chain = Path(f"{pub['key']}.chain")
+    assert _publish(capsys, pub, "1.0.0", pub["key"])[0] == 0
+    assert _publish(capsys, pub, "1.0.1", pub["key"])[0] == 0  # scans the log of size 1
+    scan = Path(f"{chain}.scan")
+    assert json.loads(scan.read_text())["logs"]["bulk.example/log"]["size"] >= 1
+    before = json.loads(scan.read_text())["logs"]["bulk.example/log"]["size"]
+    # A key set logged after the cached scan is still found (the scan resumes, not stops).
+    new = pub["tmp"] / "new.key"
+    assert run(capsys, "publisher", "rotate", pub["key"], new, "--chain", chain, "--log",
+               pub["log"])[0] == 0  # fmt: skip
+    from overt.publish.publisher import logged_keysets, open_log_writer
+
+    with open_log_writer(str(pub["log"])) as log:
+        found = logged_keysets(log, scan)
+    assert [i for i, _ in found] and min(i for i, _ in found) >= before
+    assert json.loads(scan.read_text())["logs"]["bulk.example/log"]["size"] > before
+    # A corrupt cache is rebuilt, never trusted.
+    scan.write_text("{not json")
+    assert _publish(capsys, pub, "2.0.0", new)[0] == 0
+
+
 def test_a_stale_chain_copy_is_refused(
     pub: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -223,7 +223,11 @@ def _publish(args: argparse.Namespace) -> int:
     )
     with open_log_writer(args.log, args.token, args.timeout) as log:
         # Before anything is logged: the chain must be the one the log holds for this key.
-        check_chain_against_log(state, keysets, signer.key, logged_keysets(log))
+        # The scan of the log's key sets is cached beside the chain (read again only from
+        # the size it reached), shared by every key whose chain links to the same file.
+        cache = chain_path.resolve().with_name(chain_path.resolve().name + ".scan")
+        found = logged_keysets(log, cache if chain_path.is_file() else None)
+        check_chain_against_log(state, keysets, signer.key, found)
         (bundle,) = publish(
             log,
             signer,

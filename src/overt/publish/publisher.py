@@ -365,13 +365,17 @@ class _WitnessedLog:
         return self.log.consistency_proof(old, new)
 
 
-def logged_keysets(log: LogWriter) -> Iterator[tuple[int, bytes]]:
+def logged_keysets(log: LogWriter, cache: Path | None = None) -> list[tuple[int, bytes]]:
     """(index, entry) of every key-set statement in the log's published tree.
 
-    Reads every entry bundle (for :func:`overt.publish.keyset.check_chain_against_log`);
-    a writer of another kind yields nothing. The bytes are not verified: a log that
-    hides a key set only loses this check its power, it cannot make a bundle pass
-    an endpoint's own verification.
+    For :func:`overt.publish.keyset.check_chain_against_log`. Reads the entry bundles
+    (a writer of another kind yields nothing). With ``cache``, a small JSON file
+    remembers, per log origin, the tree size scanned and the key sets found, so the
+    next call reads only the bundles added since: the log is append-only, and the
+    cache is the publisher's own file.
+
+    The bytes are not verified: a log that hides a key set only takes this check's
+    power away, it cannot make a bundle pass an endpoint's own verification.
 
     Raises:
         LogError, FormatError: an entry bundle cannot be read.
@@ -385,19 +389,63 @@ def logged_keysets(log: LogWriter) -> Iterator[tuple[int, bytes]]:
         source = log.client.source
         read = lambda n, w: source.read(tiles.entries_path(n, w))  # noqa: E731
     else:
-        return
-    size = parse_checkpoint(parse_note(log.checkpoint()).text).size
-    for n in range((size + tiles.TILE_WIDTH - 1) // tiles.TILE_WIDTH):
+        return []
+    checkpoint = parse_checkpoint(parse_note(log.checkpoint()).text)
+    size = checkpoint.size
+    cached = _read_scan_cache(cache).get(checkpoint.origin) if cache is not None else None
+    start = 0
+    found: list[tuple[int, bytes]] = []
+    if cached is not None and cached[0] <= size:
+        start, found = cached
+    for n in range(start // tiles.TILE_WIDTH, (size + tiles.TILE_WIDTH - 1) // tiles.TILE_WIDTH):
         width = min(tiles.TILE_WIDTH, size - n * tiles.TILE_WIDTH)
         for i, entry in enumerate(tiles.parse_entry_bundle(read(n, width), width)):
-            if not entry.startswith(b"{"):
+            index = n * tiles.TILE_WIDTH + i
+            if index < start or not entry.startswith(b"{"):
                 continue
             try:
                 payload = parse_envelope(entry).payload
             except FormatError:
                 continue
             if _KEY_SET_TYPE in payload:
-                yield n * tiles.TILE_WIDTH + i, entry
+                found.append((index, entry))
+    if cache is not None and size > start:
+        _write_scan_cache(cache, checkpoint.origin, size, found)
+    return found
+
+
+def _read_scan_cache(path: Path) -> dict[str, tuple[int, list[tuple[int, bytes]]]]:
+    """origin -> (size scanned, key sets found); an unreadable cache is an empty one."""
+    import base64
+    import json
+
+    try:
+        doc = json.loads(path.read_bytes())
+        return {
+            origin: (int(v["size"]), [(int(i), base64.b64decode(e)) for i, e in v["keysets"]])
+            for origin, v in doc["logs"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # a cache only saves reading: rebuild it
+
+
+def _write_scan_cache(
+    path: Path, origin: str, size: int, found: Sequence[tuple[int, bytes]]
+) -> None:
+    import base64
+    import json
+
+    logs = {
+        o: {"size": s, "keysets": [[i, base64.b64encode(e).decode()] for i, e in f]}
+        for o, (s, f) in _read_scan_cache(path).items()
+    }
+    logs[origin] = {"size": size, "keysets": [[i, base64.b64encode(e).decode()] for i, e in found]}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({"logs": logs}, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # not written: the next publish reads the log again
 
 
 # A cheap filter before the full parse (KEY_SET, the predicate type, holds it).
