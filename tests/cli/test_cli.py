@@ -410,6 +410,11 @@ def test_public_key_as_signing_key_says_it_is_public(
     code, _, err = _publish(capsys, pub, "1.0.0", Path(f"{pub['key']}.pub"))
     assert code == 1
     assert "public (verifier) key" in one_line(err) and "chmod" not in err
+    # The same mistake with a witness key.
+    vkey = pub["tmp"] / "w.vkey"
+    vkey.write_text((pub["tmp"] / "w.policy").read_text().split()[2] + "\n")
+    code, _, err = _publish(capsys, pub, "1.0.0", pub["key"], "--unsafe-local-witness", vkey)
+    assert code == 1 and "not a private key" in one_line(err)
 
 
 def test_consistency_from_beyond_the_tree_is_refused(

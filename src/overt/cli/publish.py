@@ -251,7 +251,13 @@ def _local_witnesses(paths: Sequence[Path]) -> Callable[[bytes], bytes] | None:
 
     signers = []
     for path in paths:
-        signer = parse_skey(read_input(str(path)).decode("utf-8", "replace").strip())
+        text = read_input(str(path)).decode("utf-8", "replace").strip()
+        if not text.startswith("PRIVATE+KEY+"):
+            raise ConfigError(
+                f"{path} is not a private key (a public/verifier key?): --unsafe-local-witness"
+                " needs the witness's private key (witness.skey)"
+            )
+        signer = parse_skey(text)
         if not isinstance(signer, CosignatureSigner):
             raise ConfigError(f"{path} is not a cosignature/v1 witness key")
         signers.append(signer)
