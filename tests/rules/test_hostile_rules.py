@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,27 @@ def test_a_dying_worker_is_replaced_and_its_files_bisected_to_the_culprits() -> 
         {"op": "static", "depth": 200, "condition_tokens": 10000, "analyse": False}, files[:1]
     )
     assert good.failed == {} and good.replies[0]["files"][0]["path"] == "f0.yar"
+
+
+def test_include_like_text_the_lexer_left_never_reaches_yaramod() -> None:
+    # Inside a comment to our lexer: not an include, not blanked. Had yaramod read the
+    # comment differently it would open the file, so such text goes to plyara only.
+    pf = parse_source('/*\ninclude "/etc/passwd" */ rule r { condition: true }', "x.yar")
+    assert pf.parser == "plyara" and pf.includes == ()
+    assert [r.name for r in pf.rules] == ["r"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rule r { strings: $a = /" + "a" * 100_000 + "\n",  # an unterminated regex
+        '"' + "\\a" * 100_000,  # an unterminated string of escapes
+        "/*" + " *" * 100_000,  # an unterminated comment of stars
+        "rule r { strings: $a = /" + "[(" * 100_000 + "/ condition: $a }",
+    ],
+    ids=["regex", "string", "comment", "classes"],
+)
+def test_measuring_is_linear_on_pathological_text(text: str) -> None:
+    start = time.monotonic()
+    measure(text)
+    assert time.monotonic() - start < 2

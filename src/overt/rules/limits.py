@@ -86,11 +86,10 @@ class Shape:
 
 _TOKEN = re.compile(
     r"""
-    (?P<nl>\n)
-  | (?P<ws>[ \t\r\f\v]+)
+    (?P<ws>[ \t\r\f\v\n]+)
   | (?P<lc>//[^\n]*)
-  | (?P<bc>/\*(?:[^*]|\*(?!/))*(?:\*/)?)
-  | (?P<str>"(?:[^"\\\n]|\\.)*"?)
+  | (?P<bc>/\*)
+  | (?P<str>"[^"\\\n]*(?:\\.[^"\\\n]*)*"?)
   | (?P<ref>[$#@!][A-Za-z0-9_]*\*?)
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<num>[0-9][0-9A-Za-z_.]*)
@@ -98,8 +97,11 @@ _TOKEN = re.compile(
     """,
     re.X | re.S,
 )
-_REGEX = re.compile(r"/(?:[^/\\\n]|\\.)*/[a-zA-Z]*")
-_REGEX_GROUP = re.compile(r"\\.|\[(?:[^\]\\]|\\.)*\]|[()]")
+_REGEX = re.compile(r"/[^/\\\n]*(?:\\.[^/\\\n]*)*/[a-zA-Z]*")
+# A hex string with no comment or quote in it, read in one step (most of a rule file's
+# tokens are hex bytes); one with a "/" or '"' in it is read token by token.
+_HEX = re.compile(r'\{[^}/"]*\}')
+_REGEX_GROUP = re.compile(r"\\.|[][()]")
 _STRING_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|.)")
 _UNARY = frozenset({"not", "~", "-"})
 # After these a "-" is binary (a value came before it).
@@ -117,10 +119,16 @@ def _unescape(body: str) -> str:
 
 
 def _regex_depth(body: str) -> int:
+    """Deepest group nesting of a regex (or hex string); brackets hide parentheses."""
     depth = best = 0
+    in_class = False
     for m in _REGEX_GROUP.finditer(body):
         tok = m.group(0)
-        if tok == "(":
+        if in_class:
+            in_class = tok != "]"
+        elif tok == "[":
+            in_class = True
+        elif tok == "(":
             depth += 1
             best = max(best, depth)
         elif tok == ")":
@@ -159,18 +167,31 @@ def measure(text: str) -> Shape:
                 if in_condition:
                     cond_tokens += 1
                 continue
+        if text[pos] == "{" and prev == "=":
+            m = _HEX.match(text, pos)
+            if m:
+                body = m.group(0)
+                hd = len(frames) + unary_open + _regex_depth(body)
+                if hd > depth:
+                    depth, depth_line = hd, line
+                line += body.count("\n")
+                pos = m.end()
+                prev, run = "str", 0
+                continue
         m = _TOKEN.match(text, pos)
         assert m is not None  # "other" matches any character
         kind = m.lastgroup or "other"
         tok = m.group(0)
         start, pos = pos, m.end()
-        if kind == "nl":
-            line += 1
+        if kind == "bc":  # found by hand: a regex for it would backtrack on "/* * * *..."
+            end = text.find("*/", pos)
+            pos = n if end < 0 else end + 2
+            line += text.count("\n", start, pos)
             continue
-        if kind in ("ws", "lc"):
-            continue
-        if kind == "bc":
+        if kind == "ws":
             line += tok.count("\n")
+            continue
+        if kind == "lc":
             continue
         if pending_include >= 0:
             target = _unescape(tok[1:-1]) if kind == "str" and len(tok) > 1 else ""

@@ -422,6 +422,9 @@ def _find_line(lines: list[str], start: int, stop: int, pattern: str) -> int | N
     return None
 
 
+# Where yaramod would take an include (its grammar allows one only between rules): at the
+# start of a line, or right after a rule's closing brace.
+_INCLUDE_LIKE = re.compile(r'(?:^|\})[ \t]*include[ \t]*"', re.M)
 _RULE_KEYWORD = re.compile(r"^\s*(?:(?:private|global)\s+)*rule\s+[A-Za-z_]", re.M)
 
 
@@ -444,11 +447,18 @@ def parse_source(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> Parse
     includes = tuple((inc.line, inc.target) for inc in shape.includes)
     body = blank_includes(text, shape.includes) if includes else text
     notes: list[str] = []
-    try:
-        return ParsedFile(path, tuple(_parse_yaramod(body, path)), includes, "yaramod")
-    except Exception as err:  # yaramod raises its own ParserError and RuntimeErrors
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        notes.append(f"yaramod: {first}")
+    if _INCLUDE_LIKE.search(body):
+        # yaramod opens every include it parses. Text that still looks like one after
+        # blanking (inside a string, a comment or a regex, as our lexer reads it) goes to
+        # plyara only, which never opens a file: no mismatch between our lexer and
+        # yaramod's can make yaramod read the auditor's disk.
+        notes.append("yaramod: not used (include-like text left after blanking)")
+    else:
+        try:
+            return ParsedFile(path, tuple(_parse_yaramod(body, path)), includes, "yaramod")
+        except Exception as err:  # yaramod raises its own ParserError and RuntimeErrors
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            notes.append(f"yaramod: {first}")
     try:
         rules = _parse_plyara(body, path)
     except Exception as err:  # plyara raises ParseTypeError/ParseValueError/others
