@@ -312,6 +312,29 @@ def test_peer_that_never_reads_a_large_reply_is_disconnected(tmp_path: Path) -> 
         log.close()
 
 
+def test_pipelining_flood_is_cut_off_with_bounded_memory(target: Target) -> None:
+    path = b"/checkpoint" if target.kind == "log" else b"/logs"
+    request = b"GET " + path + b" HTTP/1.1\r\nhost: t\r\n\r\n"
+    with target.connect() as sock:  # a few pipelined requests are fine
+        sock.sendall(request * 8 + request.replace(b"host: t", b"host: t\r\nconnection: close"))
+        replies, _ = read_until_closed(sock, 3)
+    assert replies.count(b"HTTP/1.1 200") == 9
+    tracemalloc.start()
+    try:
+        with target.connect() as sock:  # 256 KiB of them in one go: refused
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            with contextlib.suppress(OSError):
+                sock.sendall(request * (256 * 1024 // len(request)))
+            with contextlib.suppress(OSError):
+                read_until_closed(sock, 3)
+        time.sleep(0.3)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20 and target.open_connections() == 0
+    assert get_checkpoint_ok(target)
+
+
 def test_limits_out_of_range_are_refused() -> None:
     from overt.errors import ConfigError
 

@@ -20,6 +20,8 @@ open sockets; ``limit_concurrency`` answers 503 but keeps the socket open):
   address or IPv6 /64); a connection beyond either is answered 503 and closed
   at once, before it is read.
 - ``keep_alive``: an idle keep-alive connection is closed after this many seconds.
+- more than :data:`MAX_PIPELINED` requests sent ahead of their replies close
+  the connection (uvicorn would queue every one of them).
 
 A peer that stops reading a response (its receive window stays shut) is
 disconnected once the response has made no progress for ``request_timeout``:
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOSE",
+    "MAX_PIPELINED",
     "TEXT",
     "BodyTooLargeError",
     "Message",
@@ -74,6 +77,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 TEXT = b"text/plain; charset=utf-8"
+#: Requests a peer may pipeline (send before reading the replies); more closes the connection.
+MAX_PIPELINED = 16
 #: A response header that makes uvicorn close the connection after the reply.
 CLOSE = (b"connection", b"close")
 
@@ -305,13 +310,26 @@ def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            if self.transport.is_closing():
+                return  # the rest of a chunk already refused
+            if len(self.pipeline) >= MAX_PIPELINED:
+                # uvicorn queues every pipelined request of a chunk it has read
+                # (256 KiB of tiny requests cost 16 MB): refuse the connection.
+                refusals.note("too many pipelined requests", self._peer or "?")
+                self.transport.abort()
+                return
             super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            if not self.transport.is_closing():
+                super().on_body(body)
 
         def on_message_complete(self) -> None:
             self._deadline = None
             self._in_head = True
             self._head_bytes = 0
-            super().on_message_complete()
+            if not self.transport.is_closing():
+                super().on_message_complete()
 
         def _arm(self) -> None:
             self._deadline = self.loop.time() + limits.request_timeout
