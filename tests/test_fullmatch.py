@@ -72,3 +72,12 @@ def test_log_origin_with_a_trailing_newline_is_refused(tmp_path: Path, origin: s
 
     with pytest.raises(ConfigError, match="invalid origin"):
         Log.create(tmp_path / "log", origin)
+
+
+def test_disclosure_fields_with_a_trailing_newline_are_refused() -> None:
+    from overt.disclosure.timeline import parse_time
+    from overt.errors import FormatError
+
+    assert parse_time("2026-01-02T03:04:05Z").year == 2026
+    with pytest.raises(FormatError):
+        parse_time("2026-01-02T03:04:05Z\n")

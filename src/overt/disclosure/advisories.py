@@ -59,9 +59,9 @@ __all__ = [
 
 OSV_SCHEMA_VERSION = "1.7.5"
 
-_ID = re.compile(r"^[A-Z][A-Z0-9]{1,15}-[0-9]{4}-[0-9]{4,10}$")
-_VERSION = re.compile(r"^[0-9A-Za-z.+_~-]{1,64}$")
-_CVE = re.compile(r"^CVE-[0-9]{4}-[0-9]{4,}$")
+_ID = re.compile(r"[A-Z][A-Z0-9]{1,15}-[0-9]{4}-[0-9]{4,10}")
+_VERSION = re.compile(r"[0-9A-Za-z.+_~-]{1,64}")
+_CVE = re.compile(r"CVE-[0-9]{4}-[0-9]{4,}")
 _CVSS_URLS = {
     "https://www.first.org/cvss/cvss-v2.0.json": "cvss-v2.0.json",
     "https://www.first.org/cvss/cvss-v3.0.json": "cvss-v3.0.json",
@@ -96,11 +96,11 @@ class AdvisoryDetails:
     cve: str | None = None
 
     def __post_init__(self) -> None:
-        if not _ID.match(self.advisory_id):
+        if not _ID.fullmatch(self.advisory_id):
             raise SubmissionError("advisory_id", "not like OVT-2026-0001", self.advisory_id)
-        if not _VERSION.match(self.fixed):
+        if not _VERSION.fullmatch(self.fixed):
             raise SubmissionError("fixed", "not a version string", self.fixed)
-        if self.cve is not None and not _CVE.match(self.cve):
+        if self.cve is not None and not _CVE.fullmatch(self.cve):
             raise SubmissionError("cve", "not CVE-YYYY-NNNN", self.cve)
         for name in ("vendor", "product", "ecosystem", "package", "summary"):
             value = getattr(self, name)

@@ -26,11 +26,11 @@ from overt.errors import FormatError
 
 __all__ = ["SecurityTxt", "format_security_txt", "parse_security_txt"]
 
-_URI = re.compile(r"^(https://|mailto:|tel:)[\x21-\x7e]+$")
+_URI = re.compile(r"(https://|mailto:|tel:)[\x21-\x7e]+")
 _EXPIRES = re.compile(
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
-_FIELD = re.compile(r"^([A-Za-z0-9-]+): (.*)$")
+_FIELD = re.compile(r"([A-Za-z0-9-]+): (.*)")
 _ONCE = ("expires", "preferred-languages")
 _URI_FIELDS = ("contact", "encryption", "policy", "canonical", "acknowledgments", "hiring")
 
@@ -64,7 +64,7 @@ def format_security_txt(doc: SecurityTxt) -> str:
         ("Acknowledgments", doc.acknowledgments),
     ):
         for value in values:
-            if not _URI.match(value):
+            if not _URI.fullmatch(value):
                 raise FormatError(f"security.txt {name}", "not an https/mailto/tel URI", value)
             lines.append(f"{name}: {value}")
     if not doc.contact:
@@ -90,7 +90,7 @@ def parse_security_txt(text: str) -> SecurityTxt:
         line = raw.rstrip("\r")
         if not line or line.startswith("#"):
             continue
-        match = _FIELD.match(line)
+        match = _FIELD.fullmatch(line)
         if match is None:
             raise FormatError("security.txt", f"line {n} is not 'Field: value'", line[:80])
         fields.setdefault(match.group(1).lower(), []).append(match.group(2))
@@ -99,12 +99,12 @@ def parse_security_txt(text: str) -> SecurityTxt:
             raise FormatError("security.txt", f"{name} appears more than once")
     for name in _URI_FIELDS:
         for value in fields.get(name, []):
-            if not _URI.match(value):
+            if not _URI.fullmatch(value):
                 raise FormatError(f"security.txt {name}", "not an https/mailto/tel URI", value)
     if not fields.get("contact"):
         raise FormatError("security.txt", "no Contact")
     expires = fields.get("expires")
-    if not expires or not _EXPIRES.match(expires[0]):
+    if not expires or not _EXPIRES.fullmatch(expires[0]):
         raise FormatError("security.txt", "no RFC 3339 Expires", (expires or [""])[0])
     return SecurityTxt(
         tuple(fields["contact"]),

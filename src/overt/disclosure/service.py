@@ -104,8 +104,8 @@ MAX_MESSAGE = 16 * 1024
 #: A JSON submission at most: the description and attachments (base64) and some room.
 MAX_SUBMISSION = MAX_DESCRIPTION * 2 + MAX_ATTACHMENTS * (MAX_ATTACHMENT * 4 // 3 + 1024) + 8192
 
-_HANDLE = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
-_USERNAME = re.compile(r"^[a-z0-9._-]{1,64}$")
+_HANDLE = re.compile(r"[A-Za-z0-9._@+-]{1,100}")
+_USERNAME = re.compile(r"[a-z0-9._-]{1,64}")
 _SESSION_SECONDS = 8 * 3600
 
 
@@ -155,7 +155,7 @@ def check_submission(sub: Submission) -> Submission:
     """``sub`` if every field is within its grammar and limits (see :func:`parse_submission`)."""
     _text(sub.title, "title", 200)
     _text(sub.description, "description", MAX_DESCRIPTION)
-    if not _HANDLE.match(sub.researcher):
+    if not _HANDLE.fullmatch(sub.researcher):
         raise SubmissionError("researcher", "not 1-100 of [A-Za-z0-9._@+-]", sub.researcher[:100])
     _text(sub.contact, "contact", 200, nonempty=False)
     _text(sub.product, "product", 100, nonempty=False)
@@ -665,7 +665,7 @@ class Desk:
 
     def add_account(self, username: str, password: str, role: Role) -> Account:
         """Raises SubmissionError (bad name, password under 12 characters), StoreError."""
-        if not _USERNAME.match(username):
+        if not _USERNAME.fullmatch(username):
             raise SubmissionError("username", "not 1-64 of [a-z0-9._-]", username[:64])
         if not 12 <= len(password) <= 1024:
             raise SubmissionError("password", "must be 12 to 1024 characters")
@@ -681,7 +681,7 @@ class Desk:
         """
         from argon2.exceptions import InvalidHashError, VerificationError
 
-        found = self.store.account(username) if _USERNAME.match(username) else None
+        found = self.store.account(username) if _USERNAME.fullmatch(username) else None
         stored = found[1] if found else self._dummy_hash
         try:
             self._hasher.verify(stored, password)

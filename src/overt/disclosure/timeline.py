@@ -75,9 +75,9 @@ __all__ = [
 
 HEADER = "overt.dev/disclosure-commitment/v1"
 RECEIPT_FORMAT = "overt.dev/disclosure-receipt/v1"
-_PROGRAM = re.compile(r"^[\x21-\x7e]{1,100}$")
-_REPORT_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
+_PROGRAM = re.compile(r"[\x21-\x7e]{1,100}")
+_REPORT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _MAX_RECEIPT = 4096
 
 
@@ -92,7 +92,7 @@ def parse_time(text: str) -> datetime:
     Raises:
         FormatError: any other spelling, or not a date.
     """
-    if not _TIME.match(text):
+    if not _TIME.fullmatch(text):
         raise FormatError("commitment time", "not YYYY-MM-DDTHH:MM:SSZ", text[:40])
     try:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
@@ -132,9 +132,9 @@ def commitment_entry(
     Raises:
         FormatError: a program name or report id outside its grammar, a salt not 32 bytes.
     """
-    if not _PROGRAM.match(program):
+    if not _PROGRAM.fullmatch(program):
         raise FormatError("program name", "not 1-100 printable ASCII, no space", program[:100])
-    if not _REPORT_ID.match(report_id):
+    if not _REPORT_ID.fullmatch(report_id):
         raise FormatError("report id", "not 1-64 of [A-Za-z0-9-]", report_id[:64])
     if len(salt) != 32:
         raise FormatError("commitment salt", "not 32 bytes")
@@ -172,7 +172,7 @@ def parse_entry(data: bytes) -> CommitmentEntry:
         if not line.startswith(prefix):
             raise FormatError("commitment entry", f"expected a {key} line", line)
         values[key] = line[len(prefix) :]
-    if not _PROGRAM.match(values["program"]):
+    if not _PROGRAM.fullmatch(values["program"]):
         raise FormatError("commitment entry", "bad program name", values["program"])
     try:
         state = State(values["state"])
@@ -225,7 +225,7 @@ def parse_receipt(data: bytes) -> Receipt:
     if doc["format"] != RECEIPT_FORMAT:
         raise FormatError(what, f"format is not {RECEIPT_FORMAT}", str(doc["format"])[:60])
     report_id = json_str(doc["report_id"], what, "report_id", max_len=64)
-    if not _REPORT_ID.match(report_id):
+    if not _REPORT_ID.fullmatch(report_id):
         raise FormatError(what, "report_id is not 1-64 of [A-Za-z0-9-]", report_id)
     return Receipt(
         json_str(doc["program"], what, "program", max_len=100),
