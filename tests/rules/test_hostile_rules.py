@@ -172,3 +172,17 @@ def test_measuring_is_linear_on_pathological_text(text: str) -> None:
     start = time.monotonic()
     measure(text)
     assert time.monotonic() - start < 2
+
+
+def test_a_chain_of_1100_includes_neither_recurses_nor_multiplies() -> None:
+    from overt.rules import audit_sources
+
+    n = 1100  # deeper than the recursion limit
+    files = {
+        f"f{i}.yar": f'include "f{i + 1}.yar"\nrule r{i} {{ condition: true }}\n'.encode()
+        for i in range(n)
+    }
+    files[f"f{n}.yar"] = MARKED
+    report = audit_sources(files, dynamic=True)
+    assert report.rules == n + 1
+    assert any(f.path == f"f{n}.yar" and f.detector == "marking" for f in report.findings)

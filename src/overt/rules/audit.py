@@ -193,7 +193,11 @@ def _resolve(path: str, target: str, sources: Mapping[str, bytes]) -> str | None
     return cand if cand in sources else None
 
 
+#: Inlined includes may add this much text to the compile input of a whole bundle.
 _INLINE_MAX = 4 * MAX_FILE_BYTES
+#: Includes nested deeper than this are blanked (a chain of thousands of files would
+#: otherwise recurse that deep).
+_INCLUDE_DEPTH = 16
 
 
 @dataclass
@@ -279,8 +283,10 @@ def _inline(
 ) -> str:
     """The text with its resolvable includes inlined (for yara-x), the others blanked.
 
-    ``room`` is the size the whole inlined text may still grow by: includes
-    that repeat a file (a diamond, many times over) cannot blow it up.
+    ``room`` is the size all inlined text of the bundle may still grow by:
+    includes that repeat a file (a diamond, many times over, or a long chain
+    included by every file) cannot blow it up; beyond it, and beyond
+    :data:`_INCLUDE_DEPTH` levels, includes are blanked.
     """
     text = texts[path]
     res = static[path]
@@ -297,7 +303,13 @@ def _inline(
         pieces.append(text[last:start])
         resolved = _resolve(path, target, sources)
         inner = static.get(resolved) if resolved is not None else None
-        if resolved is None or resolved in seen or inner is None or inner.pf is None:
+        if (
+            resolved is None
+            or resolved in seen
+            or inner is None
+            or inner.pf is None
+            or len(seen) > _INCLUDE_DEPTH
+        ):
             pieces.append(blank_includes(text[start:end]))
         else:
             body = _inline(resolved, texts, static, sources, seen | {resolved}, room)
@@ -463,8 +475,9 @@ def audit_sources(
             rule_signals[(path, rule_name)] = signals
 
     if dynamic and parsed:
+        room = [_INLINE_MAX]
         compile_inputs = [
-            (p, _inline(p, texts, static, sources, frozenset({p}), [_INLINE_MAX])) for p in parsed
+            (p, _inline(p, texts, static, sources, frozenset({p}), room)) for p in parsed
         ]
         corpus_list = list(corpus) if corpus is not None else None
         request = {
