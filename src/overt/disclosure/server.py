@@ -53,6 +53,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,6 +72,7 @@ from overt.disclosure.service import (
     MAX_SUBMISSION,
     Account,
     Desk,
+    Intake,
     Role,
     Submission,
     Tracking,
@@ -200,6 +202,9 @@ class DisclosureApp:
         self.desk = desk
         self.config = config or ServiceConfig()
         self._buckets = _Buckets()
+        # Intakes wait in threads for their shared log append (timeline.Batcher): the
+        # default pool (a handful of threads on a small machine) would cap each batch.
+        self._intake_pool = ThreadPoolExecutor(64, thread_name_prefix="overt-intake")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -208,6 +213,7 @@ class DisclosureApp:
                 if message["type"] == "lifespan.startup":
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    self._intake_pool.shutdown(wait=True)
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] != "http":
@@ -414,6 +420,11 @@ class DisclosureApp:
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
 
+    async def _submit(self, sub: Submission) -> Intake:
+        loop = asyncio.get_running_loop()
+        intake: Intake = await loop.run_in_executor(self._intake_pool, self.desk.submit, sub)
+        return intake
+
     def _client(self, scope: Scope) -> str:
         client = scope.get("client")
         return str(client[0]) if client else "?"
@@ -491,7 +502,7 @@ class DisclosureApp:
                 cvss=f.get("cvss") or None,
             )
         )
-        intake = await self._run(self.desk.submit, sub)
+        intake = await self._submit(sub)
         body = (
             f"<p>Report <b>{_e(intake.report_id)}</b> received.</p>"
             "<p>Your tracking token (keep it secret: it is the only way to follow this report):"
@@ -507,7 +518,7 @@ class DisclosureApp:
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         self._buckets.take("report submissions", self._client(scope), self.config.intake_limit)
         sub = parse_submission(data)
-        intake = await self._run(self.desk.submit, sub)
+        intake = await self._submit(sub)
         doc = {
             "report_id": intake.report_id,
             "token": intake.token,
