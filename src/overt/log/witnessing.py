@@ -26,16 +26,39 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from overt.errors import OvertError
 from overt.formats.policy import Policy, PolicyLog, PolicyWitness, verify_checkpoint
-from overt.log.log import Log
 from overt.witness.client import WitnessClient
 from overt.witness.errors import WitnessConflictError
 
-__all__ = ["Round", "WitnessStatus", "Witnessing"]
+__all__ = ["Round", "WitnessStatus", "WitnessedLog", "Witnessing"]
 
 _logger = logging.getLogger("overt.log.witnessing")
+
+
+class WitnessedLog(Protocol):
+    """What witnessing needs of a log; :class:`overt.log.log.Log` has it.
+
+    A protocol rather than an import: the log runs witnessing rounds
+    (:meth:`overt.log.log.Log.witness`), so witnessing must not import the log.
+    """
+
+    @property
+    def vkey(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def published_size(self) -> int: ...
+
+    def latest_signed(self) -> tuple[bytes, int]: ...
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]: ...
+
+    def publish_witnessed(self, note: bytes, size: int) -> None: ...
 
 
 @dataclass
@@ -67,7 +90,11 @@ class Witnessing:
     """Runs witnessing rounds for one log (one round at a time)."""
 
     def __init__(
-        self, log: Log, policy: Policy, timeout: float = 5.0, clients: ClientFactory | None = None
+        self,
+        log: WitnessedLog,
+        policy: Policy,
+        timeout: float = 5.0,
+        clients: ClientFactory | None = None,
     ) -> None:
         missing = [w.name for w in policy.witnesses if not w.url]
         if missing:
