@@ -244,6 +244,30 @@ def test_truncated_or_oversized_records_are_refused_whole(
         assert log.size == 0  # the chunk failed before anything was written
 
 
+def test_bulk_add_memory_is_bounded_in_bytes_too(
+    log_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from overt.cli import log as cli_log
+
+    batches: list[int] = []
+    real = Log.add_many
+
+    def add_many(self: Log, entries: list[bytes]) -> list[int]:
+        batches.append(sum(map(len, entries)))
+        return real(self, entries)
+
+    monkeypatch.setattr(cli_log, "BULK_BYTES", 100)
+    monkeypatch.setattr(Log, "add_many", add_many)
+    data = _records([b"%029d" % i for i in range(10)])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, out, err = run(capsys, "log", "add", log_dir, "--records")
+    assert code == 0, err
+    assert out.split() == [str(i) for i in range(10)]
+    assert batches == [116, 116, 58]  # 4, 4 and 2 entries of 29 bytes
+
+
 def test_bulk_flags_and_files_do_not_mix(log_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"a")
     out = overt("log", "add", str(log_dir), str(tmp_path / "a"), "--records")

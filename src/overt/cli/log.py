@@ -33,9 +33,11 @@ from overt.errors import ConfigError, FormatError
 if TYPE_CHECKING:
     from overt.log.log import Log
 
-#: Entries handed to one ``Log.add_many`` call by a bulk add: large enough for the
-#: library's pipelining (hashing beside fsyncs), bounded so memory stays bounded.
+#: Entries (and bytes) handed to one ``Log.add_many`` call by a bulk add: large enough
+#: for the library's pipelining (hashing beside fsyncs), bounded so memory stays bounded
+#: (64 Ki entries of up to 64 KiB each would otherwise be 4 GiB).
 BULK_CHUNK = 65536
+BULK_BYTES = 64 << 20
 
 
 #: Top-level commands this module registers, with their one-line help.
@@ -241,10 +243,13 @@ def _add(args: argparse.Namespace) -> int:
     # entry fails its whole chunk before anything of it is written.
     with Log.open(args.dir) as log:
         batch: list[bytes] = []
+        size = 0
         for entry in source:
             batch.append(entry)
-            if len(batch) == BULK_CHUNK:
+            size += len(entry)
+            if len(batch) == BULK_CHUNK or size >= BULK_BYTES:
                 _flush(log, batch)
+                size = 0
         _flush(log, batch)
         _witness(log)
     return 0
