@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import pathlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -245,3 +246,33 @@ def test_lone_surrogate_in_a_policy_witness_policy_is_a_format_error() -> None:
     doc["witness_policy"] = "\ud800" + str(doc["witness_policy"])
     with pytest.raises(OvertError, match="surrogate"):
         parse_client_policy(_dumps(doc))
+
+
+def _raises(err: Exception) -> Callable[[int, int], list[bytes]]:
+    def fetch(old: int, new: int) -> list[bytes]:
+        raise err
+
+    return fetch
+
+
+@pytest.mark.parametrize(
+    "fetch",
+    [
+        _raises(OSError("network is unreachable")),
+        _raises(ValueError("a buggy fetcher")),
+        lambda old, new: ["not bytes"],
+        lambda old, new: None,
+    ],
+)
+def test_a_failing_consistency_fetcher_is_a_consistency_refusal(
+    tmp_path: pathlib.Path, fetch: Callable[[int, int], Any]
+) -> None:
+    world = World()
+    world.gate(tmp_path).admit(*_b(world.publish("1.0.0")))
+    with pytest.raises(GateError) as err:
+        world.gate(tmp_path, fetch_consistency=fetch).admit(*_b(world.publish("1.0.1")))
+    assert err.value.check == "consistency"
+
+
+def _b(published: tuple[bytes, Bundle]) -> tuple[bytes, bytes]:
+    return published[0], format_bundle(published[1])

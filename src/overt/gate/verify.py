@@ -304,7 +304,8 @@ def _consistency(
             )
         try:
             proof = fetch(small.size, big.size)
-        except OvertError as err:
+        except Exception as err:  # the fetcher is I/O the caller plugged in (network, disk):
+            # whatever it raises, the gate's answer is a refused 'consistency' check.
             raise ConsistencyError(f"cannot fetch a consistency proof: {err}") from err
     try:
         merkle.verify_consistency(small.size, big.size, small.root_hash, big.root_hash, proof)
