@@ -335,6 +335,38 @@ def test_pipelining_flood_is_cut_off_with_bounded_memory(target: Target) -> None
     assert get_checkpoint_ok(target)
 
 
+def test_gzip_of_large_bundles_does_not_stall_other_requests(tmp_path: Path) -> None:
+    log = Log.create(tmp_path / "log", ORIGIN)
+    try:
+        rng = random.Random(1)
+        log.add_many([rng.randbytes(60000) for _ in range(256)])  # 15 MiB, incompressible
+        with serving(LogApp(log), ServerLimits()) as (port, _):
+            url = f"http://127.0.0.1:{port}"
+            gz = {"accept-encoding": "gzip"}
+
+            def fetch_bundle() -> None:
+                with httpx.Client(timeout=30) as c:
+                    c.get(f"{url}/tile/entries/000", headers=gz).raise_for_status()
+
+            threads = [threading.Thread(target=fetch_bundle) for _ in range(4)]
+            with httpx.Client(timeout=30) as client:
+                client.get(f"{url}/checkpoint")  # connected
+                for t in threads:
+                    t.start()
+                worst = 0.0
+                while any(t.is_alive() for t in threads):
+                    start = time.monotonic()
+                    client.get(f"{url}/checkpoint").raise_for_status()
+                    worst = max(worst, time.monotonic() - start)
+                    time.sleep(0.01)
+            for t in threads:
+                t.join()
+        # Compressing on the event loop stalled /checkpoint for 1.0-1.4 s here; 0.2 s now.
+        assert worst < 0.6, f"/checkpoint took {worst:.2f} s while bundles were compressed"
+    finally:
+        log.close()
+
+
 def test_limits_out_of_range_are_refused() -> None:
     from overt.errors import ConfigError
 
