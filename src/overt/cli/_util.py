@@ -35,18 +35,26 @@ def read_input(name: str) -> bytes:
         raise ConfigError(f"cannot read {name}: {err.strerror}") from err
 
 
+def vkey_text(arg: str) -> str:
+    """The text of a verifier key given inline (``name+hash+key``) or as a file holding one.
+
+    Raises:
+        ConfigError: the file cannot be read.
+    """
+    path = Path(arg)
+    if "+" in arg and not path.is_file():
+        return arg
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read verifier key {arg}: {err}") from err
+
+
 def load_vkey(arg: str) -> Verifier:
-    """A verifier key given inline (``name+hash+key``) or as a file holding one."""
+    """A verifier key given inline or as a file. Raises ConfigError, FormatError."""
     from overt.formats.note import parse_vkey
 
-    text = arg
-    path = Path(arg)
-    if "+" not in arg or path.is_file():
-        try:
-            text = path.read_text().strip()
-        except OSError as err:
-            raise ConfigError(f"cannot read verifier key {arg}: {err.strerror}") from err
-    return parse_vkey(text)
+    return parse_vkey(vkey_text(arg))
 
 
 def listen_address(text: str) -> tuple[str, int]:

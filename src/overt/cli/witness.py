@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from overt._asgi import add_limit_arguments, limits_from_args
-from overt.cli._util import check_listen, listen_address
+from overt.cli._util import check_listen, listen_address, vkey_text
 from overt.errors import ConfigError
 
 #: Top-level commands this module registers, with their one-line help.
@@ -47,16 +47,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_serve, long_running=True)
 
 
-def _read_vkey_arg(arg: str) -> str:
-    path = Path(arg)
-    if "+" not in arg or path.is_file():
-        try:
-            return path.read_text().strip()
-        except OSError as err:
-            raise ConfigError(f"cannot read verifier key {arg}: {err.strerror}") from err
-    return arg
-
-
 def _init(args: argparse.Namespace) -> int:
     from overt.witness.config import init_witness
 
@@ -67,7 +57,7 @@ def _init(args: argparse.Namespace) -> int:
 def _trust(args: argparse.Namespace) -> int:
     from overt.witness.config import trust_log
 
-    verifier, added = trust_log(args.dir, _read_vkey_arg(args.log_vkey))
+    verifier, added = trust_log(args.dir, vkey_text(args.log_vkey))
     state = "now witnessing" if added else "already witnessing"
     print(f"{state} {verifier.name} ({verifier.vkey})")
     return 0
