@@ -367,6 +367,24 @@ def test_gzip_of_large_bundles_does_not_stall_other_requests(tmp_path: Path) -> 
         log.close()
 
 
+def test_a_flood_of_bad_requests_does_not_flood_the_log(target: Target) -> None:
+    import logging
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("uvicorn.error").addHandler(handler)
+    try:
+        for _ in range(30):
+            with target.connect() as sock:
+                sock.sendall(b"GET /\x00 HTTP/1.1\r\n\r\n")
+                reply, _ = read_until_closed(sock, 3)
+                assert reply.startswith(b"HTTP/1.1 400")
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(handler)
+    assert len([m for m in seen if "Invalid HTTP request" in m]) <= 1, seen
+
+
 def test_limits_out_of_range_are_refused() -> None:
     from overt.errors import ConfigError
 

@@ -217,6 +217,27 @@ def _peer_key(peername: object) -> str:
     return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
+class _OncePerInterval(logging.Filter):
+    """Lets each distinct message through at most once every 10 s (uvicorn warns once per
+    bad request: a flood of them must not flood the log, nor fill its disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        now = time.monotonic()
+        key = str(record.msg)
+        if now - self._last.get(key, -1e9) < 10.0:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
 def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
     """An httptools protocol class for one server, enforcing ``limits`` (module docstring)."""
     try:
@@ -430,6 +451,9 @@ def make_server(
         # A peer that never finishes must not hold up a shutdown either.
         timeout_graceful_shutdown=30,
     )
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _OncePerInterval) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(_OncePerInterval())
     server = uvicorn.Server(config)
     if ready is not None:
         original = server.startup
