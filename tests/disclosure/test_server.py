@@ -251,3 +251,15 @@ def test_security_txt_psirt_key_and_csaf_directory_are_served(rig: Rig, site: Si
     assert site.http.get("/.well-known/csaf/white/index.txt").text == ""
     assert site.http.get("/.well-known/csaf/white/2026/none.json").status_code == 404
     assert site.http.get("/stats").json()["reports"] == {}
+
+
+def test_overdue_reports_are_alerted_in_the_server_log(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    late = rig.desk.submit(rig.submission()).report_id
+    rig.clock.advance(6)
+    app = DisclosureApp(rig.desk, ServiceConfig(secure_cookies=False))
+    with caplog.at_level("WARNING", logger="overt.disclosure"):
+        found = app.check_overdue()
+    assert [o.report_id for o in found] == [late]
+    assert f"overdue: report {late}: acknowledge" in caplog.text

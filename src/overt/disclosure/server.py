@@ -29,7 +29,8 @@ Sessions: ``POST /login`` sets ``overt_session`` (HttpOnly, SameSite=Strict, Sec
 the server runs with ``secure_cookies=False`` for plain-HTTP testing). Every state-changing
 staff request must carry the session's CSRF token: the ``csrf`` form field, or the
 ``X-CSRF-Token`` header for JSON. The anonymous intake form uses a double-submit cookie.
-Intake and login are rate-limited per client address (token buckets in memory).
+Intake and login are rate-limited per client address (token buckets in memory). Every
+``alert_interval`` seconds the server logs a warning for each missed deadline still open.
 
 Status codes: 400 malformed, 401 not logged in / bad token / wrong password, 403 role or
 CSRF, 404 no such report (a token that opens nothing gets 404 too), 405 wrong method, 409
@@ -80,7 +81,7 @@ from overt.disclosure.service import (
     parse_submission,
 )
 from overt.disclosure.timeline import format_receipt, format_time
-from overt.disclosure.workflow import State, Verdict, deadlines
+from overt.disclosure.workflow import Overdue, State, Verdict, deadlines
 from overt.errors import FormatError, NotFoundError, OvertError
 
 __all__ = ["DisclosureApp", "RateLimit", "ServiceConfig"]
@@ -111,6 +112,8 @@ class ServiceConfig:
     contact: tuple[str, ...] = ("https://psirt.example.com/",)
     policy: str = "https://psirt.example.com/policy"
     secure_cookies: bool = True
+    #: Seconds between checks for missed deadlines (each one logged as a warning).
+    alert_interval: float = 3600.0
     intake_limit: RateLimit = RateLimit(per_minute=10, burst=20)
     login_limit: RateLimit = RateLimit(per_minute=5, burst=10)
 
@@ -205,14 +208,18 @@ class DisclosureApp:
         # Intakes wait in threads for their shared log append (timeline.Batcher): the
         # default pool (a handful of threads on a small machine) would cap each batch.
         self._intake_pool = ThreadPoolExecutor(64, thread_name_prefix="overt-intake")
+        self._alerts: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    self._alerts = asyncio.create_task(self._alert_loop())
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    if self._alerts is not None:
+                        self._alerts.cancel()
                     self._intake_pool.shutdown(wait=True)
                     await send({"type": "lifespan.shutdown.complete"})
                     return
@@ -414,6 +421,29 @@ class DisclosureApp:
                 proof = await self._run(self.desk.transition, account, report_id, to, verdict)
                 return 200, _json({"state": to.value, "proof": proof.decode()}), _JSON, []
         raise NotFoundError(f"no such page: {path[:100]}")
+
+    # -- alerts --------------------------------------------------------------
+
+    def check_overdue(self) -> list[Overdue]:
+        """Log one warning per missed, still open deadline; returns them."""
+        found = self.desk.overdue()
+        for o in found:
+            log.warning(
+                "overdue: report %s: %s was due %s (%s)",
+                o.report_id,
+                o.kind,
+                format_time(o.due),
+                o.reason,
+            )
+        return found
+
+    async def _alert_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.check_overdue)
+            except OvertError as err:  # a database hiccup must not end the alerts
+                log.error("cannot check deadlines: %s", err)
+            await asyncio.sleep(self.config.alert_interval)
 
     # -- helpers -------------------------------------------------------------
 
