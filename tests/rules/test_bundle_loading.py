@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -119,6 +120,13 @@ def test_attest_reads_a_bundle_file_with_the_cap(
     (tmp_path / "empty.yar").write_bytes(b"")
     with pytest.raises(ConfigError, match="empty"):
         read_bundle_file(tmp_path / "empty.yar")
+    huge = tmp_path / "huge.yar"  # a 1 GiB rule text: refused after 8 MiB + 1 bytes
+    with huge.open("wb") as fh:
+        fh.truncate(1024**3)
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=f"larger than {8 * 1024 * 1024} bytes"):
+        read_bundle_file(huge)
+    assert time.monotonic() - start < 1
 
 
 # -- no rules is an error ------------------------------------------------------------------

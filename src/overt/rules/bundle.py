@@ -347,19 +347,23 @@ def _has_includes(data: bytes) -> bool:
 
 
 def read_bundle_file(path: str | Path) -> bytes:
-    """The exact bytes of a published bundle file (``.yar`` or archive), or of
-    stdin for ``-``, read up to :data:`MAX_ARCHIVE_BYTES`.
+    """The exact bytes of a published bundle file, or of stdin for ``-``: an
+    archive read up to :data:`MAX_ARCHIVE_BYTES`, a ``.yar`` text up to
+    :data:`~overt.rules.parse.MAX_FILE_BYTES` (both checked by their first bytes).
 
     Raises:
         ConfigError: missing, unreadable, not a regular file, empty, or larger
-            than :data:`MAX_ARCHIVE_BYTES`.
+            than its cap.
     """
     if str(path) == "-":
-        data = sys.stdin.buffer.read(MAX_ARCHIVE_BYTES + 1)
+        head = sys.stdin.buffer.read(512)
+        cap = MAX_ARCHIVE_BYTES if is_archive(head) else MAX_FILE_BYTES
+        data = head + sys.stdin.buffer.read(max(cap + 1 - len(head), 0))
     else:
-        data = read_capped(path, MAX_ARCHIVE_BYTES)
-    if len(data) > MAX_ARCHIVE_BYTES:
-        raise ConfigError(f"{path} is larger than {MAX_ARCHIVE_BYTES} bytes")
+        cap = MAX_ARCHIVE_BYTES if is_archive(read_capped(path, 511)) else MAX_FILE_BYTES
+        data = read_capped(path, cap)
+    if len(data) > cap:
+        raise ConfigError(f"{path} is larger than {cap} bytes")
     if not data:
         raise ConfigError(f"{path} is empty")
     return data
