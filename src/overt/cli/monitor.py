@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from overt.cli._util import load_vkey
+from overt.cli._util import load_policy, load_vkey
 from overt.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -84,17 +84,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _policy(path: Path | None) -> Policy | None:
-    if path is None:
-        return None
-    from overt.formats.policy import parse_policy
-
-    try:
-        return parse_policy(path.read_bytes())
-    except OSError as err:
-        raise ConfigError(f"cannot read policy {path}: {err.strerror}") from err
-
-
 def _log_key(vkey: str | None, policy: Policy | None, url: str) -> Verifier:
     """``--vkey``, or the policy's log line for ``url`` (or its only log line).
 
@@ -122,7 +111,7 @@ def _monitor(args: argparse.Namespace) -> int:
     from overt.monitor.gossip import HTTPWitness, witnesses_from
     from overt.monitor.state import MonitorState
 
-    policy = _policy(args.policy)
+    policy = load_policy(str(args.policy) if args.policy is not None else None)
     verifier = _log_key(args.vkey, policy, args.url)
     if args.max_age is not None and policy is None:
         raise ConfigError("--max-age needs --policy (freshness comes from witness cosignatures)")
