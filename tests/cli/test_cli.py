@@ -157,6 +157,7 @@ def test_busy_port_is_one_line_and_exit_1(tmp_path: Path, group: str) -> None:
         ["witness", "--help"],
         ["monitor", "--help"],
         ["rules", "audit", "--help"],
+        ["disclosure", "--help"],
         ["log", "vkey", "{log}"],
     ],
 )
