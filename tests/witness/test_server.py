@@ -331,7 +331,7 @@ def test_real_log_checkpoints_are_witnessed_and_pass_a_policy(tmp_path: Path) ->
             },
         ),
         ("overt.witness.state", {"SCHEMA_VERSION", "Decide", "StateError", "WitnessState"}),
-        ("overt.witness.server", {"Committer", "WitnessApp", "serve"}),
+        ("overt.witness.server", {"Committer", "ServerLimits", "WitnessApp", "serve"}),
         ("overt.witness.client", {"WitnessClient"}),
         (
             "overt.witness.config",

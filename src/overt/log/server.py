@@ -65,7 +65,7 @@ from overt.log.log import MAX_BATCH, Log, check_entry
 if TYPE_CHECKING:
     from overt.log.witnessing import Witnessing
 
-__all__ = ["LogApp", "Sequencer", "serve"]
+__all__ = ["LogApp", "Sequencer", "ServerLimits", "serve"]
 
 log = logging.getLogger("overt.log")
 

@@ -66,7 +66,7 @@ from overt.witness.errors import (
 )
 from overt.witness.state import Decide, WitnessState
 
-__all__ = ["Committer", "WitnessApp", "serve"]
+__all__ = ["Committer", "ServerLimits", "WitnessApp", "serve"]
 
 log = logging.getLogger("overt.witness")
 
