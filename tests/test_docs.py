@@ -17,6 +17,7 @@ is killed when it ends. Each page is bounded in time.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 import signal
@@ -124,6 +125,31 @@ def test_the_readme_links_every_page() -> None:
         p.name for p in PAGES if p.parent.name == "docs" and f"(docs/{p.name})" not in readme
     ]
     assert not unlinked, f"docs pages the README does not link: {unlinked}"
+
+
+def _resolve(dotted: str) -> object:
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attribute in parts[i:]:
+            found = getattr(found, attribute)
+        return found
+    raise ImportError(dotted)
+
+
+def test_every_api_the_docs_name_exists() -> None:
+    # Prose names APIs too (`overt.log.Log.create`): each must resolve, as the examples do.
+    missing = []
+    for page in PAGES:
+        for m in re.finditer(r"`(overt(?:\.[A-Za-z_][A-Za-z0-9_]*)+)", page.read_text("utf-8")):
+            try:
+                _resolve(m.group(1))
+            except (ImportError, AttributeError) as err:
+                missing.append(f"{_id(page)}: {m.group(1)} ({err})")
+    assert not missing, missing
 
 
 def test_every_block_says_what_it_is() -> None:
