@@ -7,8 +7,6 @@ formats and anything heavier are imported inside the helpers that use them.
 from __future__ import annotations
 
 import argparse
-import errno
-import socket
 import sys
 import time
 from pathlib import Path
@@ -82,6 +80,9 @@ def check_listen(host: str, port: int) -> None:
     Raises:
         ConfigError: the address cannot be bound.
     """
+    import errno
+    import socket
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as s:

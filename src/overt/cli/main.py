@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 import traceback
 from collections.abc import Sequence
@@ -109,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "long_running", False):
         # A one-shot command reports a witnessing round that missed its quorum in its own
         # one line; the library's log line would say it twice. Servers keep their logs.
+        import logging
+
         logging.getLogger("overt.log.witnessing").disabled = True
     try:
         result = args.func(args)
