@@ -85,6 +85,20 @@ def test_symlink_out_of_the_tree_is_not_read(tmp_path: Path) -> None:
     }
 
 
+def test_diff_reports_what_the_new_side_includes_out_of_its_tree(tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "a.yar").write_bytes(b"rule a { condition: true }")
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "a.yar").write_bytes(
+        b'include "../old/a.yar"\nrule a { condition: true }\nrule b { condition: true }'
+    )
+    d = diff_paths(tmp_path / "old", tmp_path / "new", dynamic=False)
+    assert d.report is not None
+    assert [(f.detector, f.evidence) for f in d.report.findings] == [
+        ("outside-tree", "../old/a.yar")
+    ]
+
+
 def test_a_1_gib_rule_file_is_not_read_whole(tmp_path: Path) -> None:
     big = tmp_path / "big.yar"
     with big.open("wb") as fh:

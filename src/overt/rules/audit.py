@@ -49,7 +49,13 @@ import overt.rules._sandbox as _sandbox
 import overt.rules._worker as _wire
 import overt.rules.canary as canary_mod
 from overt import __version__
-from overt.rules.bundle import MAX_BUNDLE_FILES, RULE_SUFFIXES, load_paths, read_bundle
+from overt.rules.bundle import (
+    MAX_BUNDLE_FILES,
+    RULE_SUFFIXES,
+    Refused,
+    load_paths,
+    read_bundle,
+)
 from overt.rules.detectors import Severity, Signal, escalate
 from overt.rules.limits import DEFAULT_LIMITS, Limits
 from overt.rules.parse import (
@@ -67,6 +73,7 @@ __all__ = [
     "Finding",
     "Report",
     "StaticResult",
+    "add_refused",
     "audit_bundle_bytes",
     "audit_paths",
     "audit_predicate",
@@ -614,6 +621,36 @@ def audit_bundle_bytes(
     )
 
 
+def add_refused(report: Report, refused: Iterable[Refused]) -> None:
+    """Report files the loader refused to read as ``outside-tree`` findings (in
+    place of the ``include-unresolved`` finding the same include would give)."""
+    refused = list(refused)
+    if not refused:
+        return
+    outside = {(r.path, r.line, r.target) for r in refused}
+    findings = [
+        f
+        for f in report.findings
+        if not (f.detector == "include-unresolved" and (f.path, f.line, f.evidence) in outside)
+    ]
+    for r in refused:
+        findings.append(
+            _file_finding(
+                r.path,
+                "outside-tree",
+                Severity.MEDIUM,
+                max(r.line, 1),
+                r.target,
+                f"{r.reason}: not read (only the files given, and what they include "
+                "inside their folders, are audited)",
+            )
+        )
+    report.findings = sorted(
+        {f.id: f for f in findings}.values(),
+        key=lambda f: (-f.severity, f.path, f.line, f.rule, f.detector, f.id),
+    )
+
+
 def audit_paths(
     paths: Iterable[str | Path], *, dynamic: bool = True, limits: Limits = DEFAULT_LIMITS
 ) -> Report:
@@ -634,29 +671,7 @@ def audit_paths(
     report = audit_sources(
         bundle.sources, name=bundle.name, sha256=digest, dynamic=dynamic, limits=limits
     )
-    if not bundle.refused:
-        return report
-    outside = {(r.path, r.line, r.target) for r in bundle.refused}
-    findings = [
-        f
-        for f in report.findings
-        if not (f.detector == "include-unresolved" and (f.path, f.line, f.evidence) in outside)
-    ]
-    for r in bundle.refused:
-        findings.append(
-            _file_finding(
-                r.path,
-                "outside-tree",
-                Severity.MEDIUM,
-                max(r.line, 1),
-                r.target,
-                f"{r.reason}: not read (only the files given, and what they include "
-                "inside their folders, are audited)",
-            )
-        )
-    report.findings = sorted(
-        findings, key=lambda f: (-f.severity, f.path, f.line, f.rule, f.detector, f.id)
-    )
+    add_refused(report, bundle.refused)
     return report
 
 

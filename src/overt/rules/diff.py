@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from overt.rules.audit import Report, audit_sources, static_results
+from overt.rules.audit import Report, add_refused, audit_sources, static_results
 from overt.rules.bundle import load_bundle
 from overt.rules.parse import Rule, RuleParseError, decode_source, find_includes
 
@@ -156,8 +156,13 @@ def load_side(path: str | Path) -> dict[str, bytes]:
 
 
 def diff_paths(old: str | Path, new: str | Path, *, dynamic: bool = True) -> BundleDiff:
-    """:func:`diff_bundles` on two folders, rule files or archives."""
-    return diff_bundles(load_side(old), load_side(new), dynamic=dynamic)
+    """:func:`diff_bundles` on two folders, rule files or archives; what the new
+    side's loader refused to read (out of its tree) is an ``outside-tree`` finding."""
+    newer = load_bundle(new)
+    d = diff_bundles(load_side(old), newer.sources, dynamic=dynamic)
+    if d.report is not None:
+        add_refused(d.report, newer.refused)
+    return d
 
 
 def format_diff(d: BundleDiff) -> str:
