@@ -35,8 +35,10 @@ _DETECTOR_HELP = {
     "canary-marked": "Fires on marked canary documents but not on their clean twins.",
     "canary-document": "Fires on ordinary (clean) canary documents.",
     "canary-any": "Fires on canary documents and on ordinary executables.",
-    "unauditable": "A file no parser accepts (or not YARA text at all).",
+    "unauditable": "A file no parser accepts, beyond the auditor's limits, or that crashed "
+    "or hung a parser (or not YARA text at all).",
     "include-unresolved": "An include that is not in the bundle.",
+    "outside-tree": "An include or symlink that leads out of the audited tree (not read).",
     "compile-error": "A file yara-x does not compile (audited statically only).",
     "empty-file": "A file with no rules.",
 }
