@@ -151,6 +151,15 @@ def test_every_index_verifies(log: Log) -> None:
             log.verify(proof, leaf_hash(other))
 
 
+def test_verify_proof_takes_the_bytes_a_log_hands_out(log: Log) -> None:
+    # The README once showed verify_proof(bytes) and it raised AttributeError.
+    data = format_proof(log.proof(5))
+    verified = verify_proof(data, leaf_hash(log.leaves[5]), log.signer.verifier(), ORIGIN)
+    assert verified.proof == log.proof(5)
+    with pytest.raises(FormatError):
+        verify_proof(data[:-40], leaf_hash(log.leaves[5]), log.signer.verifier(), ORIGIN)
+
+
 def test_wrong_index_or_size_is_refused(log: Log) -> None:
     proof = log.proof(3)
     leaf = leaf_hash(log.leaves[3])

@@ -156,7 +156,7 @@ class VerifiedProof:
 
 
 def verify_proof(
-    proof: TlogProof,
+    proof: TlogProof | bytes,
     leaf_hash: bytes,
     log_verifier: Verifier,
     origin: str | None = None,
@@ -173,10 +173,11 @@ def verify_proof(
     signature by a key in ``extra_verifiers`` (witnesses) verifies; the inclusion
     proof leads from ``leaf_hash`` at ``proof.index`` to the checkpoint's root.
     Which witnesses are enough is not decided here: read
-    ``result.checkpoint.cosignatures()``.
+    ``result.checkpoint.cosignatures()``. ``proof`` may be the proof's bytes (as
+    ``overt log proof`` writes them), which are parsed first (:func:`parse_proof`).
 
     Raises:
-        FormatError: a malformed checkpoint, or a leaf hash that is not 32 bytes.
+        FormatError: a malformed proof or checkpoint, or a leaf hash that is not 32 bytes.
         InvalidSignatureError, UnknownKeyError, OriginError: see
             :func:`overt.formats.checkpoint.open_checkpoint`.
         ProofError: the inclusion proof does not hold (including index >= tree size).
@@ -187,6 +188,8 @@ def verify_proof(
             policy (freshness needs witnesses): the decision is
             :func:`overt.formats.policy.open_trusted_checkpoint`.
     """
+    if isinstance(proof, bytes | bytearray | memoryview):
+        proof = parse_proof(bytes(proof))
     if len(leaf_hash) != 32:
         raise FormatError("leaf hash", "not 32 bytes", leaf_hash)
     signed = open_trusted_checkpoint(
