@@ -186,3 +186,21 @@ def test_a_chain_of_1100_includes_neither_recurses_nor_multiplies() -> None:
     report = audit_sources(files, dynamic=True)
     assert report.rules == n + 1
     assert any(f.path == f"f{n}.yar" and f.detector == "marking" for f in report.findings)
+
+
+def test_workers_get_none_of_the_callers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from overt.rules import _sandbox
+
+    monkeypatch.setenv("OVERT_LOG_TOKEN", "secret-token")
+    _sandbox._POOL.close()  # fresh workers, started with this environment
+    out = _sandbox.run(
+        {"op": "static", "depth": 200, "condition_tokens": 10000, "analyse": False},
+        [("a.yar", "rule a { condition: true }")],
+    )
+    assert out.failed == {}
+    (worker,) = _sandbox._POOL.idle
+    with open(f"/proc/{worker.proc.pid}/environ", "rb") as fh:
+        env = fh.read()
+    assert b"secret-token" not in env and os.environ["OVERT_LOG_TOKEN"] == "secret-token"

@@ -74,6 +74,9 @@ class _Worker:
             stderr=subprocess.DEVNULL,
             cwd="/",
             close_fds=True,
+            # Nothing of the caller's environment (a log token in $OVERT_LOG_TOKEN) is
+            # handed to a process that parses hostile input.
+            env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"},
         )
         self.buf = bytearray()
 
