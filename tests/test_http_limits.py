@@ -728,3 +728,12 @@ def test_one_ipv6_host_with_a_whole_64_counts_as_one_peer(peer: object, key: str
     from overt._asgi import _peer_key
 
     assert _peer_key(peer) == key
+
+
+def test_http_source_refuses_a_path_that_is_no_tlog_object_without_asking() -> None:
+    hostile = Hostile(stream_forever(b"HTTP/1.1 200 OK\r\n\r\n"))
+    try:
+        with pytest.raises(LogError, match="not a tlog-tiles object"):
+            HTTPSource(hostile.url, timeout=2).read("../log.skey")
+    finally:
+        hostile.close()

@@ -24,7 +24,7 @@ from typing import Protocol
 import httpx
 
 from overt._http import Reply, fetch
-from overt.errors import LogError, NotFoundError, ProofError, VerificationError
+from overt.errors import LogError, NotFoundError, ProofError, TilePathError, VerificationError
 from overt.formats import merkle, tiles
 from overt.formats.checkpoint import SignedCheckpoint
 from overt.formats.note import MAX_NOTE_SIZE, Verifier
@@ -104,7 +104,11 @@ class HTTPSource:
     def read(self, path: str) -> bytes:
         """Raises NotFoundError (404), LogError (any other failure, or a reply too large)."""
         url = f"{self.url}/{path}"
-        response = fetch(self.client, "GET", url, max_object_size(path), LogError)
+        try:
+            limit = max_object_size(path)
+        except TilePathError as err:
+            raise LogError(f"GET {url}: not a tlog-tiles object: {err}") from err
+        response = fetch(self.client, "GET", url, limit, LogError)
         if response.status == 404:
             raise NotFoundError(f"GET {url}: 404")
         if response.status != 200:
