@@ -737,3 +737,28 @@ def test_http_source_refuses_a_path_that_is_no_tlog_object_without_asking() -> N
             HTTPSource(hostile.url, timeout=2).read("../log.skey")
     finally:
         hostile.close()
+
+
+def test_a_bug_is_a_logged_500_and_the_server_keeps_serving(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = Log.create(tmp_path / "log", ORIGIN)
+    app = LogApp(log)
+    broken = {"on": True}
+    checkpoint = log.checkpoint
+
+    def buggy() -> bytes:
+        if broken["on"]:
+            raise ZeroDivisionError("a bug, not an input")
+        return checkpoint()
+
+    log.checkpoint = buggy  # type: ignore[method-assign]
+    try:
+        with serving(app, FAST) as (port, _), httpx.Client() as client:
+            reply = client.get(f"http://127.0.0.1:{port}/checkpoint")
+            assert reply.status_code == 500 and reply.headers["connection"] == "close"
+            assert any("bug: request GET '/checkpoint'" in r.getMessage() for r in caplog.records)
+            broken["on"] = False
+            assert client.get(f"http://127.0.0.1:{port}/checkpoint").status_code == 200
+    finally:
+        log.close()
