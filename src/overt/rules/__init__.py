@@ -5,7 +5,10 @@ machine. A rule that looks for classification markings, code names, one
 organisation's documents or one user -- instead of malware -- turns an
 antivirus into a search engine. This package finds such rules:
 
-- ``parse``: YARA files to a parser-independent model (yaramod, plyara fallback);
+- ``bundle``: rule files from folders, files and archives, bounded and inside their tree;
+- ``limits``: the shape of a file (depth, condition length, includes), measured first;
+- ``parse``: YARA files to a parser-independent model (yaramod, plyara fallback),
+  run in worker processes (``_sandbox``, ``_worker``) so that a crash is a finding;
 - ``decode``: what each string really matches (wide, nocase, hex, base64, xor, regex);
 - ``detectors``: static detectors and the severity scale;
 - ``canary`` / ``dynamic``: a canary corpus scanned with yara-x;

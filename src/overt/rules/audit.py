@@ -6,7 +6,10 @@ files). Every file is audited on its own, so one bad file (unparseable, empty,
 binary, too large) becomes a finding for that file while the rest of the
 bundle is still audited. Includes are resolved relative to the including file,
 inside the bundle; an include that cannot be resolved is a finding and the
-rest of the file is still audited.
+rest of the file is still audited. Parsing, the static detectors and yara-x
+run in worker processes (:mod:`overt.rules._sandbox`): a file that is too
+deep (:mod:`overt.rules.limits`), or that crashes or hangs a worker, is an
+``unauditable`` finding, and the audit goes on.
 
 Finding IDs are stable: ``OVR-`` + the first 16 hex digits of
 ``sha256(path NUL rule NUL detector NUL part NUL evidence)``, where ``path`` is

@@ -23,10 +23,13 @@ rule refers to a rule from an include that could not be resolved -- plyara is
 used instead; it does not type-check, so such files are still audited. Only when
 both refuse is the file reported as unauditable.
 
-Includes are not followed by the parsers: :func:`find_includes` lists them and
-the caller (``audit``) audits each included file as a file of its own. The
-include lines are blanked (same length, so line numbers stay exact) before
-parsing.
+Includes are never followed by the parsers (yaramod would open the named file
+itself): :func:`find_includes` lists them, wherever they stand, and the caller
+(``audit``) audits each included file of the bundle as a file of its own. The
+include directives are blanked (same length, newlines kept, so line numbers
+stay exact) before parsing. Untrusted text is measured first
+(:mod:`overt.rules.limits`) and parsed only in a worker process
+(:mod:`overt.rules._sandbox`).
 
 Versioning: this model only grows fields; the ``parser`` field names which
 parser produced a :class:`Rule`.
