@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -21,7 +23,7 @@ from overt.disclosure.errors import (
     TooLargeError,
     TransitionError,
 )
-from overt.disclosure.service import MAX_ATTACHMENT, Attachment, parse_submission
+from overt.disclosure.service import MAX_ATTACHMENT, Attachment, Submission, parse_submission
 from overt.disclosure.store import Store
 from overt.disclosure.timeline import (
     Receipt,
@@ -304,3 +306,29 @@ def test_the_whole_life_of_a_report_on_postgresql(tmp_path: Path) -> None:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+def test_commitments_go_to_a_log_server_over_http(
+    tmp_path: Path, asgi_server: Callable[[Any], Any]
+) -> None:
+    from overt.disclosure.crypto import PSIRTKey
+    from overt.disclosure.service import Desk
+    from overt.disclosure.timeline import RemoteCommitmentLog
+    from overt.log.client import LogClient
+    from overt.log.log import Log
+    from overt.log.server import LogApp
+
+    log = Log.create(tmp_path / "log", "example.com/remote-log")
+    server = asgi_server(LogApp(log))
+    client = LogClient(server.url, log.token)
+    store = Store.open(tmp_path / "db")
+    try:
+        desk = Desk(store, PSIRTKey.generate(), RemoteCommitmentLog(client), "example.com/psirt")
+        intake = desk.submit(Submission("t", "d", "alice", VulnClass.RCE))
+        proven = verify_commitment(intake.receipt, intake.proof, parse_vkey(log.vkey))
+        assert proven.report_id == intake.report_id
+    finally:
+        client.close()
+        store.close()
+        server.stop()
+        log.close()
