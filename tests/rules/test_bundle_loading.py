@@ -76,6 +76,7 @@ def test_symlink_out_of_the_tree_is_not_read(tmp_path: Path) -> None:
     (tree / "link.yar").symlink_to(tmp_path / "outside.yar")
     (tree / "dirlink").symlink_to(tmp_path / "elsewhere")
     os.mkfifo(tree / "fifo.yar")  # a FIFO would block a naive read forever
+    (tree / "loop").symlink_to(tree)  # a loop would recurse forever
     report = audit_paths([tree], dynamic=False)
     assert (report.files, report.rules) == (1, 1)
     assert not [f for f in report.findings if f.detector == "marking"]

@@ -239,7 +239,11 @@ def _inside(path: str, roots: Sequence[str]) -> bool:
 
 
 def _walk(folder: str, roots: Sequence[str], refused: list[Refused], base: str) -> list[str]:
-    """Real paths of the rule files under ``folder``, symlinks leading out refused."""
+    """Real paths of the rule files under ``folder``, symlinks leading out refused.
+
+    Symlinked folders are not entered (no loop can form): one that leads out of
+    the tree is refused, one inside it is walked where it really is, if at all.
+    """
     found: list[str] = []
     for top, dirs, names in os.walk(folder, followlinks=False):
         dirs.sort()
@@ -248,9 +252,7 @@ def _walk(folder: str, roots: Sequence[str], refused: list[Refused], base: str) 
             if os.path.islink(full):
                 dirs.remove(d)
                 real = os.path.realpath(full)
-                if _inside(real, roots):
-                    found.extend(_walk(real, roots, refused, base))
-                else:
+                if not _inside(real, roots):
                     rel = os.path.relpath(full, base)
                     refused.append(Refused(rel, 0, real, "a symlink out of the audited tree"))
         for n in sorted(names):
