@@ -263,3 +263,39 @@ def test_overdue_reports_are_alerted_in_the_server_log(
         found = app.check_overdue()
     assert [o.report_id for o in found] == [late]
     assert f"overdue: report {late}: acknowledge" in caplog.text
+
+
+def test_attachments_go_through_the_api_and_only_staff_see_them(site: Site) -> None:
+    import base64
+
+    poc = b"#!/bin/sh\necho pwned\n"
+    intake = site.submit(attachments=[{"name": "poc.sh", "data": base64.b64encode(poc).decode()}])
+    cookie, _ = site.login("tom", "triager password 1")
+    view = site.http.get(f"/api/reports/{intake['report_id']}", headers={"cookie": cookie}).json()
+    assert view["attachments"] == [{"name": "poc.sh", "size": len(poc)}]
+
+
+def test_a_triager_cannot_pay_and_a_closed_session_is_refused(site: Site) -> None:
+    rid = site.submit()["report_id"]
+    cookie, csrf = site.login("tom", "triager password 1")
+    r = site.http.post(f"/triage/{rid}/pay", data={"csrf": csrf}, headers={"cookie": cookie})
+    assert r.status_code == 403
+    r = site.http.post("/logout", data={"csrf": csrf}, headers={"cookie": cookie})
+    assert r.status_code == 303 and "Max-Age=0" in r.headers["set-cookie"]
+    assert site.http.get("/api/triage", headers={"cookie": cookie}).status_code == 401
+
+
+def test_malformed_forms_are_refused_with_400(site: Site) -> None:
+    cookie, csrf = site.login("tom", "triager password 1")
+    rid = site.submit()["report_id"]
+    for body in (
+        f"to=acknowledged&to=fixed&csrf={csrf}".encode(),  # a repeated field
+        b"to=\xff&csrf=" + csrf.encode(),  # not UTF-8
+        f"to=nowhere&csrf={csrf}".encode(),  # not a state
+    ):
+        r = site.http.post(
+            f"/triage/{rid}/transition",
+            content=body,
+            headers={"cookie": cookie, "content-type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 400, (body, r.text)
