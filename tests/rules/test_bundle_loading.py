@@ -287,3 +287,15 @@ def test_rule_audit_of_a_hostile_archive_is_an_alert(tmp_path: Path) -> None:
     (store / "b.tar.gz").write_bytes(data)
     (alert,) = make_check(f"rule-audit={store}").check(3, _publication("b.tar.gz", data))
     assert "cannot be audited" in alert.message and "leaves the bundle" in alert.message
+
+
+def test_a_symlink_given_on_the_command_line_is_followed(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.yar").write_bytes(b'include "b.yar"\n' + MARKED)
+    (tmp_path / "real" / "b.yar").write_bytes(b"rule b { condition: true }")
+    (tmp_path / "link.yar").symlink_to(tmp_path / "real" / "a.yar")
+    (tmp_path / "dirlink").symlink_to(tmp_path / "real")
+    for given in (tmp_path / "link.yar", tmp_path / "dirlink"):
+        report = audit_paths([given], dynamic=False)
+        assert (report.files, report.rules) == (2, 2), given
+        assert not [f for f in report.findings if f.detector == "outside-tree"]

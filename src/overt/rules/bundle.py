@@ -290,22 +290,26 @@ def load_paths(paths: Iterable[str | Path]) -> Bundle:
             raise ConfigError(f"cannot read {p}: no such file or directory")
     if len(args) == 1 and not args[0].is_dir():
         one = args[0]
-        if is_archive(read_capped(one, 511)):
-            data = read_capped(one, MAX_ARCHIVE_BYTES)
+        real_one = os.path.realpath(one)  # the user named it: a symlink given is followed
+        if is_archive(read_capped(real_one, 511)):
+            data = read_capped(real_one, MAX_ARCHIVE_BYTES)
             sources = read_bundle(one.name, data)
             if not sources:
                 raise ConfigError(f"no .yar/.yara rule files in the archive {name}")
             return Bundle(name, sources, [], data)
-        raw = read_capped(one, MAX_FILE_BYTES)
+        raw = read_capped(real_one, MAX_FILE_BYTES)
         if not _has_includes(raw):
             return Bundle(name, {one.name: raw}, [], raw)
-    roots = [os.path.realpath(p if p.is_dir() else p.parent) for p in args]
+    # The audited tree: each folder given, and the folder each file given really is in.
+    roots = [
+        os.path.realpath(p) if p.is_dir() else os.path.dirname(os.path.realpath(p)) for p in args
+    ]
     refused: list[Refused] = []
     files: list[str] = []
     for p in args:
         if p.is_dir():
             files.extend(_walk(os.path.realpath(p), roots, refused, str(p)))
-        elif is_archive(read_capped(p, 512)):
+        elif is_archive(read_capped(os.path.realpath(p), 512)):
             raise ConfigError(f"{p} is an archive: give it alone, not beside other paths")
         else:
             real = os.path.realpath(p)
@@ -362,8 +366,9 @@ def read_bundle_file(path: str | Path) -> bytes:
         cap = MAX_ARCHIVE_BYTES if is_archive(head) else MAX_FILE_BYTES
         data = head + sys.stdin.buffer.read(max(cap + 1 - len(head), 0))
     else:
-        cap = MAX_ARCHIVE_BYTES if is_archive(read_capped(path, 511)) else MAX_FILE_BYTES
-        data = read_capped(path, cap)
+        real = os.path.realpath(path)  # the user named it: a symlink given is followed
+        cap = MAX_ARCHIVE_BYTES if is_archive(read_capped(real, 511)) else MAX_FILE_BYTES
+        data = read_capped(real, cap)
     if len(data) > cap:
         raise ConfigError(f"{path} is larger than {cap} bytes")
     if not data:
