@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+import shutil
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +17,12 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from overt.errors import LogError
-from overt.formats.note import parse_vkey
+from overt.errors import ConfigError, LogError
+from overt.formats import merkle
+from overt.formats.checkpoint import parse_checkpoint
+from overt.formats.note import parse_note, parse_vkey
 from overt.log.client import DirectorySource, verify_log
+from overt.log.journal import Journal, replay
 from overt.log.log import Log
 
 ORIGIN = "faults.example/log"
@@ -171,3 +179,284 @@ def test_full_disk_and_full_index_never_move_an_acknowledged_entry(
         assert log.integrate() == 202
         assert [log.entry(i) for i in range(200, 202)] == [b"b", b"c"]
     check(directory, [*a, b"b", b"c"])
+
+
+# -- every I/O call site fails once --------------------------------------------
+#
+# A counting fault injector numbers every storage operation the log performs
+# (file opens, writes, fsyncs, renames, deletions, directory listings, SQLite
+# statements and commits) and fails the k-th one; the workload below runs once
+# for every k, and again with a second failure shortly after the first (inside
+# the recovery that follows it). New call sites are counted automatically: they
+# go through the same os functions and the same SQLite connections.
+
+
+class Injector:
+    """Counts storage operations while active; fails those whose number is in ``fail``."""
+
+    def __init__(self, root: Path, fail: set[int]) -> None:
+        self.root = str(root)
+        self.fail = fail
+        self.count = 0
+        self.active = False
+        self.sites: list[str] = []
+
+    def tick(self, site: str, error: Callable[[], Exception]) -> None:
+        if not self.active:
+            return
+        self.count += 1
+        self.sites.append(site)
+        if self.count in self.fail:
+            raise error()
+
+    def disk_full(self, site: str) -> None:
+        self.tick(site, lambda: OSError(errno.ENOSPC, f"No space left on device ({site})"))
+
+
+_injector: Injector | None = None
+
+
+def _audit(event_name: str, args: tuple[Any, ...]) -> None:
+    """Path-based operations (Path.read_bytes, mkdir, unlink, iterdir, os.replace...)."""
+    injector = _injector
+    if injector is None or not injector.active:
+        return
+    if event_name in ("open", "os.mkdir", "os.remove", "os.scandir", "os.listdir", "os.rename"):
+        path = args[0] if args else None
+        if isinstance(path, (str, os.PathLike)) and os.fspath(path).startswith(injector.root):
+            injector.disk_full(f"{event_name} {os.path.basename(os.fspath(path))}")
+
+
+_audit_installed = False
+
+
+class FaultyOS:
+    """The os module as the log's storage modules see it: fd operations are counted."""
+
+    COUNTED = frozenset({"write", "fsync", "fdatasync", "ftruncate", "lseek"})
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._real, name)
+        if name not in self.COUNTED:
+            return attr
+
+        def counted(*args: Any) -> Any:
+            if _injector is not None:
+                _injector.disk_full(f"os.{name}")
+            if name in ("fsync", "fdatasync"):
+                return None  # counted, not waited for: this test is about logic, not devices
+            return attr(*args)
+
+        return counted
+
+
+def _sqlite_full() -> Exception:
+    return sqlite3.OperationalError("database or disk is full")
+
+
+class FaultyCursor(sqlite3.Cursor):
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if _injector is not None:
+            _injector.tick(f"sqlite {sql.split()[0]}", _sqlite_full)
+        if sql.startswith("PRAGMA synchronous"):
+            sql = "PRAGMA synchronous=OFF"  # as fsync above
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        if _injector is not None:
+            _injector.tick(f"sqlite many {sql.split()[0]}", _sqlite_full)
+        return super().executemany(sql, parameters)
+
+
+class FaultyConnection(sqlite3.Connection):
+    def cursor(self, factory: Any = FaultyCursor) -> Any:
+        return super().cursor(factory)
+
+    def commit(self) -> None:
+        if _injector is not None:
+            _injector.tick("sqlite commit", _sqlite_full)
+        super().commit()
+
+
+@pytest.fixture
+def ram_path(tmp_path: Path) -> Iterator[Path]:
+    """A directory in RAM where there is one (hundreds of short runs), else tmp_path."""
+    if not Path("/dev/shm").is_dir():
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(prefix="overt-faults-", dir="/dev/shm"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def faulty_storage(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Route the log's storage through the injector, deterministically (one I/O thread)."""
+    global _audit_installed
+    import overt.log.fs
+    import overt.log.index
+    import overt.log.journal
+    import overt.log.log
+
+    if not _audit_installed:
+        sys.addaudithook(_audit)  # cannot be removed: inert while _injector is None
+        _audit_installed = True
+    for module in (overt.log.fs, overt.log.journal, overt.log.log):
+        monkeypatch.setattr(module, "os", FaultyOS(os))
+    real_create_engine = overt.log.index.create_engine
+
+    def create_engine(url: str, **kwargs: Any) -> Engine:
+        kwargs["connect_args"] = {"factory": FaultyConnection}
+        return real_create_engine(url, **kwargs)
+
+    monkeypatch.setattr(overt.log.index, "create_engine", create_engine)
+    # Index commits inline and tile writes on one thread: the k-th operation is
+    # the same one in every run.
+    monkeypatch.setattr(overt.log.log, "_INDEX_LAG", 0)
+    pool = ThreadPoolExecutor(1)
+    monkeypatch.setattr(overt.log.fs, "_pool", pool)
+    yield
+    pool.shutdown()
+
+
+def e(n: int) -> bytes:
+    return b"entry %d" % n
+
+
+# The workload: every way in (sequence, integrate, add_many with staged
+# entries and duplicates, open with a journal to replay).
+WORKLOAD: list[tuple[str, list[bytes]]] = [
+    ("add_many", [e(0), e(1)]),
+    ("sequence", [e(2)]),
+    ("sequence", [e(3), e(0)]),
+    ("integrate", []),
+    ("sequence", [e(4)]),
+    ("add_many", [e(5), e(4)]),
+    ("sequence", [e(6)]),
+    ("reopen", []),
+    ("sequence", [e(7), e(6), e(8)]),
+    ("integrate", []),
+]
+
+
+class Model:
+    """What the log acknowledged: entry -> index."""
+
+    def __init__(self) -> None:
+        self.acked: dict[bytes, int] = {}
+
+    def ack(self, entries: list[bytes], indices: list[int]) -> None:
+        for entry, index in zip(entries, indices, strict=True):
+            assert self.acked.setdefault(entry, index) == index, f"{entry!r} moved"
+        assert len(set(self.acked.values())) == len(self.acked), "two entries at one index"
+
+
+def check_invariant(log: Log, directory: Path, model: Model) -> None:
+    """Every acknowledged index holds its entry; no entry twice; memory equals disk."""
+    size, next_ = log.size, log.sequenced_size
+    assert len(log._staged) == len(log._staged_hashes) == next_ - size
+    logged = [log.entry(i) for i in range(size)] + list(log._staged)
+    assert len(set(logged)) == len(logged), "an entry appears twice"
+    for entry, index in model.acked.items():
+        assert index < next_, f"acknowledged index {index} is beyond {next_}"
+        assert logged[index] == entry, f"index {index} does not hold {entry!r}"
+    # Deduplication knows every logged entry (from memory or the index).
+    hashes = [merkle.leaf_hash(x) for x in logged]
+    assert log._dedup(hashes) == {h: i for i, h in enumerate(hashes)}
+    if log.failure is None:
+        # Memory equals what is durable: the checkpoint and the journal.
+        note = (directory / "checkpoint").read_bytes()
+        assert parse_checkpoint(parse_note(note).text).size == size
+        journaled = replay(Journal(directory / "journal").recover(), size)
+        assert journaled[: len(log._staged)] == log._staged
+
+
+def run_workload(directory: Path, injector: Injector) -> Model:
+    model = Model()
+    log: Log | None = Log.open(directory)
+    for step, entries in WORKLOAD:
+        attempts = len(injector.fail) + 2  # a fault fails one attempt at most
+        for _ in range(attempts):
+            injector.active = True
+            try:
+                if step == "reopen":
+                    if log is not None:
+                        log.close()
+                        log = None
+                    log = Log.open(directory)
+                else:
+                    assert log is not None
+                    if step == "add_many":
+                        model.ack(entries, log.add_many(entries))
+                    elif step == "sequence":
+                        model.ack(entries, log.sequence(entries))
+                    else:
+                        log.integrate()
+            except (LogError, ConfigError) as err:
+                # Typed, and only ever because of an injected fault.
+                assert "No space left" in str(err) or "disk is full" in str(err), err
+                continue
+            finally:
+                injector.active = False
+                if log is not None:
+                    check_invariant(log, directory, model)
+            break
+        else:
+            pytest.fail(f"{step} still failing after {attempts} attempts")
+    assert log is not None
+    log.close()
+    return model
+
+
+def run_with_faults(tmp_path: Path, name: str, fail: set[int]) -> Injector:
+    global _injector
+    directory = tmp_path / name
+    Log.create(directory, ORIGIN).close()
+    injector = Injector(directory, fail)
+    _injector = injector
+    try:
+        model = run_workload(directory, injector)
+    finally:
+        _injector = None
+    # After reopening without faults: exactly what was acknowledged, nothing else.
+    with Log.open(directory) as log:
+        assert log.size == log.sequenced_size == len(model.acked)
+        for entry, index in model.acked.items():
+            assert log.entry(index) == entry
+        vkey = parse_vkey(log.vkey)
+    verify_log(DirectorySource(directory), vkey, ORIGIN)
+    shutil.rmtree(directory)
+    return injector
+
+
+def run_every_fault(tmp_path: Path, faults: Callable[[int, Injector], list[set[int]]]) -> None:
+    """Run the workload once per fault set ``faults(k, clean run)`` names, for every k."""
+    clean = run_with_faults(tmp_path, "clean", set())
+    kinds = {site.split()[0] for site in clean.sites}
+    # The injector sees every kind of operation (else this test proves little).
+    assert {"open", "os.write", "os.fsync", "os.fdatasync", "os.rename", "sqlite"} <= kinds
+    for k in range(1, clean.count + 1):
+        for fail in faults(k, clean):
+            try:
+                run_with_faults(tmp_path, "-".join(map(str, sorted(fail))), fail)
+            except BaseException as err:
+                where = [clean.sites[i - 1] for i in sorted(fail) if i <= clean.count]
+                raise AssertionError(f"fault at operations {sorted(fail)} {where}: {err}") from err
+
+
+def test_every_storage_operation_failing_once_loses_and_moves_nothing(
+    ram_path: Path, faulty_storage: None
+) -> None:
+    run_every_fault(ram_path, lambda k, _: [{k}])
+
+
+def test_a_second_failure_inside_the_recovery_loses_and_moves_nothing(
+    ram_path: Path, faulty_storage: None
+) -> None:
+    # The operations right after a failure are the recovery's reads (checkpoint,
+    # tiles, bundles) or the retry's first writes; fail one of the next four too,
+    # a different one for each k.
+    run_every_fault(ram_path, lambda k, _: [{k, k + 1 + k % 4}])

@@ -98,6 +98,7 @@ class Journal:
         self.directory = directory
         directory.mkdir(exist_ok=True)
         self._fd = -1
+        self._start = -1
         self._next = -1
 
     @property
@@ -117,9 +118,11 @@ class Journal:
         """Direct later appends to a fresh segment whose first record will have index ``start``.
 
         Anything a segment of that name held is discarded: records at ``start``
-        and beyond were never acknowledged. Raises OSError; the segment open
-        before stays open then.
+        and beyond were never acknowledged. Raises OSError; no segment is open
+        then (the file may exist and supersede older segments from ``start`` on,
+        so nothing may be appended to those any more).
         """
+        self.close()
         path = self.directory / str(start)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         try:
@@ -128,8 +131,7 @@ class Journal:
         except OSError:
             os.close(fd)
             raise
-        self.close()
-        self._fd, self._next = fd, start
+        self._fd, self._start, self._next = fd, start, start
 
     def append(self, entries: Sequence[bytes]) -> None:
         """Durably append records to the open segment (one write, one fsync). Raises OSError."""
@@ -158,10 +160,11 @@ class Journal:
             raise
         self._next += len(entries)
 
-    def drop_before(self, size: int, keep: int) -> None:
-        """Delete segments all of whose records are below ``size`` (never segment ``keep``)."""
+    def drop_before(self, size: int) -> None:
+        """Delete segments all of whose records are below ``size`` (never the open one)."""
         removed = False
         starts = self.segments()
+        keep = self._start if self._fd >= 0 else None
         for i, start in enumerate(starts):
             end = starts[i + 1] if i + 1 < len(starts) else None
             if start != keep and end is not None and end <= size:

@@ -75,7 +75,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, Protocol
 
 from overt.errors import (
     ConfigError,
@@ -87,19 +87,19 @@ from overt.errors import (
     PolicyError,
 )
 from overt.formats import merkle, tiles
-from overt.formats.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
+from overt.formats.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint
 from overt.formats.note import Signer, Verifier, generate_key, parse_note, parse_skey, parse_vkey
 from overt.formats.policy import Policy, parse_policy
 from overt.formats.proof import TlogProof, format_proof
 from overt.log._files import read_token, read_vkey
-from overt.log.fs import TileStore, atomic_write
+from overt.log.fs import TileStore, atomic_write, read_beneath
 from overt.log.journal import Journal, replay
 
 if TYPE_CHECKING:
     from overt.log.index import DedupIndex
     from overt.log.witnessing import Round, Witnessing
 
-__all__ = ["MAX_BATCH", "Log", "check_entry", "read_token", "read_vkey"]
+__all__ = ["MAX_BATCH", "Log", "LogView", "ObjectReader", "check_entry", "read_token", "read_vkey"]
 
 _logger = logging.getLogger("overt.log")
 
@@ -114,7 +114,11 @@ _ORIGIN = re.compile(r"[\x21-\x2a\x2c-\x7e]{1,255}")  # printable ASCII, no spac
 
 
 def _lock(directory: Path) -> int:
-    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    """Take the directory's writer lock. Raises LogLockedError, LogError."""
+    try:
+        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise LogError(f"cannot open the lock file of {directory}: {err}") from err
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as err:
@@ -169,7 +173,133 @@ def check_entry(entry: bytes) -> None:
         raise EntryError(f"entry of {len(entry)} bytes is larger than the maximum of 65535")
 
 
-class Log:
+class ObjectReader(Protocol):
+    """Where the tiles are: ``read(path)`` returns what tlog-tiles serves at ``<prefix>/<path>``.
+
+    :class:`overt.log.fs.TileStore` and every :class:`overt.log.client.TileSource`
+    (a directory, an HTTP server) have it. Raises NotFoundError or LogError.
+    """
+
+    def read(self, relpath: str, /) -> bytes: ...
+
+
+class _TreeReads:
+    """Reading a published tree from its tiles: what :class:`Log` and :class:`LogView` share.
+
+    ``read_tile`` and ``read_bundle`` are what a server may serve: only what the
+    published checkpoint covers (tlog-tiles: a client never sees a tile of a
+    tree it cannot verify). Proofs and ``entry`` reach ``_readable_size()``.
+    """
+
+    tile_cache: tiles.TileCache
+    _reader: tiles.TileReader | None
+    _published: tuple[bytes, int]
+
+    def _read(self, relpath: str) -> bytes:
+        """The object at ``relpath`` (a tile, a bundle, the checkpoint). Raises NotFoundError."""
+        raise NotImplementedError
+
+    def _readable_size(self) -> int:
+        raise NotImplementedError
+
+    def _integrated_size(self) -> int | None:
+        """The signed (integrated) size if known: only for saying why a proof is missing."""
+        raise NotImplementedError
+
+    @property
+    def published_size(self) -> int:
+        """Size of the published checkpoint (the last witnessed one when witnesses are set)."""
+        return self._published[1]
+
+    def checkpoint(self) -> bytes:
+        """The published checkpoint (a signed note, cosigned when witnesses are set)."""
+        return self._published[0]
+
+    def read_tile(self, level: int, index: int, width: int = tiles.TILE_WIDTH) -> bytes:
+        """The bytes of a hash tile the published checkpoint covers. Raises NotFoundError."""
+        return self._tile_within(level, index, width, self._published[1])
+
+    def read_bundle(self, index: int, width: int = tiles.TILE_WIDTH) -> bytes:
+        """The bytes of an entry bundle the published checkpoint covers. Raises NotFoundError."""
+        return self._bundle_within(index, width, self._published[1])
+
+    def _tile_within(self, level: int, index: int, width: int, size: int) -> bytes:
+        path = tiles.tile_path(level, index, width)
+        if tiles.tile_width(level, index, size) < width:
+            raise NotFoundError(f"tile {path} is beyond the published tree (size {size})")
+        data = self._read(path)
+        if len(data) != width * merkle.HASH_SIZE:
+            raise LogError(f"tile {path} is damaged")
+        return data
+
+    def _bundle_within(self, index: int, width: int, size: int) -> bytes:
+        path = tiles.entries_path(index, width)
+        if tiles.tile_width(0, index, size) < width:
+            raise NotFoundError(f"bundle {path} is beyond the published tree (size {size})")
+        return self._read(path)
+
+    def entry(self, index: int) -> bytes:
+        """The entry at ``index``. Raises NotFoundError, FormatError (a damaged bundle)."""
+        size = self._readable_size()
+        if not 0 <= index < size:
+            raise NotFoundError(f"index {index} is not in the log (size {size})")
+        bundle = index // tiles.TILE_WIDTH
+        width = min(tiles.TILE_WIDTH, size - bundle * tiles.TILE_WIDTH)
+        raw = self._bundle_within(bundle, width, size)
+        return tiles.parse_entry_bundle(raw, width)[index % tiles.TILE_WIDTH]
+
+    def _subtree(self, size: int) -> merkle.SubtreeHash:
+        # Keep the reader of the latest size: it memoises the right edge of the tree.
+        reader = self._reader
+        if reader is None or reader.size != size:
+            readable = self._readable_size()
+
+            def get_tile(level: int, index: int, width: int) -> bytes:
+                return self._tile_within(level, index, width, readable)
+
+            reader = tiles.subtree_from_tiles(get_tile, size, self.tile_cache)
+            self._reader = reader
+        return reader
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """RFC 6962 inclusion proof of ``index`` in the tree of ``size`` (default: published)."""
+        size = self._published[1] if size is None else size
+        if not 0 <= index < size <= self._readable_size():
+            raise NotFoundError(f"no inclusion proof for index {index} in a tree of size {size}")
+        return merkle.inclusion_proof(index, size, self._subtree(size))
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        """RFC 6962 consistency proof between two tree sizes (default new: published)."""
+        new = self._published[1] if new is None else new
+        if not 0 < old <= new <= self._readable_size():
+            raise NotFoundError(f"no consistency proof from size {old} to size {new}")
+        return merkle.consistency_proof(old, new, self._subtree(new))
+
+    def proof(self, index: int) -> bytes:
+        """The entry's c2sp.org/tlog-proof@v1 against the published checkpoint.
+
+        Raises:
+            NotFoundError: the published checkpoint does not cover ``index``; the
+                message says whether the entry is integrated but not yet witnessed.
+        """
+        note, size = self._published
+        hashes = self._proof_hashes(index, size)
+        return format_proof(TlogProof(index=index, hashes=tuple(hashes), checkpoint=note))
+
+    def _proof_hashes(self, index: int, size: int) -> list[bytes]:
+        if not 0 <= index < size:
+            integrated = self._integrated_size()
+            if integrated is not None and index < integrated:
+                raise NotFoundError(
+                    f"entry {index} is integrated but not yet covered by a witnessed checkpoint"
+                    f" (published size {size}); retry after witnessing"
+                )
+            known = f"size {integrated}" if integrated is not None else f"published size {size}"
+            raise NotFoundError(f"index {index} is not in the log ({known})")
+        return self.inclusion_proof(index, size)
+
+
+class Log(_TreeReads):
     """A durable, deduplicating, tiled Merkle log in one directory.
 
     Thread-safe: appends are serialised by an internal lock; proofs and reads
@@ -193,7 +323,11 @@ class Log:
         self._witnessing: Witnessing | None = None
         policy_path = directory / "witnesses.policy"
         if policy_path.exists():
-            self.policy = _parse_witness_policy(policy_path.read_bytes())
+            try:
+                policy_text = policy_path.read_bytes()
+            except OSError as err:
+                raise ConfigError(f"cannot read {policy_path}: {err}") from err
+            self.policy = _parse_witness_policy(policy_text)
         self.store = TileStore(directory / "tiles")
         # Imported here: SQLAlchemy is 0.2 s of start-up that `overt log vkey` does not need.
         from overt.log.index import DedupIndex
@@ -337,8 +471,16 @@ class Log:
             if width:
                 raw = self.store.read(tiles.entries_path(size // tiles.TILE_WIDTH, width))
                 bundle = tiles.parse_entry_bundle(raw, width)
-            served = self.store.read_checkpoint()
-            served_size = parse_checkpoint(parse_note(served).text).size
+            try:
+                served = self.store.read_checkpoint()
+                served_size = parse_checkpoint(parse_note(served).text).size
+            except NotFoundError:
+                # Missing, or a planted symlink (never followed): without witnesses
+                # _publish_pending writes the signed one over it; with them there
+                # is nothing safe to publish until an operator looks.
+                if self.policy is not None:
+                    raise
+                served, served_size = b"", 0
         except (OSError, FormatError, LogError) as err:
             raise LogError(f"cannot read the log's state: {err}") from err
         root = self._compute_root(size, partials)
@@ -479,15 +621,6 @@ class Log:
         """Size of the integrated tree: the latest checkpoint the log signed."""
         return self._size
 
-    @property
-    def published_size(self) -> int:
-        """Size of the published checkpoint (the last witnessed one when witnesses are set)."""
-        return self._published[1]
-
-    def checkpoint(self) -> bytes:
-        """The published checkpoint (a signed note, cosigned when witnesses are set)."""
-        return self._published[0]
-
     def latest_signed(self) -> tuple[bytes, int]:
         """The latest checkpoint the log signed (not necessarily witnessed yet) and its size."""
         return self._signed
@@ -563,6 +696,7 @@ class Log:
                 # Journal records are numbered from their segment's start: later
                 # sequenced entries go to a segment that starts after these
                 # (sequence() opens one if this fails), so older ones can go.
+                # The segment open before must not be appended to any more.
                 try:
                     self.journal.open_segment(self._next)
                 except OSError as err:
@@ -683,7 +817,8 @@ class Log:
                 entries, hashes = self._staged, self._staged_hashes
                 if entries:
                     # Later appends go to a fresh segment, so this one can be
-                    # dropped once integrated (if none opens, the old one stays).
+                    # dropped once integrated (if it cannot open, sequence()
+                    # retries; the old segment is closed either way).
                     try:
                         self.journal.open_segment(self._next)
                     except OSError as err:
@@ -715,7 +850,7 @@ class Log:
     def _drop_journal(self) -> None:
         """Delete journal segments the checkpoint covers (failures only delay that)."""
         try:
-            self.journal.drop_before(self._size, keep=self.journal.next_index)
+            self.journal.drop_before(self._size)
         except OSError as err:
             _logger.warning("cannot drop integrated journal segments yet: %s", err)
 
@@ -887,58 +1022,97 @@ class Log:
                     "it is re-derived from the entry bundles on the next open"
                 )
 
-    # -- reading -----------------------------------------------------------
+    # -- reading: see _TreeReads -------------------------------------------
 
-    def read_tile(self, level: int, index: int, width: int = tiles.TILE_WIDTH) -> bytes:
-        """The bytes of a hash tile within the published tree. Raises NotFoundError."""
-        if tiles.tile_width(level, index, self._size) < width:
-            raise NotFoundError(f"tile {tiles.tile_path(level, index, width)} is beyond the tree")
-        data = self.store.read(tiles.tile_path(level, index, width))
-        if len(data) != width * merkle.HASH_SIZE:
-            raise LogError(f"tile {tiles.tile_path(level, index, width)} is damaged")
-        return data
+    def _read(self, relpath: str) -> bytes:
+        return self.store.read(relpath)
 
-    def read_bundle(self, index: int, width: int = tiles.TILE_WIDTH) -> bytes:
-        """The bytes of an entry bundle within the published tree. Raises NotFoundError."""
-        if tiles.tile_width(0, index, self._size) < width:
-            raise NotFoundError(f"bundle {tiles.entries_path(index, width)} is beyond the tree")
-        return self.store.read(tiles.entries_path(index, width))
+    def _readable_size(self) -> int:
+        # The log itself proves up to what it signed: witnesses need a consistency
+        # proof to the size they are asked to cosign, before it is published.
+        return self._size
 
-    def entry(self, index: int) -> bytes:
-        """The entry at ``index``. Raises NotFoundError."""
-        size = self._size
-        if not 0 <= index < size:
-            raise NotFoundError(f"index {index} is not in the log (size {size})")
-        bundle = index // tiles.TILE_WIDTH
-        width = min(tiles.TILE_WIDTH, size - bundle * tiles.TILE_WIDTH)
-        return tiles.parse_entry_bundle(self.read_bundle(bundle, width), width)[
-            index % tiles.TILE_WIDTH
-        ]
+    def _integrated_size(self) -> int | None:
+        return self._size
 
-    def _subtree(self, size: int) -> merkle.SubtreeHash:
-        # Keep the reader of the latest size: it memoises the right edge of the tree.
-        reader = self._reader
-        if reader is None or reader.size != size:
-            reader = tiles.subtree_from_tiles(self.read_tile, size, self.tile_cache)
-            self._reader = reader
-        return reader
 
-    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
-        """RFC 6962 inclusion proof of ``index`` in the tree of ``size`` (default: published)."""
-        size = self._size if size is None else size
-        if not 0 <= index < size <= self._size:
-            raise NotFoundError(f"no inclusion proof for index {index} in a tree of size {size}")
-        return merkle.inclusion_proof(index, size, self._subtree(size))
+class LogView(_TreeReads):
+    """A read-only view of a log: its published checkpoint and tiles, nothing else.
 
-    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
-        """RFC 6962 consistency proof between two tree sizes (default new: published)."""
-        new = self._size if new is None else new
-        if not 0 < old <= new <= self._size:
-            raise NotFoundError(f"no consistency proof from size {old} to size {new}")
-        return merkle.consistency_proof(old, new, self._subtree(new))
+    It never writes and never takes the directory lock, so proofs and reads
+    work beside a running ``overt log serve`` (which owns the directory). It is
+    a snapshot of the published checkpoint read at open: tiles are immutable
+    and every tile that checkpoint covers was durable before it was published,
+    so the view stays consistent while the log grows. ``store`` is any
+    ``read(path)`` object: a :class:`~overt.log.fs.TileStore` (:meth:`open`
+    does this for a log directory) or an :class:`overt.log.client.HTTPSource`,
+    so a proof is built from a server's published tiles like any client would.
+
+    Nothing read is trusted: the checkpoint is parsed strictly (and its log
+    signature checked when ``verifier`` is given), and :meth:`proof` checks the
+    proof it built against the checkpoint's root before returning it.
+    """
+
+    def __init__(
+        self,
+        store: ObjectReader,
+        verifier: Verifier | None = None,
+        *,
+        integrated_size: int | None = None,
+    ) -> None:
+        note = store.read("checkpoint")
+        if verifier is not None:
+            checkpoint = open_checkpoint(note, verifier).checkpoint
+        else:
+            checkpoint = parse_checkpoint(parse_note(note).text)
+        self.store = store
+        self.origin = checkpoint.origin
+        self.root_hash = checkpoint.root_hash
+        self._published = (note, checkpoint.size)
+        self._integrated = integrated_size
+        self.tile_cache = tiles.TileCache(64)
+        self._reader = None
+
+    @classmethod
+    def open(cls, directory: Path | str) -> LogView:
+        """A view of the log directory ``directory``, without its lock.
+
+        Raises ConfigError (not a log), NotFoundError (no published checkpoint,
+        or one reached through a symlink), FormatError or VerificationError (a
+        published checkpoint that does not parse or verify with ``log.vkey``).
+        """
+        directory = Path(directory)
+        if not (directory / "log.json").is_file():
+            raise ConfigError(
+                f"{directory} is not an overt log (no log.json); see `overt log init`"
+            )
+        verifier = parse_vkey(read_vkey(directory))
+        integrated: int | None
+        try:
+            # The log's own latest signed checkpoint: only to say why a proof is missing.
+            latest = read_beneath(directory, "checkpoint")
+            integrated = parse_checkpoint(parse_note(latest).text).size
+        except (LogError, FormatError):
+            integrated = None
+        return cls(TileStore(directory / "tiles"), verifier, integrated_size=integrated)
+
+    def _read(self, relpath: str) -> bytes:
+        return self.store.read(relpath)
+
+    def _readable_size(self) -> int:
+        return self._published[1]
+
+    def _integrated_size(self) -> int | None:
+        return self._integrated
 
     def proof(self, index: int) -> bytes:
-        """The entry's c2sp.org/tlog-proof@v1 against the latest published checkpoint."""
+        """The entry's tlog-proof against the published checkpoint, checked before it is returned.
+
+        Raises NotFoundError (see :meth:`_TreeReads.proof`), ProofError or
+        FormatError (tiles or bundle that do not match the checkpoint).
+        """
         note, size = self._published
-        hashes = self.inclusion_proof(index, size)
+        hashes = self._proof_hashes(index, size)
+        leaf = merkle.leaf_hash(self.entry(index))
+        merkle.verify_inclusion(leaf, index, size, hashes, self.root_hash)
         return format_proof(TlogProof(index=index, hashes=tuple(hashes), checkpoint=note))
