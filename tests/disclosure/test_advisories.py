@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from overt.disclosure.advisories import AdvisoryDetails, validate
-from overt.disclosure.errors import SubmissionError, TransitionError
+from overt.disclosure.errors import StoreError, SubmissionError, TransitionError
 from overt.disclosure.securitytxt import SecurityTxt, format_security_txt, parse_security_txt
 from overt.disclosure.workflow import State, Verdict
 from overt.errors import FormatError
@@ -129,3 +129,13 @@ def test_security_txt_round_trips_and_refuses_what_rfc_9116_forbids() -> None:
     ):
         with pytest.raises(FormatError):
             parse_security_txt(bad)
+
+
+def test_a_second_advisory_for_a_report_is_refused_before_it_is_logged(rig: Rig) -> None:
+    rid = _fixed(rig)
+    rig.desk.publish_advisory(rig.triager, rid, DETAILS)
+    size = rig.log.size
+    again = AdvisoryDetails(**{**DETAILS.__dict__, "advisory_id": "OVT-2026-0002"})
+    with pytest.raises(StoreError):
+        rig.desk.publish_advisory(rig.triager, rid, again)
+    assert rig.log.size == size

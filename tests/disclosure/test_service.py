@@ -332,3 +332,45 @@ def test_commitments_go_to_a_log_server_over_http(
         store.close()
         server.stop()
         log.close()
+
+
+def test_racing_triagers_log_one_commitment_for_one_step(rig: Rig) -> None:
+    rid = rig.desk.submit(rig.submission()).report_id
+    outcomes: list[str] = []
+
+    def move() -> None:
+        try:
+            rig.desk.transition(rig.triager, rid, State.ACKNOWLEDGED)
+            outcomes.append("moved")
+        except TransitionError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=move) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["moved"] + ["refused"] * 7
+    states = [parse_entry(rig.log.entry(i)).state for i in range(rig.log.size)]
+    assert states == [State.RECEIVED, State.ACKNOWLEDGED]
+
+
+def test_a_bad_submission_does_not_fail_the_intakes_batched_with_it(rig: Rig) -> None:
+    results: list[object] = []
+
+    def submit(description: str) -> None:
+        try:
+            results.append(rig.desk.submit(rig.submission(description=description)))
+        except TooLargeError as err:
+            results.append(err)
+
+    threads = [
+        threading.Thread(target=submit, args=("x" * (64 * 1024 + 1) if n == 3 else "ok",))
+        for n in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(isinstance(r, TooLargeError) for r in results) == 1
+    assert rig.log.size == 7

@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ from overt.disclosure.errors import (
     AccessDeniedError,
     AuthenticationError,
     ReportNotFoundError,
+    StoreError,
     SubmissionError,
     TooLargeError,
     TransitionError,
@@ -311,12 +313,19 @@ class Desk:
         self._hasher = PasswordHasher()
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
         self._intake: Batcher[Submission, Intake] = Batcher(self.submit_many)
+        self._transitions = threading.Lock()
 
     # -- intake and the researcher's side ------------------------------------
 
     def submit(self, sub: Submission) -> Intake:
-        """Take one report (batched with concurrent ones: one log append, one transaction)."""
-        return self._intake.call(sub)
+        """Take one report (batched with concurrent ones: one log append, one transaction).
+
+        Raises:
+            SubmissionError, TooLargeError, InvalidVectorError: checked here, before the
+                batch, so one bad submission never fails the others' intake.
+            LogError, StoreError: the log or the database failed (nothing is stored).
+        """
+        return self._intake.call(check_submission(sub))
 
     def submit_many(self, subs: Sequence[Submission]) -> list[Intake]:
         """Take reports: seal them, log their commitments, store them; returns the receipts.
@@ -471,6 +480,14 @@ class Desk:
         Raises:
             ReportNotFoundError, TransitionError: see :func:`overt.disclosure.workflow.advance`.
         """
+        # One transition at a time: two triagers racing on one report must not both log a
+        # commitment (the loser's would name a step that the database never took).
+        with self._transitions:
+            return self._transition(account, report_id, to, verdict)
+
+    def _transition(
+        self, account: Account, report_id: str, to: State, verdict: Verdict | None
+    ) -> bytes:
         row = self.store.report(report_id)
         at = self.clock()
         case = advance(self._case(row), to, account.username, at, verdict)
@@ -614,6 +631,9 @@ class Desk:
         view = self.view(account, report_id)
         if view.case.entered(State.FIXED) is None:
             raise TransitionError(report_id, view.case.state.value, "advisory", "not fixed yet")
+        for rid, aid, *_ in self.store.advisories():
+            if rid == report_id or aid == details.advisory_id:
+                raise StoreError(f"advisory {aid} of report {rid} exists already", True)
         at = self.clock()
         csaf = adv.validate("csaf", adv.make_csaf(self.publisher, details, view, at))
         osv = adv.validate("osv", adv.make_osv(self.publisher, details, view, at))
@@ -697,8 +717,10 @@ class Desk:
         """A new session: (session id for the cookie, CSRF token for the forms)."""
         session_id = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
-        expires = _epoch(self.clock()) + _SESSION_SECONDS
-        self.store.add_session(_token_hash(session_id), account.username, csrf, expires)
+        now = _epoch(self.clock())
+        self.store.add_session(
+            _token_hash(session_id), account.username, csrf, now + _SESSION_SECONDS, now
+        )
         return session_id, csrf
 
     def session(self, session_id: str) -> tuple[Account, str]:

@@ -20,6 +20,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,8 +96,6 @@ def init_site(
     if not base_url.startswith("https://") and not base_url.startswith("http://127.0.0.1"):
         raise ConfigError(f"the base URL must be https://, got {base_url!r}")
     # Checks the program name against the commitment grammar before anything is written.
-    from datetime import UTC, datetime
-
     commitment_entry(program, new_salt(), "R-check", State.RECEIVED, datetime.now(UTC))
     try:
         directory.mkdir(parents=True, exist_ok=True)

@@ -450,9 +450,10 @@ class Store:
                 .values(password_hash=password_hash)
             )
 
-    def add_session(self, id_hash: bytes, username: str, csrf: str, expires: int) -> None:
+    def add_session(self, id_hash: bytes, username: str, csrf: str, expires: int, now: int) -> None:
+        """Open a session (and forget the expired ones)."""
         with self._tx("open a session") as conn:
-            conn.execute(sessions.delete().where(sessions.c.expires < expires - 86400 * 30))
+            conn.execute(sessions.delete().where(sessions.c.expires < now))
             conn.execute(
                 sessions.insert(),
                 [{"id_hash": id_hash, "username": username, "csrf": csrf, "expires": expires}],
