@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import itertools
 import os
 import shutil
 import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -460,3 +463,88 @@ def test_a_second_failure_inside_the_recovery_loses_and_moves_nothing(
     # tiles, bundles) or the retry's first writes; fail one of the next four too,
     # a different one for each k.
     run_every_fault(ram_path, lambda k, _: [{k, k + 1 + k % 4}])
+
+
+# -- the server's integration loop -----------------------------------------------
+
+
+def test_integration_loop_backs_off_while_the_disk_is_full_and_recovers_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No busy spin (the issue saw 100% CPU): attempts are spaced exponentially, capped."""
+    import overt.log.fs
+    from overt.log.server import Sequencer
+
+    directory = tmp_path / "l"
+    window, first, cap = 1.5, 0.02, 0.2
+    with Log.create(directory, ORIGIN) as log:
+        filesystem = FullFilesystem(monkeypatch, overt.log.fs)  # tiles fail, the journal works
+        calls: list[float] = []
+        real_integrate = log.integrate
+
+        def integrate() -> int:
+            calls.append(time.monotonic())
+            return real_integrate()
+
+        monkeypatch.setattr(log, "integrate", integrate)
+
+        async def scenario() -> Sequencer:
+            sequencer = Sequencer(log, backoff=(first, cap))
+            sequencer.start()
+            acknowledged = [await sequencer.add(b"entry %d" % i) for i in range(3)]
+            assert acknowledged == [0, 1, 2]
+            await asyncio.sleep(window)
+            failing = len(calls)
+            # Exponential then capped: at most log2(cap/first) + window/cap + slack.
+            assert 4 <= failing <= 4 + window / cap + 2, calls
+            gaps = [b - a for a, b in itertools.pairwise(calls)]
+            assert all(gap >= first * 0.9 for gap in gaps), gaps
+            assert max(gaps) <= cap * 1.5 + 0.2, gaps
+            assert log.size == 0 and log.failure is None  # nothing moved, memory = disk
+            # Space is back: no request needed, the loop integrates by itself.
+            filesystem.full = False
+            deadline = time.monotonic() + 5
+            while log.size < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert log.size == 3
+            await sequencer.stop()
+            return sequencer
+
+        sequencer = asyncio.run(scenario())
+        assert sequencer.failures == 0
+        assert [log.entry(i) for i in range(3)] == [b"entry 0", b"entry 1", b"entry 2"]
+    check(directory, [b"entry %d" % i for i in range(3)])
+
+
+def test_storage_failure_is_a_503_over_http_and_nothing_is_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    import overt.log.journal
+    from overt.log.server import LogApp
+
+    directory = tmp_path / "l"
+    with Log.create(directory, ORIGIN) as log:
+        app = LogApp(log)
+        headers = {"authorization": f"Bearer {log.token}"}
+        disk = FullFilesystem(monkeypatch, overt.log.journal)  # the journal cannot grow
+
+        async def post(entry: bytes) -> httpx.Response:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://log") as client:
+                return await client.post("/add", content=entry, headers=headers)
+
+        async def scenario() -> None:
+            full = await post(b"refused")
+            assert full.status_code == 503, full.text
+            assert "No space left" in full.text
+            disk.full = False
+            ok = await post(b"stored")
+            assert (ok.status_code, ok.text) == (200, "0\n")
+            assert app.sequencer is not None
+            await app.sequencer.stop()
+
+        asyncio.run(scenario())
+        assert (log.size, log.sequenced_size) == (1, 1)
+    check(directory, [b"stored"])

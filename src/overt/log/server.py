@@ -58,7 +58,7 @@ from overt._asgi import (
     reply,
     run,
 )
-from overt.errors import EntryError, NotFoundError, OvertError, TilePathError
+from overt.errors import EntryError, LogError, NotFoundError, OvertError, TilePathError
 from overt.formats import tiles
 from overt.log.log import MAX_BATCH, Log, check_entry
 
@@ -93,11 +93,17 @@ class Sequencer:
         witnessing: Witnessing | None = None,
         retry: float = 2.0,
         refresh: float = 60.0,
+        backoff: tuple[float, float] = (0.05, 5.0),
     ) -> None:
         self.log = log
         self.witnessing = witnessing
         self.retry = retry
         self.refresh = refresh
+        # While storage fails, integration is retried after backoff[0] seconds,
+        # doubling up to backoff[1]: no busy loop, and a quick recovery.
+        self.backoff = backoff
+        self.failures = 0  # consecutive failed integration passes
+        self.attempts = 0  # integration attempts (calls of Log.integrate)
         self.max_batch = max_batch
         self._queue: list[tuple[bytes, asyncio.Future[int]]] = []
         self._wakeup = asyncio.Event()
@@ -119,8 +125,12 @@ class Sequencer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        # Integrate what is staged so a clean shutdown leaves nothing in the journal.
-        await asyncio.to_thread(self.log.integrate)
+        # Integrate what is staged so a clean shutdown leaves nothing in the journal
+        # (if storage fails, it stays there and is integrated on the next open).
+        try:
+            await asyncio.to_thread(self.log.integrate)
+        except LogError as err:
+            log.error("integration at shutdown failed (the journal keeps the entries): %s", err)
 
     async def add(self, entry: bytes) -> int:
         """Queue an entry; returns its index once it is durably sequenced."""
@@ -169,17 +179,28 @@ class Sequencer:
         return w is not None and time.monotonic() - w.last_published >= self.refresh
 
     async def _integrate(self) -> None:
+        """Integration passes for ever; after a failed one, wait (exponential backoff)."""
         while True:
             try:
-                await self._integrate_once()
+                ok = await self._integrate_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let the loop die: appends would hang
                 log.exception("integration loop failed; retrying")
-                await asyncio.sleep(1.0)
+                ok = False
+            if ok:
+                self.failures = 0
+                continue
+            self.failures += 1
+            first, cap = self.backoff
+            await asyncio.sleep(min(cap, first * 2 ** min(self.failures - 1, 30)))
+            self._staged.set()  # retry even if nothing new arrives
 
-    async def _integrate_once(self) -> None:
-        """One pass: wait for work (or a retry/refresh timer), integrate, witness, wake waiters."""
+    async def _integrate_once(self) -> bool:
+        """One pass: wait for work (or a retry/refresh timer), integrate, witness, wake waiters.
+
+        Returns False if the pass failed or made no progress (the caller backs off).
+        """
         if self.witnessing is not None:
             # Retry witnesses that were down, and refresh cosignatures of a quiet
             # log, even if nothing new arrives.
@@ -190,16 +211,21 @@ class Sequencer:
             await self._staged.wait()
         self._staged.clear()
         try:
-            if self.log.sequenced_size > self.log.size:
+            # A log that failed to store a batch integrates again to recover.
+            pending = self.log.sequenced_size > self.log.size
+            if pending or self.log.failure is not None:
+                self.attempts += 1
+                before = self.log.size
                 await asyncio.to_thread(self.log.integrate)
                 self.integrations += 1
+                if pending and self.log.size == before:
+                    log.error("integration made no progress (size %d); retrying", before)
+                    return False
             if self.witnessing is not None and (self._unwitnessed() or self._stale()):
                 await asyncio.to_thread(self.witnessing.cosign_latest, self._stale())
         except Exception as err:
             log.error("integration failed, retrying: %s", err)
-            await asyncio.sleep(1.0)
-            self._staged.set()
-            return
+            return False
         size = self.log.published_size
         while self._waiters and self._waiters[0][0] < size:
             _, _, future = heapq.heappop(self._waiters)
@@ -207,6 +233,7 @@ class Sequencer:
                 future.set_result(None)
         if self.log.sequenced_size > self.log.size:
             self._staged.set()
+        return True
 
 
 class LogApp:
