@@ -299,3 +299,42 @@ def test_malformed_forms_are_refused_with_400(site: Site) -> None:
             headers={"cookie": cookie, "content-type": "application/x-www-form-urlencoded"},
         )
         assert r.status_code == 400, (body, r.text)
+
+
+def test_random_input_never_causes_a_500(site: Site) -> None:
+    import random
+
+    rng = random.Random(12)
+    cookie, csrf = site.login("tom", "triager password 1")
+    rid = site.submit()["report_id"]
+    targets = [
+        ("POST", "/api/reports", "application/json"),
+        ("POST", "/report", "application/x-www-form-urlencoded"),
+        ("POST", "/track", "application/x-www-form-urlencoded"),
+        ("POST", "/api/track/messages", "application/json"),
+        ("POST", f"/api/reports/{rid}/transition", "application/json"),
+        ("POST", f"/triage/{rid}/transition", "application/x-www-form-urlencoded"),
+        ("PUT", "/api/bounty", "application/json"),
+        ("POST", "/login", "application/x-www-form-urlencoded"),
+    ]
+    samples = [
+        b"",
+        b"{}",
+        b"null",
+        b'{"to": null}',
+        b'{"text": 1}',
+        b"a=b&a=c",
+        b"%ff%fe=1",
+        b"to=" + b"x" * 5000,
+        json.dumps({**REPORT, "attachments": [{"name": 1, "data": "x"}]}).encode(),
+        json.dumps({**REPORT, "researcher": "\u202e"}).encode(),
+        b'{"title": "\\ud800"}',
+    ]
+    samples += [rng.randbytes(rng.randint(1, 300)) for _ in range(20)]
+    headers = {"cookie": cookie, "x-csrf-token": csrf, "authorization": "Bearer x"}
+    for method, path, ctype in targets:
+        for body in samples:
+            r = site.http.request(
+                method, path, content=body, headers={**headers, "content-type": ctype}
+            )
+            assert r.status_code < 500, (path, body, r.status_code, r.text)

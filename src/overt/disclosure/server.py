@@ -721,7 +721,7 @@ def _json_body(
     except FormatError as err:
         raise SubmissionError(err.what, err.reason) from err
     for key, value in doc.items():
-        if value is not None and not isinstance(value, str):
+        if not isinstance(value, str) and (key in required or value is not None):
             raise SubmissionError(key, "not a string")
     return doc
 
