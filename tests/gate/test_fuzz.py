@@ -276,3 +276,23 @@ def test_a_failing_consistency_fetcher_is_a_consistency_refusal(
 
 def _b(published: tuple[bytes, Bundle]) -> tuple[bytes, bytes]:
     return published[0], format_bundle(published[1])
+
+
+def test_hostile_lines_in_the_proof_text_raise_only_gate_errors(
+    rule_world: tuple[World, bytes, Bundle],
+) -> None:
+    world, artifact, bundle = rule_world
+    gate = world.gate()
+    obj = json.loads(format_bundle(bundle))
+    lines = obj["proof"].split("\n")
+    for i, line in enumerate(lines):
+        for new in ("", " " + line, line + " ", line + "\r", "\ud800", "9" * 30, "index -1"):
+            mutated = [*lines[:i], new, *lines[i + 1 :]]
+            case = f"proof line {i} -> {new!r:.30}"
+            _admit_or_gate_error(
+                gate, artifact, _dumps(_set(obj, ("proof",), "\n".join(mutated))), case
+            )
+        doubled = [*lines[:i], line, line, *lines[i + 1 :]]
+        _admit_or_gate_error(
+            gate, artifact, _dumps(_set(obj, ("proof",), "\n".join(doubled))), f"{i}x2"
+        )
