@@ -299,3 +299,18 @@ def test_a_symlink_given_on_the_command_line_is_followed(tmp_path: Path) -> None
         report = audit_paths([given], dynamic=False)
         assert (report.files, report.rules) == (2, 2), given
         assert not [f for f in report.findings if f.detector == "outside-tree"]
+
+
+def test_a_tar_header_bomb_is_refused_while_decompressing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # tarfile reads a PAX header whole: 20 MB of zeros (20 KB compressed) in one header.
+    monkeypatch.setattr(bundle_mod, "MAX_ARCHIVE_BYTES", 50_000)
+    monkeypatch.setattr(bundle_mod, "_HEADER_SLACK", 100_000)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("a.yar")
+        info.pax_headers = {"comment": "0" * 20_000_000}
+        info.size = len(MARKED)
+        tf.addfile(info, io.BytesIO(MARKED))
+    assert len(buf.getvalue()) < 50_000
+    with pytest.raises(FormatError, match="expands beyond 50000 bytes"):
+        read_bundle("bomb.tar.gz", buf.getvalue())

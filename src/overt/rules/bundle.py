@@ -32,7 +32,10 @@ Example::
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
+import lzma
 import os
 import posixpath
 import stat
@@ -42,6 +45,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from overt.errors import ConfigError, FormatError
 from overt.rules.limits import measure
@@ -169,11 +173,53 @@ class _Budget:
             )
 
 
+#: What tar headers may add to the members' content in a decompressed archive.
+_HEADER_SLACK = 64 * 1024 * 1024
+
+
+class _Capped(io.RawIOBase):
+    """A decompressed stream that refuses to yield more than :data:`MAX_ARCHIVE_BYTES`
+    (plus the tar headers' share): tarfile reads PAX headers whole, before any member
+    size could be checked."""
+
+    def __init__(self, inner: Any, bundle: str) -> None:
+        self.inner = inner
+        self.bundle = bundle
+        self.left = MAX_ARCHIVE_BYTES + _HEADER_SLACK
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        chunk = self.inner.read(min(len(buf), max(self.left, 0) + 1))
+        self.left -= len(chunk)
+        if self.left < 0:
+            raise FormatError(
+                "rule bundle", f"archive expands beyond {MAX_ARCHIVE_BYTES} bytes", self.bundle
+            )
+        buf[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def _decompressed(name: str, data: bytes) -> io.BufferedReader:
+    # The objects live as long as the tar stream that reads them: no context managers.
+    src = io.BytesIO(data)
+    inner: Any = src
+    if data[:2] == b"\x1f\x8b":
+        inner = gzip.GzipFile(fileobj=src)
+    elif data[:3] == b"BZh":
+        inner = bz2.BZ2File(src)
+    elif data[:6] == b"\xfd7zXZ\x00":
+        inner = lzma.LZMAFile(src)  # noqa: SIM115
+    return io.BufferedReader(_Capped(inner, name))
+
+
 def _read_tar(name: str, data: bytes) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     budget = _Budget(name)
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tf:
+        # A stream ("r|"): members in order, through the capped decompressor.
+        with tarfile.open(fileobj=_decompressed(name, data), mode="r|") as tf:
             for member in tf:
                 budget.member(member.size)
                 if member.issym() or member.islnk():
@@ -192,7 +238,7 @@ def _read_tar(name: str, data: bytes) -> dict[str, bytes]:
                 fh = tf.extractfile(member)
                 if fh is not None:
                     out[path] = fh.read(MAX_FILE_BYTES + 1)
-    except (tarfile.TarError, OSError, EOFError) as err:
+    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, ValueError) as err:
         raise FormatError("rule bundle", f"unreadable tar archive: {err}", name) from err
     return out
 
