@@ -338,3 +338,20 @@ def test_random_input_never_causes_a_500(site: Site) -> None:
                 method, path, content=body, headers={**headers, "content-type": ctype}
             )
             assert r.status_code < 500, (path, body, r.status_code, r.text)
+
+
+def test_odd_paths_and_methods_get_4xx(site: Site) -> None:
+    cookie, _ = site.login("tom", "triager password 1")
+    for method, path in [
+        ("GET", "/api/reports/R-%00"),
+        ("GET", "/api/reports/" + "x" * 2000),
+        ("GET", "/.well-known/csaf/../../etc/passwd"),
+        ("GET", "/osv/%2e%2e/site.json"),
+        ("GET", "/triage/a/b/c/d"),
+        ("DELETE", "/api/bounty"),
+        ("PATCH", "/"),
+        ("GET", "/triage/R-nope"),
+        ("POST", "/triage/R-nope/nothing"),
+    ]:
+        r = site.http.request(method, path, headers={"cookie": cookie})
+        assert 400 <= r.status_code < 500, (method, path, r.status_code)
