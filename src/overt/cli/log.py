@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from overt._asgi import add_limit_arguments, limits_from_args
+from overt._secrets import require_private
 from overt.cli._util import (
     Progress,
     UsageError,
@@ -100,8 +101,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_limit_arguments(p)
     p.set_defaults(func=_serve, long_running=True)
 
-    p = cmds.add_parser("proof", help="print an entry's tlog-proof against the latest checkpoint")
-    p.add_argument("dir", type=Path, help=dir_help)
+    p = cmds.add_parser(
+        "proof",
+        help="print an entry's tlog-proof against the published checkpoint"
+        " (read-only: works beside `overt log serve`)",
+    )
+    p.add_argument(
+        "source",
+        metavar="DIR_OR_URL",
+        help="the log directory (read without its lock), or a log server's URL"
+        " (the proof is built from its published tiles)",
+    )
     p.add_argument("index", type=_index, help="the entry's index")
     p.set_defaults(func=_proof)
 
@@ -284,6 +294,10 @@ def _serve(args: argparse.Namespace) -> int:
     host, port = args.listen
     limits = limits_from_args(args)
     check_listen(host, port)
+    if (args.dir / "log.json").is_file():  # else Log.open says it is no log
+        # The same refusal as `overt witness serve`: secrets only the owner can read.
+        require_private(args.dir / "log.skey", "log key")
+        require_private(args.dir / "token", "log token")
     with Log.open(args.dir) as log:
 
         def ready() -> None:
@@ -299,10 +313,29 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _proof(args: argparse.Namespace) -> int:
-    from overt.log.log import Log
+    from overt.log.log import LogView
 
-    with Log.open(args.dir) as log:
-        sys.stdout.buffer.write(log.proof(args.index))
+    # Read-only: the published checkpoint and tiles, no lock, so it works beside a server.
+    source: str = args.source
+    if not source.startswith(("http://", "https://")):
+        proof = LogView.open(source).proof(args.index)
+    else:
+        from overt.errors import NotFoundError
+        from overt.log.client import HTTPSource
+
+        with HTTPSource(source) as http:
+            view = LogView(http)
+            try:
+                proof = view.proof(args.index)
+            except NotFoundError as err:
+                if args.index < view.published_size:
+                    raise
+                raise NotFoundError(
+                    f"index {args.index} is beyond the published checkpoint of {source}"
+                    f" (size {view.published_size}): not in the log, or not yet covered by"
+                    " a witnessed checkpoint; retry later"
+                ) from err
+    sys.stdout.buffer.write(proof)
     return 0
 
 

@@ -30,6 +30,7 @@ from overt.formats.checkpoint import SignedCheckpoint
 from overt.formats.note import MAX_NOTE_SIZE, Verifier
 from overt.formats.policy import Policy, open_trusted_checkpoint
 from overt.formats.proof import MAX_PROOF_SIZE, TlogProof, parse_proof
+from overt.log.fs import read_beneath
 
 __all__ = [
     "DirectorySource",
@@ -61,12 +62,11 @@ class DirectorySource:
         self.root = root / "tiles" if (root / "log.json").exists() else root
 
     def read(self, path: str) -> bytes:
-        if path.startswith("/") or ".." in path.split("/"):
-            raise NotFoundError(f"no such object: {path}")
+        """Bytes of ``root/path``, never through a symlink (see overt.log.fs.read_beneath)."""
         try:
-            return (self.root / path).read_bytes()
-        except OSError as err:
-            raise NotFoundError(f"{self.root / path}: {err.strerror}") from err
+            return read_beneath(self.root, path)
+        except NotFoundError as err:
+            raise NotFoundError(f"{self.root}: {err}") from err
 
     def close(self) -> None:
         """Nothing to release; present so every source can be closed alike."""

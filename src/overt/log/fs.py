@@ -12,19 +12,31 @@ renamed over its final name, and the directories touched are fsynced before
 :meth:`TileStore.write_batch` returns. The log only writes the checkpoint after
 ``write_batch`` for every tile it commits to has returned, so a published
 checkpoint never refers to a tile that could be lost by a crash.
+
+Symlinks: nothing under the root is ever reached through a symbolic link.
+Reads walk the path one component at a time with ``O_NOFOLLOW`` (``openat``
+style, through ``dir_fd``) and accept only regular files, so a link planted at
+a tile, at a directory on its path or at the checkpoint (say, to ``log.skey``)
+is answered as "not found", never followed; a loop (``ELOOP``) likewise.
+Temporary files get a random name and are created ``O_CREAT | O_EXCL |
+O_NOFOLLOW``, so a planted name is never written through. The root itself may
+be a symlink (an operator's choice of disk).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
+import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from overt.errors import NotFoundError
+from overt.errors import LogError, NotFoundError
 
-__all__ = ["TileStore", "atomic_write", "fsync_dir"]
+__all__ = ["TileStore", "atomic_write", "fsync_dir", "read_beneath"]
 
 CHECKPOINT = "checkpoint"
 
@@ -43,8 +55,7 @@ def _write_synced(path: Path, data: bytes, mode: int = 0o644) -> Path:
 
     Raises OSError (disk full...); the temporary file is removed then.
     """
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    tmp, fd = _create_temp(path, mode)
     try:
         view = memoryview(data)
         while view:
@@ -57,6 +68,24 @@ def _write_synced(path: Path, data: bytes, mode: int = 0o644) -> Path:
         raise
     os.close(fd)
     return tmp
+
+
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _create_temp(path: Path, mode: int) -> tuple[Path, int]:
+    """A new temporary sibling of ``path`` (random name, ``O_EXCL | O_NOFOLLOW``) and its fd.
+
+    Whatever already has the name (a planted symlink, a stale file) is never
+    opened: another random name is tried. Raises OSError.
+    """
+    for _ in range(8):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            return tmp, os.open(tmp, _TEMP_FLAGS, mode)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
 
 
 def _discard(paths: Iterable[Path]) -> None:
@@ -104,18 +133,17 @@ class TileStore:
         self._known_dirs: set[Path] = set()
 
     def _path(self, relpath: str) -> Path:
-        # Paths come from overt.formats.tiles (canonical) or the server, which
-        # parses them strictly before asking; refuse anything that escapes.
-        if relpath.startswith("/") or ".." in relpath.split("/"):
-            raise NotFoundError(f"no such object: {relpath}")
-        return self.root / relpath
+        return self.root.joinpath(*_parts(relpath))
 
     def read(self, relpath: str) -> bytes:
-        """Return the stored bytes. Raises NotFoundError if absent."""
-        try:
-            return self._path(relpath).read_bytes()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as err:
-            raise NotFoundError(f"no such object: {relpath}") from err
+        """Return the stored bytes of a regular file under the root, never through a symlink.
+
+        Raises:
+            NotFoundError: absent, not a regular file, or reached through a
+                symlink (a link at the file or at any directory on its path).
+            LogError: the file exists but cannot be read (permissions, I/O error).
+        """
+        return read_beneath(self.root, relpath)
 
     def write_batch(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Durably write many tiles/bundles; returns once all are on disk.
@@ -164,6 +192,9 @@ class TileStore:
         parent.mkdir(parents=True, exist_ok=True)
         p = parent
         while p != self.root and p != p.parent:
+            # Never write tiles through a directory symlink planted in the tree.
+            if p.is_symlink():
+                raise OSError(errno.ELOOP, "symlink in the tile tree", str(p))
             p = p.parent
             dirs.add(p)
 
@@ -173,3 +204,66 @@ class TileStore:
     def write_checkpoint(self, note: bytes) -> None:
         """Publish a checkpoint. Callers must have made its tiles durable first."""
         atomic_write(self.root / CHECKPOINT, note)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted in the tree must not hang the reader in open().
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# What a missing object or a refused link looks like: ELOOP (a symlink opened
+# with O_NOFOLLOW, or a loop), ENOTDIR (a file or link where a directory
+# should be), EMLINK (FreeBSD's O_NOFOLLOW), ENXIO (a socket).
+_ABSENT = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR, errno.EMLINK, errno.ENXIO}
+
+
+def _parts(relpath: str) -> list[str]:
+    # Paths come from overt.formats.tiles (canonical) or the server, which
+    # parses them strictly before asking; refuse anything that is not plain.
+    parts = relpath.split("/")
+    if any(part in ("", ".", "..") or "\0" in part for part in parts):
+        raise NotFoundError(f"no such object: {relpath}")
+    return parts
+
+
+def read_beneath(root: Path, relpath: str) -> bytes:
+    """The bytes of the regular file ``root/relpath``, walked without following any symlink.
+
+    Each directory on the path is opened relative to the one before it with
+    ``O_NOFOLLOW | O_DIRECTORY`` and the file with ``O_NOFOLLOW``, so no link
+    below ``root`` is ever followed, even one swapped in while reading.
+
+    Raises:
+        NotFoundError: absent, not a regular file, or reached through a symlink.
+        LogError: it exists but cannot be read (permissions, I/O error).
+    """
+    parts = _parts(relpath)
+    try:
+        dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise _read_error(relpath, err) from err
+    try:
+        for part in parts[:-1]:
+            fd = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = fd
+        fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=dir_fd)
+    except OSError as err:
+        raise _read_error(relpath, err) from err
+    finally:
+        os.close(dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotFoundError(f"no such object: {relpath} (not a regular file)")
+        chunks: list[bytes] = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as err:
+        raise _read_error(relpath, err) from err
+    finally:
+        os.close(fd)
+
+
+def _read_error(relpath: str, err: OSError) -> NotFoundError | LogError:
+    if err.errno in _ABSENT:
+        return NotFoundError(f"no such object: {relpath}")
+    return LogError(f"cannot read {relpath}: {err.strerror}")

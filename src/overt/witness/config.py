@@ -16,12 +16,12 @@ once a second), so ``overt witness trust`` takes effect without a restart.
 
 from __future__ import annotations
 
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from overt._secrets import require_private
 from overt.errors import ConfigError, FormatError
 from overt.formats.cosignature import ALG_COSIGNATURE_V1, CosignatureSigner
 from overt.formats.note import Ed25519Verifier, Verifier, generate_key, parse_skey, parse_vkey
@@ -107,8 +107,7 @@ def _load_signer(directory: Path, clock: Callable[[], float]) -> CosignatureSign
         raise ConfigError(
             f"{directory} is not a witness directory (no {SKEY}); see `overt witness init`"
         )
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        raise ConfigError(f"{path} is readable by others: chmod 600 it")
+    require_private(path, "witness key")
     try:
         signer = parse_skey(_read(path, "witness key").strip())
     except FormatError as err:
