@@ -239,9 +239,12 @@ def test_archive_links_are_refused() -> None:
 
 def test_archive_with_too_many_members_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bundle_mod, "MAX_ARCHIVE_MEMBERS", 10)
-    data = _tar({f"n{i}.txt": b"" for i in range(11)})
-    with pytest.raises(FormatError, match="more than 10 archive members"):
-        read_bundle("b", data)
+    for data in (
+        _tar({f"n{i}.txt": b"" for i in range(11)}),
+        _zip({f"n{i}": b"" for i in range(11)}),
+    ):
+        with pytest.raises(FormatError, match="more than 10 archive members"):
+            read_bundle("b", data)
 
 
 # -- the monitor's store ----------------------------------------------------------------------

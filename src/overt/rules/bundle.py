@@ -246,6 +246,10 @@ def _read_tar(name: str, data: bytes) -> dict[str, bytes]:
 def _read_zip(name: str, data: bytes) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     budget = _Budget(name)
+    # zipfile lists the whole central directory before we see one member: count its
+    # entry signatures first (an upper bound), so that millions of entries are refused.
+    if data.count(b"PK\x01\x02") > MAX_ARCHIVE_MEMBERS:
+        raise FormatError("rule bundle", f"more than {MAX_ARCHIVE_MEMBERS} archive members", name)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for info in zf.infolist():
