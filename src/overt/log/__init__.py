@@ -1,6 +1,7 @@
 """The tiled transparency log (c2sp.org/tlog-tiles): storage, sequencing, serving, reading.
 
-- :mod:`overt.log.log`: :class:`Log`, a log directory: append, integrate, sign, prove.
+- :mod:`overt.log.log`: :class:`Log`, a log directory: append, integrate, sign, prove;
+  :class:`LogView`, its published tiles read-only (no lock: beside a running server).
 - :mod:`overt.log.client`: read and verify a log as any client does (:func:`verify_log`).
 - :mod:`overt.log.server`: the HTTP server (tlog-tiles reads, ``POST /add``).
 - :mod:`overt.log.witnessing`: collecting witness cosignatures for each checkpoint.
@@ -36,13 +37,14 @@ if TYPE_CHECKING:
         open_source,
         verify_log,
     )
-    from overt.log.log import Log, read_token, read_vkey
+    from overt.log.log import Log, LogView, read_token, read_vkey
 
 __all__ = [
     "DirectorySource",
     "HTTPSource",
     "Log",
     "LogClient",
+    "LogView",
     "TileSource",
     "VerifiedLog",
     "open_source",
@@ -55,7 +57,7 @@ if not TYPE_CHECKING:
     __getattr__, __dir__ = lazy_exports(
         __name__,
         {
-            "overt.log.log": ["Log", "read_token", "read_vkey"],
+            "overt.log.log": ["Log", "LogView", "read_token", "read_vkey"],
             "overt.log.client": [
                 "DirectorySource",
                 "HTTPSource",
