@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from overt.errors import NotFoundError
+from overt.errors import LogError, NotFoundError
 from overt.formats import tiles
 from overt.formats.cosignature import ALG_COSIGNATURE_V1
 from overt.formats.note import generate_key
@@ -207,6 +207,26 @@ def test_symlinked_checkpoint_to_the_signing_key_is_refused(tmp_path: Path) -> N
         assert log.size == 3 and b"PRIVATE" not in log.checkpoint()
     assert not (root / "checkpoint").is_symlink()
     assert (directory / "log.skey").read_bytes() == skey_before
+
+
+def test_symlinked_checkpoint_is_never_served_over_http(
+    tmp_path: Path, asgi_server: Callable[[Any], Server]
+) -> None:
+    directory = tmp_path / "log"
+    with Log.create(directory, ORIGIN) as log:
+        log.add_many(entries(3))
+        policy = _policy(log)
+    _plant(directory / "tiles" / "checkpoint", directory / "log.skey")
+    with Log.open(directory) as log:  # no witnesses: the signed checkpoint replaces the link
+        server = asgi_server(LogApp(log))
+        with httpx.Client(base_url=server.url) as http:
+            body = http.get("/checkpoint").content
+        assert body.startswith(ORIGIN.encode() + b"\n3\n") and b"PRIVATE" not in body
+        log.set_policy(policy)
+    _plant(directory / "tiles" / "checkpoint", directory / "log.skey")
+    # With witnesses there is nothing the log may publish in its place: it refuses to open.
+    with pytest.raises(LogError, match="checkpoint"):
+        Log.open(directory)
 
 
 def test_planted_temp_file_symlink_is_not_written_through(tmp_path: Path) -> None:

@@ -264,6 +264,8 @@ def read_beneath(root: Path, relpath: str) -> bytes:
 
 
 def _read_error(relpath: str, err: OSError) -> NotFoundError | LogError:
+    if err.errno == errno.ELOOP:
+        return NotFoundError(f"no such object: {relpath} (symlinks are not followed)")
     if err.errno in _ABSENT:
         return NotFoundError(f"no such object: {relpath}")
     return LogError(f"cannot read {relpath}: {err.strerror}")
