@@ -85,7 +85,7 @@ def _failures(what: str) -> Iterator[None]:
 
 
 class DedupIndex:
-    """Leaf hash -> index, plus the integrated size. One writer at a time."""
+    """Leaf hash -> index, plus how many entries are indexed. One writer at a time."""
 
     def __init__(self, engine: Engine) -> None:
         """Use (and create if needed) the tables in ``engine``. Raises LogError."""

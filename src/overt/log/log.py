@@ -7,7 +7,7 @@ process out)::
     DIR/log.skey       the log's signed-note private key (0600)
     DIR/log.vkey       its verifier key
     DIR/token          bearer token for ``POST /add`` (0600)
-    DIR/index.db       SQLite: dedup index and integrated size (overt.log.index)
+    DIR/index.db       SQLite: dedup index, derived from the bundles (overt.log.index)
     DIR/journal/       sequenced entries not yet integrated (overt.log.journal)
     DIR/checkpoint     the latest checkpoint the log signed (the integration truth)
     DIR/witnesses.policy  optional c2sp.org/tlog-policy: witnesses and quorum (overt.log.witnessing)
