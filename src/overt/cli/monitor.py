@@ -70,6 +70,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="entry check to run; repeatable (default: every registered check; see"
         " overt.monitor.checks)",
     )
+    p.add_argument(
+        "--check-timeout",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="a check running longer on one entry is a check-failed alert; the monitor moves on",
+    )
     p.add_argument("--webhook", metavar="URL", help="also POST every alert's JSON here")
     p.set_defaults(func=_monitor, long_running=True)
 
@@ -130,6 +137,7 @@ def _monitor(args: argparse.Namespace) -> int:
             max_age=args.max_age,
             witnesses=witnesses,
             checks=checks,
+            check_timeout=args.check_timeout,
             name=f"log {args.url}",
         ) as monitor:
             if args.once:
