@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -195,3 +196,61 @@ def test_two_state_handles_on_one_file_never_lose_an_update(tmp_path: Path) -> N
         final = state.get(world.log.origin)
     assert final is not None
     assert (final.size, final.root_hash) == (world.log.size, world.log.tree.root())
+
+
+# --- storage failures: typed, and the record intact ----------------------------------------
+
+
+class _FullDiskConnection(sqlite3.Connection):
+    """A SQLite connection whose commits fail as on a full disk, while ``full``."""
+
+    full = False
+
+    def commit(self) -> None:
+        if _FullDiskConnection.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        super().commit()
+
+    def cursor(self, factory: Any = None) -> Any:
+        return super().cursor(_FullDiskCursor)
+
+
+class _FullDiskCursor(sqlite3.Cursor):
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if _FullDiskConnection.full and sql.strip().upper() == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().execute(sql, parameters)
+
+
+def test_a_full_disk_is_a_state_error_and_leaves_the_record_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import overt.witness.state
+
+    real = overt.witness.state.create_engine
+
+    def create_engine(url: str, **kwargs: Any) -> Any:
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "factory": _FullDiskConnection}
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(overt.witness.state, "create_engine", create_engine)
+    monkeypatch.setattr(_FullDiskConnection, "full", False)
+    world = World(tmp_path)
+    world.log.grow(3)
+    with WitnessState(world.path) as state:
+        (ok,) = state.apply([world.submission(0)], world.decide)
+        assert isinstance(ok, Cosigned)
+        world.log.grow(2)
+        newer = world.submission(3)
+        _FullDiskConnection.full = True
+        with pytest.raises(StateError, match="disk is full"):
+            state.apply([newer], world.decide)
+        with pytest.raises(StateError, match="disk is full"):
+            state.compare_and_set(ok.state, _record(world.log.origin, 9))
+        _FullDiskConnection.full = False
+        # Nothing was stored, and the witness goes on once there is room.
+        assert state.get(world.log.origin) == ok.state
+        (later,) = state.apply([newer], world.decide)
+        assert isinstance(later, Cosigned) and later.state.size == 5
+    with WitnessState(world.path) as state:
+        assert state.get(world.log.origin) == later.state
