@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from overt.disclosure.bounty import (
     DEFAULT_TABLE,
@@ -226,3 +229,39 @@ def test_ledger_totals_per_researcher_and_per_year() -> None:
     assert totals.total == 103_000 and totals.count == 3
     assert totals.by_researcher == {"alice": 100_500, "bob": 2_500}
     assert totals.by_year == {2025: 100_000, 2026: 3_000}
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(list(State)),
+            st.one_of(st.none(), st.sampled_from(list(Verdict))),
+            st.floats(min_value=-2, max_value=40),
+        ),
+        max_size=12,
+    )
+)
+def test_any_accepted_history_follows_the_workflow(
+    steps: list[tuple[State, Verdict | None, float]],
+) -> None:
+    order = list(State)
+    case = open_case("R1", "alice", T0)
+    at = T0
+    for state, verdict, days in steps:
+        at_next = at + timedelta(days=days)
+        try:
+            case = advance(case, state, "tom", at_next, verdict)
+        except TransitionError:
+            continue
+        at = at_next
+    states = [e.state for e in case.events]
+    times = [e.at for e in case.events]
+    assert times == sorted(times)
+    # Every step goes forward (disclosure may skip the fix), and nothing follows a close.
+    assert all(order.index(b) > order.index(a) for a, b in pairwise(states))
+    assert states[:2] in ([State.RECEIVED], [State.RECEIVED, State.ACKNOWLEDGED])
+    if case.verdict not in (None, Verdict.VALID):
+        assert states[-1] is State.TRIAGED
+    # Overdue never lists a deadline the case met.
+    for o in overdue(case, at + timedelta(days=1)):
+        assert o.late_by > timedelta(0)
