@@ -300,6 +300,9 @@ def test_the_whole_life_of_a_report_on_postgresql(tmp_path: Path) -> None:
         assert rig.desk.pay(rig.admin, rid).amount == 100_000
         assert rig.desk.view(rig.triager, rid).vuln_class is VulnClass.RCE_UPDATE_CHANNEL
         assert [r.id for r in rig.desk.triage_list(rig.triager)] == [rid]
+        assert [r.id for r in rig.desk.triage_list(rig.triager, State.DISCLOSED)] == [rid]
+        assert rig.desk.triage_list(rig.triager, State.RECEIVED) == []
+        assert rig.desk.overdue() == []
     finally:
         rig.log.close()
         store.close()
