@@ -548,3 +548,16 @@ def test_storage_failure_is_a_503_over_http_and_nothing_is_acknowledged(
         asyncio.run(scenario())
         assert (log.size, log.sequenced_size) == (1, 1)
     check(directory, [b"stored"])
+
+
+def test_creating_a_log_on_a_full_disk_is_a_config_error_and_can_be_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import overt.log.fs
+
+    filesystem = FullFilesystem(monkeypatch, overt.log.fs)
+    with pytest.raises(ConfigError, match="No space left"):
+        Log.create(tmp_path / "l", ORIGIN)
+    filesystem.full = False
+    Log.create(tmp_path / "l", ORIGIN).close()
+    check(tmp_path / "l", [])

@@ -371,13 +371,20 @@ class Log(_TreeReads):
 
     @classmethod
     def create(cls, directory: Path | str, origin: str) -> Log:
-        """Create a new empty log with a fresh Ed25519 key. Raises ConfigError if DIR is in use."""
+        """Create a new empty log with a fresh Ed25519 key.
+
+        Raises ConfigError if DIR already holds a log or cannot be written (disk
+        full...; run it again once there is room), LogLockedError if it is in use.
+        """
         directory = Path(directory)
         if not _ORIGIN.fullmatch(origin):
             raise ConfigError(f"invalid origin {origin!r}: printable ASCII without spaces or '+'")
         if (directory / "log.json").exists():
             raise ConfigError(f"{directory} already holds a log")
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create the log directory {directory}: {err}") from err
         fd = _lock(directory)
         try:
             skey, vkey = generate_key(origin)
@@ -391,6 +398,9 @@ class Log(_TreeReads):
             config = {"version": _FORMAT_VERSION, "origin": origin}
             # log.json last: its presence marks a complete log.
             atomic_write(directory / "log.json", json.dumps(config).encode() + b"\n")
+        except OSError as err:
+            os.close(fd)
+            raise ConfigError(f"cannot create a log in {directory}: {err}") from err
         except BaseException:
             os.close(fd)
             raise
