@@ -43,3 +43,26 @@ def test_record_lookup_truncate_on_postgres(index: DedupIndex) -> None:
     index.truncate(4)
     assert index.size() == 4
     assert index.lookup(hashes) == {h: i for i, h in enumerate(hashes[:4])}
+
+
+def test_a_lost_postgres_connection_is_a_log_error_and_the_index_goes_on(
+    index: DedupIndex,
+) -> None:
+    from overt.errors import LogError
+
+    hashes = [bytes([i]) * 32 for i in range(4)]
+    index.record([(h, i) for i, h in enumerate(hashes[:2])], 2)
+    # The server drops the index's connection (restart, failover, idle timeout).
+    with index.engine.connect() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    admin = create_engine(URL)
+    with admin.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+    with pytest.raises(LogError, match="dedup index"):
+        index.record([(h, i) for i, h in enumerate(hashes[2:], 2)], 4)
+    # Nothing half-written; a repeated commit (idempotent) completes it.
+    assert index.size() == 2
+    index.record([(h, i) for i, h in enumerate(hashes)], 4)
+    assert index.size() == 4
+    assert index.lookup(hashes) == {h: i for i, h in enumerate(hashes)}
