@@ -282,3 +282,16 @@ def test_log_and_witness_refuse_the_same_way(tmp_path: Path) -> None:
     err = _serve_refusal("witness", "serve", str(tmp_path / "w"))
     path = tmp_path / "w" / SKEY
     assert f"{path} is readable or writable by others (mode 0640): chmod 600 {path}" in err
+
+
+def test_symlinked_journal_segment_never_truncates_the_signing_key(tmp_path: Path) -> None:
+    """The segment the log opens next (created or truncated) must not be reached through a link."""
+    directory = tmp_path / "log"
+    with Log.create(directory, ORIGIN) as log:
+        log.add_many(entries(3))
+    skey = (directory / "log.skey").read_bytes()
+    (directory / "journal" / "3").unlink(missing_ok=True)
+    (directory / "journal" / "3").symlink_to(directory / "log.skey")
+    with pytest.raises(LogError, match="journal"):
+        Log.open(directory)
+    assert (directory / "log.skey").read_bytes() == skey

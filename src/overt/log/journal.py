@@ -124,7 +124,10 @@ class Journal:
         """
         self.close()
         path = self.directory / str(start)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        # O_NOFOLLOW: a link planted at the next segment's name (say, to log.skey)
+        # must fail the open, not get its target truncated.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW
+        fd = os.open(path, flags, 0o600)
         try:
             os.fsync(fd)
             fsync_dir(self.directory)
