@@ -204,3 +204,12 @@ def test_workers_get_none_of_the_callers_environment(monkeypatch: pytest.MonkeyP
     with open(f"/proc/{worker.proc.pid}/environ", "rb") as fh:
         env = fh.read()
     assert b"secret-token" not in env and os.environ["OVERT_LOG_TOKEN"] == "secret-token"
+
+
+def test_worker_exit_statuses_agree() -> None:
+    from overt.rules import _sandbox, _worker
+
+    assert (_sandbox.EXIT_MEMORY, _sandbox.EXIT_RECURSION) == (
+        _worker.EXIT_MEMORY,
+        _worker.EXIT_RECURSION,
+    )

@@ -35,6 +35,11 @@ from typing import Any
 
 from overt.rules.limits import DEFAULT_LIMITS, Limits
 
+# The worker's exit statuses (overt.rules._worker), spelled here so that the caller does
+# not import the parsers.
+EXIT_MEMORY = 3
+EXIT_RECURSION = 4
+
 __all__ = ["WORKERS", "Outcome", "close", "run"]
 
 #: Worker processes at most (the machine's cores, up to 2).
@@ -126,6 +131,10 @@ class _Worker:
                 "SIGABRT": "aborted (SIGABRT, out of memory?)",
             }.get(name, f"died of {name}")
             return f"the parser worker {what}"
+        if code == EXIT_MEMORY:
+            return "the parser worker ran out of memory (RLIMIT_AS)"
+        if code == EXIT_RECURSION:
+            return "the parser worker recursed too deep"
         return f"the parser worker exited with status {code}"
 
     def kill(self) -> None:

@@ -38,7 +38,11 @@ from overt.rules.detectors import Severity, Signal, analyse_rule
 from overt.rules.limits import Limits, measure
 from overt.rules.parse import ParsedFile, Rule, RuleParseError, StringDef, parse_source
 
-__all__ = ["main"]
+__all__ = ["EXIT_MEMORY", "EXIT_RECURSION", "main"]
+
+#: Exit statuses that tell the parent why a worker gave up.
+EXIT_MEMORY = 3
+EXIT_RECURSION = 4
 
 
 def encode_rule(r: Rule) -> dict[str, Any]:
@@ -187,7 +191,12 @@ def main() -> None:
         if hard != resource.RLIM_INFINITY:
             soft = min(soft, hard)
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-        data = json.dumps(_handle(req), separators=(",", ":")).encode("utf-8")
+        try:
+            data = json.dumps(_handle(req), separators=(",", ":")).encode("utf-8")
+        except MemoryError:
+            os._exit(EXIT_MEMORY)  # the parent names the cause; the next call gets a new worker
+        except RecursionError:
+            os._exit(EXIT_RECURSION)
         reply.write(len(data).to_bytes(8, "big") + data)
         reply.flush()
 
