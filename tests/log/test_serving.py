@@ -167,6 +167,11 @@ def test_symlinked_directory_on_a_tile_path_is_not_followed(
         for path in ("/tile/entries/000.p/2", "/tile/entries/000.p/3"):
             response = http.get(path)
             assert response.status_code == 404, (path, response.text)
+    # Nor does the log write through it: the batch fails, nothing lands in evil/.
+    before = sorted(p.name for p in evil.rglob("*"))
+    with pytest.raises(LogError, match="symlink"):
+        plain_log.add_many([b"through the link"])
+    assert sorted(p.name for p in evil.rglob("*")) == before
 
 
 def test_symlink_loop_is_404_not_500(plain_log: Log, asgi_server: Callable[[Any], Server]) -> None:

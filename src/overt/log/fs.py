@@ -163,6 +163,10 @@ class TileStore:
                 new_dirs.add(parent)
             jobs.append((path, data))
             dirs.add(parent)
+        # Never write through a directory symlink planted in the tree; checked on
+        # every batch, since a known directory may have been swapped for a link.
+        for parent in {path.parent for path, _ in jobs}:
+            _refuse_links(self.root, parent)
         pool = _executor()
         futures = [pool.submit(_write_synced, *job) for job in jobs]
         temps: list[Path] = []
@@ -189,12 +193,10 @@ class TileStore:
         # New directories must themselves be durable in their parents. A directory
         # a failed batch created may exist without being durable: sync every
         # ancestor up to the root, once per directory and process.
+        _refuse_links(self.root, parent)  # before mkdir creates anything through one
         parent.mkdir(parents=True, exist_ok=True)
         p = parent
         while p != self.root and p != p.parent:
-            # Never write tiles through a directory symlink planted in the tree.
-            if p.is_symlink():
-                raise OSError(errno.ELOOP, "symlink in the tile tree", str(p))
             p = p.parent
             dirs.add(p)
 
@@ -261,6 +263,19 @@ def read_beneath(root: Path, relpath: str) -> bytes:
         raise _read_error(relpath, err) from err
     finally:
         os.close(fd)
+
+
+def _refuse_links(root: Path, directory: Path) -> None:
+    """Raise OSError (ELOOP) if a directory between ``root`` and ``directory`` is a symlink."""
+    path = root
+    for part in directory.relative_to(root).parts:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return  # nothing below exists yet
+        if stat.S_ISLNK(mode):
+            raise OSError(errno.ELOOP, "symlink in the tile tree (not followed)", str(path))
 
 
 def _read_error(relpath: str, err: OSError) -> NotFoundError | LogError:
