@@ -374,8 +374,8 @@ def load_paths(paths: Iterable[str | Path]) -> Bundle:
     while todo:
         f = todo.pop()
         read[f] = read_capped(f, MAX_FILE_BYTES)
-        if b"include" not in read[f]:
-            continue
+        if b"include" not in read[f] or len(read[f]) > MAX_FILE_BYTES or b"\0" in read[f]:
+            continue  # no include, or a file the auditor refuses unread anyway
         text = read[f].decode("utf-8", "replace")
         for inc in measure(text).includes:
             real = os.path.realpath(os.path.join(os.path.dirname(f), inc.target))

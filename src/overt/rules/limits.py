@@ -93,7 +93,7 @@ _TOKEN = re.compile(
   | (?P<ref>[$#@!][A-Za-z0-9_]*\*?)
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<num>[0-9][0-9A-Za-z_.]*)
-  | (?P<other>.)
+  | (?P<other>[^\s\w"/$#@!(){}=~\-.\[\]]+|.)
     """,
     re.X | re.S,
 )
