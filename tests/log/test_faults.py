@@ -456,13 +456,20 @@ def test_every_storage_operation_failing_once_loses_and_moves_nothing(
     run_every_fault(ram_path, lambda k, _: [{k}])
 
 
-def test_a_second_failure_inside_the_recovery_loses_and_moves_nothing(
+def second_faults(k: int, _clean: Injector) -> list[set[int]]:
+    """For even k a second failure soon after (inside the recovery that follows, or
+    the retry), one of the next four, a different one for each k; for odd k a disk
+    full for a while: two to six operations in a row fail, then there is room again.
+    One run per k keeps this bounded."""
+    if k % 2 == 0:
+        return [{k, k + 1 + (k // 2) % 4}]
+    return [set(range(k, k + 2 + (k // 2) % 5))]
+
+
+def test_failures_inside_the_recovery_and_a_disk_full_for_a_while_lose_and_move_nothing(
     ram_path: Path, faulty_storage: None
 ) -> None:
-    # The operations right after a failure are the recovery's reads (checkpoint,
-    # tiles, bundles) or the retry's first writes; fail one of the next four too,
-    # a different one for each k.
-    run_every_fault(ram_path, lambda k, _: [{k, k + 1 + k % 4}])
+    run_every_fault(ram_path, second_faults)
 
 
 # -- the server's integration loop -----------------------------------------------
