@@ -13,7 +13,8 @@ against the code)::
     │   ├── BodyTooLargeError       an HTTP request body above its limit (_asgi; 413)
     │   ├── RuleParseError          a YARA rule file that does not parse (rules.parse)
     │   ├── InvalidVectorError      a CVSS vector that does not score (disclosure.errors)
-    │   └── SubmissionError         a malformed report or message (disclosure.errors; 400)
+    │   ├── SubmissionError         a malformed report or message (disclosure.errors; 400)
+    │   └── TelemetryPolicyFormatError  a telemetry policy the schema refuses (telemetry.errors)
     ├── VerificationError           well-formed, but not provably true
     │   ├── InvalidSignatureError   a signature from a known key that does not verify
     │   ├── UnknownKeyError         no signature from any key the verifier trusts
@@ -29,6 +30,8 @@ against the code)::
     │   ├── OriginError             a checkpoint of another log (formats.checkpoint)
     │   ├── KeySetError             a publisher key-set chain that does not follow (publish.keyset)
     │   ├── ReceiptError            a disclosure receipt the log does not bear out (disclosure.errors)
+    │   ├── LedgerTamperedError     an egress ledger that does not verify (telemetry.errors)
+    │   ├── SealError               a payload not sealed to the collector's key (telemetry.errors)
     │   └── GateError               the update gate refuses; ``.check`` names the check (gate.errors)
     │       ├── BundleError             bundle
     │       ├── ArtifactDigestError     artifact-digest
@@ -59,14 +62,17 @@ against the code)::
     │   ├── WitnessConflictError    409 old size is not the witness's size
     │   ├── WitnessConsistencyError 422 not consistent with what it cosigned
     │   └── WitnessUnavailableError 0/5xx no usable reply
-    └── DisclosureError             the disclosure service refused (disclosure.errors)
-        ├── TransitionError         a workflow step not allowed now (409)
-        ├── AccessDeniedError       the caller's role does not allow it (403)
-        ├── AuthenticationError     no valid session, token or password (401)
-        ├── CSRFError               a form post without the CSRF token (403)
-        ├── TooLargeError           above a size limit (413)
-        ├── RateLimitedError        too many requests from one address (429)
-        └── StoreError              the database failed or refused a conflict (503/409)
+    ├── DisclosureError             the disclosure service refused (disclosure.errors)
+    │   ├── TransitionError         a workflow step not allowed now (409)
+    │   ├── AccessDeniedError       the caller's role does not allow it (403)
+    │   ├── AuthenticationError     no valid session, token or password (401)
+    │   ├── CSRFError               a form post without the CSRF token (403)
+    │   ├── TooLargeError           above a size limit (413)
+    │   ├── RateLimitedError        too many requests from one address (429)
+    │   └── StoreError              the database failed or refused a conflict (503/409)
+    └── TelemetryError              the telemetry controls refused (telemetry.errors)
+        ├── EventRefusedError       an event the policy does not allow; ``.rule``
+        └── SampleRefusedError      a file sample the policy does not allow; ``.rule``
 
 Class names are unique across overt, so a name in this tree (or in a log line)
 says which class it is. Exceptions whose names start with ``_`` are private
