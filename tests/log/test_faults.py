@@ -184,6 +184,68 @@ def test_full_disk_and_full_index_never_move_an_acknowledged_entry(
     check(directory, [*a, b"b", b"c"])
 
 
+class _FullSQLite(sqlite3.Connection):
+    """A SQLite connection whose writes fail as on a full disk while ``full`` (reads work)."""
+
+    full = False
+
+    def cursor(self, factory: Any = None) -> Any:
+        return super().cursor(_FullSQLiteCursor)
+
+    def commit(self) -> None:
+        if _FullSQLite.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        super().commit()
+
+
+class _FullSQLiteCursor(sqlite3.Cursor):
+    WRITES = ("INSERT", "UPDATE", "DELETE", "COMMIT")
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if _FullSQLite.full and sql.lstrip().upper().startswith(self.WRITES):
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        if _FullSQLite.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().executemany(sql, parameters)
+
+
+def test_the_issues_full_disk_scenario_a_b_c_stays_a_b_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exactly the issue's steps: [a, b, c] was stored as [a, c], then [a, c, c] after reopening."""
+    import overt.log.fs
+    import overt.log.index
+
+    real_create_engine = overt.log.index.create_engine
+
+    def create_engine(url: str, **kwargs: Any) -> Engine:
+        kwargs["connect_args"] = {"factory": _FullSQLite}
+        return real_create_engine(url, **kwargs)
+
+    monkeypatch.setattr(overt.log.index, "create_engine", create_engine)
+    monkeypatch.setattr(_FullSQLite, "full", False)
+    filesystem = FullFilesystem(monkeypatch, overt.log.fs)
+    filesystem.full = False
+    directory = tmp_path / "l"
+    with Log.create(directory, ORIGIN) as log:
+        _FullSQLite.full = True  # the index cannot grow
+        assert log.add_many([b"a"]) == [0]
+        filesystem.full = True  # tile writes fail with ENOSPC; the journal still works
+        assert log.sequence([b"b"]) == [1]
+        with pytest.raises(LogError, match="No space left"):
+            log.integrate()
+        # Space is back.
+        filesystem.full = False
+        _FullSQLite.full = False
+        assert log.sequence([b"c"]) == [2]
+        assert log.integrate() == 3
+        assert [log.entry(i) for i in range(3)] == [b"a", b"b", b"c"]
+    check(directory, [b"a", b"b", b"c"])
+
+
 # -- every I/O call site fails once --------------------------------------------
 #
 # A counting fault injector numbers every storage operation the log performs
