@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from overt.errors import LogError
 from overt.formats.note import parse_vkey
 from overt.log.client import DirectorySource, verify_log
-from overt.log.journal import Journal, decode, encode
+from overt.log.journal import Journal, decode, encode, replay
 from overt.log.log import Log
 
 ORIGIN = "journal.example/log"
@@ -38,6 +39,36 @@ def test_corrupt_record_stops_reading() -> None:
     data = bytearray(encode([b"first", b"second", b"third"]))
     data[13] ^= 1  # inside "second"
     assert decode(bytes(data))[0] == [b"first"]
+
+
+def test_a_later_segment_supersedes_records_a_failed_append_left_behind() -> None:
+    # Segment 0 acknowledged 0 and 1; an append of "lost" failed and could not
+    # be cut back; the log went on with a fresh segment at its next index, 2.
+    segments = [(0, [b"e0", b"e1", b"lost"]), (2, [b"e2", b"e3"])]
+    assert replay(segments, 0) == [b"e0", b"e1", b"e2", b"e3"]
+    assert replay(segments, 3) == [b"e3"]
+    # An empty segment opened at 2 (its first append never happened) supersedes too.
+    assert replay([(0, [b"e0", b"e1", b"lost"]), (2, [])], 1) == [b"e1"]
+
+
+def test_a_gap_in_the_journal_is_refused() -> None:
+    with pytest.raises(LogError, match="skips to index 5"):
+        replay([(0, [b"e0"]), (5, [b"e5"])], 0)
+
+
+def test_a_torn_segment_is_never_appended_to_again(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.open_segment(0)
+    journal.append([b"e0"])
+    (tmp_path / "0").write_bytes((tmp_path / "0").read_bytes() + b"\x00\x09torn")
+    # Opening the segment at the next index truncates whatever that file held.
+    journal.open_segment(1)
+    journal.append([b"e1"])
+    (tmp_path / "1").write_bytes((tmp_path / "1").read_bytes() + b"junk")
+    journal.open_segment(1)
+    journal.append([b"e1 again"])
+    journal.close()
+    assert replay(Journal(tmp_path).recover(), 0) == [b"e0", b"e1 again"]
 
 
 def test_sequenced_entries_are_integrated_on_open(tmp_path: Path) -> None:
