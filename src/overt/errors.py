@@ -62,6 +62,10 @@ against the code)::
     │   ├── WitnessConflictError    409 old size is not the witness's size
     │   ├── WitnessConsistencyError 422 not consistent with what it cosigned
     │   └── WitnessUnavailableError 0/5xx no usable reply
+    ├── SourceError                 a source tree that cannot be snapshot (source.errors)
+    │   ├── NotARepositoryError     a --rev for a directory that is not a git repository
+    │   ├── RevisionError           a revision that names no commit
+    │   └── DirtyTreeError          uncommitted changes (without --allow-dirty)
     ├── DisclosureError             the disclosure service refused (disclosure.errors)
     │   ├── TransitionError         a workflow step not allowed now (409)
     │   ├── AccessDeniedError       the caller's role does not allow it (403)

@@ -30,7 +30,9 @@ overt's predicate types (each a JSON object; the URIs are identifiers, the
 SLSA provenance v1 (``https://slsa.dev/provenance/v1``), CycloneDX
 (``https://cyclonedx.org/bom`` and ``https://cyclonedx.org/bom/v1.N``) and security
 advisory (``https://overt.dev/disclosure-advisory/v1``, :mod:`overt.disclosure.advisories`)
-statements are accepted as publications too; their predicates are kept as opaque JSON.
+statements are accepted as publications too; their predicates are kept as opaque JSON. Source
+snapshots and reviews (``https://overt.dev/source-snapshot/v1``, ``.../source-review/v1``,
+:mod:`overt.formats.source_snapshot`) are too, checked by their own modules.
 
 Example::
 
@@ -99,6 +101,9 @@ SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 #: A security advisory (CSAF subject; overt.disclosure.advisories), kept as opaque JSON.
 DISCLOSURE_ADVISORY = "https://overt.dev/disclosure-advisory/v1"
 CYCLONEDX = "https://cyclonedx.org/bom"
+#: Source snapshots and reviews (overt.formats.source_snapshot, overt.formats.source_review),
+#: checked by their own modules and kept as opaque JSON here.
+_SOURCE = ("https://overt.dev/source-snapshot/v1", "https://overt.dev/source-review/v1")
 
 #: CLI kind names and the predicate types they stand for.
 KINDS: Mapping[str, str] = {
@@ -410,7 +415,7 @@ def statement_from_json(obj: object) -> Statement:
         raise _fail("predicateType is not a string", ptype)
     if (
         ptype not in _TYPED
-        and ptype not in (SLSA_PROVENANCE, DISCLOSURE_ADVISORY)
+        and ptype not in (SLSA_PROVENANCE, DISCLOSURE_ADVISORY, *_SOURCE)
         and not _CYCLONEDX.fullmatch(ptype)
     ):
         raise _fail("unsupported predicateType", ptype)

@@ -1,0 +1,221 @@
+"""overt source snapshot v1: a source tree named by the SHA-256 of every file.
+
+A snapshot is UTF-8 text: a header, an empty line, then the manifest, one line per
+file, sorted by the UTF-8 bytes of the path (strictly ascending, so no duplicates)::
+
+    snapshot  = "overt-source-snapshot/v1" LF
+                [ "git-commit" SP HEX40 LF "git-tree" SP HEX40 LF ]
+                [ "source-date-epoch" SP DECIMAL LF ]
+                LF
+                *( MODE SP HEX64 SP PATH LF )
+    MODE      = "100644" / "100755" / "120000"      ; file, executable file, symlink
+    HEX64     = SHA-256 of the file's bytes (of a symlink: of its target text), lowercase
+    PATH      = "/"-separated, relative, UTF-8, no empty, "." or ".." component,
+                no control character; at most 4096 bytes
+
+Example (a git snapshot of one commit holding ``README`` = ``"hi\\n"``)::
+
+    overt-source-snapshot/v1
+    git-commit 8b1e3e4b1e6c0f0a9c0dd9b5e1c7c3a0f0e8f4a1
+    git-tree 4d2c0a5d9f6d1b0c6e8a0d0a7f5e1b7d8c5b9a2e
+    source-date-epoch 1700000000
+
+    100644 98ea6e4f216f2fb4b69fff9b3a44842c38686ca685f3f55dc48c5d3fb1107be4 README
+
+The **source digest** is the SHA-256 of the whole snapshot text: anyone with the tree
+can recompute it (``sha256sum`` of each file, ``sort`` by path bytes, the header
+above). ``git-tree`` and ``git-commit`` are git's own ids of the revision (absent for a
+plain directory); ``source-date-epoch`` is the commit time, which rebuilds export as
+``SOURCE_DATE_EPOCH``. Directories are not listed (like git, an empty one is not part of
+the source); nothing else than regular files and symlinks can be.
+
+Logged, a snapshot is an in-toto statement (:mod:`overt.formats.statement`) whose
+subject is ``source`` with the source digest, predicate type
+``https://overt.dev/source-snapshot/v1``: ``{"git_commit", "git_tree"`` (hex or null),
+``"source_date_epoch"`` (integer or null), ``"files"`` (count)``}``.
+
+Versioning: the first line names the version; a change of the grammar is ``/v2``.
+:func:`parse_snapshot` and :func:`format_snapshot` round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from overt.errors import FormatError
+from overt.formats.strict import MAX_INT63, parse_decimal
+
+__all__ = [
+    "MAX_FILES",
+    "MAX_PATH",
+    "MODES",
+    "SNAPSHOT_PREDICATE",
+    "SNAPSHOT_VERSION",
+    "FileEntry",
+    "Snapshot",
+    "check_path",
+    "format_snapshot",
+    "parse_snapshot",
+    "snapshot_predicate",
+]
+
+SNAPSHOT_VERSION = "overt-source-snapshot/v1"
+SNAPSHOT_PREDICATE = "https://overt.dev/source-snapshot/v1"
+MODES = ("100644", "100755", "120000")
+MAX_PATH = 4096
+MAX_FILES = 1_000_000
+_MAX_SIZE = MAX_FILES * (len("100644 ") + 65 + 200)
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _fail(reason: str, data: str = "") -> FormatError:
+    return FormatError("source snapshot", reason, data)
+
+
+def check_path(path: str) -> str:
+    """``path`` if it is a canonical manifest path (see the grammar), else FormatError."""
+    if not path or len(path.encode("utf-8", "surrogatepass")) > MAX_PATH:
+        raise _fail("a path is empty or longer than 4096 bytes", path[:80])
+    if _CONTROL.search(path):
+        raise _fail("a path holds a control character", path)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise _fail("a path is not UTF-8", path) from err
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        raise _fail("a path is not relative and canonical", path)
+    return path
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One manifest line."""
+
+    mode: str
+    sha256: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A parsed or computed snapshot; :attr:`files` are sorted by path bytes."""
+
+    files: tuple[FileEntry, ...]
+    git_commit: str | None = None
+    git_tree: str | None = None
+    source_date_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.git_commit is None) != (self.git_tree is None):
+            raise _fail("git-commit and git-tree go together")
+        for value in (self.git_commit, self.git_tree):
+            if value is not None and not _HEX40.fullmatch(value):
+                raise _fail("a git id is not 40 lowercase hex digits", value)
+        epoch = self.source_date_epoch
+        if epoch is not None and not 0 <= epoch <= MAX_INT63:
+            raise _fail("source-date-epoch out of range", str(epoch))
+        if len(self.files) > MAX_FILES:
+            raise _fail(f"more than {MAX_FILES} files")
+        previous = b""
+        for f in self.files:
+            if f.mode not in MODES:
+                raise _fail("unknown mode", f.mode)
+            if not _HEX64.fullmatch(f.sha256):
+                raise _fail("a digest is not 64 lowercase hex digits", f.sha256)
+            key = check_path(f.path).encode()
+            if key <= previous:
+                raise _fail("paths are not sorted and unique", f.path)
+            previous = key
+
+    @classmethod
+    def of(
+        cls,
+        files: Iterable[FileEntry],
+        git_commit: str | None = None,
+        git_tree: str | None = None,
+        source_date_epoch: int | None = None,
+    ) -> Snapshot:
+        """A snapshot of ``files`` in any order (sorted here). Raises FormatError."""
+        ordered = tuple(sorted(files, key=lambda f: f.path.encode("utf-8", "surrogatepass")))
+        return cls(ordered, git_commit, git_tree, source_date_epoch)
+
+    @property
+    def digest(self) -> str:
+        """The source digest: SHA-256 (hex) of :func:`format_snapshot`."""
+        return hashlib.sha256(format_snapshot(self)).hexdigest()
+
+    def by_path(self) -> Mapping[str, FileEntry]:
+        return {f.path: f for f in self.files}
+
+
+def format_snapshot(snapshot: Snapshot) -> bytes:
+    """The canonical text of ``snapshot``."""
+    head = [SNAPSHOT_VERSION]
+    if snapshot.git_commit is not None:
+        head += [f"git-commit {snapshot.git_commit}", f"git-tree {snapshot.git_tree}"]
+    if snapshot.source_date_epoch is not None:
+        head.append(f"source-date-epoch {snapshot.source_date_epoch}")
+    lines = [*head, "", *(f"{f.mode} {f.sha256} {f.path}" for f in snapshot.files)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def parse_snapshot(data: bytes) -> Snapshot:
+    """Parse snapshot text strictly (the exact bytes :func:`format_snapshot` writes).
+
+    Raises:
+        FormatError: larger than the cap, not UTF-8, a wrong or missing version line,
+            an unknown or misplaced header line, a malformed manifest line, paths out
+            of order or repeated.
+    """
+    if len(data) > _MAX_SIZE:
+        raise _fail("larger than the size cap")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _fail("not UTF-8") from err
+    if not text.endswith("\n"):
+        raise _fail("does not end with a newline")
+    head, sep, body = text.partition("\n\n")
+    if not sep:
+        raise _fail("no empty line after the header")
+    lines = head.split("\n")
+    if lines[0] != SNAPSHOT_VERSION:
+        raise _fail(f"first line is not {SNAPSHOT_VERSION}", lines[0])
+    commit = tree = None
+    epoch = None
+    rest = lines[1:]
+    if rest and rest[0].startswith("git-commit "):
+        if len(rest) < 2 or not rest[1].startswith("git-tree "):
+            raise _fail("git-commit without git-tree", rest[0])
+        commit, tree = rest[0][len("git-commit ") :], rest[1][len("git-tree ") :]
+        rest = rest[2:]
+    if rest and rest[0].startswith("source-date-epoch "):
+        epoch = parse_decimal(rest[0][len("source-date-epoch ") :], "source-date-epoch")
+        rest = rest[1:]
+    if rest:
+        raise _fail("unknown or misplaced header line", rest[0])
+    files = []
+    for line in body.split("\n")[:-1]:
+        mode, sp1, tail = line.partition(" ")
+        digest, sp2, path = tail.partition(" ")
+        if not (sp1 and sp2):
+            raise _fail("a manifest line is not MODE SHA256 PATH", line)
+        files.append(FileEntry(mode, digest, path))
+    return Snapshot(tuple(files), commit, tree, epoch)
+
+
+def snapshot_predicate(snapshot: Snapshot) -> tuple[str, Mapping[str, Any]]:
+    """The ``(predicateType, predicate)`` of a logged snapshot (see the module notes)."""
+    return SNAPSHOT_PREDICATE, {
+        "files": len(snapshot.files),
+        "git_commit": snapshot.git_commit,
+        "git_tree": snapshot.git_tree,
+        "source_date_epoch": snapshot.source_date_epoch,
+    }
