@@ -3,6 +3,9 @@
 - :mod:`overt.telemetry.policy`: the telemetry policy (JSON Schema), published and verified
   like any release.
 - :mod:`overt.telemetry.filter`: :class:`EventFilter`, the policy applied to every event.
+- :mod:`overt.telemetry.samples`: :func:`screen_sample`, document and marking detection by
+  content.
+- :mod:`overt.telemetry.sealing`: HPKE to the region collector's logged key.
 - :mod:`overt.telemetry.errors`: what is refused, naming the rule.
 
 See docs/telemetry.md. The names below are imported on first use, so
@@ -29,16 +32,23 @@ if TYPE_CHECKING:
         policy_publication,
         verify_policy,
     )
+    from overt.telemetry.samples import classify, screen_sample
+    from overt.telemetry.sealing import CollectorKey, open_payload, seal_payload
 
 __all__ = [
+    "CollectorKey",
     "EventFilter",
     "EventRefusedError",
     "SampleRefusedError",
     "TelemetryError",
     "TelemetryPolicy",
     "TelemetryPolicyFormatError",
+    "classify",
+    "open_payload",
     "parse_policy",
     "policy_publication",
+    "screen_sample",
+    "seal_payload",
     "verify_policy",
 ]
 
@@ -53,6 +63,8 @@ if not TYPE_CHECKING:
                 "TelemetryPolicyFormatError",
             ],
             "overt.telemetry.filter": ["EventFilter"],
+            "overt.telemetry.samples": ["classify", "screen_sample"],
+            "overt.telemetry.sealing": ["CollectorKey", "open_payload", "seal_payload"],
             "overt.telemetry.policy": [
                 "TelemetryPolicy",
                 "parse_policy",
