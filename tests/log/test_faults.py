@@ -246,6 +246,33 @@ def test_the_issues_full_disk_scenario_a_b_c_stays_a_b_c(
     check(directory, [b"a", b"b", b"c"])
 
 
+def test_failed_index_commits_catch_up_once_the_database_has_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import overt.log.index
+
+    real_create_engine = overt.log.index.create_engine
+
+    def create_engine(url: str, **kwargs: Any) -> Engine:
+        kwargs["connect_args"] = {"factory": _FullSQLite}
+        return real_create_engine(url, **kwargs)
+
+    monkeypatch.setattr(overt.log.index, "create_engine", create_engine)
+    monkeypatch.setattr(_FullSQLite, "full", False)
+    with Log.create(tmp_path / "l", ORIGIN) as log:
+        _FullSQLite.full = True
+        for n in range(3):
+            assert log.add_many([b"full %d" % n]) == [n]
+        with pytest.raises(LogError, match="re-derived"):
+            log.flush_index()
+        assert log.add_many([b"full 1"]) == [1]  # deduplicated from memory
+        _FullSQLite.full = False
+        assert log.add_many([b"room"]) == [3]
+        log.flush_index()
+        assert log.index.size() == 4 and not log._unindexed
+        assert log.index.lookup([merkle.leaf_hash(b"full 0")]) == {merkle.leaf_hash(b"full 0"): 0}
+
+
 # -- every I/O call site fails once --------------------------------------------
 #
 # A counting fault injector numbers every storage operation the log performs
