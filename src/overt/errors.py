@@ -32,6 +32,7 @@ against the code)::
     │   ├── ReceiptError            a disclosure receipt the log does not bear out (disclosure.errors)
     │   ├── LedgerTamperedError     an egress ledger that does not verify (telemetry.errors)
     │   ├── SealError               a payload not sealed to the collector's key (telemetry.errors)
+    │   ├── InvalidReviewError      a source review bundle that does not verify (source.review)
     │   └── GateError               the update gate refuses; ``.check`` names the check (gate.errors)
     │       ├── BundleError             bundle
     │       ├── ArtifactDigestError     artifact-digest
@@ -66,6 +67,8 @@ against the code)::
     │   ├── NotARepositoryError     a --rev for a directory that is not a git repository
     │   ├── RevisionError           a revision that names no commit
     │   └── DirtyTreeError          uncommitted changes (without --allow-dirty)
+    ├── ReviewError                 a review that cannot be recorded (source.review)
+    │   └── ReviewerKeyError        a reviewer key that is not logged
     ├── DisclosureError             the disclosure service refused (disclosure.errors)
     │   ├── TransitionError         a workflow step not allowed now (409)
     │   ├── AccessDeniedError       the caller's role does not allow it (403)

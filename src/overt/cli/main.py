@@ -25,7 +25,18 @@ from overt.cli._util import UsageError
 from overt.errors import OvertError
 
 # Command-group modules, in the order ``overt --help`` lists them.
-_GROUPS = ("log", "proof", "witness", "monitor", "publish", "rules", "disclosure", "source")
+_GROUPS = (
+    "log",
+    "proof",
+    "witness",
+    "monitor",
+    "publish",
+    "rules",
+    "disclosure",
+    "source",
+    "review",
+    "telemetry",
+)
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
