@@ -1,0 +1,160 @@
+"""``overt telemetry``: the endpoint's telemetry controls and the customer's audit of them.
+
+A thin shell over :mod:`overt.telemetry`: ``policy check|schema`` validates a policy,
+``filter`` applies one to events (JSON Lines), ``screen`` decides whether a file may leave as
+a sample, ``ledger show|verify|export`` reads and verifies an endpoint's egress ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from overt.cli._util import read_input, vkey_text
+
+COMMANDS = {"telemetry": "telemetry policy, endpoint filter, sample screen, egress ledger"}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("telemetry", help=COMMANDS["telemetry"])
+    cmds = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
+    cmds.required = True
+
+    p = cmds.add_parser("policy", help="validate a telemetry policy, or print its JSON Schema")
+    acts = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
+    acts.required = True
+    a = acts.add_parser("check", help="validate a policy and summarise it")
+    a.add_argument("policy", help="the policy file (- for stdin)")
+    a.set_defaults(func=_policy_check)
+    a = acts.add_parser("schema", help="print the policy's JSON Schema")
+    a.set_defaults(func=_policy_schema)
+
+    p = cmds.add_parser("filter", help="apply a policy to events (JSON Lines in, JSON Lines out)")
+    p.add_argument("policy", help="the policy file")
+    p.add_argument("events", nargs="?", default="-", help="JSON Lines of events (- for stdin)")
+    p.add_argument("--salt-file", help="the customer's secret salt for hashed fields")
+    p.set_defaults(func=_filter)
+
+    p = cmds.add_parser("screen", help="may this file leave as a sample? (exit 1 if not)")
+    p.add_argument("file", help="the file (its name is never consulted)")
+    p.add_argument("--policy", required=True, help="the policy file")
+    p.add_argument("--consent", action="store_true", help="the user agreed (mode ask)")
+    p.set_defaults(func=_screen)
+
+    p = cmds.add_parser("ledger", help="read and verify an endpoint's egress ledger")
+    acts = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
+    acts.required = True
+    vkey_help = "the ledger key the auditor trusts (default: DIR/log.vkey)"
+    for name, help_text, func in (
+        ("show", "verify, then list what left (one line per payload)", _ledger_show),
+        ("verify", "verify every entry, tile and signature", _ledger_verify),
+        ("export", "verify, then write the records and checkpoint as JSON", _ledger_export),
+    ):
+        a = acts.add_parser(name, help=help_text)
+        a.add_argument("dir", type=Path, help="the ledger directory")
+        a.add_argument("--vkey", help=vkey_help)
+        a.add_argument(
+            "--previous", metavar="CHECKPOINT", help="an earlier checkpoint it must extend"
+        )
+        if name == "verify":
+            a.add_argument("--save-checkpoint", metavar="FILE", help="keep the checkpoint")
+        if name == "export":
+            a.add_argument("-o", "--output", default="-", help="where to write (- for stdout)")
+        a.set_defaults(func=func)
+
+
+def _policy(path: str) -> Any:
+    from overt.telemetry.policy import parse_policy
+
+    return parse_policy(read_input(path))
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    policy = _policy(args.policy)
+    s = policy.samples
+    print(
+        f"policy {policy.customer} revision {policy.version}: region {policy.region}"
+        f" -> {policy.collector}; {len(policy.events)} event type(s);"
+        f" samples {s.mode} up to {s.max_bytes} bytes; retention {policy.retention_days} days;"
+        f" sha256 {policy.sha256}"
+    )
+    return 0
+
+
+def _policy_schema(args: argparse.Namespace) -> int:
+    from overt.telemetry.policy import SCHEMA
+
+    print(json.dumps(SCHEMA, indent=2))
+    return 0
+
+
+def _filter(args: argparse.Namespace) -> int:
+    from overt.errors import FormatError
+    from overt.formats.strict import load_json
+    from overt.telemetry.filter import EventFilter
+
+    salt = read_input(args.salt_file) if args.salt_file else b""
+    event_filter = EventFilter(_policy(args.policy), salt)
+    for n, line in enumerate(read_input(args.events).splitlines(), 1):
+        if not line.strip():
+            continue
+        event = load_json(line, f"event on line {n}", 1 << 20)
+        if not isinstance(event, dict):
+            raise FormatError(f"event on line {n}", "not a JSON object", line[:60])
+        print(json.dumps(event_filter.apply(event), ensure_ascii=False))
+    return 0
+
+
+def _screen(args: argparse.Namespace) -> int:
+    from overt.telemetry.samples import screen_sample
+
+    findings = screen_sample(read_input(args.file), _policy(args.policy).samples, args.consent)
+    for f in findings:
+        print(f"{f.path or '(sample)'}\t{f.kind}\t{f.detail}")
+    return 0
+
+
+def _verified(args: argparse.Namespace) -> Any:
+    from overt.telemetry.ledger import verify_ledger
+
+    vkey = vkey_text(args.vkey) if args.vkey else None
+    previous = read_input(args.previous) if args.previous else None
+    return verify_ledger(args.dir, vkey, previous)
+
+
+def _ledger_show(args: argparse.Namespace) -> int:
+    ledger = _verified(args)
+    for i, r in enumerate(ledger.records):
+        when = datetime.fromtimestamp(r.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(
+            f"{i}\t{when}\t{r.kind}\t{r.events} event(s)\t{r.size} bytes\t{r.destination}"
+            f"\tpolicy {r.policy}\t{r.digest}\t{','.join(r.fields)}"
+        )
+    return 0
+
+
+def _ledger_verify(args: argparse.Namespace) -> int:
+    ledger = _verified(args)
+    cp = ledger.checkpoint.checkpoint
+    if args.save_checkpoint:
+        Path(args.save_checkpoint).write_bytes(ledger.checkpoint.raw)
+    print(f"ledger {cp.origin}: {cp.size} record(s) verified")
+    return 0
+
+
+def _ledger_export(args: argparse.Namespace) -> int:
+    ledger = _verified(args)
+    doc = {
+        "checkpoint": ledger.checkpoint.raw.decode(),
+        "records": [{"index": i, **r.to_json()} for i, r in enumerate(ledger.records)],
+    }
+    text = json.dumps(doc, indent=1) + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+    return 0
