@@ -6,6 +6,8 @@
 - :mod:`overt.telemetry.samples`: :func:`screen_sample`, document and marking detection by
   content.
 - :mod:`overt.telemetry.sealing`: HPKE to the region collector's logged key.
+- :mod:`overt.telemetry.ledger`: the egress ledger; :mod:`overt.telemetry.endpoint`:
+  :class:`Endpoint`, filter + seal + record.
 - :mod:`overt.telemetry.errors`: what is refused, naming the rule.
 
 See docs/telemetry.md. The names below are imported on first use, so
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 from overt._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from overt.telemetry.endpoint import Endpoint, Outgoing
     from overt.telemetry.errors import (
         EventRefusedError,
         SampleRefusedError,
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
         TelemetryPolicyFormatError,
     )
     from overt.telemetry.filter import EventFilter
+    from overt.telemetry.ledger import EgressLedger, EgressRecord, verify_ledger
     from overt.telemetry.policy import (
         TelemetryPolicy,
         parse_policy,
@@ -37,8 +41,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CollectorKey",
+    "EgressLedger",
+    "EgressRecord",
+    "Endpoint",
     "EventFilter",
     "EventRefusedError",
+    "Outgoing",
     "SampleRefusedError",
     "TelemetryError",
     "TelemetryPolicy",
@@ -49,6 +57,7 @@ __all__ = [
     "policy_publication",
     "screen_sample",
     "seal_payload",
+    "verify_ledger",
     "verify_policy",
 ]
 
@@ -62,7 +71,9 @@ if not TYPE_CHECKING:
                 "TelemetryError",
                 "TelemetryPolicyFormatError",
             ],
+            "overt.telemetry.endpoint": ["Endpoint", "Outgoing"],
             "overt.telemetry.filter": ["EventFilter"],
+            "overt.telemetry.ledger": ["EgressLedger", "EgressRecord", "verify_ledger"],
             "overt.telemetry.samples": ["classify", "screen_sample"],
             "overt.telemetry.sealing": ["CollectorKey", "open_payload", "seal_payload"],
             "overt.telemetry.policy": [
