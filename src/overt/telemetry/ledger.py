@@ -40,6 +40,7 @@ __all__ = [
     "VerifiedLedger",
     "format_record",
     "parse_record",
+    "read_log_entries",
     "verify_ledger",
 ]
 
@@ -200,6 +201,31 @@ class _Snapshot:
         self.source.close()
 
 
+def read_log_entries(source: str, verifier: Any) -> tuple[SignedCheckpoint, list[bytes]]:
+    """The checkpoint and every entry of a log (directory or URL), once all of it verifies
+    against ``verifier`` (:func:`overt.log.client.verify_log`): the entries returned are the
+    very bytes that were verified, not a second read.
+
+    Raises:
+        VerificationError, FormatError: the log does not verify.
+        NotFoundError, LogError: a tile or bundle cannot be read.
+    """
+    from overt.log.client import open_source, verify_log
+
+    snapshot = _Snapshot(open_source(source))
+    try:
+        verified = verify_log(snapshot, verifier)
+        size = verified.checkpoint.checkpoint.size
+        entries: list[bytes] = []
+        width = tiles.TILE_WIDTH
+        for n in range((size + width - 1) // width):
+            w = min(width, size - n * width)
+            entries.extend(tiles.parse_entry_bundle(snapshot.read(tiles.entries_path(n, w)), w))
+    finally:
+        snapshot.close()
+    return verified.checkpoint, entries
+
+
 def verify_ledger(
     directory: Path | str, vkey: str | None = None, previous: bytes | None = None
 ) -> VerifiedLedger:
@@ -215,18 +241,10 @@ def verify_ledger(
         ConfigError: no ``log.vkey`` to fall back on.
     """
     from overt.log._files import read_vkey
-    from overt.log.client import DirectorySource, verify_log
 
     verifier = parse_vkey(vkey if vkey is not None else read_vkey(directory))
-    snapshot = _Snapshot(DirectorySource(directory))
     try:
-        verified = verify_log(snapshot, verifier)
-        size = verified.checkpoint.checkpoint.size
-        entries: list[bytes] = []
-        width = tiles.TILE_WIDTH
-        for n in range((size + width - 1) // width):
-            w = min(width, size - n * width)
-            entries.extend(tiles.parse_entry_bundle(snapshot.read(tiles.entries_path(n, w)), w))
+        checkpoint, entries = read_log_entries(str(directory), verifier)
     except (VerificationError, FormatError, NotFoundError, LogError) as err:
         raise LedgerTamperedError(str(err)) from err
     records: list[EgressRecord] = []
@@ -236,8 +254,8 @@ def verify_ledger(
         except FormatError as err:
             raise LedgerTamperedError(f"not an egress record: {err.reason}", i) from err
     if previous is not None:
-        _extends(previous, verifier, entries, verified.checkpoint)
-    return VerifiedLedger(verified.checkpoint, tuple(records))
+        _extends(previous, verifier, entries, checkpoint)
+    return VerifiedLedger(checkpoint, tuple(records))
 
 
 def _extends(previous: bytes, verifier: Any, entries: list[bytes], now: SignedCheckpoint) -> None:

@@ -1,0 +1,154 @@
+"""The collector: durable receipts, refusals, access transparency, reconciliation."""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from overt.formats import merkle
+from overt.formats.note import parse_vkey
+from overt.formats.proof import verify_proof
+from overt.log.log import read_vkey
+from overt.telemetry.collector import Collector, parse_access_entry
+from overt.telemetry.endpoint import Endpoint
+from overt.telemetry.errors import EventRefusedError, SealError, TelemetryError
+from overt.telemetry.ledger import EgressLedger, read_log_entries, verify_ledger
+from overt.telemetry.policy import parse_policy
+from overt.telemetry.reconcile import receipt_entries, reconcile
+from overt.telemetry.sealing import CollectorKey, seal_payload
+
+from .conftest import policy_bytes
+
+EVENT = {"type": "process", "sha256": "ab" * 32, "user": "alice", "path": "C:\\x.docx"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_764_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _rig(tmp_path: Path) -> tuple[Collector, Endpoint]:
+    collector = Collector.init(tmp_path / "collector", "eu", "eu.telemetry.example")
+    collector.add_policy(policy_bytes())
+    ledger = EgressLedger.create(tmp_path / "ledger", "acme.example/ledger/host42")
+    endpoint = Endpoint(parse_policy(policy_bytes()), b"salt", collector.key.public, ledger)
+    return collector, endpoint
+
+
+def test_a_restart_loses_no_acknowledged_payload(tmp_path: Path) -> None:
+    collector, endpoint = _rig(tmp_path)
+    outgoing = [endpoint.events([EVENT] * (i + 1)) for i in range(40)]
+    with ThreadPoolExecutor(16) as pool:  # concurrent senders: group commits
+        receipts = list(pool.map(lambda o: collector.receive("acme", o.sealed), outgoing))
+    collector.close()  # as after a crash: only what is on disk counts
+
+    reopened = Collector(tmp_path / "collector")
+    vkey = parse_vkey(read_vkey(tmp_path / "collector" / "receipts"))
+    for out, receipt in zip(outgoing, receipts, strict=True):
+        verify_proof(receipt.proof, merkle.leaf_hash(receipt.entry), vkey)
+        assert hashlib.sha256(out.sealed).hexdigest().encode() in receipt.entry
+    rows = reopened.read("auditor", "acme", [o.record.digest for o in outgoing], "TICKET-1")
+    assert len(rows) == 40
+    reopened.close()
+
+
+def test_a_payload_sent_twice_gets_one_receipt(tmp_path: Path) -> None:
+    collector, endpoint = _rig(tmp_path)
+    out = endpoint.events([EVENT])
+    first, again = collector.receive("acme", out.sealed), collector.receive("acme", out.sealed)
+    assert (first.index, first.entry) == (again.index, again.entry)
+    collector.close()
+
+
+def test_a_payload_sealed_to_another_region_key_is_refused(tmp_path: Path) -> None:
+    collector, endpoint = _rig(tmp_path)
+    endpoint.key = CollectorKey.generate("eu").public  # a key the collector does not hold
+    with pytest.raises(SealError):
+        collector.receive("acme", endpoint.events([EVENT]).sealed)
+    with pytest.raises(SealError):
+        collector.receive("globex", b"anything")
+    collector.close()
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "process", "sha256": "ab", "path": "C:\\x.docx"},  # a dropped field arrived
+        {"type": "process", "sha256": "ab", "cmdline": "a much longer command line"},
+        {"type": "process", "sha256": "ab", "verdict": "suspicious"},
+        {"type": "process", "sha256": "ab", "user": "alice"},  # not hashed
+        {"type": "keylog", "keys": "hunter2"},
+        {"type": "process", "user": "ab" * 32},  # required field missing
+    ],
+)
+def test_a_payload_that_bypassed_the_filter_is_refused(
+    tmp_path: Path, event: dict[str, str]
+) -> None:
+    collector, _ = _rig(tmp_path)
+    plain = (
+        b'{"customer":"acme","events":[' + __import__("json").dumps(event).encode()
+        + b'],"kind":"events","policy":1}'
+    )  # fmt: skip
+    with pytest.raises(EventRefusedError):
+        collector.receive("acme", seal_payload(collector.key.public, "eu", "acme", plain))
+    collector.close()
+
+
+def test_every_read_is_logged_before_data_and_a_read_without_reason_is_refused(
+    tmp_path: Path,
+) -> None:
+    collector, endpoint = _rig(tmp_path)
+    out = endpoint.events([EVENT])
+    collector.receive("acme", out.sealed)
+    with pytest.raises(TelemetryError, match="reason"):
+        collector.read("bob", "acme", [out.record.digest], "  ")
+    assert collector.access.size == 0
+    ((digest, plaintext),) = collector.read("bob", "acme", [out.record.digest], "CASE-42")
+    assert digest == out.record.digest and b'"process"' in plaintext
+    record = parse_access_entry(collector.access.entry(0))
+    assert (record.actor, record.reason, record.digests) == ("bob", "CASE-42", (digest,))
+    collector.close()
+
+
+def test_retention_deletes_and_logs_the_deletion(tmp_path: Path) -> None:
+    clock = Clock()
+    collector, endpoint = _rig(tmp_path)
+    collector.clock = clock
+    out = endpoint.events([EVENT])
+    collector.receive("acme", out.sealed)
+    assert collector.expire() == []
+    clock.now += 31 * 86400
+    (deleted,) = collector.expire()
+    assert deleted.kind == "delete" and deleted.digests == (out.record.digest,)
+    assert collector.read("bob", "acme", [out.record.digest], "CASE-43") == []
+    collector.close()
+
+
+def test_reconcile_finds_a_dropped_and_an_injected_payload(tmp_path: Path) -> None:
+    collector, endpoint = _rig(tmp_path)
+    delivered = endpoint.events([EVENT])
+    dropped = endpoint.events([EVENT, EVENT])  # recorded as sent, lost on the way
+    collector.receive("acme", delivered.sealed)
+    injected = seal_payload(
+        collector.key.public,
+        "eu",
+        "acme",
+        b'{"customer":"acme","events":[{"sha256":"cd","type":"process"}],"kind":"events","policy":1}',
+    )
+    collector.receive("acme", injected)  # someone else, in acme's name
+    endpoint.ledger.close()
+    ledger = verify_ledger(tmp_path / "ledger")
+    vkey = parse_vkey(read_vkey(tmp_path / "collector" / "receipts"))
+    _, entries = read_log_entries(str(tmp_path / "collector" / "receipts"), vkey)
+    report = reconcile(ledger.records, receipt_entries(entries))
+    assert report.matched == (delivered.record.digest,)
+    assert [r.digest for r in report.missing] == [dropped.record.digest]
+    assert [r.digest for r in report.extra] == [hashlib.sha256(injected).hexdigest()]
+    assert not report.clean
+    collector.close()
