@@ -69,6 +69,11 @@ against the code)::
     │   └── DirtyTreeError          uncommitted changes (without --allow-dirty)
     ├── ReviewError                 a review that cannot be recorded (source.review)
     │   └── ReviewerKeyError        a reviewer key that is not logged
+    ├── RebuildError                a rebuild not done, or not matching (rebuild.errors)
+    │   ├── BuildError              the build failed, wrote no output, or outside its directory
+    │   │   └── BuildTimeoutError   the build ran past its timeout
+    │   ├── SourceMismatchError     the source directory is not the snapshot
+    │   └── RebuildMismatchError    the rebuilt output is not the released artifact
     ├── DisclosureError             the disclosure service refused (disclosure.errors)
     │   ├── TransitionError         a workflow step not allowed now (409)
     │   ├── AccessDeniedError       the caller's role does not allow it (403)

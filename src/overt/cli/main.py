@@ -35,6 +35,7 @@ _GROUPS = (
     "disclosure",
     "source",
     "review",
+    "rebuild",
     "telemetry",
 )
 

@@ -137,31 +137,15 @@ def _parse_findings(specs: list[str]) -> list[tuple[str, str, int, str]]:
 
 def _record(args: argparse.Namespace) -> int:
     from overt.formats.source_review import REVIEW_PREDICATE
-    from overt.publish.chain import read_chain
     from overt.publish.keys import load_publisher_signer
-    from overt.publish.keyset import check_chain_against_log, keyset_digest
-    from overt.publish.publisher import (
-        Publication,
-        logged_keysets,
-        open_log_writer,
-        publish,
-        write_bundle,
-    )
-    from overt.source.review import ReviewerKeyError, make_review
+    from overt.publish.publisher import Publication, write_bundle
+    from overt.source.publishing import publish_with_logged_key
+    from overt.source.review import make_review
 
     lines = _parse_lines(args.lines)
     findings = _parse_findings(args.finding)
     snapshot = _read_snapshot(args.snapshot)
     signer = load_publisher_signer(args.key)
-    chain = args.key.with_name(args.key.name + ".chain")
-    if not chain.is_file():
-        raise ReviewerKeyError(
-            f"{args.key} is not a logged reviewer key (no {chain}): create one with"
-            " `overt review keygen KEY --name NAME --log LOG`"
-        )
-    state, entries = read_chain(chain)
-    if not entries or signer.keyid not in state.trusted():
-        raise ReviewerKeyError(f"{args.key} is not a key of the reviewer key set in {chain}")
     predicate = make_review(
         snapshot,
         signer.key.vkey,
@@ -172,15 +156,9 @@ def _record(args: argparse.Namespace) -> int:
         findings,
     )
     item = Publication("source", snapshot.digest, (REVIEW_PREDICATE, predicate.to_json()))
-    with open_log_writer(args.log, args.token, args.timeout) as log:
-        logged = logged_keysets(log)
-        if keyset_digest(entries[0]) not in {keyset_digest(e) for _, e in logged}:
-            raise ReviewerKeyError(
-                f"the reviewer key {signer.key.name} is not logged in {args.log}"
-                " (its key set 1 is not there): reviewers' keys must be logged first"
-            )
-        check_chain_against_log(state, entries, signer.key, logged)
-        (bundle,) = publish(log, signer, [item], keysets=entries)
+    bundle = publish_with_logged_key(
+        args.log, args.key, item, "reviewer", token=args.token, timeout=args.timeout
+    )
     out = args.out or args.snapshot.with_name(
         f"{args.snapshot.name}.review-{signer.keyid[:8]}.overt"
     )

@@ -103,7 +103,11 @@ DISCLOSURE_ADVISORY = "https://overt.dev/disclosure-advisory/v1"
 CYCLONEDX = "https://cyclonedx.org/bom"
 #: Source snapshots and reviews (overt.formats.source_snapshot, overt.formats.source_review),
 #: checked by their own modules and kept as opaque JSON here.
-_SOURCE = ("https://overt.dev/source-snapshot/v1", "https://overt.dev/source-review/v1")
+_SOURCE = (
+    "https://overt.dev/source-snapshot/v1",
+    "https://overt.dev/source-review/v1",
+    "https://slsa.dev/verification_summary/v1",  # rebuilds (overt.formats.vsa)
+)
 
 #: CLI kind names and the predicate types they stand for.
 KINDS: Mapping[str, str] = {

@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from overt.errors import ConfigError
 
-__all__ = ["publish_statement", "write_atomic"]
+if TYPE_CHECKING:
+    from overt.publish.bundle import Bundle
+    from overt.publish.publisher import Publication
+
+__all__ = ["publish_statement", "publish_with_logged_key", "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -77,3 +81,49 @@ def publish_statement(
         (bundle,) = publish(log, signer, [Publication(name, sha256, predicate)], keysets=keysets)
     write_bundle(bundle_path, bundle)
     return bundle.proof.index
+
+
+def publish_with_logged_key(
+    log_url: str,
+    key: Path,
+    item: Publication,
+    role: str,
+    *,
+    token: str | None = None,
+    timeout: float = 30.0,
+) -> Bundle:
+    """Sign ``item`` with an independent party's ``key`` (a reviewer, a rebuilder: created
+    by ``overt review keygen``, its key set 1 already logged) and log it; the bundle carries
+    the party's key sets.
+
+    Raises:
+        ReviewerKeyError: no chain beside ``key``, ``key`` not of its current set, or its
+            key set 1 not in the log (then nothing is logged); ConfigError: unreadable key;
+        KeySetError, LogError: see :func:`publish_statement`.
+    """
+    from overt.publish.chain import read_chain
+    from overt.publish.keys import load_publisher_signer
+    from overt.publish.keyset import check_chain_against_log, keyset_digest
+    from overt.publish.publisher import logged_keysets, open_log_writer, publish
+    from overt.source.review import ReviewerKeyError
+
+    signer = load_publisher_signer(key)
+    chain = key.with_name(key.name + ".chain")
+    if not chain.is_file():
+        raise ReviewerKeyError(
+            f"{key} is not a logged {role} key (no {chain}): create one with"
+            " `overt review keygen KEY --name NAME --log LOG`"
+        )
+    state, entries = read_chain(chain)
+    if not entries or signer.keyid not in state.trusted():
+        raise ReviewerKeyError(f"{key} is not a key of the {role} key set in {chain}")
+    with open_log_writer(log_url, token, timeout) as log:
+        logged = logged_keysets(log)
+        if keyset_digest(entries[0]) not in {keyset_digest(e) for _, e in logged}:
+            raise ReviewerKeyError(
+                f"the {role} key {signer.key.name} is not logged in {log_url}"
+                f" (its key set 1 is not there): {role}s' keys must be logged first"
+            )
+        check_chain_against_log(state, entries, signer.key, logged)
+        (bundle,) = publish(log, signer, [item], keysets=entries)
+    return bundle
