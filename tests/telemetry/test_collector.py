@@ -152,3 +152,22 @@ def test_reconcile_finds_a_dropped_and_an_injected_payload(tmp_path: Path) -> No
     assert [r.digest for r in report.extra] == [hashlib.sha256(injected).hexdigest()]
     assert not report.clean
     collector.close()
+
+
+def test_the_monitor_check_alerts_on_reads_without_reason_or_past_retention(
+    tmp_path: Path,
+) -> None:
+    from overt.monitor.checks import make_check
+    from overt.telemetry.collector import AccessRecord, access_entry
+
+    check = make_check("telemetry-access=acme:30")
+    d = "ab" * 32
+    ok = AccessRecord("read", "bob", "acme", (d,), (1000,), "CASE-1", 2000)
+    silent = AccessRecord("read", "bob", "acme", (d,), (1000,), "", 2000)
+    stale = AccessRecord("read", "bob", "acme", (d,), (1000,), "CASE-2", 1000 + 31 * 86400)
+    other = AccessRecord("read", "bob", "globex", (d,), (1000,), "", 2000)
+    assert check.check(0, access_entry(ok)) == []
+    assert check.check(0, access_entry(other)) == []
+    assert "no reason" in check.check(1, access_entry(silent))[0].message
+    assert "older than the retention" in check.check(2, access_entry(stale))[0].message
+    assert "not an access entry" in check.check(3, b"junk")[0].message

@@ -25,6 +25,10 @@ Built in:
     findings at or above LEVEL (default medium), on logged bundles missing from the store,
     and on failed rule-audit attestations (:mod:`overt.rules.watch`).
 
+``telemetry-access=CUSTOMER[:DAYS]``
+    A customer's entries in a telemetry collector's access log: a read without a reason, or
+    of data older than the declared retention, is an alert (:mod:`overt.telemetry.access`).
+
 A check that raises, or runs longer than the runner's ``timeout`` on one entry, is a
 :class:`CheckFailure` for that entry and check (the monitor turns it into a ``check-failed``
 alert) and the run goes on with the next entry: one hostile entry must not stop every monitor
@@ -290,3 +294,12 @@ def _rule_audit(arg: str | None) -> Check:
 register_check(SizeLimit.name, SizeLimit.from_arg, default=True)
 register_check(DsseEnvelope.name, DsseEnvelope.from_arg, default=True)
 register_check("rule-audit", _rule_audit)
+
+
+def _telemetry_access(arg: str | None) -> Check:
+    from overt.telemetry.access import TelemetryAccessCheck
+
+    return TelemetryAccessCheck.from_arg(arg)
+
+
+register_check("telemetry-access", _telemetry_access)
