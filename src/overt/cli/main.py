@@ -37,6 +37,7 @@ _GROUPS = (
     "review",
     "rebuild",
     "telemetry",
+    "collector",
 )
 
 

@@ -45,6 +45,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--consent", action="store_true", help="the user agreed (mode ask)")
     p.set_defaults(func=_screen)
 
+    p = cmds.add_parser("send", help="filter, seal, record in the ledger, send to the collector")
+    p.add_argument("policy", help="the policy file (its region's collector is the destination)")
+    p.add_argument("events", nargs="?", default="-", help="JSON Lines of events (- for stdin)")
+    p.add_argument("--ledger", type=Path, required=True, help="the ledger directory (created)")
+    p.add_argument("--key", required=True, help="the region collector's key text file (logged)")
+    p.add_argument("--salt-file", help="the customer's secret salt for hashed fields")
+    p.add_argument("--sample", help="send this file as a sample instead of events")
+    p.add_argument("--batch", type=int, default=500, help="events per payload")
+    p.add_argument("--receipts", type=Path, help="append the receipts (JSON Lines) here")
+    p.set_defaults(func=_send)
+
+    p = cmds.add_parser("reconcile", help="what left vs what the collector received (exit 1)")
+    p.add_argument("ledger", type=Path, help="the ledger directory")
+    p.add_argument("receipt_log", help="the receipt log (directory, or URL .../receipts)")
+    p.add_argument("--receipts-vkey", required=True, help="the receipt log's key")
+    p.add_argument("--vkey", help="the ledger's key (default: LEDGER/log.vkey)")
+    p.add_argument("--region", help="only payloads sent to this region")
+    p.set_defaults(func=_reconcile)
+
     p = cmds.add_parser("ledger", help="read and verify an endpoint's egress ledger")
     acts = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
     acts.required = True
@@ -158,3 +177,80 @@ def _ledger_export(args: argparse.Namespace) -> int:
     else:
         Path(args.output).write_text(text)
     return 0
+
+
+def _send(args: argparse.Namespace) -> int:
+    import httpx
+
+    from overt.errors import FormatError, LogError, OvertError
+    from overt.formats.strict import load_json
+    from overt.telemetry.endpoint import Endpoint
+    from overt.telemetry.ledger import EgressLedger
+    from overt.telemetry.sealing import parse_collector_key
+
+    policy = _policy(args.policy)
+    region, key = parse_collector_key(read_input(args.key))
+    if region != policy.region:
+        raise FormatError("collector key", f"is for region {region}, not {policy.region}")
+    salt = read_input(args.salt_file) if args.salt_file else b""
+    if (args.ledger / "log.json").exists():
+        ledger = EgressLedger.open(args.ledger)
+    else:
+        ledger = EgressLedger.create(args.ledger, f"{policy.customer}/ledger")
+    try:
+        endpoint = Endpoint(policy, salt, key, ledger)
+        if args.sample:
+            outgoing = [endpoint.sample(read_input(args.sample))]
+        else:
+            events = []
+            for n, line in enumerate(read_input(args.events).splitlines(), 1):
+                if line.strip():
+                    event = load_json(line, f"event on line {n}", 1 << 20)
+                    if not isinstance(event, dict):
+                        raise FormatError(f"event on line {n}", "not a JSON object", line[:60])
+                    events.append(event)
+            step = max(1, args.batch)
+            outgoing = [endpoint.events(events[i : i + step]) for i in range(0, len(events), step)]
+    finally:
+        ledger.close()
+    url = policy.collector.rstrip("/") + "/v1/payloads"
+    with httpx.Client(timeout=30) as http:
+        for out in outgoing:
+            try:
+                r = http.post(
+                    url, content=out.sealed, headers={"x-overt-customer": policy.customer}
+                )
+            except httpx.HTTPError as err:
+                raise LogError(f"recorded but not delivered: {out.record.digest}: {err}") from err
+            if r.status_code != 200:
+                raise OvertError(f"collector refused {out.record.digest}: {r.text.strip()[:300]}")
+            if args.receipts:
+                with args.receipts.open("a") as f:
+                    f.write(r.text.strip() + "\n")
+            print(
+                f"sent {out.record.digest} ({out.record.events} event(s)), receipt {r.json()['index']}"
+            )
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from overt.formats.note import parse_vkey
+    from overt.telemetry.ledger import read_log_entries, verify_ledger
+    from overt.telemetry.reconcile import receipt_entries, reconcile
+
+    ledger = verify_ledger(args.ledger, vkey_text(args.vkey) if args.vkey else None)
+    _, entries = read_log_entries(args.receipt_log, parse_vkey(vkey_text(args.receipts_vkey)))
+    report = reconcile(ledger.records, receipt_entries(entries), args.region)
+    for r in report.missing:
+        print(f"missing\t{r.digest}\tsent {r.events} event(s) to {r.destination}, no receipt")
+    for e in report.extra:
+        print(f"extra\t{e.digest}\treceipt {e.index} for {e.customer}, never sent by this endpoint")
+    for r, e in report.altered:
+        print(
+            f"altered\t{r.digest}\tsent {r.size} bytes for {r.customer}, receipt says {e.size} for {e.customer}"
+        )
+    print(
+        f"{len(report.matched)} matched, {len(report.missing)} missing,"
+        f" {len(report.extra)} extra, {len(report.altered)} altered"
+    )
+    return 0 if report.clean else 1
