@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from overt.errors import ConfigError
 from overt.telemetry.errors import EventRefusedError, TelemetryPolicyFormatError
 from overt.telemetry.filter import EventFilter
 from overt.telemetry.policy import TelemetryPolicy, parse_policy
@@ -81,7 +82,7 @@ def test_allow_list_does_not_confuse_true_with_one() -> None:
 
 
 def test_hashing_without_a_salt_is_refused(policy: TelemetryPolicy) -> None:
-    with pytest.raises(ValueError, match="salt"):
+    with pytest.raises(ConfigError, match="salt"):
         EventFilter(policy, b"")
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from overt.errors import ConfigError
 from overt.telemetry.errors import EventRefusedError
 from overt.telemetry.policy import FieldRule, TelemetryPolicy
 
@@ -44,7 +45,7 @@ class EventFilter:
     """Applies one policy's event rules; ``salt`` keys the ``hash`` transform.
 
     Raises (from the constructor):
-        ValueError: an empty salt while the policy hashes a field.
+        ConfigError: an empty salt while the policy hashes a field.
     """
 
     def __init__(self, policy: TelemetryPolicy, salt: bytes) -> None:
@@ -52,7 +53,7 @@ class EventFilter:
         if not salt and any(
             r.transform == "hash" for fields in policy.events.values() for r in fields.values()
         ):
-            raise ValueError("the policy hashes fields: a non-empty customer salt is needed")
+            raise ConfigError("the policy hashes fields: a non-empty customer salt is needed")
         self._salt = salt
         self._plans: dict[str, tuple[dict[str, _Transform | None], frozenset[str]]] = {}
         for event, fields in policy.events.items():

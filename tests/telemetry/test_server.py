@@ -1,0 +1,87 @@
+"""The collector over HTTP: receipts, refusals with the spec's status, the logged query API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from overt.cli.main import main
+from overt.formats.note import parse_vkey
+from overt.log.log import read_vkey
+from overt.telemetry.collector import Collector
+from overt.telemetry.endpoint import Endpoint
+from overt.telemetry.ledger import EgressLedger, read_log_entries
+from overt.telemetry.policy import parse_policy
+from overt.telemetry.sealing import CollectorKey
+from overt.telemetry.server import CollectorApp
+
+from .conftest import policy_bytes
+
+EVENT = {"type": "process", "sha256": "ab" * 32}
+
+
+def test_the_http_path(tmp_path: Path, asgi_server: Callable[[Any], Any]) -> None:
+    collector = Collector.init(tmp_path / "c", "eu", "eu.telemetry.example")
+    collector.add_policy(policy_bytes())
+    url = asgi_server(CollectorApp(collector)).url
+    ledger = EgressLedger.create(tmp_path / "ledger", "acme/ledger")
+    endpoint = Endpoint(parse_policy(policy_bytes()), b"s", collector.key.public, ledger)
+    out = endpoint.events([EVENT])
+    headers = {"x-overt-customer": "acme"}
+    r = httpx.post(f"{url}/v1/payloads", content=out.sealed, headers=headers)
+    assert r.status_code == 200 and r.json()["index"] == 0
+    assert httpx.get(f"{url}/v1/key").content == collector.key.published()
+
+    wrong = Endpoint(endpoint.policy, b"s", CollectorKey.generate("eu").public, ledger)
+    r = httpx.post(f"{url}/v1/payloads", content=wrong.events([EVENT]).sealed, headers=headers)
+    assert r.status_code == 422 and "not sealed to the eu collector key" in r.text
+
+    read = {"actor": "bob", "customer": "acme", "digests": [out.record.digest], "reason": ""}
+    assert httpx.post(f"{url}/v1/read", json=read).status_code == 401
+    auth = {"authorization": f"Bearer {collector.token}"}
+    r = httpx.post(f"{url}/v1/read", json=read, headers=auth)
+    assert r.status_code == 400 and "reason" in r.text
+    read["reason"] = "CASE-7"
+    r = httpx.post(f"{url}/v1/read", json=read, headers=auth)
+    assert r.status_code == 200 and r.json()["payloads"][0]["digest"] == out.record.digest
+
+    # Both logs are served as tlog-tiles and verify as any log does.
+    vkey = parse_vkey(read_vkey(tmp_path / "c" / "receipts"))
+    _, entries = read_log_entries(f"{url}/receipts", vkey)
+    assert len(entries) == 1
+    _, access = read_log_entries(f"{url}/access", parse_vkey(read_vkey(tmp_path / "c" / "access")))
+    assert b'"reason":"CASE-7"' in access[0]
+    assert httpx.get(f"{url}/receipts/../token").status_code == 404
+    ledger.close()
+
+
+def test_send_and_reconcile_from_the_shell(
+    tmp_path: Path, asgi_server: Callable[[Any], Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    collector = Collector.init(tmp_path / "c", "eu", "eu.telemetry.example")
+    url = asgi_server(CollectorApp(collector)).url
+    policy = policy_bytes(collectors={"eu": url})
+    collector.add_policy(policy)
+    (tmp_path / "p.json").write_bytes(policy)
+    (tmp_path / "ev.jsonl").write_text(json.dumps(EVENT) + "\n" + json.dumps(EVENT) + "\n")
+    key = str(tmp_path / "c" / "collector.key.pub")
+    ledger = str(tmp_path / "ledger")
+    (tmp_path / "salt").write_bytes(b"acme salt")
+    argv = ["telemetry", "send", str(tmp_path / "p.json"), str(tmp_path / "ev.jsonl")]
+    argv += ["--salt-file", str(tmp_path / "salt")]
+    assert main([*argv, "--ledger", ledger, "--key", key, "--batch", "1"]) == 0
+    vkey = str(tmp_path / "c" / "receipts" / "log.vkey")
+    rec = ["telemetry", "reconcile", ledger, f"{url}/receipts", "--receipts-vkey", vkey]
+    capsys.readouterr()
+    assert main(rec) == 0
+    assert capsys.readouterr().out.endswith("2 matched, 0 missing, 0 extra, 0 altered\n")
+    (tmp_path / "doc.exe").write_bytes(b"{\\rtf1 hello}")
+    assert (
+        main([*argv, "--ledger", ledger, "--key", key, "--sample", str(tmp_path / "doc.exe")]) == 1
+    )
+    assert "samples.documents (rtf)" in capsys.readouterr().err
