@@ -8,6 +8,9 @@
 - :mod:`overt.telemetry.sealing`: HPKE to the region collector's logged key.
 - :mod:`overt.telemetry.ledger`: the egress ledger; :mod:`overt.telemetry.endpoint`:
   :class:`Endpoint`, filter + seal + record.
+- :mod:`overt.telemetry.collector`: the region :class:`Collector` (receipts, access log,
+  retention); :mod:`overt.telemetry.server`: its HTTP API; :mod:`overt.telemetry.reconcile`:
+  ledger vs receipt log; :mod:`overt.telemetry.access`: the ``telemetry-access`` monitor check.
 - :mod:`overt.telemetry.errors`: what is refused, naming the rule.
 
 See docs/telemetry.md. The names below are imported on first use, so
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING
 from overt._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from overt.telemetry.collector import Collector, CollectorReceipt
     from overt.telemetry.endpoint import Endpoint, Outgoing
     from overt.telemetry.errors import (
         EventRefusedError,
@@ -36,17 +40,23 @@ if TYPE_CHECKING:
         policy_publication,
         verify_policy,
     )
+    from overt.telemetry.reconcile import ReconcileReport, reconcile
     from overt.telemetry.samples import classify, screen_sample
     from overt.telemetry.sealing import CollectorKey, open_payload, seal_payload
+    from overt.telemetry.server import CollectorApp
 
 __all__ = [
+    "Collector",
+    "CollectorApp",
     "CollectorKey",
+    "CollectorReceipt",
     "EgressLedger",
     "EgressRecord",
     "Endpoint",
     "EventFilter",
     "EventRefusedError",
     "Outgoing",
+    "ReconcileReport",
     "SampleRefusedError",
     "TelemetryError",
     "TelemetryPolicy",
@@ -55,6 +65,7 @@ __all__ = [
     "open_payload",
     "parse_policy",
     "policy_publication",
+    "reconcile",
     "screen_sample",
     "seal_payload",
     "verify_ledger",
@@ -71,7 +82,10 @@ if not TYPE_CHECKING:
                 "TelemetryError",
                 "TelemetryPolicyFormatError",
             ],
+            "overt.telemetry.collector": ["Collector", "CollectorReceipt"],
             "overt.telemetry.endpoint": ["Endpoint", "Outgoing"],
+            "overt.telemetry.reconcile": ["ReconcileReport", "reconcile"],
+            "overt.telemetry.server": ["CollectorApp"],
             "overt.telemetry.filter": ["EventFilter"],
             "overt.telemetry.ledger": ["EgressLedger", "EgressRecord", "verify_ledger"],
             "overt.telemetry.samples": ["classify", "screen_sample"],
@@ -80,6 +94,7 @@ if not TYPE_CHECKING:
                 "TelemetryPolicy",
                 "parse_policy",
                 "policy_publication",
+                "reconcile",
                 "verify_policy",
             ],
         },
