@@ -31,6 +31,7 @@ against the code)::
     │   ├── KeySetError             a publisher key-set chain that does not follow (publish.keyset)
     │   ├── ReceiptError            a disclosure receipt the log does not bear out (disclosure.errors)
     │   ├── LedgerTamperedError     an egress ledger that does not verify (telemetry.errors)
+    │   ├── CollectorReceiptError   a collector receipt that does not verify (telemetry.errors)
     │   ├── SealError               a payload not sealed to the collector's key (telemetry.errors)
     │   ├── InvalidReviewError      a source review bundle that does not verify (source.review)
     │   └── GateError               the update gate refuses; ``.check`` names the check (gate.errors)

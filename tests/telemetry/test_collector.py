@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,9 +13,14 @@ from overt.formats import merkle
 from overt.formats.note import parse_vkey
 from overt.formats.proof import verify_proof
 from overt.log.log import read_vkey
-from overt.telemetry.collector import Collector, parse_access_entry
+from overt.telemetry.collector import Collector, parse_access_entry, verify_receipt
 from overt.telemetry.endpoint import Endpoint
-from overt.telemetry.errors import EventRefusedError, SealError, TelemetryError
+from overt.telemetry.errors import (
+    CollectorReceiptError,
+    EventRefusedError,
+    SealError,
+    TelemetryError,
+)
 from overt.telemetry.ledger import EgressLedger, read_log_entries, verify_ledger
 from overt.telemetry.policy import parse_policy
 from overt.telemetry.reconcile import receipt_entries, reconcile
@@ -58,6 +64,24 @@ def test_a_restart_loses_no_acknowledged_payload(tmp_path: Path) -> None:
     reopened.close()
 
 
+def test_a_receipt_for_another_payload_or_with_a_bad_proof_is_refused(tmp_path: Path) -> None:
+    collector, endpoint = _rig(tmp_path)
+    one, two = endpoint.events([EVENT]), endpoint.events([EVENT, EVENT])
+    receipt = collector.receive("acme", one.sealed).to_json()
+    collector.receive("acme", two.sealed)
+    vkey = parse_vkey(read_vkey(tmp_path / "collector" / "receipts"))
+    assert verify_receipt(receipt, one.sealed, vkey).index == 0
+    with pytest.raises(CollectorReceiptError):
+        verify_receipt(receipt, two.sealed, vkey)  # a receipt passed off for another payload
+    forged = {**receipt, "index": 1}
+    with pytest.raises(CollectorReceiptError):
+        verify_receipt(forged, one.sealed, vkey)
+    other = parse_vkey(read_vkey(tmp_path / "collector" / "access"))
+    with pytest.raises(CollectorReceiptError):
+        verify_receipt(receipt, one.sealed, other)
+    collector.close()
+
+
 def test_a_payload_sent_twice_gets_one_receipt(tmp_path: Path) -> None:
     collector, endpoint = _rig(tmp_path)
     out = endpoint.events([EVENT])
@@ -91,12 +115,10 @@ def test_a_payload_that_bypassed_the_filter_is_refused(
     tmp_path: Path, event: dict[str, str]
 ) -> None:
     collector, _ = _rig(tmp_path)
-    plain = (
-        b'{"customer":"acme","events":[' + __import__("json").dumps(event).encode()
-        + b'],"kind":"events","policy":1}'
-    )  # fmt: skip
+    plain = json.dumps({"customer": "acme", "events": [event], "kind": "events", "policy": 1})
+    sealed = seal_payload(collector.key.public, "eu", "acme", plain.encode())
     with pytest.raises(EventRefusedError):
-        collector.receive("acme", seal_payload(collector.key.public, "eu", "acme", plain))
+        collector.receive("acme", sealed)
     collector.close()
 
 

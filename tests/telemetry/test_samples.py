@@ -121,3 +121,9 @@ def test_modes_and_limits() -> None:
     assert _refusal(b"#!/bin/sh\nrm -rf /\n").rule == "samples.never"
     assert _refusal(bytes(range(256)) * 4).kind == "data"  # executables-only
     assert screen_sample(bytes(range(256)) * 4, SampleRules("all"))
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_letter_saved_as_utf16_is_still_text(codec: str) -> None:
+    refusal = _refusal(PROSE.decode().encode(codec), SampleRules("all"))
+    assert (refusal.rule, refusal.kind) == ("samples.documents", "text")

@@ -74,8 +74,9 @@ def test_send_and_reconcile_from_the_shell(
     (tmp_path / "salt").write_bytes(b"acme salt")
     argv = ["telemetry", "send", str(tmp_path / "p.json"), str(tmp_path / "ev.jsonl")]
     argv += ["--salt-file", str(tmp_path / "salt")]
-    assert main([*argv, "--ledger", ledger, "--key", key, "--batch", "1"]) == 0
     vkey = str(tmp_path / "c" / "receipts" / "log.vkey")
+    sent = [*argv, "--ledger", ledger, "--key", key, "--batch", "1", "--receipts-vkey", vkey]
+    assert main(sent) == 0
     rec = ["telemetry", "reconcile", ledger, f"{url}/receipts", "--receipts-vkey", vkey]
     capsys.readouterr()
     assert main(rec) == 0

@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--sample", help="send this file as a sample instead of events")
     p.add_argument("--batch", type=int, default=500, help="events per payload")
     p.add_argument("--receipts", type=Path, help="append the receipts (JSON Lines) here")
+    p.add_argument("--receipts-vkey", help="verify each receipt against the receipt log's key")
     p.set_defaults(func=_send)
 
     p = cmds.add_parser("reconcile", help="what left vs what the collector received (exit 1)")
@@ -183,7 +184,9 @@ def _send(args: argparse.Namespace) -> int:
     import httpx
 
     from overt.errors import FormatError, LogError, OvertError
+    from overt.formats.note import parse_vkey
     from overt.formats.strict import load_json
+    from overt.telemetry.collector import verify_receipt
     from overt.telemetry.endpoint import Endpoint
     from overt.telemetry.ledger import EgressLedger
     from overt.telemetry.sealing import parse_collector_key
@@ -224,6 +227,8 @@ def _send(args: argparse.Namespace) -> int:
                 raise LogError(f"recorded but not delivered: {out.record.digest}: {err}") from err
             if r.status_code != 200:
                 raise OvertError(f"collector refused {out.record.digest}: {r.text.strip()[:300]}")
+            if args.receipts_vkey:
+                verify_receipt(r.content, out.sealed, parse_vkey(vkey_text(args.receipts_vkey)))
             if args.receipts:
                 with args.receipts.open("a") as f:
                     f.write(r.text.strip() + "\n")

@@ -56,9 +56,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from overt.errors import ConfigError, FormatError, LogError
+from overt.errors import ConfigError, FormatError, LogError, OvertError
 from overt.formats.strict import dump_json_canonical, load_json
-from overt.telemetry.errors import EventRefusedError, SealError, TelemetryError
+from overt.telemetry.errors import (
+    CollectorReceiptError,
+    EventRefusedError,
+    SealError,
+    TelemetryError,
+)
 from overt.telemetry.policy import FieldRule, TelemetryPolicy, parse_policy
 from overt.telemetry.samples import screen_sample
 from overt.telemetry.sealing import CollectorKey, open_payload
@@ -71,6 +76,7 @@ __all__ = [
     "parse_access_entry",
     "parse_receipt_entry",
     "receipt_entry",
+    "verify_receipt",
 ]
 
 _NAME = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
@@ -186,6 +192,35 @@ class CollectorReceipt:
 
     def to_json(self) -> dict[str, Any]:
         return {"entry": self.entry.decode(), "index": self.index, "proof": self.proof.decode()}
+
+
+def verify_receipt(
+    receipt: bytes | dict[str, Any], sealed: bytes, verifier: Any
+) -> CollectorReceipt:
+    """The receipt (the JSON a collector answered) for the payload ``sealed``, once its
+    entry names that payload and its tlog-proof holds under the receipt log's ``verifier``.
+
+    Raises:
+        CollectorReceiptError: malformed, another payload's, or a proof that does not hold.
+    """
+    from overt.formats import merkle
+    from overt.formats.proof import verify_proof
+
+    digest = hashlib.sha256(sealed).hexdigest()
+    try:
+        doc = load_json(receipt, "receipt", 1 << 20) if isinstance(receipt, bytes) else receipt
+        if not isinstance(doc, dict) or set(doc) != {"entry", "index", "proof"}:
+            raise FormatError("receipt", "members are entry, index, proof")
+        entry, proof = doc["entry"].encode(), doc["proof"].encode()
+        _customer, named, size, _received = parse_receipt_entry(entry)
+        if named != digest or size != len(sealed):
+            raise FormatError("receipt", f"names payload {named[:16]}... of {size} bytes")
+        verified = verify_proof(proof, merkle.leaf_hash(entry), verifier)
+        if verified.proof.index != doc["index"]:
+            raise FormatError("receipt", "index differs from the proof's")
+    except (OvertError, AttributeError) as err:
+        raise CollectorReceiptError(digest, str(err)) from err
+    return CollectorReceipt(entry, doc["index"], proof)
 
 
 # -- the store -------------------------------------------------------------------------

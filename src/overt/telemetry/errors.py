@@ -7,6 +7,7 @@
     │   └── TelemetryPolicyFormatError  a policy that does not validate against the schema
     ├── VerificationError
     │   ├── LedgerTamperedError         an egress ledger whose entries or tree do not verify
+    │   ├── CollectorReceiptError       a receipt that does not prove the payload was logged
     │   └── SealError                   a payload not sealed to this collector's key (422)
     └── TelemetryError                  the telemetry controls refused something
         ├── EventRefusedError           an event the policy does not allow; ``.rule``
@@ -20,6 +21,7 @@ from __future__ import annotations
 from overt.errors import FormatError, OvertError, VerificationError
 
 __all__ = [
+    "CollectorReceiptError",
     "EventRefusedError",
     "LedgerTamperedError",
     "SampleRefusedError",
@@ -47,6 +49,15 @@ class LedgerTamperedError(VerificationError):
         self.index = index
         where = f" at entry {index}" if index is not None else ""
         super().__init__(f"egress ledger does not verify{where}: {reason}")
+
+
+class CollectorReceiptError(VerificationError):
+    """A collector receipt that does not prove that the payload ``digest`` was received."""
+
+    def __init__(self, digest: str, reason: str) -> None:
+        self.digest = digest
+        self.reason = reason
+        super().__init__(f"receipt for payload {digest[:16]}... does not verify: {reason}")
 
 
 class SealError(VerificationError):

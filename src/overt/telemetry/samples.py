@@ -231,6 +231,20 @@ _FUNCTION_WORDS = frozenset(
 )
 
 
+def _as_utf8(data: bytes) -> bytes:
+    """UTF-16 text (a BOM, or every other byte zero, as Windows writes it) re-encoded as
+    UTF-8, so that a document saved as UTF-16 is read as the text it is; else ``data``."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        codec = "utf-16"
+    elif len(data) >= 64 and data[1:64:2].count(0) >= 30 and data[0:64:2].count(0) <= 2:
+        codec = "utf-16-le"
+    elif len(data) >= 64 and data[0:64:2].count(0) >= 30 and data[1:64:2].count(0) <= 2:
+        codec = "utf-16-be"
+    else:
+        return data
+    return data[: len(data) & ~1].decode(codec, "replace").encode("utf-8")
+
+
 def _sniff_text(head: bytes) -> str | None:
     """``text`` or ``email`` for natural-language text or mail, else None."""
     if _MBOX.match(head) or (
@@ -238,7 +252,7 @@ def _sniff_text(head: bytes) -> str | None:
         and len({h.lower() for h in _MAIL_HEADER.findall(head[:8192])}) >= 2
     ):
         return "email"
-    sample = head[:65536]
+    sample = _as_utf8(head[:65536])
     if not sample or sample.count(0) or sum(c < 9 or 13 < c < 32 for c in sample[:4096]) > 8:
         return None
     text = sample.decode("utf-8", "replace").lower()
