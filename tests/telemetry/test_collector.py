@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -193,3 +195,42 @@ def test_the_monitor_check_alerts_on_reads_without_reason_or_past_retention(
     assert "no reason" in check.check(1, access_entry(silent))[0].message
     assert "older than the retention" in check.check(2, access_entry(stale))[0].message
     assert "not an access entry" in check.check(3, b"junk")[0].message
+
+
+POSTGRES = os.environ.get(
+    "OVERT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def test_a_restart_loses_no_acknowledged_payload_on_postgresql(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    schema = f"overt_telemetry_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as err:  # no server: say so instead of passing silently
+        admin.dispose()
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES}: {err}")
+    try:
+        url = f"{POSTGRES}?options=-csearch_path%3D{schema}"
+        collector = Collector.init(tmp_path / "collector", "eu", "eu.telemetry.example", url)
+        collector.add_policy(policy_bytes())
+        ledger = EgressLedger.create(tmp_path / "ledger", "acme.example/ledger/host42")
+        endpoint = Endpoint(parse_policy(policy_bytes()), b"salt", collector.key.public, ledger)
+        outgoing = [endpoint.events([EVENT] * (i + 1)) for i in range(20)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda o: collector.receive("acme", o.sealed), outgoing))
+        collector.close()
+        reopened = Collector(tmp_path / "collector")
+        rows = reopened.read("auditor", "acme", [o.record.digest for o in outgoing], "T-1")
+        assert len(rows) == 20 and reopened.receipts.size == 20
+        reopened.close()
+        ledger.close()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
