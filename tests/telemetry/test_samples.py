@@ -127,3 +127,12 @@ def test_modes_and_limits() -> None:
 def test_a_letter_saved_as_utf16_is_still_text(codec: str) -> None:
     refusal = _refusal(PROSE.decode().encode(codec), SampleRules("all"))
     assert (refusal.rule, refusal.kind) == ("samples.documents", "text")
+
+
+def test_an_encrypted_zip_member_cannot_be_inspected_so_it_is_refused() -> None:
+    data = bytearray(_zip({"a.exe": PE}))
+    data[6] |= 1  # general-purpose flag bit 0: encrypted (local header)
+    central = data.rfind(b"PK\x01\x02")
+    data[central + 8] |= 1  # and in the central directory
+    refusal = _refusal(bytes(data), SampleRules("all"))
+    assert refusal.rule == "samples.archives" and "does not open" in refusal.detail

@@ -46,6 +46,8 @@ def test_the_http_path(tmp_path: Path, asgi_server: Callable[[Any], Any]) -> Non
     auth = {"authorization": f"Bearer {collector.token}"}
     r = httpx.post(f"{url}/v1/read", json=read, headers=auth)
     assert r.status_code == 400 and "reason" in r.text
+    bad = {**read, "reason": "CASE-7", "digests": [7]}
+    assert httpx.post(f"{url}/v1/read", json=bad, headers=auth).status_code == 400
     read["reason"] = "CASE-7"
     r = httpx.post(f"{url}/v1/read", json=read, headers=auth)
     assert r.status_code == 200 and r.json()["payloads"][0]["digest"] == out.record.digest

@@ -109,7 +109,8 @@ class CollectorApp:
         if not isinstance(doc, dict) or set(doc) != {"actor", "customer", "digests", "reason"}:
             raise FormatError("read request", "members are actor, customer, digests, reason")
         if not isinstance(doc["digests"], list) or not all(
-            isinstance(x, str) for x in (doc["actor"], doc["customer"], doc["reason"])
+            isinstance(x, str)
+            for x in (doc["actor"], doc["customer"], doc["reason"], *doc["digests"])
         ):
             raise FormatError("read request", "a member of the wrong type")
         rows = await self._run(
