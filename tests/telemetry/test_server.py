@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from overt.cli.main import main
+from overt.errors import OvertError
 from overt.formats.note import parse_vkey
 from overt.log.log import read_vkey
 from overt.telemetry.collector import Collector
@@ -88,3 +89,50 @@ def test_send_and_reconcile_from_the_shell(
         main([*argv, "--ledger", ledger, "--key", key, "--sample", str(tmp_path / "doc.exe")]) == 1
     )
     assert "samples.documents (rtf)" in capsys.readouterr().err
+
+
+def test_hostile_requests_are_never_a_server_error(
+    tmp_path: Path, asgi_server: Callable[[Any], Any]
+) -> None:
+    import random
+
+    collector = Collector.init(tmp_path / "c", "eu", "eu.telemetry.example")
+    collector.add_policy(policy_bytes())
+    url = asgi_server(CollectorApp(collector)).url
+    auth = {"authorization": f"Bearer {collector.token}"}
+    rng = random.Random(11)
+    bodies = [b"", b"{}", b"[]", b"null", b'{"actor": 1}', b"\xff" * 64, bytes(300)]
+    bodies += [rng.randbytes(rng.randrange(1, 400)) for _ in range(40)]
+    reads = [
+        {"actor": "a", "customer": "acme", "digests": "ab", "reason": "r"},
+        {"actor": "a", "customer": "acme", "digests": [], "reason": "r"},
+        {"actor": "", "customer": "acme", "digests": ["ab" * 32], "reason": "r"},
+        {"actor": "a", "customer": 5, "digests": ["ab" * 32], "reason": "r"},
+        {"actor": "a", "customer": "acme", "digests": ["ab" * 32], "reason": "r" * 501},
+    ]
+    with httpx.Client() as http:
+        for body in bodies:
+            for customer in ("acme", "", "x" * 300):
+                r = http.post(
+                    f"{url}/v1/payloads", content=body, headers={"x-overt-customer": customer}
+                )
+                assert r.status_code in (400, 422), (body[:40], r.status_code, r.text)
+            r = http.post(f"{url}/v1/read", content=body, headers=auth)
+            assert r.status_code == 400, (body[:40], r.text)
+        for doc in reads:
+            assert http.post(f"{url}/v1/read", json=doc, headers=auth).status_code == 400
+        for path in ("/receipts/tile/9/000", "/access/../../etc/passwd", "/receipts/", "/x"):
+            assert http.get(f"{url}{path}").status_code == 404
+    assert collector.access.size == 0  # nothing refused was logged as read
+
+
+def test_no_data_leaves_when_the_access_log_cannot_record_the_read(tmp_path: Path) -> None:
+    collector = Collector.init(tmp_path / "c", "eu", "eu.telemetry.example")
+    collector.add_policy(policy_bytes())
+    ledger = EgressLedger.create(tmp_path / "ledger", "acme/ledger")
+    out = Endpoint(parse_policy(policy_bytes()), b"s", collector.key.public, ledger).events([EVENT])
+    collector.receive("acme", out.sealed)
+    collector.access.close()  # the access log is gone: a read must fail, not bypass it
+    with pytest.raises(OvertError):
+        collector.read("bob", "acme", [out.record.digest], "CASE-9")
+    ledger.close()
