@@ -45,6 +45,7 @@ against the code)::
     │       ├── WitnessQuorumError      witness-quorum
     │       ├── FreshnessError          freshness
     │       ├── AuditError              audit
+    │       ├── SourceRequirementError  source (reviews, coverage, findings, rebuilds)
     │       ├── VersionRollbackError    rollback (a version older than the one installed)
     │       └── ConsistencyError        consistency
     ├── LogError                    the log refused an operation

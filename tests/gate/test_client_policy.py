@@ -25,7 +25,7 @@ def test_exported_names() -> None:
     }  # fmt: skip
     assert [c.check for c in CHECKS] == [
         "bundle", "artifact-digest", "publisher-signature", "publisher-key", "pin", "inclusion",
-        "checkpoint", "witness-quorum", "freshness", "audit", "rollback", "consistency",
+        "checkpoint", "witness-quorum", "freshness", "audit", "source", "rollback", "consistency",
     ]  # fmt: skip
     assert gate_errors.__doc__ is not None
     for c in CHECKS:

@@ -68,6 +68,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--timeout", type=_seconds, default=30.0, metavar="SECONDS",
         help="how long a log server may take to publish a witnessed checkpoint",
     )  # fmt: skip
+    p.add_argument(
+        "--source", type=Path, metavar="SNAPSHOT",
+        help="the source snapshot it was built from (overt source snapshot): logs SLSA"
+        " provenance beside it and carries the snapshot in the bundle",
+    )  # fmt: skip
+    p.add_argument(
+        "--builder-id", default="https://overt.dev/builder/local", metavar="URI",
+        help="with --source: the builder's id in the provenance",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, help="bundle path (default FILE.overt)")
     p.add_argument(
         "--unsafe-local-witness", type=Path, action="append", default=[], metavar="SKEY",
@@ -221,6 +230,14 @@ def _publish(args: argparse.Namespace) -> int:
     item = Publication(
         args.name or args.file.name, hashlib.sha256(artifact).hexdigest(), _predicate(args)
     )
+    source = b""
+    if args.source is not None:
+        from overt.source.publishing import provenance_entry
+
+        source = read_input(str(args.source))
+        attestations.append(
+            provenance_entry(signer, item.name, item.sha256, source, args.builder_id)
+        )
     with open_log_writer(args.log, args.token, args.timeout) as log:
         # Before anything is logged: the chain must be the one the log holds for this key.
         # The scan of the log's key sets is cached beside the chain (read again only from
@@ -237,6 +254,10 @@ def _publish(args: argparse.Namespace) -> int:
             consistency_from=args.consistency_from,
             cosign=_local_witnesses(args.unsafe_local_witness),
         )
+    if source:
+        import dataclasses
+
+        bundle = dataclasses.replace(bundle, source=source)
     out = args.out or args.file.with_name(args.file.name + ".overt")
     write_bundle(out, bundle)
     print(f"published {item.name} as entry {bundle.proof.index}; bundle written to {out}")

@@ -46,6 +46,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(func=_snapshot)
 
+    p = cmds.add_parser(
+        "evidence",
+        help="add reviews and rebuild summaries to a release bundle, proven against one checkpoint",
+        description="Write RELEASE_BUNDLE with the logged statements of the given review and"
+        " rebuild bundles among its attestations, every entry proven again against the log's"
+        " current checkpoint: what a gate with a source requirement checks offline.",
+    )
+    p.add_argument("bundle", type=Path, metavar="RELEASE_BUNDLE", help="the release's .overt")
+    p.add_argument("--add", nargs="+", required=True, metavar="BUNDLE", help="review/VSA bundles")
+    p.add_argument("--log", required=True, metavar="URL_OR_DIR", help="the transparency log")
+    p.add_argument("--token", help="log bearer token (default $OVERT_LOG_TOKEN)")
+    p.add_argument("--out", type=Path, help="the new bundle (default: RELEASE_BUNDLE, replaced)")
+    p.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for a witnessed checkpoint"
+    )
+    p.add_argument(
+        "--unsafe-local-witness", type=Path, action="append", default=[], metavar="SKEY",
+        help="demos and tests only: cosign the checkpoint with this local witness key",
+    )  # fmt: skip
+    p.set_defaults(func=_evidence)
+
 
 def _snapshot(args: argparse.Namespace) -> int:
     if args.publish and (args.out is None or args.log is None or args.key is None):
@@ -81,6 +102,33 @@ def _snapshot(args: argparse.Namespace) -> int:
     tree = f", git tree {snapshot.git_tree}" if snapshot.git_tree else ""
     print(f"source sha256:{snapshot.digest} ({len(snapshot.files)} files{tree}) -> {args.out}")
     return 0
+
+
+def _evidence(args: argparse.Namespace) -> int:
+    from overt.cli._util import read_input
+    from overt.cli.publish import _local_witnesses
+    from overt.publish.bundle import parse_bundle
+    from overt.publish.publisher import open_log_writer, write_bundle
+    from overt.source.publishing import gather_evidence
+
+    release = parse_bundle(read_input(str(args.bundle)))
+    evidence = [parse_bundle(read_input(p)) for p in args.add]
+    with open_log_writer(args.log, args.token, args.timeout) as log:
+        bundle = gather_evidence(
+            log, release, evidence, _local_witnesses(args.unsafe_local_witness)
+        )
+    out = args.out or args.bundle
+    write_bundle(out, bundle)
+    print(f"{len(bundle.attestations)} attestations proven at tree size {_size(bundle)} -> {out}")
+    return 0
+
+
+def _size(bundle: object) -> int:
+    from overt.formats.checkpoint import parse_checkpoint
+    from overt.formats.note import parse_note
+
+    note: bytes = bundle.proof.checkpoint  # type: ignore[attr-defined]
+    return parse_checkpoint(parse_note(note).text).size
 
 
 def _write(path: Path, data: bytes) -> None:

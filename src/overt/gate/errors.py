@@ -15,6 +15,7 @@ underlying overt error is its ``__cause__``::
     ├── WitnessQuorumError        witness-quorum   cosignatures do not meet the quorum
     ├── FreshnessError            freshness    quorum cosigned too long ago (freeze)
     ├── AuditError                audit        a rule bundle without the required sign-offs
+    ├── SourceRequirementError    source       source not reviewed or reproduced as the policy asks
     ├── VersionRollbackError      rollback     older than what this client installed
     └── ConsistencyError          consistency  checkpoint not consistent with the last seen
 """
@@ -38,6 +39,7 @@ __all__ = [
     "PinError",
     "PublisherKeyError",
     "PublisherSignatureError",
+    "SourceRequirementError",
     "VersionRollbackError",
     "WitnessQuorumError",
 ]
@@ -95,6 +97,13 @@ class AuditError(GateError):
     check = "audit"
 
 
+class SourceRequirementError(GateError):
+    """The release's source is not reviewed or reproduced as the policy's ``source`` asks
+    (overt.gate.source); the message names the first unmet requirement."""
+
+    check = "source"
+
+
 class VersionRollbackError(GateError):
     check = "rollback"
 
@@ -115,6 +124,7 @@ CHECKS: tuple[type[GateError], ...] = (
     WitnessQuorumError,
     FreshnessError,
     AuditError,
+    SourceRequirementError,
     VersionRollbackError,
     ConsistencyError,
 )

@@ -16,7 +16,9 @@ reader refuses any other)::
         "auditors": ["<auditor vkey>", ...],
         "audits": ["no-espionage", "no-exfiltration"],
         "min_auditors": 2
-      }
+      },
+      "source": {"reviewers": [...], "min_reviewers": 2, "min_coverage": 90,
+                 "max_open_severity": "high", "rebuilders": [...], "min_rebuilders": 2}
     }
 
 - ``logs``: log keys (signed-note vkeys, Ed25519, named after the origin). The
@@ -35,6 +37,9 @@ reader refuses any other)::
   (``https://overt.dev/rule-audit/v1`` attestations logged beside the bundle)
   from at least ``min_auditors`` distinct keys among ``auditors``.
 
+- ``source`` (optional): releases and updates must carry the evidence that their
+  source was reviewed and reproduced enough (:mod:`overt.gate.source`).
+
 Unknown members are refused (a typo must not silently weaken a policy).
 """
 
@@ -48,6 +53,7 @@ from typing import Any
 from overt.errors import ConfigError, FormatError, PolicyError
 from overt.formats.policy import Policy, PolicyLog, parse_policy
 from overt.formats.strict import json_int, json_members, json_str, load_json
+from overt.gate.source import SourceRequirement, parse_source_requirement
 from overt.publish.keys import PublisherKey, parse_publisher_key
 
 __all__ = [
@@ -62,7 +68,7 @@ VERSION = 1
 _MAX_SIZE = 1 << 20
 _KINDS = ("release", "update", "rule-bundle")
 _REQUIRED = {"version", "publisher", "pins", "max_checkpoint_age"}
-_OPTIONAL = {"logs", "witness_policy", "witness_policy_file", "kinds", "rule_bundles"}
+_OPTIONAL = {"logs", "witness_policy", "witness_policy_file", "kinds", "rule_bundles", "source"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class ClientPolicy:
     kinds: frozenset[str]
     max_checkpoint_age: float
     rule_bundles: RuleBundleRequirement | None = None
+    source: SourceRequirement | None = None
 
     def all_logs(self) -> tuple[PolicyLog, ...]:
         return (*self.logs, *self.witnesses.logs)
@@ -179,8 +186,9 @@ def parse_client_policy(
     if not isinstance(age, int | float) or isinstance(age, bool) or not 0 < age < 1e12:
         raise _fail("max_checkpoint_age is not a positive number of seconds", age)
     rules = _rule_bundles(obj["rule_bundles"]) if "rule_bundles" in obj else None
+    source = parse_source_requirement(obj["source"]) if "source" in obj else None
     return ClientPolicy(
-        logs, witnesses, publisher, frozenset(pins), frozenset(kinds), float(age), rules
+        logs, witnesses, publisher, frozenset(pins), frozenset(kinds), float(age), rules, source
     )
 
 

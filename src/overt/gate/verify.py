@@ -20,6 +20,9 @@ check that fails, in this order:
    log and cosigned by the witness quorum (c2sp.org/tlog-policy).
 7. ``freshness``: the quorum cosigned it at most ``max_checkpoint_age`` ago.
 8. ``audit``: a rule bundle carries the required auditor sign-offs.
+   ``source``: with a ``source`` requirement in the policy, a release or update
+   carries its provenance, source snapshot, reviews and rebuild summaries, and
+   they meet it (:mod:`overt.gate.source`).
 9. ``rollback``: the version is not below the last one admitted for this
    product and channel (and an update's minimum previous version is met).
 10. ``consistency``: the checkpoint is consistent with the last one this
@@ -77,6 +80,7 @@ from overt.gate.errors import (
     WitnessQuorumError,
 )
 from overt.gate.policy import ClientPolicy
+from overt.gate.source import check_source
 from overt.publish.bundle import Bundle, parse_bundle
 from overt.publish.keyset import KeyState, follow_keyset
 
@@ -396,6 +400,16 @@ def _checks(
     audits: dict[str, tuple[str, ...]] = {}
     if kind == "rule-bundle":
         audits = _audits(_subject_sha(statement), bundle, policy, cp)
+    elif policy.source is not None:
+        for i, att in enumerate(bundle.attestations):
+            _included(att.entry, att.index, att.hashes, cp, f"attestation {i}")
+        check_source(
+            _subject_sha(statement),
+            [a.entry for a in bundle.attestations],
+            bundle.source,
+            keys.trusted(),
+            policy.source,
+        )
     version_slot, version = _rollback(kind, predicate, state)
     keep = _consistency(cp, note, bundle, state, fetch)
     checkpoints = dict(state.checkpoints)

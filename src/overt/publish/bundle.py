@@ -9,7 +9,8 @@ sorted, no insignificant whitespace, one final newline)::
       "proof":        "c2sp.org/tlog-proof@v1\\nindex N\\n<hashes>\\n\\n<witnessed checkpoint>",
       "keysets":      [{"envelope": {...}, "index": N, "hashes": [base64, ...]}, ...],
       "attestations": [{"envelope": {...}, "index": N, "hashes": [base64, ...]}, ...],
-      "consistency":  [{"old_size": M, "new_size": N, "hashes": [base64, ...]}, ...]
+      "consistency":  [{"old_size": M, "new_size": N, "hashes": [base64, ...]}, ...],
+      "source":       "overt-source-snapshot/v1\n..."          (optional)
     }
 
 - The log entry of a publication is the canonical serialization of its
@@ -21,6 +22,10 @@ sorted, no insignificant whitespace, one final newline)::
   oldest first; each entry is proven included in the *same* checkpoint.
 - ``attestations`` are other logged envelopes about the same artifact (auditor
   sign-offs on a rule bundle), proven included in the same checkpoint.
+- ``source`` (optional) is the text of the source snapshot the release was built
+  from (:mod:`overt.formats.source_snapshot`): too large for a log entry, it is
+  trusted only through its SHA-256, which the publisher's logged SLSA provenance
+  attestation names (``overt publish --source``; checked by :mod:`overt.gate.source`).
 - ``consistency`` optionally carries RFC 6962 consistency proofs between the
   proof's checkpoint and other tree sizes, so an offline client whose last
   checkpoint has one of those sizes needs no network.
@@ -101,6 +106,8 @@ class Bundle:
     keysets: tuple[LoggedEntry, ...] = ()
     attestations: tuple[LoggedEntry, ...] = ()
     consistency: tuple[ConsistencyProof, ...] = ()
+    #: The source snapshot text (optional; see the module notes), trusted only by digest.
+    source: bytes = b""
 
 
 _WHAT = "overt bundle"
@@ -142,7 +149,9 @@ def parse_bundle(data: bytes) -> Bundle:
     Raises:
         FormatError: anything that is not exactly the documented format.
     """
-    obj = _members(load_json(data, _WHAT, MAX_BUNDLE_SIZE), set(_MEMBERS), "the bundle")
+    raw = load_json(data, _WHAT, MAX_BUNDLE_SIZE)
+    optional = {"source"} & set(raw) if isinstance(raw, dict) else set()
+    obj = _members(raw, set(_MEMBERS) | optional, "the bundle")
     if obj["mediaType"] != MEDIA_TYPE:
         raise _fail(f"mediaType is not {MEDIA_TYPE}", obj["mediaType"])
     proof = parse_proof(json_str(obj["proof"], _WHAT, "proof").encode("utf-8"))
@@ -164,6 +173,7 @@ def parse_bundle(data: bytes) -> Bundle:
             _logged(a, "an attestation") for a in _list(obj["attestations"], "attestations")
         ),
         consistency=tuple(consistency),
+        source=json_str(obj["source"], _WHAT, "source").encode("utf-8") if optional else b"",
     )
 
 
@@ -237,4 +247,6 @@ def format_bundle(bundle: Bundle) -> bytes:
             for c in bundle.consistency
         ],
     }
+    if bundle.source:
+        obj["source"] = bundle.source.decode("utf-8")
     return dump_json_canonical(obj) + b"\n"

@@ -9,7 +9,7 @@ releases. Files are written with :func:`write_atomic` (fsync, then rename).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +17,16 @@ from overt.errors import ConfigError
 
 if TYPE_CHECKING:
     from overt.publish.bundle import Bundle
-    from overt.publish.publisher import Publication
+    from overt.publish.keys import PublisherSigner
+    from overt.publish.publisher import LogWriter, Publication
 
-__all__ = ["publish_statement", "publish_with_logged_key", "write_atomic"]
+__all__ = [
+    "gather_evidence",
+    "provenance_entry",
+    "publish_statement",
+    "publish_with_logged_key",
+    "write_atomic",
+]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -127,3 +134,75 @@ def publish_with_logged_key(
         check_chain_against_log(state, entries, signer.key, logged)
         (bundle,) = publish(log, signer, [item], keysets=entries)
     return bundle
+
+
+def provenance_entry(
+    signer: PublisherSigner, name: str, sha256: str, snapshot_text: bytes, builder_id: str
+) -> bytes:
+    """The log entry of the SLSA provenance of artifact ``name``/``sha256`` built from the
+    snapshot ``snapshot_text`` (:mod:`overt.formats.slsa_provenance`), signed by ``signer``.
+
+    Raises:
+        FormatError: a malformed snapshot or builder id.
+    """
+    from overt.formats.slsa_provenance import PROVENANCE_PREDICATE, Provenance
+    from overt.formats.source_snapshot import parse_snapshot
+    from overt.publish.publisher import Publication, make_entry
+
+    snapshot = parse_snapshot(snapshot_text)
+    provenance = Provenance(snapshot.digest, builder_id, snapshot.git_commit, snapshot.git_tree)
+    return make_entry(
+        signer, Publication(name, sha256, (PROVENANCE_PREDICATE, provenance.to_json()))
+    )
+
+
+def gather_evidence(
+    log: LogWriter,
+    release: Bundle,
+    evidence: Sequence[Bundle],
+    cosign: Callable[[bytes], bytes] | None = None,
+) -> Bundle:
+    """``release`` with the logged statements of ``evidence`` (reviews, rebuild summaries)
+    added to its attestations, and every entry proven again against the log's current
+    checkpoint, so that a gate checks them all offline against one checkpoint. ``cosign``
+    as in :func:`overt.publish.publisher.publish`.
+
+    Raises:
+        LogError: the log's checkpoint does not cover an entry yet; NotFoundError, FormatError.
+    """
+    import dataclasses
+
+    from overt.errors import LogError
+    from overt.formats.checkpoint import parse_checkpoint
+    from overt.formats.note import parse_note
+    from overt.formats.proof import TlogProof
+    from overt.publish.bundle import LoggedEntry
+
+    note = log.checkpoint()
+    if cosign is not None:
+        note = cosign(note)
+    size = parse_checkpoint(parse_note(note).text).size
+    known = {a.entry for a in release.attestations}
+    added = []
+    for b in evidence:
+        if b.entry not in known:
+            known.add(b.entry)
+            added.append(LoggedEntry(b.entry, b.proof.index, ()))
+    logged = [*release.keysets, *release.attestations, *added]
+    beyond = [e.index for e in logged if e.index >= size] + [release.proof.index]
+    if max(beyond) >= size:
+        raise LogError(f"the log's checkpoint (size {size}) does not cover entry {max(beyond)} yet")
+
+    def again(e: LoggedEntry) -> LoggedEntry:
+        return LoggedEntry(e.entry, e.index, tuple(log.inclusion_proof(e.index, size)))
+
+    proof = TlogProof(
+        release.proof.index, tuple(log.inclusion_proof(release.proof.index, size)), note
+    )
+    return dataclasses.replace(
+        release,
+        proof=proof,
+        keysets=tuple(again(e) for e in release.keysets),
+        attestations=tuple(again(e) for e in (*release.attestations, *added)),
+        consistency=(),
+    )

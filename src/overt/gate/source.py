@@ -1,0 +1,252 @@
+"""The gate's source requirement: reviewed and reproduced enough, checked offline. No I/O.
+
+A client policy may hold a ``source`` member (:mod:`overt.gate.policy`)::
+
+    "source": {
+      "reviewers": ["<reviewer vkey>", ...],  "min_reviewers": 2,
+      "min_coverage": 90,                      percent of the source's files
+      "max_open_severity": "high",             refuse an open finding at or above (optional)
+      "rebuilders": ["<rebuilder vkey>", ...], "min_rebuilders": 2
+    }
+
+Then a release or update is admitted only with this evidence in its bundle, every
+statement proven included in the bundle's checkpoint (:mod:`overt.publish.bundle`):
+
+1. ``provenance``: a SLSA Provenance v1 attestation (:mod:`overt.formats.slsa_provenance`)
+   signed by a current publisher key, about the artifact, naming a source digest; the
+   bundle's ``source`` is the snapshot text with that digest.
+2. ``reviewers``: reviews (:mod:`overt.formats.source_review`) signed by at least
+   ``min_reviewers`` of the policy's reviewer keys.
+3. ``coverage``: at least ``min_coverage`` % of the snapshot's files reviewed by
+   ``min_reviewers`` of them, by file digest (:func:`overt.source.review.coverage`).
+4. ``findings``: no open finding (on a file digest the source still holds) at or above
+   ``max_open_severity``.
+5. ``rebuild``: no policy rebuilder reports a mismatch for the artifact (a FAILED VSA,
+   :mod:`overt.formats.vsa`), and at least ``min_rebuilders`` of them report PASSED from
+   this source digest.
+
+The first unmet requirement is the :class:`~overt.gate.errors.SourceRequirementError`
+(check ``source``) whose message names it. Reviewers and rebuilders are pinned by the
+policy: anyone can log a key, only the policy says whose word counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from overt.errors import (
+    FormatError,
+    InvalidSignatureError,
+    OvertError,
+    PolicyError,
+    UnknownKeyError,
+)
+from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, parse_envelope, verify_envelope
+from overt.formats.slsa_provenance import PROVENANCE_PREDICATE, Provenance
+from overt.formats.source_review import REVIEW_PREDICATE, SEVERITIES, ReviewPredicate, severity_rank
+from overt.formats.source_snapshot import parse_snapshot
+from overt.formats.statement import Statement, parse_statement
+from overt.formats.strict import json_int, json_members, json_str
+from overt.formats.vsa import VSA_PREDICATE, Vsa
+from overt.gate.errors import SourceRequirementError
+from overt.publish.keys import PublisherKey, parse_publisher_key
+from overt.source.review import Review, coverage
+
+__all__ = ["SourceEvidence", "SourceRequirement", "check_source", "parse_source_requirement"]
+
+_WHAT = "client policy source"
+
+
+@dataclass(frozen=True)
+class SourceRequirement:
+    """What a release's source must show (see the module notes)."""
+
+    reviewers: tuple[PublisherKey, ...]
+    min_reviewers: int
+    min_coverage: float
+    max_open_severity: str | None
+    rebuilders: tuple[PublisherKey, ...]
+    min_rebuilders: int
+
+
+@dataclass(frozen=True)
+class SourceEvidence:
+    """What the evidence showed: the source digest, coverage, reviewers and rebuilders."""
+
+    source_sha256: str
+    file_share: float
+    reviewers: tuple[str, ...]
+    rebuilders: tuple[str, ...]
+
+
+def _keys(value: object, field: str) -> tuple[PublisherKey, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise FormatError(_WHAT, f"{field} is not a list of keys", repr(value)[:80])
+    keys = tuple(parse_publisher_key(v) for v in value)
+    if len({k.keyid for k in keys}) != len(keys):
+        raise FormatError(_WHAT, f"{field} lists one key twice")
+    return keys
+
+
+def parse_source_requirement(obj: object) -> SourceRequirement:
+    """Parse the policy's ``source`` member.
+
+    Raises:
+        FormatError: malformed; PolicyError: unsatisfiable (more reviewers or rebuilders
+            required than listed, coverage above 100) or empty (requires nothing).
+    """
+    m = json_members(
+        obj,
+        _WHAT,
+        ("reviewers", "min_reviewers", "min_coverage", "rebuilders", "min_rebuilders"),
+        ("max_open_severity",),
+    )
+    reviewers = _keys(m["reviewers"], "reviewers")
+    rebuilders = _keys(m["rebuilders"], "rebuilders")
+    k_review = json_int(m["min_reviewers"], _WHAT, "min_reviewers", 0)
+    k_rebuild = json_int(m["min_rebuilders"], _WHAT, "min_rebuilders", 0)
+    pct = m["min_coverage"]
+    if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
+        raise PolicyError(f"source min_coverage {pct!r} is not a percentage (0 to 100)")
+    severity = m.get("max_open_severity")
+    if severity is not None:
+        severity = json_str(severity, _WHAT, "max_open_severity", max_len=16)
+        if severity not in SEVERITIES:
+            raise FormatError(_WHAT, f"max_open_severity is not one of {SEVERITIES}", severity)
+    if k_review > len(reviewers) or k_rebuild > len(rebuilders):
+        raise PolicyError("source requires more reviewers or rebuilders than it lists")
+    if k_review == 0 and k_rebuild == 0:
+        raise PolicyError(
+            "the source requirement requires nothing (min_reviewers and min_rebuilders 0)"
+        )
+    if pct > 0 and k_review == 0:
+        raise PolicyError("source min_coverage needs min_reviewers >= 1")
+    return SourceRequirement(reviewers, k_review, float(pct), severity, rebuilders, k_rebuild)
+
+
+def _signed(
+    entry: bytes, keys: Mapping[str, Ed25519PublicKey]
+) -> tuple[Statement, tuple[str, ...]] | None:
+    """The statement of an attestation and the keys (of ``keys``) that signed it, or None
+    when none of them did. Raises SourceRequirementError for a bad signature by one."""
+    envelope = parse_envelope(entry)
+    if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
+        return None
+    try:
+        signers = verify_envelope(envelope, keys).keyids
+    except UnknownKeyError:
+        return None
+    except InvalidSignatureError as err:
+        raise SourceRequirementError(f"an attestation has a bad signature: {err}") from err
+    return parse_statement(envelope.payload), signers
+
+
+def check_source(
+    artifact_sha256: str,
+    attestations: Sequence[bytes],
+    source: bytes,
+    publisher_keys: Mapping[str, Ed25519PublicKey],
+    req: SourceRequirement,
+) -> SourceEvidence:
+    """Check the source requirement (see the module notes) on already-included attestations.
+
+    Raises:
+        SourceRequirementError: the first unmet requirement, named in its message.
+    """
+    try:
+        return _check(artifact_sha256, attestations, source, publisher_keys, req)
+    except SourceRequirementError:
+        raise
+    except OvertError as err:
+        raise SourceRequirementError(f"malformed source evidence: {err}") from err
+
+
+def _check(
+    artifact_sha256: str,
+    attestations: Sequence[bytes],
+    source: bytes,
+    publisher_keys: Mapping[str, Ed25519PublicKey],
+    req: SourceRequirement,
+) -> SourceEvidence:
+    reviewer_keys = {k.keyid: k.public_key for k in req.reviewers}
+    rebuilder_keys = {k.keyid: k.public_key for k in req.rebuilders}
+    provenance: Provenance | None = None
+    reviews: list[Review] = []
+    passed: set[str] = set()
+    statements = []
+    for entry in attestations:
+        statements.append(parse_statement(parse_envelope(entry).payload))
+    for entry, statement in zip(attestations, statements, strict=True):
+        about = artifact_sha256 in (s.sha256 for s in statement.subjects)
+        if (
+            statement.predicate_type == PROVENANCE_PREDICATE
+            and about
+            and provenance is None
+            and _signed(entry, publisher_keys) is not None
+        ):
+            provenance = Provenance.from_json(statement.predicate)
+    if provenance is None:
+        raise SourceRequirementError(
+            "provenance: no SLSA provenance signed by the publisher names this artifact's source"
+        )
+    digest = provenance.source_sha256
+    if hashlib.sha256(source).hexdigest() != digest:
+        raise SourceRequirementError(
+            f"provenance: the bundle does not carry the source snapshot {digest[:16]}..."
+        )
+    snapshot = parse_snapshot(source)
+    for entry, statement in zip(attestations, statements, strict=True):
+        if statement.predicate_type == REVIEW_PREDICATE and reviewer_keys:
+            signed = _signed(entry, reviewer_keys)
+            if signed is None:
+                continue
+            predicate = ReviewPredicate.from_json(statement.predicate)
+            if parse_publisher_key(predicate.reviewer).keyid not in signed[1]:
+                continue  # names another reviewer than the one who signed
+            who = signed[1][0]
+            reviews.append(Review(who, "", statement.subjects[0].sha256 or "", predicate, 0))
+        elif statement.predicate_type == VSA_PREDICATE and rebuilder_keys:
+            if artifact_sha256 not in (s.sha256 for s in statement.subjects):
+                continue
+            signed = _signed(entry, rebuilder_keys)
+            if signed is None:
+                continue
+            vsa = Vsa.from_json(statement.predicate)
+            if vsa.source_snapshot != digest:
+                continue  # a rebuild from another source says nothing about this one
+            if not vsa.passed:
+                raise SourceRequirementError(
+                    f"rebuild: rebuilder {signed[1][0][:16]} reports a mismatch:"
+                    f" {vsa.difference or 'the output differs'}"
+                )
+            passed.update(signed[1])
+    cov = coverage(snapshot, reviews, max(req.min_reviewers, 1))
+    if len(cov.reviewers) < req.min_reviewers:
+        raise SourceRequirementError(
+            f"reviewers: source {digest[:16]}... reviewed by {len(cov.reviewers)} of the"
+            f" {req.min_reviewers} required reviewers"
+        )
+    if req.min_reviewers and cov.file_share < req.min_coverage:
+        first = (cov.changed or cov.unreviewed or ("?",))[0]
+        raise SourceRequirementError(
+            f"coverage: {cov.file_share:.1f}% of the source's files reviewed by"
+            f" {req.min_reviewers} reviewers, {req.min_coverage:g}% required (first unreviewed:"
+            f" {first})"
+        )
+    if req.max_open_severity is not None:
+        limit = severity_rank(req.max_open_severity)
+        for _, finding in cov.open_findings:
+            if severity_rank(finding.severity) >= limit:
+                raise SourceRequirementError(
+                    f"findings: open {finding.severity} finding at {finding.path}:{finding.line}:"
+                    f" {finding.text}"
+                )
+    if len(passed) < req.min_rebuilders:
+        raise SourceRequirementError(
+            f"rebuild: reproduced by {len(passed)} of the {req.min_rebuilders} required rebuilders"
+        )
+    return SourceEvidence(digest, cov.file_share, cov.reviewers, tuple(sorted(passed)))
