@@ -416,9 +416,19 @@ class Collector:
         policy = parse_policy(data)
         if policy.region != self.region:
             raise ConfigError(f"policy of {policy.customer} is for region {policy.region}")
-        tmp = self.directory / "policies" / f".{policy.customer}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, self.directory / "policies" / f"{policy.customer}.json")
+        # Durable before it is acknowledged: temp file, fsync, rename, fsync the directory.
+        folder = self.directory / "policies"
+        tmp = folder / f".{policy.customer}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / f"{policy.customer}.json")
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         self.policies[policy.customer] = policy
         return policy
 
