@@ -136,3 +136,60 @@ def test_no_data_leaves_when_the_access_log_cannot_record_the_read(tmp_path: Pat
     with pytest.raises(OvertError):
         collector.read("bob", "acme", [out.record.digest], "CASE-9")
     ledger.close()
+
+
+def test_send_admits_the_policy_and_key_only_through_the_gate(
+    tmp_path: Path, asgi_server: Callable[[Any], Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from tests.gate.sim import World
+
+    from overt.publish.bundle import format_bundle
+    from overt.publish.publisher import publish
+    from overt.telemetry.policy import policy_publication
+    from overt.telemetry.sealing import collector_key_publication
+
+    world = World()
+    world.clock.now = time.time()
+    collector = Collector.init(tmp_path / "c", "eu", "eu.telemetry.example")
+    url = asgi_server(CollectorApp(collector)).url
+    policy = policy_bytes(collectors={"eu": url})
+    collector.add_policy(policy)
+    key_text = collector.key.published()
+    bundles = publish(
+        world.log,
+        world.publisher,
+        [policy_publication(parse_policy(policy)), collector_key_publication(key_text, 1)],
+    )
+    files = {
+        "p.json": policy,
+        "p.json.overt": format_bundle(bundles[0]),
+        "key.pub": key_text,
+        "key.pub.overt": format_bundle(bundles[1]),
+        "salt": b"acme salt",
+        "ev.jsonl": json.dumps(EVENT).encode() + b"\n",
+        "client.json": json.dumps(
+            world.policy_doc(
+                pins=[
+                    {"product": "overt-telemetry-policy", "channels": ["acme"]},
+                    {"product": "overt-telemetry-collector-key", "channels": ["eu"]},
+                ],
+                kinds=["release"],
+            )
+        ).encode(),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    t = str(tmp_path)
+    argv = ["telemetry", "send", f"{t}/p.json", f"{t}/ev.jsonl", "--ledger", f"{t}/ledger",
+            "--key", f"{t}/key.pub", "--salt-file", f"{t}/salt", "--client-policy",
+            f"{t}/client.json", "--policy-bundle", f"{t}/p.json.overt", "--key-bundle",
+            f"{t}/key.pub.overt"]  # fmt: skip
+    assert main(argv) == 0
+    assert main(argv[:-2]) == 2  # the gate needs both bundles: a usage error
+    (tmp_path / "p.json").write_bytes(policy.replace(b'"drop"', b'"keep"'))  # not the logged one
+    capsys.readouterr()
+    assert main(argv) == 1
+    assert capsys.readouterr().err.startswith("overt: artifact-digest")
+    assert collector.receipts.size == 1

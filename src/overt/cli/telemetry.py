@@ -55,6 +55,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--batch", type=int, default=500, help="events per payload")
     p.add_argument("--receipts", type=Path, help="append the receipts (JSON Lines) here")
     p.add_argument("--receipts-vkey", help="verify each receipt against the receipt log's key")
+    p.add_argument(
+        "--client-policy",
+        help="admit the policy and the key only through the update gate under this client"
+        " policy (then --policy-bundle and --key-bundle are needed)",
+    )
+    p.add_argument("--policy-bundle", help="the policy's .overt bundle")
+    p.add_argument("--key-bundle", help="the collector key's .overt bundle")
+    p.add_argument("--gate-state", type=Path, help="the gate's state directory (rollback)")
     p.set_defaults(func=_send)
 
     p = cmds.add_parser("reconcile", help="what left vs what the collector received (exit 1)")
@@ -191,8 +199,12 @@ def _send(args: argparse.Namespace) -> int:
     from overt.telemetry.ledger import EgressLedger
     from overt.telemetry.sealing import parse_collector_key
 
-    policy = _policy(args.policy)
-    region, key = parse_collector_key(read_input(args.key))
+    if args.client_policy:
+        policy, key = _admitted(args)
+    else:
+        policy = _policy(args.policy)
+        key = parse_collector_key(read_input(args.key))[1]
+    region = parse_collector_key(read_input(args.key))[0]
     if region != policy.region:
         raise FormatError("collector key", f"is for region {region}, not {policy.region}")
     salt = read_input(args.salt_file) if args.salt_file else b""
@@ -236,6 +248,21 @@ def _send(args: argparse.Namespace) -> int:
                 f"sent {out.record.digest} ({out.record.events} event(s)), receipt {r.json()['index']}"
             )
     return 0
+
+
+def _admitted(args: argparse.Namespace) -> tuple[Any, Any]:
+    from overt.cli._util import UsageError
+    from overt.gate.policy import load_client_policy
+    from overt.gate.updater import UpdateGate
+    from overt.telemetry.policy import admit_policy
+    from overt.telemetry.sealing import admit_collector_key
+
+    if not (args.policy_bundle and args.key_bundle):
+        raise UsageError("--client-policy needs --policy-bundle and --key-bundle")
+    with UpdateGate(load_client_policy(args.client_policy), args.gate_state) as gate:
+        policy = admit_policy(gate, read_input(args.policy), read_input(args.policy_bundle))
+        key = admit_collector_key(gate, read_input(args.key), read_input(args.key_bundle))
+    return policy, key
 
 
 def _reconcile(args: argparse.Namespace) -> int:

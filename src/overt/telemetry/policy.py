@@ -59,6 +59,7 @@ from overt.formats.strict import load_json
 from overt.telemetry.errors import TelemetryPolicyFormatError
 
 __all__ = [
+    "CONTENT_KINDS",
     "FORMAT",
     "POLICY_PRODUCT",
     "SAMPLE_MODES",
@@ -67,6 +68,7 @@ __all__ = [
     "FieldRule",
     "SampleRules",
     "TelemetryPolicy",
+    "admit_policy",
     "parse_policy",
     "policy_publication",
     "verify_policy",
@@ -337,8 +339,21 @@ def verify_policy(
     from overt.gate.verify import verify_publication
 
     admission = verify_publication(hashlib.sha256(data).digest(), bundle, client_policy, state, now)
+    return _matching(data, admission.publication), admission
+
+
+def admit_policy(gate: Any, data: bytes, bundle: bytes) -> TelemetryPolicy:
+    """The policy in ``data`` once ``gate`` (an :class:`overt.gate.UpdateGate`, which keeps
+    its state between runs) admits its publication; the shell around :func:`verify_policy`.
+
+    Raises:
+        GateError: the gate refuses it. TelemetryPolicyFormatError: as :func:`verify_policy`.
+    """
+    return _matching(data, gate.admit(data, bundle))
+
+
+def _matching(data: bytes, pub: Any) -> TelemetryPolicy:
     policy = parse_policy(data)
-    pub = admission.publication
     if pub.product != POLICY_PRODUCT or pub.channel != policy.customer:
         raise TelemetryPolicyFormatError(
             "customer", f"publication is {pub.product}/{pub.channel}", policy.customer
@@ -347,4 +362,4 @@ def verify_policy(
         raise TelemetryPolicyFormatError(
             "version", f"publication is revision {pub.version}", str(policy.version)
         )
-    return policy, admission
+    return policy

@@ -40,6 +40,7 @@ from overt.telemetry.errors import SealError
 __all__ = [
     "KEY_PRODUCT",
     "CollectorKey",
+    "admit_collector_key",
     "collector_key_publication",
     "open_payload",
     "parse_collector_key",
@@ -174,8 +175,21 @@ def verify_collector_key(
 
     digest = hashlib.sha256(key_text).digest()
     admission = verify_publication(digest, bundle, client_policy, state, now)
+    return _matching(key_text, admission.publication), admission
+
+
+def admit_collector_key(gate: Any, key_text: bytes, bundle: bytes) -> X25519PublicKey:
+    """The region key in ``key_text`` once ``gate`` (an :class:`overt.gate.UpdateGate`)
+    admits its publication; the shell around :func:`verify_collector_key`.
+
+    Raises:
+        GateError: the gate refuses it. FormatError: as :func:`verify_collector_key`.
+    """
+    return _matching(key_text, gate.admit(key_text, bundle))
+
+
+def _matching(key_text: bytes, pub: Any) -> X25519PublicKey:
     region, key = parse_collector_key(key_text)
-    pub = admission.publication
     if pub.product != KEY_PRODUCT or pub.channel != region:
         raise FormatError("collector key", f"published as {pub.product}/{pub.channel}", region)
-    return key, admission
+    return key
