@@ -136,3 +136,12 @@ def test_an_encrypted_zip_member_cannot_be_inspected_so_it_is_refused() -> None:
     data[central + 8] |= 1  # and in the central directory
     refusal = _refusal(bytes(data), SampleRules("all"))
     assert refusal.rule == "samples.archives" and "does not open" in refusal.detail
+
+
+def test_a_saved_web_page_of_prose_is_text() -> None:
+    paragraphs = PROSE.decode().split(". ")
+    html = "<!DOCTYPE html><html><head><title>Q3</title></head><body>" + "".join(
+        f'<p class="body-text" style="margin:0 0 1em 0">{p}.</p>' for p in paragraphs
+    )
+    refusal = _refusal((html + "</body></html>").encode(), SampleRules("all"))
+    assert refusal.kind == "text"

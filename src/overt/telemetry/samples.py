@@ -106,6 +106,7 @@ _MAIL_HEADER = re.compile(
 )
 _MBOX = re.compile(rb"From \S+ +\S")
 _WORDS = re.compile(r"[^\W\d_]{1,24}")
+_TAGS = re.compile(r"<[^<>]{0,2000}>")
 # Function words of English, German, French, Spanish, Italian, Portuguese, Dutch and
 # Russian: in prose a third or more of all words, in code and logs a few per cent.
 _FUNCTION_WORDS = frozenset(
@@ -256,6 +257,8 @@ def _sniff_text(head: bytes) -> str | None:
     if not sample or sample.count(0) or sum(c < 9 or 13 < c < 32 for c in sample[:4096]) > 8:
         return None
     text = sample.decode("utf-8", "replace").lower()
+    if "<" in text:  # HTML or XML prose (a saved page, an HTML mail): the words, not the tags
+        text = _TAGS.sub(" ", text)
     words = _WORDS.findall(text)
     if len(words) < 20:
         return None
