@@ -57,6 +57,7 @@ __all__ = [
     "analyse_rule",
     "escalate",
     "find_markings",
+    "marking_phrases",
     "rule_context",
 ]
 
@@ -447,6 +448,12 @@ def _literal_texts(tok: ConditionToken) -> list[str]:
 
 
 @functools.lru_cache(maxsize=65536)
+def marking_phrases() -> tuple[str, ...]:
+    """Every distinctive marking phrase :func:`find_markings` knows, for fast prefilters
+    elsewhere (:mod:`overt.telemetry.samples`): the decision stays with :func:`find_markings`."""
+    return tuple(phrase for phrase, _gov, _cs in lex.DISTINCTIVE_MARKINGS)
+
+
 def find_markings(text: str, nocase: bool = False) -> tuple[tuple[str, str, bool], ...]:
     """Markings in a text: ``((marking, government, distinctive), ...)``.
 

@@ -275,16 +275,16 @@ def _marking_prefilter() -> Any:
 
     It only nominates windows: whether a window holds a marking is decided by the auditor's
     detector itself (:func:`overt.rules.detectors.find_markings`), so there is one detector.
-    The lexicon is the auditor's (``overt.rules._lexicon``, read here, never copied): a
-    marking added there is screened here too. yara-x's literal matcher scans at about
+    The phrases are the auditor's (:func:`overt.rules.detectors.marking_phrases`, never
+    copied): a marking added there is screened here too. yara-x's literal matcher scans at about
     1 GB/s where ``re`` manages 15 MB/s on a many-way alternation.
     """
     import yara_x
 
-    import overt.rules._lexicon as lex
+    from overt.rules.detectors import marking_phrases
 
     lines = []
-    for i, (phrase, _gov, _cs) in enumerate(lex.DISTINCTIVE_MARKINGS):
+    for i, phrase in enumerate(marking_phrases()):
         head = phrase[:16]
         if head.isascii():
             escaped = head.replace("\\", "\\\\").replace('"', '\\"')
