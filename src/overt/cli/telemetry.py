@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--key", required=True, help="the region collector's key text file (logged)")
     p.add_argument("--salt-file", help="the customer's secret salt for hashed fields")
     p.add_argument("--sample", help="send this file as a sample instead of events")
+    p.add_argument("--consent", action="store_true", help="the user agreed (samples, mode ask)")
     p.add_argument("--batch", type=int, default=500, help="events per payload")
     p.add_argument("--receipts", type=Path, help="append the receipts (JSON Lines) here")
     p.add_argument("--receipts-vkey", help="verify each receipt against the receipt log's key")
@@ -215,7 +216,7 @@ def _send(args: argparse.Namespace) -> int:
     try:
         endpoint = Endpoint(policy, salt, key, ledger)
         if args.sample:
-            outgoing = [endpoint.sample(read_input(args.sample))]
+            outgoing = [endpoint.sample(read_input(args.sample), args.consent)]
         else:
             events = []
             for n, line in enumerate(read_input(args.events).splitlines(), 1):
