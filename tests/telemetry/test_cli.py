@@ -86,3 +86,15 @@ def test_ledger_show_verify_export_and_tamper(
     bundle.write_bytes(bundle.read_bytes().replace(b'"events":1', b'"events":0'))
     code, _, err = _run(capsys, "telemetry", "ledger", "verify", d)
     assert code == 1 and err.startswith("overt: egress ledger does not verify")
+
+
+def test_ask_mode_needs_the_users_consent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "p.json").write_bytes(policy_bytes(samples={"mode": "ask"}))
+    (tmp_path / "tool.bin").write_bytes(b"\x7fELF\x02\x01\x01" + bytes(200))
+    argv = ["telemetry", "screen", str(tmp_path / "tool.bin"), "--policy", str(tmp_path / "p.json")]
+    code, _, err = _run(capsys, *argv)
+    assert code == 1 and "samples.mode" in err
+    code, out, _ = _run(capsys, *argv, "--consent")
+    assert code == 0 and out == "(sample)\texecutable\tELF\n"
