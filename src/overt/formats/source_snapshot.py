@@ -40,16 +40,18 @@ Versioning: the first line names the version; a change of the grammar is ``/v2``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from overt.errors import FormatError
 from overt.formats.strict import MAX_INT63, parse_decimal
 
 __all__ = [
+    "CANONICAL_PATH",
     "MAX_FILES",
     "MAX_PATH",
     "MODES",
@@ -79,8 +81,16 @@ def _fail(reason: str, data: str = "") -> FormatError:
     return FormatError("source snapshot", reason, data)
 
 
+#: A canonical path: components without "/" or control characters, none "." or "..".
+_COMPONENT = r"(?!\.\.?(?:/|\Z))[^/\x00-\x1f\x7f]+"
+CANONICAL_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+
+
 def check_path(path: str) -> str:
     """``path`` if it is a canonical manifest path (see the grammar), else FormatError."""
+    # The fast path (most paths are ASCII and fine); the checks below say what is wrong.
+    if path.isascii() and len(path) <= MAX_PATH and CANONICAL_PATH.fullmatch(path):
+        return path
     if not path or len(path.encode("utf-8", "surrogatepass")) > MAX_PATH:
         raise _fail("a path is empty or longer than 4096 bytes", path[:80])
     if _CONTROL.search(path):
@@ -91,12 +101,13 @@ def check_path(path: str) -> str:
         raise _fail("a path is not UTF-8", path) from err
     if any(part in ("", ".", "..") for part in path.split("/")):
         raise _fail("a path is not relative and canonical", path)
+    if not CANONICAL_PATH.fullmatch(path):  # pragma: no cover - the checks above cover it
+        raise _fail("a path is not canonical", path)
     return path
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    """One manifest line."""
+class FileEntry(NamedTuple):
+    """One manifest line (a named tuple: snapshots hold many thousands of them)."""
 
     mode: str
     sha256: str
@@ -123,16 +134,16 @@ class Snapshot:
             raise _fail("source-date-epoch out of range", str(epoch))
         if len(self.files) > MAX_FILES:
             raise _fail(f"more than {MAX_FILES} files")
-        previous = b""
+        # UTF-8 preserves code point order: comparing the strings compares their bytes.
+        previous = ""
         for f in self.files:
             if f.mode not in MODES:
                 raise _fail("unknown mode", f.mode)
             if not _HEX64.fullmatch(f.sha256):
                 raise _fail("a digest is not 64 lowercase hex digits", f.sha256)
-            key = check_path(f.path).encode()
-            if key <= previous:
+            if check_path(f.path) <= previous:
                 raise _fail("paths are not sorted and unique", f.path)
-            previous = key
+            previous = f.path
 
     @classmethod
     def of(
@@ -146,9 +157,9 @@ class Snapshot:
         ordered = tuple(sorted(files, key=lambda f: f.path.encode("utf-8", "surrogatepass")))
         return cls(ordered, git_commit, git_tree, source_date_epoch)
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
-        """The source digest: SHA-256 (hex) of :func:`format_snapshot`."""
+        """The source digest: SHA-256 (hex) of :func:`format_snapshot` (computed once)."""
         return hashlib.sha256(format_snapshot(self)).hexdigest()
 
     def by_path(self) -> Mapping[str, FileEntry]:
@@ -208,7 +219,10 @@ def parse_snapshot(data: bytes) -> Snapshot:
         if not (sp1 and sp2):
             raise _fail("a manifest line is not MODE SHA256 PATH", line)
         files.append(FileEntry(mode, digest, path))
-    return Snapshot(tuple(files), commit, tree, epoch)
+    snapshot = Snapshot(tuple(files), commit, tree, epoch)
+    # The text parsed is canonical (format_snapshot gives it back), so its hash is the digest.
+    snapshot.__dict__["digest"] = hashlib.sha256(data).hexdigest()
+    return snapshot
 
 
 def snapshot_predicate(snapshot: Snapshot) -> tuple[str, Mapping[str, Any]]:

@@ -32,6 +32,7 @@ policy: anyone can log a key, only the policy says whose word counts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from overt.errors import (
     PolicyError,
     UnknownKeyError,
 )
-from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, parse_envelope, verify_envelope
+from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, parse_envelope, verify_envelope
 from overt.formats.slsa_provenance import PROVENANCE_PREDICATE, Provenance
 from overt.formats.source_review import REVIEW_PREDICATE, SEVERITIES, ReviewPredicate, severity_rank
 from overt.formats.source_snapshot import parse_snapshot
@@ -128,21 +129,26 @@ def parse_source_requirement(obj: object) -> SourceRequirement:
     return SourceRequirement(reviewers, k_review, float(pct), severity, rebuilders, k_rebuild)
 
 
-def _signed(
-    entry: bytes, keys: Mapping[str, Ed25519PublicKey]
-) -> tuple[Statement, tuple[str, ...]] | None:
-    """The statement of an attestation and the keys (of ``keys``) that signed it, or None
-    when none of them did. Raises SourceRequirementError for a bad signature by one."""
-    envelope = parse_envelope(entry)
-    if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
-        return None
+@functools.lru_cache(maxsize=256)
+def _keyid(vkey: str) -> str:
+    """The DSSE key ID of a reviewer key named in a review (cached: reviews repeat them)."""
+    return parse_publisher_key(vkey).keyid
+
+
+def _signers(envelope: Envelope, keys: Mapping[str, Ed25519PublicKey]) -> tuple[str, ...]:
+    """The keys (of ``keys``) that signed ``envelope``; () when none did.
+
+    Raises:
+        SourceRequirementError: a bad signature by one of them.
+    """
+    if not keys:
+        return ()
     try:
-        signers = verify_envelope(envelope, keys).keyids
+        return verify_envelope(envelope, keys).keyids
     except UnknownKeyError:
-        return None
+        return ()
     except InvalidSignatureError as err:
         raise SourceRequirementError(f"an attestation has a bad signature: {err}") from err
-    return parse_statement(envelope.payload), signers
 
 
 def check_source(
@@ -177,16 +183,17 @@ def _check(
     provenance: Provenance | None = None
     reviews: list[Review] = []
     passed: set[str] = set()
-    statements = []
+    parsed: list[tuple[Envelope, Statement]] = []
     for entry in attestations:
-        statements.append(parse_statement(parse_envelope(entry).payload))
-    for entry, statement in zip(attestations, statements, strict=True):
-        about = artifact_sha256 in (s.sha256 for s in statement.subjects)
+        envelope = parse_envelope(entry)
+        if envelope.payload_type == PAYLOAD_TYPE_IN_TOTO:
+            parsed.append((envelope, parse_statement(envelope.payload)))
+    for envelope, statement in parsed:
         if (
             statement.predicate_type == PROVENANCE_PREDICATE
-            and about
             and provenance is None
-            and _signed(entry, publisher_keys) is not None
+            and artifact_sha256 in (s.sha256 for s in statement.subjects)
+            and _signers(envelope, publisher_keys)
         ):
             provenance = Provenance.from_json(statement.predicate)
     if provenance is None:
@@ -199,31 +206,30 @@ def _check(
             f"provenance: the bundle does not carry the source snapshot {digest[:16]}..."
         )
     snapshot = parse_snapshot(source)
-    for entry, statement in zip(attestations, statements, strict=True):
-        if statement.predicate_type == REVIEW_PREDICATE and reviewer_keys:
-            signed = _signed(entry, reviewer_keys)
-            if signed is None:
+    for envelope, statement in parsed:
+        if statement.predicate_type == REVIEW_PREDICATE:
+            signers = _signers(envelope, reviewer_keys)
+            if not signers:
                 continue
             predicate = ReviewPredicate.from_json(statement.predicate)
-            if parse_publisher_key(predicate.reviewer).keyid not in signed[1]:
+            if _keyid(predicate.reviewer) not in signers:
                 continue  # names another reviewer than the one who signed
-            who = signed[1][0]
-            reviews.append(Review(who, "", statement.subjects[0].sha256 or "", predicate, 0))
-        elif statement.predicate_type == VSA_PREDICATE and rebuilder_keys:
+            reviews.append(Review(signers[0], "", statement.subjects[0].sha256 or "", predicate, 0))
+        elif statement.predicate_type == VSA_PREDICATE:
             if artifact_sha256 not in (s.sha256 for s in statement.subjects):
                 continue
-            signed = _signed(entry, rebuilder_keys)
-            if signed is None:
+            signers = _signers(envelope, rebuilder_keys)
+            if not signers:
                 continue
             vsa = Vsa.from_json(statement.predicate)
             if vsa.source_snapshot != digest:
                 continue  # a rebuild from another source says nothing about this one
             if not vsa.passed:
                 raise SourceRequirementError(
-                    f"rebuild: rebuilder {signed[1][0][:16]} reports a mismatch:"
+                    f"rebuild: rebuilder {signers[0][:16]} reports a mismatch:"
                     f" {vsa.difference or 'the output differs'}"
                 )
-            passed.update(signed[1])
+            passed.update(signers)
     cov = coverage(snapshot, reviews, max(req.min_reviewers, 1))
     if len(cov.reviewers) < req.min_reviewers:
         raise SourceRequirementError(
