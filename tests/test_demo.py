@@ -1,4 +1,6 @@
-"""``make run`` works: log, three witnesses and a monitor start, and an entry verifies 2-of-3.
+"""``make run`` works: log, three witnesses and a monitor start, and an entry verifies 2-of-3;
+the telemetry path (collector, send, refused document, logged read, access check, ledger
+verify, reconcile) runs with real ``overt`` processes.
 
 A second ``make run`` beside a running one, or on a busy port, says so in one line and
 touches nothing of the running demo.
@@ -7,22 +9,31 @@ touches nothing of the running demo.
 from __future__ import annotations
 
 import fcntl
+import json
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from overt.formats.note import parse_vkey
+from overt.telemetry.ledger import read_log_entries, verify_ledger
+
+# The log, three witnesses, the telemetry collector.
+PORTS = 5
+
 
 def _free_port_block() -> int:
-    # Four consecutive free ports (log + three witnesses).
+    # PORTS consecutive free ports.
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
+            base: int = s.getsockname()[1]
         if base > 60000:
             continue
         ok = True
-        for p in range(base, base + 4):
+        for p in range(base, base + PORTS):
             with socket.socket() as t:
                 try:
                     t.bind(("127.0.0.1", p))
@@ -35,7 +46,8 @@ def _free_port_block() -> int:
 
 def test_make_run_smoke(tmp_path: Path) -> None:
     port = _free_port_block()
-    for _ in range(2):  # second run reuses the state of the first
+    vkeys: list[str] = []
+    for run in range(2):  # second run reuses the state of the first
         out = subprocess.run(
             [
                 sys.executable,
@@ -60,6 +72,32 @@ def test_make_run_smoke(tmp_path: Path) -> None:
             assert wvkey in out.stdout
         assert str(tmp_path / "policy.txt") in out.stdout
         assert str(tmp_path / "log" / "token") in out.stdout
+        # The privacy officer's path: collector URL, receipt-log key, ledger, the commands.
+        col = tmp_path / "collector"
+        assert f"http://127.0.0.1:{port + 4}" in out.stdout
+        assert (col / "receipts" / "log.vkey").read_text().strip() in out.stdout
+        assert f"overt telemetry ledger verify {tmp_path / 'ledger'}" in out.stdout
+        assert f"overt telemetry reconcile {tmp_path / 'ledger'}" in out.stdout
+        assert "sample refused by samples.documents (pdf)" in out.stdout
+        assert f"ledger acme/ledger: {run + 1} record(s) verified" in out.stdout
+        assert f"{run + 1} matched, 0 missing, 0 extra, 0 altered" in out.stdout
+        vkeys.append((col / "receipts" / "log.vkey").read_text())
+    assert vkeys[0] == vkeys[1]  # the second run reused the collector
+    # Checked here again, outside the demo: the ledger verifies, each send has a receipt,
+    # and each read is in the access log with its reason; the document never left.
+    col = tmp_path / "collector"
+    records = verify_ledger(tmp_path / "ledger").records
+    assert len(records) == 2 and all(r.events == 3 for r in records)
+    _, receipts = read_log_entries(
+        str(col / "receipts"), parse_vkey((col / "receipts" / "log.vkey").read_text().strip())
+    )
+    assert sorted(json.loads(e)["digest"] for e in receipts) == sorted(r.digest for r in records)
+    _, access = read_log_entries(
+        str(col / "access"), parse_vkey((col / "access" / "log.vkey").read_text().strip())
+    )
+    reads = [json.loads(e) for e in access]
+    assert [r["digests"] for r in reads] == [[rec.digest] for rec in records]
+    assert all(r["kind"] == "read" and r["reason"] and r["customer"] == "acme" for r in reads)
     policy = tmp_path / "policy.txt"
     verify = subprocess.run(
         [
@@ -77,7 +115,8 @@ def test_make_run_smoke(tmp_path: Path) -> None:
         timeout=60,
     )
     assert verify.returncode == 0, verify.stderr
-    assert "size 2" in verify.stdout
+    # Two demo entries, the telemetry policy and the region key, published once.
+    assert "size 4" in verify.stdout
     assert '"event":"entries"' in (tmp_path / "monitor.jsonl").read_text()
 
 
@@ -102,16 +141,18 @@ def test_second_demo_beside_a_running_one_touches_nothing(tmp_path: Path) -> Non
     assert out.stderr.count("\n") == 1 and "already running" in out.stderr, out.stderr
     assert "pid 4242" in out.stderr and "Traceback" not in out.stderr
     assert (tmp_path / "policy.txt").read_text() == "the running demo's policy\n"
-    assert not (tmp_path / "log").exists()
+    for state in ("log", "collector", "ledger", "telemetry"):
+        assert not (tmp_path / state).exists()
 
 
-def test_busy_port_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("offset", [2, 4], ids=["witness", "collector"])
+def test_busy_port_is_one_line_and_writes_nothing(tmp_path: Path, offset: int) -> None:
     port = _free_port_block()
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", port + 2))
+        busy.bind(("127.0.0.1", port + offset))
         busy.listen()
         out = _demo(tmp_path / "demo", port)
     assert out.returncode == 1
-    assert out.stderr.count("\n") == 1 and f"127.0.0.1:{port + 2}" in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1 and f"127.0.0.1:{port + offset}" in out.stderr, out.stderr
     assert "--port" in out.stderr
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["demo.lock"]

@@ -6,25 +6,36 @@ witness policy; every piece is a real ``overt`` process with its state under
 ``.demo/``. Prints the keys and the commands to append to and verify the log.
 Stop with Ctrl-C; the state stays in ``.demo/`` for the next run.
 
+It also walks a privacy officer's telemetry path (issue 11, docs/telemetry.md):
+a regional collector (``overt collector serve``, region ``eu``) on the port
+after the witnesses, the customer's telemetry policy and the region key
+published to the demo log, a few events sent through the endpoint filter into
+an egress ledger (``DIR/ledger``) with verified receipts, a document renamed
+``setup.exe`` refused as a sample, one logged access read with a reason, the
+customer's ``telemetry-access`` monitor check over the access log, and the
+ledger verified and reconciled with the receipt log.
+
     python -m overt.demo [--dir .demo] [--port 8080] [--smoke]
 
 ``--smoke`` starts everything, appends and verifies one entry under the
-policy, then stops (used by the test suite).
+policy, walks the telemetry path, then stops (used by the test suite).
 
 Before anything is written, the demo takes ``DIR/demo.lock`` (a second
 ``make run`` on the same state stops there, whatever its ports) and checks
-that its four ports are free. Every failure is one line on stderr and exit 1.
+that its five ports are free. Every failure is one line on stderr and exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -43,6 +54,13 @@ from overt.witness.config import init_witness, trust_log
 
 ORIGIN = "localhost/overt-demo"
 REGIONS = ("asia", "europe", "americas")
+# Ports: the log on PORT, the witnesses on the next three, the telemetry collector after them.
+COLLECTOR_OFFSET = 1 + len(REGIONS)
+PORTS = COLLECTOR_OFFSET + 1
+CUSTOMER = "acme"
+TELEMETRY_REGION = "eu"
+ANALYST = "analyst@vendor.example"
+REASON = "CASE-1234 false positive review"
 
 
 def _overt(*args: str) -> list[str]:
@@ -94,12 +112,12 @@ def lock(base: Path) -> IO[bytes]:
 
 def check_ports(port: int) -> None:
     """Every port the demo needs is free. Raises ConfigError naming the first busy one."""
-    for p in range(port, port + 1 + len(REGIONS)):
+    for p in range(port, port + PORTS):
         try:
             check_listen("127.0.0.1", p)
         except ConfigError as err:
             raise ConfigError(
-                f"{err}; the demo needs ports {port}-{port + len(REGIONS)}:"
+                f"{err}; the demo needs ports {port}-{port + PORTS - 1}:"
                 f" pick others with make run ARGS='--port N'"
             ) from err
 
@@ -129,9 +147,223 @@ def setup(base: Path, port: int) -> Path:
     return policy_path
 
 
+# The customer's events: what an endpoint product would hand to the filter.
+_EVENTS = [
+    {
+        "type": "process",
+        "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "user": "alice",
+        "url": "https://intranet.acme.example/hr/pay.xlsx?id=7",
+        "time": "2026-11-26T11:42:07Z",
+        "verdict": "malicious",
+        "path": "C:\\Users\\alice\\plans.docx",
+    },
+    {
+        "type": "process",
+        "sha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+        "user": "bob",
+        "url": "https://downloads.example.net/tool.zip",
+        "time": "2026-11-26T11:43:55Z",
+        "verdict": "clean",
+        "path": "C:\\Users\\bob\\Downloads\\tool.zip",
+    },
+    {
+        "type": "process",
+        "sha256": "fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9",
+        "user": "alice",
+        "time": "2026-11-26T11:47:12Z",
+        "verdict": "clean",
+    },
+]
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """Where the demo keeps the telemetry path's state (all under BASE)."""
+
+    collector: Path  # BASE/collector: region key, receipt and access logs, token, store
+    ledger: Path  # BASE/ledger: the endpoint's egress ledger
+    folder: Path  # BASE/telemetry: policy, salt, events, the refused sample, publisher key
+    url: str
+
+    @property
+    def policy(self) -> Path:
+        return self.folder / "policy.json"
+
+
+def _cli(*args: str, expect: int = 0, env: dict[str, str] | None = None) -> str:
+    """Run one ``overt`` command to completion; its stdout, or OvertError naming it."""
+    try:
+        done = subprocess.run(
+            _overt(*args),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **env} if env else None,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise OvertError(f"overt {' '.join(args[:2])} did not finish in 120 s") from err
+    if done.returncode != expect:
+        lines = done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["-"]
+        raise OvertError(
+            f"overt {' '.join(args[:2])} exited with {done.returncode}, not {expect}: {lines[-1]}"
+        )
+    return done.stdout if expect == 0 else done.stderr
+
+
+def setup_telemetry(base: Path, port: int) -> Telemetry:
+    """Create (once) the collector, the customer's policy, salt, events and sample.
+
+    Idempotent: a second run reuses the collector and its logs; the policy's revision goes
+    up only when its collector URL changed (another ``--port``).
+
+    Raises:
+        OvertError: an ``overt`` command failed (its last line is named).
+    """
+    tel = Telemetry(
+        collector=base / "collector",
+        ledger=base / "ledger",
+        folder=base / "telemetry",
+        url=f"http://127.0.0.1:{port + COLLECTOR_OFFSET}",
+    )
+    tel.folder.mkdir(exist_ok=True)
+    if not (tel.collector / "collector.json").exists():
+        _cli(
+            "collector", "init", str(tel.collector),
+            "--region", TELEMETRY_REGION, "--name", "demo.example/telemetry",
+        )  # fmt: skip
+    policy: dict[str, object] = {
+        "format": "overt-telemetry-policy/v1",
+        "customer": CUSTOMER,
+        "version": 1,
+        "region": TELEMETRY_REGION,
+        "collectors": {TELEMETRY_REGION: tel.url},
+        "retention_days": 30,
+        "events": {
+            "process": {
+                "fields": {
+                    "sha256": {"transform": "keep", "required": True},
+                    "user": {"transform": "hash"},
+                    "url": {"transform": "host"},
+                    "time": {"transform": "coarsen", "step": 3600},
+                    "verdict": {"transform": "allow", "values": ["clean", "malicious"]},
+                    "path": {"transform": "drop"},
+                }
+            }
+        },
+        "samples": {"mode": "executables-only", "max_bytes": 33554432},
+    }
+    if tel.policy.exists():
+        old = json.loads(tel.policy.read_bytes())
+        same = {**old, "version": 1} == policy
+        policy["version"] = old["version"] if same else old["version"] + 1
+    data = json.dumps(policy, indent=1).encode() + b"\n"
+    if not tel.policy.exists() or tel.policy.read_bytes() != data:
+        atomic_write(tel.policy, data)
+        (tel.folder / "policy.json.overt").unlink(missing_ok=True)  # publish the new revision
+    _cli("collector", "add-policy", str(tel.collector), str(tel.policy))
+    salt = tel.folder / "salt"
+    if not salt.exists():
+        # The customer's own secret: the vendor never sees it, so hashed fields stay opaque.
+        fd = os.open(salt, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(24).hex().encode())
+    events = b"".join(json.dumps(e).encode() + b"\n" for e in _EVENTS)
+    atomic_write(tel.folder / "events.jsonl", events)
+    # A PDF renamed .exe: samples are screened by content, so it must never leave.
+    atomic_write(tel.folder / "setup.exe", b"%PDF-1.7\n%%EOF\n")
+    if not (tel.folder / "publisher.key").exists():
+        _cli(
+            "publisher", "keygen", str(tel.folder / "publisher.key"),
+            "--name", "demo.example/telemetry-release",
+        )  # fmt: skip
+    return tel
+
+
+@dataclass(frozen=True)
+class TelemetryRun:
+    """What the telemetry walk showed (printed in the banner, checked by --smoke's test)."""
+
+    sent: list[str]  # "sent DIGEST (N event(s)), receipt I" lines
+    refused: str  # the refused sample's one line
+    read: str  # the digest read through the logged query API
+    monitor: str
+    ledger: str
+    reconcile: str
+
+
+def run_telemetry(tel: Telemetry, log_url: str, log_token: str) -> TelemetryRun:
+    """Publish, send, refuse, read, monitor, verify and reconcile against a running collector.
+
+    Raises:
+        OvertError: a step did not give the expected result (the step is named).
+    """
+    publish = ("--log", log_url, "--key", str(tel.folder / "publisher.key"), "--kind", "release")
+    env = {"OVERT_LOG_TOKEN": log_token}
+    policy_bundle = tel.folder / "policy.json.overt"
+    if not policy_bundle.exists():
+        version = str(json.loads(tel.policy.read_bytes())["version"])
+        _cli(
+            "publish", str(tel.policy), *publish, "--product", "overt-telemetry-policy",
+            "--version", version, "--channel", CUSTOMER, "--platform", "any",
+            "--out", str(policy_bundle), env=env,
+        )  # fmt: skip
+    key = tel.collector / "collector.key.pub"
+    key_bundle = tel.folder / "collector.key.pub.overt"
+    if not key_bundle.exists():
+        _cli(
+            "publish", str(key), *publish, "--product", "overt-telemetry-collector-key",
+            "--version", "1", "--channel", TELEMETRY_REGION, "--platform", "x25519",
+            "--out", str(key_bundle), env=env,
+        )  # fmt: skip
+    receipts_vkey = str(tel.collector / "receipts" / "log.vkey")
+    common = (
+        "--ledger",
+        str(tel.ledger),
+        "--key",
+        str(key),
+        "--salt-file",
+        str(tel.folder / "salt"),
+    )
+    out = _cli(
+        "telemetry", "send", str(tel.policy), str(tel.folder / "events.jsonl"), *common,
+        "--receipts", str(tel.folder / "receipts.jsonl"), "--receipts-vkey", receipts_vkey,
+    )  # fmt: skip
+    sent = [line for line in out.splitlines() if line.startswith("sent ")]
+    if not sent:
+        raise OvertError(f"overt telemetry send sent nothing: {out.strip()[:200]}")
+    refused = _cli(
+        "telemetry", "send", str(tel.policy), "--sample", str(tel.folder / "setup.exe"), *common,
+        expect=1,
+    ).strip()  # fmt: skip
+    if "sample refused" not in refused:
+        raise OvertError(f"the document sample was not refused as a document: {refused[:200]}")
+    digest = sent[-1].split()[1]
+    _cli(
+        "collector", "read", tel.url, digest, "--customer", CUSTOMER,
+        "--actor", ANALYST, "--reason", REASON,
+        "--token-file", str(tel.collector / "token"),
+    )  # fmt: skip
+    monitor = _cli(
+        "monitor", f"{tel.url}/access", "--vkey", str(tel.collector / "access" / "log.vkey"),
+        "--check", f"telemetry-access={CUSTOMER}:30", "--once",
+    )  # fmt: skip
+    # --once exits 1 on any alert, so reaching here means none; say what was checked.
+    checked = [json.loads(line) for line in monitor.splitlines() if '"entries"' in line]
+    end = checked[-1]["end"] if checked else 0
+    entries = "1 entry" if end == 1 else f"{end} entries"
+    summary = f"access log: {entries} checked by telemetry-access={CUSTOMER}:30, no alert"
+    ledger = _cli("telemetry", "ledger", "verify", str(tel.ledger)).strip()
+    reconcile = _cli(
+        "telemetry", "reconcile", str(tel.ledger), f"{tel.url}/receipts",
+        "--receipts-vkey", receipts_vkey,
+    ).strip()  # fmt: skip
+    return TelemetryRun(sent, refused, digest, summary, ledger, reconcile.splitlines()[-1])
+
+
 def _port(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= 65535 - len(REGIONS):
-        raise argparse.ArgumentTypeError(f"not a port (1..{65535 - len(REGIONS)}): {text!r}")
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= 65536 - PORTS:
+        raise argparse.ArgumentTypeError(f"not a port (1..{65536 - PORTS}): {text!r}")
     return int(text)
 
 
@@ -143,7 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dir", type=Path, default=Path(".demo"), help="state directory")
     parser.add_argument(
-        "--port", type=_port, default=8080, help="log port; witnesses use the next three"
+        "--port",
+        type=_port,
+        default=8080,
+        help="log port; the witnesses use the next three, the collector the one after",
     )
     parser.add_argument("--smoke", action="store_true", help="start, append, verify, stop")
     args = parser.parse_args(argv)
@@ -170,6 +405,7 @@ def _run(base: Path, port: int, smoke: bool) -> int:
 
 def _serve(base: Path, port: int, smoke: bool) -> int:
     policy_path = setup(base, port)
+    tel = setup_telemetry(base, port)
     log_dir = base / "log"
     url = f"http://127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
@@ -203,6 +439,17 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
             max_age=300,
         )
         cosigners = len(verified.checkpoint.cosignatures())
+        proc = subprocess.Popen(
+            _overt(
+                "collector", "serve", str(tel.collector),
+                "--listen", f"127.0.0.1:{port + COLLECTOR_OFFSET}",
+            ),
+            stdout=logs,
+            stderr=logs,
+        )  # fmt: skip
+        procs.append(proc)
+        _wait_http(f"{tel.url}/v1/key", proc)
+        walked = run_telemetry(tel, url, read_token(log_dir))
         monitor_out = open(base / "monitor.jsonl", "ab")  # noqa: SIM115 (closed with logs)
         procs.append(
             subprocess.Popen(
@@ -223,6 +470,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
             )
         )
         print(_banner(base, url, read_vkey(log_dir), policy_path, index, cosigners), flush=True)
+        print(_telemetry_banner(tel, walked), flush=True)
         if smoke:
             time.sleep(1.0)
             if procs[-1].poll() not in (None, 0):
@@ -277,7 +525,41 @@ read the witnessed checkpoint:
 verify the whole log under the witness policy, cosigned in the last 10 minutes:
   {overt} log verify {url} --policy {policy} --max-age 600
 see integrated vs published sizes and witness states:
-  curl -sS {url}/metrics
+  curl -sS {url}/metrics""".rstrip()
+
+
+def _telemetry_banner(tel: Telemetry, run: TelemetryRun) -> str:
+    overt = ".venv/bin/overt" if Path(".venv/bin/overt").exists() else "overt"
+    col = tel.collector
+    sent = "\n".join(f"  {line}" for line in run.sent)
+    return f"""
+telemetry (docs/telemetry.md): customer {CUSTOMER}, region {TELEMETRY_REGION}
+  collector   {tel.url}   (state in {col}/, token {col}/token)
+  policy      {tel.policy}  (published to the log: {tel.folder}/policy.json.overt)
+  region key  {col}/collector.key.pub  (published: {tel.folder}/collector.key.pub.overt)
+  ledger      {tel.ledger}  (the endpoint's egress ledger)
+
+receipt log verifier key ({col}/receipts/log.vkey):
+  {(col / "receipts" / "log.vkey").read_text().strip()}
+access log verifier key ({col}/access/log.vkey):
+  {(col / "access" / "log.vkey").read_text().strip()}
+
+events sent through the endpoint filter, recorded in the ledger, receipts verified:
+{sent}
+a PDF renamed setup.exe, offered as a sample: {run.refused}
+read by {ANALYST} through the query API, logged with its reason first:
+  {run.read} ({REASON!r})
+{run.monitor}
+{run.ledger}
+reconcile with the receipt log: {run.reconcile}
+
+verify the egress ledger:
+  {overt} telemetry ledger verify {tel.ledger}
+reconcile it with the collector's receipt log (sent vs received, both directions):
+  {overt} telemetry reconcile {tel.ledger} {tel.url}/receipts --receipts-vkey {col}/receipts/log.vkey
+follow who read {CUSTOMER}'s data (an access without a reason is an alert):
+  {overt} monitor {tel.url}/access --vkey {col}/access/log.vkey \\
+      --check telemetry-access={CUSTOMER}:30 --once
 
 Ctrl-C stops everything.""".rstrip()
 
