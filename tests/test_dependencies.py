@@ -29,6 +29,8 @@ USE = {
     "cvss": r"^\s*(from|import) cvss\b",
     "argon2-cffi": r"^\s*(from|import) argon2\b",
     "jsonschema": r"^\s*(from|import) jsonschema\b",
+    "cyclonedx-python-lib": r"^\s*(from|import) cyclonedx\b",
+    "packaging": r"^\s*(from|import) packaging\b",
 }
 
 

@@ -76,6 +76,7 @@ against the code)::
     │   │   └── BuildTimeoutError   the build ran past its timeout
     │   ├── SourceMismatchError     the source directory is not the snapshot
     │   └── RebuildMismatchError    the rebuilt output is not the released artifact
+    ├── SbomError                   an SBOM not made or not valid, an unreadable OSV export (sbom)
     ├── DisclosureError             the disclosure service refused (disclosure.errors)
     │   ├── TransitionError         a workflow step not allowed now (409)
     │   ├── AccessDeniedError       the caller's role does not allow it (403)

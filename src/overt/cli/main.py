@@ -36,6 +36,7 @@ _GROUPS = (
     "source",
     "review",
     "rebuild",
+    "sbom",
     "telemetry",
     "collector",
 )
