@@ -44,26 +44,20 @@ def _free_port_block() -> int:
     raise RuntimeError("no free ports")
 
 
+def _smoke(directory: Path, port: int) -> subprocess.CompletedProcess[str]:
+    argv = ["--dir", str(directory), "--port", str(port), "--smoke"]
+    out = subprocess.run(
+        [sys.executable, "-m", "overt.demo", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr + (directory / "services.log").read_text()
+    return out
+
+
 def test_make_run_smoke(tmp_path: Path) -> None:
     port = _free_port_block()
     vkeys: list[str] = []
     for run in range(2):  # second run reuses the state of the first
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "overt.demo",
-                "--dir",
-                str(tmp_path),
-                "--port",
-                str(port),
-                "--smoke",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert out.returncode == 0, out.stderr + (tmp_path / "services.log").read_text()
+        out = _smoke(tmp_path, port)
         assert "witness cosignatures" in out.stdout
         # Every key a user needs: the log's, each witness's, the policy and the token.
         assert (tmp_path / "log" / "log.vkey").read_text().strip() in out.stdout
@@ -118,6 +112,25 @@ def test_make_run_smoke(tmp_path: Path) -> None:
     # Two demo entries, the telemetry policy and the region key, published once.
     assert "size 4" in verify.stdout
     assert '"event":"entries"' in (tmp_path / "monitor.jsonl").read_text()
+    # Other ports move the collector: the policy names its new URL under a new revision,
+    # published again; the ledger and the receipts still reconcile.
+    policy_v1 = json.loads((tmp_path / "telemetry" / "policy.json").read_bytes())
+    moved = _free_port_block()
+    out = _smoke(tmp_path, moved)
+    policy_v2 = json.loads((tmp_path / "telemetry" / "policy.json").read_bytes())
+    assert (policy_v1["version"], policy_v2["version"]) == (1, 2)
+    assert policy_v2["collectors"] == {"eu": f"http://127.0.0.1:{moved + 4}"}
+    assert "3 matched, 0 missing, 0 extra, 0 altered" in out.stdout
+
+
+def test_a_damaged_demo_policy_is_one_line_and_left_as_is(tmp_path: Path) -> None:
+    (tmp_path / "telemetry").mkdir()
+    (tmp_path / "telemetry" / "policy.json").write_text('{"version": "1"}')
+    out = _demo(tmp_path, _free_port_block())
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "policy.json" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert (tmp_path / "telemetry" / "policy.json").read_text() == '{"version": "1"}'
 
 
 def _demo(directory: Path, port: int) -> subprocess.CompletedProcess[str]:

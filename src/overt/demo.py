@@ -37,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -211,6 +211,22 @@ def _cli(*args: str, expect: int = 0, env: dict[str, str] | None = None) -> str:
     return done.stdout if expect == 0 else done.stderr
 
 
+def _revision(path: Path) -> dict[str, Any]:
+    """The demo's earlier policy, to reuse its revision (or go one up).
+
+    Raises:
+        ConfigError: not a policy with an integer revision (the file is named, left as is).
+    """
+    try:
+        old = json.loads(path.read_bytes())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path} is not the demo's telemetry policy: {err}") from err
+    version = old.get("version") if isinstance(old, dict) else None
+    if not isinstance(old, dict) or type(version) is not int or version < 1:
+        raise ConfigError(f"{path} is not the demo's telemetry policy: no revision {version!r}")
+    return old
+
+
 def setup_telemetry(base: Path, port: int) -> Telemetry:
     """Create (once) the collector, the customer's policy, salt, events and sample.
 
@@ -254,7 +270,7 @@ def setup_telemetry(base: Path, port: int) -> Telemetry:
         "samples": {"mode": "executables-only", "max_bytes": 33554432},
     }
     if tel.policy.exists():
-        old = json.loads(tel.policy.read_bytes())
+        old = _revision(tel.policy)
         same = {**old, "version": 1} == policy
         policy["version"] = old["version"] if same else old["version"] + 1
     data = json.dumps(policy, indent=1).encode() + b"\n"
