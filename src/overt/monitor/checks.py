@@ -38,7 +38,10 @@ returns is dropped. A check that calls native code on untrusted input must isola
 process of its own, as ``rule-audit`` does (:mod:`overt.rules._sandbox`), since a crash of
 native code would take the monitor down with it.
 
-Later issues register the review-coverage and rebuild checks here.
+``source-evidence[=KINDS[:GRACE]]``
+    A rebuild summary reporting a mismatch; a release that GRACE entries later still lacks
+    reviews, a matching rebuild or an SBOM (KINDS: ``review,rebuild,sbom``)
+    (:mod:`overt.source.monitor`).
 """
 
 from __future__ import annotations
@@ -303,3 +306,12 @@ def _telemetry_access(arg: str | None) -> Check:
 
 
 register_check("telemetry-access", _telemetry_access)
+
+
+def _source_evidence(arg: str | None) -> Check:
+    from overt.source.monitor import SourceEvidenceCheck
+
+    return SourceEvidenceCheck.from_arg(arg)
+
+
+register_check("source-evidence", _source_evidence)
