@@ -262,3 +262,21 @@ def test_overts_own_wheel_rebuilds_bit_for_bit_on_other_paths_and_clocks(tmp_pat
     with zipfile.ZipFile(io.BytesIO(first.data)) as z:
         assert "overt/source/snapshot.py" in z.namelist()
     assert json.dumps(None) == "null"
+
+
+def test_the_clean_copy_carries_source_date_epoch_not_the_checkout_clock(tmp_path: Path) -> None:
+    # A build that archives file times (a plain tar) is reproducible from the clean copy.
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    snap = snapshot_tree(src)
+    command = f"{sys.executable} -c \"import tarfile; t = tarfile.open('out.tar', 'w'); t.add('a.txt'); t.close()\""
+    first = clean_build(snap, src, command, "out.tar")
+    (src / "a.txt").touch()  # another clock on the checkout
+    time.sleep(1.1)
+    second = clean_build(snap, src, command, "out.tar")
+    assert first.data == second.data
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(first.data)) as t:
+        assert t.getmember("a.txt").mtime == 315532800

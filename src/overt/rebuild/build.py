@@ -11,6 +11,7 @@ run: builds must not depend on it), and runs the build command there with:
   directory of its own;
 - ``PATH`` and the network settings a build may need (``PIP_*``, proxies) passed
   through, nothing else of the caller's environment;
+- every copied file and directory timestamped ``SOURCE_DATE_EPOCH``;
 - a timeout, after which the build's whole process group is killed.
 
 The output is named relative to the build directory (a glob matching one file is
@@ -97,6 +98,14 @@ def copy_snapshot(snapshot: Snapshot, source: Path, dest: Path) -> None:
             out.chmod(0o755 if f.mode == "100755" else 0o644)
 
 
+def _set_times(root: Path, epoch: int) -> None:
+    """Every copied file and directory gets the time ``epoch``: a build that archives file
+    times (tar, zip without SOURCE_DATE_EPOCH support) then does not see the copy's clock."""
+    for path in sorted(root.rglob("*"), reverse=True):
+        os.utime(path, (epoch, epoch), follow_symlinks=False)
+    os.utime(root, (epoch, epoch))
+
+
 def clean_build(
     snapshot: Snapshot,
     source: Path,
@@ -119,6 +128,7 @@ def clean_build(
         root.mkdir()
         home.mkdir()
         copy_snapshot(snapshot, source, root)
+        _set_times(root, int(build_env(snapshot, home)["SOURCE_DATE_EPOCH"]))
         log = Path(tmp) / "build.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
