@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from overt.demo import check_ports
 from overt.formats.note import parse_vkey
 from overt.telemetry.ledger import read_log_entries, verify_ledger
 
@@ -121,6 +123,25 @@ def test_make_run_smoke(tmp_path: Path) -> None:
     assert (policy_v1["version"], policy_v2["version"]) == (1, 2)
     assert policy_v2["collectors"] == {"eu": f"http://127.0.0.1:{moved + 4}"}
     assert "3 matched, 0 missing, 0 extra, 0 altered" in out.stdout
+
+
+def test_sigterm_stops_every_service_the_demo_started(tmp_path: Path) -> None:
+    # Was: the demo died alone and its servers kept the ports, so the next make run failed.
+    port = _free_port_block()
+    argv = [sys.executable, "-m", "overt.demo", "--dir", str(tmp_path), "--port", str(port)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as demo:
+        try:
+            assert demo.stdout is not None
+            for line in demo.stdout:
+                if "Ctrl-C stops everything" in line:
+                    break
+            demo.send_signal(signal.SIGTERM)
+            _, err = demo.communicate(timeout=30)
+            assert demo.returncode == 0, err
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+    check_ports(port)  # free again (as the next make run sees them): every service stopped
 
 
 def test_a_damaged_demo_policy_is_one_line_and_left_as_is(tmp_path: Path) -> None:

@@ -405,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(base: Path, port: int, smoke: bool) -> int:
     try:
         base.mkdir(parents=True, exist_ok=True)
@@ -412,6 +416,9 @@ def _run(base: Path, port: int, smoke: bool) -> int:
         raise ConfigError(f"cannot create {base}: {err.strerror}") from err
     # Nothing of a running demo is touched: the lock and the ports come before any write.
     held = lock(base)
+    # A SIGTERM (kill, a supervisor, a closed terminal's session) stops the demo like Ctrl-C:
+    # the services it started are stopped too, not left holding its ports and state.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         check_ports(port)
         return _serve(base, port, smoke)
