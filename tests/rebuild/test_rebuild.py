@@ -6,6 +6,7 @@ Each test is named after the lie or mistake it stops.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -278,3 +279,23 @@ def test_the_clean_copy_carries_source_date_epoch_not_the_checkout_clock(tmp_pat
 
     with tarfile.open(fileobj=io.BytesIO(first.data)) as t:
         assert t.getmember("a.txt").mtime == 315532800
+
+
+def test_snapshot_with_a_file_below_a_symlink_cannot_make_a_rebuild_write_outside(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    from overt.errors import FormatError
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    src = tmp_path / "src"
+    src.mkdir()
+    os.symlink(str(outside), src / "a")
+    (outside / "b").write_text("planted\n")  # what the source directory shows through the link
+    link = hashlib.sha256(str(outside).encode()).hexdigest()
+    body = hashlib.sha256(b"planted\n").hexdigest()
+    text = f"overt-source-snapshot/v1\n\n120000 {link} a\n100644 {body} a/b\n".encode()
+    with pytest.raises(FormatError, match="below"):
+        parse_snapshot(text)

@@ -149,6 +149,19 @@ def test_every_truncation_of_a_snapshot_is_refused() -> None:
         b"overt-source-snapshot/v1\n\n100644 " + b"ab" * 32 + b" a\tb\n",
         b"overt-source-snapshot/v1\n\n100644 " + b"ab" * 32 + b" \xff\n",
         b"overt-source-snapshot/v1\n\n\n",
+        # A symlink "a" and a file "a/b": a rebuild would write through the link.
+        b"overt-source-snapshot/v1\n\n120000 "
+        + b"ab" * 32
+        + b" a\n100644 "
+        + b"ab" * 32
+        + b" a/b\n",
+        b"overt-source-snapshot/v1\n\n100644 "
+        + b"ab" * 32
+        + b" a\n100644 "
+        + b"ab" * 32
+        + b" a-b\n100644 "
+        + b"ab" * 32
+        + b" a/b/c\n",
     ],
 )
 def test_non_canonical_snapshot_is_refused(bad: bytes) -> None:

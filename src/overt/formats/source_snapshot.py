@@ -27,7 +27,8 @@ can recompute it (``sha256sum`` of each file, ``sort`` by path bytes, the header
 above). ``git-tree`` and ``git-commit`` are git's own ids of the revision (absent for a
 plain directory); ``source-date-epoch`` is the commit time, which rebuilds export as
 ``SOURCE_DATE_EPOCH``. Directories are not listed (like git, an empty one is not part of
-the source); nothing else than regular files and symlinks can be.
+the source); nothing else than regular files and symlinks can be, and no path lies below
+another (a file or symlink ``a`` and a file ``a/b``).
 
 Logged, a snapshot is an in-toto statement (:mod:`overt.formats.statement`) whose
 subject is ``source`` with the source digest, predicate type
@@ -144,6 +145,15 @@ class Snapshot:
             if check_path(f.path) <= previous:
                 raise _fail("paths are not sorted and unique", f.path)
             previous = f.path
+        # No path below another: a tree cannot hold both a file (or symlink) "a" and "a/b",
+        # and a snapshot that did would make a rebuild write "a/b" through the symlink "a".
+        paths = {f.path for f in self.files}
+        for f in self.files:
+            cut = f.path.rfind("/")
+            while cut > 0:
+                if f.path[:cut] in paths:
+                    raise _fail("a path lies below a file or symlink of the snapshot", f.path)
+                cut = f.path.rfind("/", 0, cut)
 
     @classmethod
     def of(
