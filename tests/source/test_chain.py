@@ -202,3 +202,20 @@ def test_reviews_by_keys_the_policy_does_not_name_do_not_count(chain: Chain) -> 
     rebuilds = [chain.rebuild(who, "1.0.0")[1] for who in ("r1", "r2")]
     code, text = chain.verify("1.0.0", chain.evidence("1.0.0", *reviews, *rebuilds))
     assert code == 1 and "1 of the 2 required reviewers" in text, text
+
+
+def test_evidence_naming_the_wrong_log_index_is_refused(
+    chain: Chain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    from overt.publish.bundle import format_bundle, parse_bundle
+
+    chain.release("1.0.0")
+    review = chain.review("alice", "1.0.0")
+    bundle = parse_bundle(review.read_bytes())
+    lying = dataclasses.replace(bundle, proof=dataclasses.replace(bundle.proof, index=0))
+    review.write_bytes(format_bundle(lying))
+    code, _, err = run(capsys, "source", "evidence", chain.w / "app-1.0.0.zip.overt", "--add",
+                       review, "--log", chain.w / "log", *chain.witness_args)  # fmt: skip
+    assert code == 1 and "entry 0 of the log is not the statement given for it" in err, err

@@ -172,7 +172,8 @@ def gather_evidence(
     """
     import dataclasses
 
-    from overt.errors import LogError
+    from overt.errors import LogError, ProofError
+    from overt.formats import merkle
     from overt.formats.checkpoint import parse_checkpoint
     from overt.formats.note import parse_note
     from overt.formats.proof import TlogProof
@@ -193,12 +194,20 @@ def gather_evidence(
     if max(beyond) >= size:
         raise LogError(f"the log's checkpoint (size {size}) does not cover entry {max(beyond)} yet")
 
-    def again(e: LoggedEntry) -> LoggedEntry:
-        return LoggedEntry(e.entry, e.index, tuple(log.inclusion_proof(e.index, size)))
+    root = parse_checkpoint(parse_note(note).text).root_hash
 
-    proof = TlogProof(
-        release.proof.index, tuple(log.inclusion_proof(release.proof.index, size)), note
-    )
+    def again(e: LoggedEntry) -> LoggedEntry:
+        hashes = tuple(log.inclusion_proof(e.index, size))
+        try:
+            merkle.verify_inclusion(merkle.leaf_hash(e.entry), e.index, size, hashes, root)
+        except ProofError as err:
+            # A bundle that names the wrong index (or an entry never logged) is refused
+            # here, not handed on for every endpoint to refuse.
+            raise LogError(f"entry {e.index} of the log is not the statement given for it") from err
+        return LoggedEntry(e.entry, e.index, hashes)
+
+    main = again(LoggedEntry(release.entry, release.proof.index, ()))
+    proof = TlogProof(main.index, main.hashes, note)
     return dataclasses.replace(
         release,
         proof=proof,
