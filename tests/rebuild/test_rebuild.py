@@ -299,3 +299,32 @@ def test_snapshot_with_a_file_below_a_symlink_cannot_make_a_rebuild_write_outsid
     text = f"overt-source-snapshot/v1\n\n120000 {link} a\n100644 {body} a/b\n".encode()
     with pytest.raises(FormatError, match="below"):
         parse_snapshot(text)
+
+
+#: six 1.16.0's sdist as PyPI serves it (https://pypi.org/project/six/1.16.0/#files).
+SIX_SDIST = ROOT / "tests" / "data" / "sdist" / "six-1.16.0.tar.gz"
+SIX_SHA256 = "1e61c37477a1626458e36f7b1d82aa5c9b094fa4802892072e49de9c60c4c926"
+
+
+@pytest.mark.timeout(600)
+def test_a_real_pypi_sdist_rebuilds_bit_for_bit(tmp_path: Path) -> None:
+    import hashlib
+    import tarfile
+
+    data = SIX_SDIST.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == SIX_SHA256
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        t.extractall(tmp_path, filter="data")
+    src = tmp_path / "six-1.16.0"
+    snap = snapshot_tree(src)
+    command = f"{sys.executable} -m pip wheel --no-deps --quiet -w dist ."
+    try:
+        first = clean_build(snap, src, command, "dist/*.whl", timeout=300)
+    except BuildError as err:
+        if "Could not find a version" in str(err) or "NewConnectionError" in str(err):
+            pytest.skip(f"no package index to fetch the build backend from: {err}")
+        raise
+    time.sleep(2.1)  # another clock; and another temporary path
+    second = clean_build(snap, src, command, "dist/*.whl", timeout=300)
+    assert first.name == "dist/six-1.16.0-py2.py3-none-any.whl"
+    assert first.data == second.data, first_difference(first.data, second.data)
