@@ -219,3 +219,21 @@ def test_evidence_naming_the_wrong_log_index_is_refused(
     code, _, err = run(capsys, "source", "evidence", chain.w / "app-1.0.0.zip.overt", "--add",
                        review, "--log", chain.w / "log", *chain.witness_args)  # fmt: skip
     assert code == 1 and "entry 0 of the log is not the statement given for it" in err, err
+
+
+def test_coverage_of_a_release_reads_the_snapshot_its_bundle_carries(
+    chain: Chain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chain.release("1.0.0")
+    review = chain.review("alice", "1.0.0")
+    vkey = chain.w / "log.vkey"
+    with Log.open(chain.w / "log") as log:
+        vkey.write_text(log.vkey)
+    code, out, err = run(capsys, "review", "coverage", chain.w / "app-1.0.0.zip.overt",
+                         "--reviews", review, "--vkey", vkey, "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["file_share"] == 100.0
+    chain.release("2.0.0", source=False)
+    code, _, err = run(capsys, "review", "coverage", chain.w / "app-2.0.0.zip.overt",
+                       "--reviews", review, "--vkey", vkey)  # fmt: skip
+    assert code == 1 and "carries no source snapshot" in err

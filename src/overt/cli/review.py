@@ -68,7 +68,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_record)
 
     p = cmds.add_parser("coverage", help="a snapshot's files and lines reviewed, by file digest")
-    p.add_argument("snapshot", type=Path, metavar="SNAPSHOT", help="overt source snapshot file")
+    p.add_argument(
+        "snapshot",
+        type=Path,
+        metavar="RELEASE_OR_SNAPSHOT",
+        help="a snapshot file, or a release bundle carrying one (publish --source)",
+    )
     p.add_argument("--reviews", nargs="+", default=[], metavar="BUNDLE", help="review bundles")
     p.add_argument("--vkey", required=True, help="the log's verifier key, inline or a file")
     p.add_argument("--min-reviewers", type=int, default=1, metavar="K", help="reviewers per file")
@@ -87,9 +92,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _read_snapshot(path: Path) -> Snapshot:
+    """A snapshot file, or the snapshot a release bundle carries (``publish --source``).
+
+    Raises:
+        FormatError: neither; a bundle whose snapshot is not the one its provenance names.
+    """
+    from overt.errors import FormatError
     from overt.formats.source_snapshot import parse_snapshot
 
-    return parse_snapshot(read_input(str(path)))
+    data = read_input(str(path))
+    if not data.startswith(b"{"):
+        return parse_snapshot(data)
+    import hashlib
+
+    from overt.formats.dsse import parse_envelope
+    from overt.formats.slsa_provenance import PROVENANCE_PREDICATE, Provenance
+    from overt.formats.statement import parse_statement
+    from overt.publish.bundle import parse_bundle
+
+    bundle = parse_bundle(data)
+    if not bundle.source:
+        raise FormatError("release bundle", f"{path} carries no source snapshot (publish --source)")
+    named = set()
+    for att in bundle.attestations:
+        statement = parse_statement(parse_envelope(att.entry).payload)
+        if statement.predicate_type == PROVENANCE_PREDICATE:
+            named.add(Provenance.from_json(statement.predicate).source_sha256)
+    if hashlib.sha256(bundle.source).hexdigest() not in named:
+        raise FormatError(
+            "release bundle", f"{path}: its snapshot is not the one its provenance names"
+        )
+    return parse_snapshot(bundle.source)
 
 
 def _keygen(args: argparse.Namespace) -> int:
