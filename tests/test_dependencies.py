@@ -31,6 +31,7 @@ USE = {
     "jsonschema": r"^\s*(from|import) jsonschema\b",
     "cyclonedx-python-lib": r"^\s*(from|import) cyclonedx\b",
     "packaging": r"^\s*(from|import) packaging\b",
+    "jinja2": r"^\s*(from|import) jinja2\b",
 }
 
 

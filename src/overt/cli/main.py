@@ -39,6 +39,7 @@ _GROUPS = (
     "sbom",
     "telemetry",
     "collector",
+    "portal",
 )
 
 

@@ -1,0 +1,426 @@
+"""The Transparency Center portal: server-rendered pages over one log, on bare ASGI.
+
+Routes (every page is HTML readable with curl; raw bytes for the in-browser verifier)::
+
+    GET /                        the log: checkpoint, witness cosignatures and ages,
+                                 growth, entry kinds, monitor alerts, newest entries
+    GET /entries                 browse and search: ?kind= &product= &version= &digest= &q=
+    GET /entries/<i>             one entry: decoded statement, verification steps
+                                 (server and browser), downloads, related entries
+    GET /entries/<i>/entry       the entry's bytes (a DSSE envelope, or whatever was logged)
+    GET /entries/<i>/proof       its tlog-proof (c2sp.org/tlog-proof) against the checkpoint
+    GET /entries/<i>/tile        the level-0 tile (c2sp.org/tlog-tiles) holding its leaf hash
+    GET /checkpoint              the published checkpoint with its cosignatures
+    GET /rules                   rule bundles with their logged audits (pass / fail)
+    GET /releases                releases and updates with their evidence entries
+    GET /telemetry               the telemetry policy (if given) and its logged revisions
+    GET /disclosure              logged advisories, counts, a link to the intake service
+    GET /static/<file>           verify.js, portal.js, portal.css
+
+Hostile content stays inert: Jinja2 autoescapes every value, and every answer
+carries a Content-Security-Policy that allows scripts, styles and fetches from
+the portal itself only (no inline script, no inline style), plus ``nosniff``.
+
+Status codes: 404 no such page or entry, 405 a method other than GET or HEAD,
+400 a malformed query (a non-decimal index), 503 the log cannot be read. The
+portal only reads the log directory (``overt.log.LogView``: no lock, beside a
+running ``overt log serve``); it re-reads the checkpoint at most once a second.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import jinja2
+
+from overt._asgi import Receive, Scope, Send, error, reply
+from overt.errors import ConfigError, FormatError, OvertError
+from overt.formats import tiles
+from overt.formats.checkpoint import Checkpoint, parse_checkpoint
+from overt.formats.note import parse_note, parse_vkey
+from overt.formats.policy import Policy, parse_policy
+from overt.log.log import LogView, read_vkey
+from overt.portal.checks import WitnessRow, entry_steps, witness_rows
+from overt.portal.entries import DecodedEntry, EntryIndex
+
+__all__ = ["CSP", "Portal", "PortalConfig"]
+
+CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    b"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_HERE = Path(__file__).parent
+_STATIC = {
+    "verify.js": b"text/javascript; charset=utf-8",
+    "portal.js": b"text/javascript; charset=utf-8",
+    "portal.css": b"text/css; charset=utf-8",
+}
+_HTML = b"text/html; charset=utf-8"
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
+_ENTRY = re.compile(r"/entries/(0|[1-9][0-9]{0,18})(/entry|/proof|/tile)?")
+_MAX_QUERY = 512
+_MAX_ALERTS = 50
+_HISTORY = 200
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    """What the portal shows: a log directory and, optionally, the rest of the centre."""
+
+    log_dir: Path
+    monitor_events: Path | None = None  # the monitor's JSONL output (alerts, events)
+    telemetry_policy: Path | None = None  # the current telemetry policy (JSON)
+    disclosure_url: str | None = None  # the disclosure service's intake
+    refresh: float = 1.0  # re-read the checkpoint at most this often (seconds)
+    clock: Callable[[], float] = field(default=time.time, compare=False)
+
+
+@dataclass
+class _Snapshot:
+    view: LogView
+    note: bytes
+    checkpoint: Checkpoint
+    read_at: float
+
+
+class Portal:
+    """The portal's ASGI app over ``config.log_dir``.
+
+    Raises (on construction):
+        ConfigError: not a log directory, or an unreadable witness policy.
+    """
+
+    def __init__(self, config: PortalConfig) -> None:
+        if config.disclosure_url is not None and not re.fullmatch(
+            r"https?://[^\s\"'<>]+", config.disclosure_url
+        ):
+            raise ConfigError(f"the disclosure URL is not http(s): {config.disclosure_url!r}")
+        self.config = config
+        self.vkey = read_vkey(config.log_dir)
+        self.log_verifier = parse_vkey(self.vkey)
+        self.policy: Policy | None = None
+        policy_path = config.log_dir / "witnesses.policy"
+        if policy_path.exists():
+            try:
+                self.policy = parse_policy(policy_path.read_bytes())
+            except (OSError, FormatError) as err:
+                raise ConfigError(f"{policy_path}: {err}") from err
+        self.index = EntryIndex()
+        self.growth: list[tuple[float, int]] = []
+        self._snapshot: _Snapshot | None = None
+        self._lock = threading.Lock()
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(_HERE / "templates"),
+            autoescape=True,  # every value, whatever the template's name
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["age"] = _age
+        self.static = {name: (_HERE / "static" / name).read_bytes() for name in _STATIC}
+
+    # -- the log, read-only ----------------------------------------------------
+
+    def snapshot(self) -> _Snapshot:
+        """The published log as last read (re-read when older than ``config.refresh``).
+
+        Raises:
+            OvertError: the log directory cannot be read or its checkpoint does not verify.
+        """
+        now = self.config.clock()
+        with self._lock:
+            snap = self._snapshot
+            if snap is not None and now - snap.read_at < self.config.refresh:
+                return snap
+            view = LogView.open(self.config.log_dir)
+            note = view.checkpoint()
+            cp = parse_checkpoint(parse_note(note).text)
+            self.index.update(view, cp.size)
+            if not self.growth or self.growth[-1][1] != cp.size:
+                self.growth.append((now, cp.size))
+                del self.growth[:-_HISTORY]
+            self._snapshot = _Snapshot(view, note, cp, now)
+            return self._snapshot
+
+    # -- ASGI ------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        headers = [
+            (b"content-security-policy", CSP),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cache-control", b"no-cache"),
+        ]
+        if scope["method"] not in ("GET", "HEAD"):
+            await error(send, 405, "the portal is read-only", [*headers, (b"allow", b"GET, HEAD")])
+            return
+        try:
+            status, body, ctype, extra = self.handle(
+                scope["path"], scope.get("query_string", b"").decode("latin-1")
+            )
+        except _HTTPError as err:
+            await error(send, err.status, err.message, headers)
+            return
+        except OvertError as err:
+            await error(send, 503, f"the log cannot be read: {err}", headers)
+            return
+        if scope["method"] == "HEAD":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", ctype),
+                        (b"content-length", b"%d" % len(body)),
+                        *headers,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await reply(send, status, body, ctype, [*headers, *extra])
+
+    def handle(self, path: str, query: str) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        """``(status, body, content type, headers)`` for a GET of ``path?query``.
+
+        Raises:
+            _HTTPError: 400 or 404; OvertError: the log cannot be read (503).
+        """
+        if path.startswith("/static/"):
+            name = path[len("/static/") :]
+            if name not in _STATIC:
+                raise _HTTPError(404, "no such file")
+            return 200, self.static[name], _STATIC[name], []
+        if len(query) > _MAX_QUERY:
+            raise _HTTPError(400, f"query longer than {_MAX_QUERY} characters")
+        snap = self.snapshot()
+        if path == "/checkpoint":
+            return 200, snap.note, b"text/plain; charset=utf-8", []
+        match = _ENTRY.fullmatch(path)
+        if match:
+            return self._entry(snap, int(match.group(1)), match.group(2))
+        pages: dict[str, Callable[[_Snapshot, dict[str, str]], str]] = {
+            "/": self._log_page,
+            "/entries": self._entries_page,
+            "/rules": self._rules_page,
+            "/releases": self._releases_page,
+            "/telemetry": self._telemetry_page,
+            "/disclosure": self._disclosure_page,
+        }
+        page = pages.get(path)
+        if page is None:
+            raise _HTTPError(404, "no such page")
+        params = {k: v[0] for k, v in parse_qs(query, max_num_fields=16).items()}
+        return 200, page(snap, params).encode("utf-8"), _HTML, []
+
+    def _render(self, template: str, **values: Any) -> str:
+        return self.env.get_template(template).render(
+            origin=self._snapshot.checkpoint.origin if self._snapshot else "",
+            disclosure_url=self.config.disclosure_url,
+            **values,
+        )
+
+    # -- pages -----------------------------------------------------------------
+
+    def _witnesses(self, snap: _Snapshot) -> list[WitnessRow]:
+        return witness_rows(snap.note, self.policy, self.config.clock())
+
+    def _log_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
+        return self._render(
+            "log.html",
+            checkpoint=snap.checkpoint,
+            note=snap.note.decode("utf-8", "replace"),
+            vkey=self.vkey,
+            witnesses=self._witnesses(snap),
+            policy=self.policy,
+            growth=_chart(self.growth),
+            kinds=self.index.kinds(),
+            alerts=self._alerts(),
+            latest=self.index.search(limit=20),
+        )
+
+    def _entries_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
+        want = {k: params.get(k, "")[:200] for k in ("kind", "product", "version", "digest", "q")}
+        rows = self.index.search(
+            kind=want["kind"],
+            product=want["product"],
+            version=want["version"],
+            digest=want["digest"],
+            text=want["q"],
+            limit=200,
+        )
+        return self._render("entries.html", rows=rows, want=want, kinds=self.index.kinds())
+
+    def _row(self, snap: _Snapshot, index: int) -> DecodedEntry:
+        if index >= snap.checkpoint.size:
+            raise _HTTPError(404, f"no entry {index}: the log has {snap.checkpoint.size}")
+        return self.index.rows[index]
+
+    def _raw(self, snap: _Snapshot, index: int) -> tuple[bytes, bytes, bytes]:
+        """The entry's bytes, its tlog-proof and its level-0 tile, from one snapshot."""
+        view, size = snap.view, snap.checkpoint.size
+        tile_index = index // tiles.TILE_WIDTH
+        width = min(tiles.TILE_WIDTH, size - tile_index * tiles.TILE_WIDTH)
+        return view.entry(index), view.proof(index), view.read_tile(0, tile_index, width)
+
+    def _entry(
+        self, snap: _Snapshot, index: int, part: str | None
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        row = self._row(snap, index)
+        entry, proof, tile = self._raw(snap, index)
+        if part is not None:
+            body = {"/entry": entry, "/proof": proof, "/tile": tile}[part]
+            name = {
+                "/entry": f"entry-{index}",
+                "/proof": f"entry-{index}.tlog-proof",
+                "/tile": f"tile-0-{index // tiles.TILE_WIDTH}",
+            }[part]
+            disposition = b'attachment; filename="%s"' % name.encode("ascii")
+            return 200, body, b"application/octet-stream", [(b"content-disposition", disposition)]
+        steps = entry_steps(entry, proof, tile, self.log_verifier, self.policy, time.time())
+        witnesses = (
+            [{"name": w.name, "vkey": w.vkey} for w in self.policy.witnesses] if self.policy else []
+        )
+        trust = json.dumps(
+            {
+                "log": self.vkey,
+                "witnesses": witnesses,
+                "quorum": _quorum(self.policy),
+                "index": index,
+            }
+        )
+        page = self._render(
+            "entry.html",
+            row=row,
+            steps=steps,
+            related=self.index.related(row),
+            trust=trust,
+        )
+        return 200, page.encode("utf-8"), _HTML, []
+
+    def _rules_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
+        bundles = []
+        for row in self.index.search(kind="rule-bundle", limit=500):
+            audits = [r for r in self.index.related(row) if r.kind == "rule-audit"]
+            bundles.append((row, audits))
+        return self._render("rules.html", bundles=bundles)
+
+    def _releases_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
+        releases = []
+        for row in self.index.search(kind="release", limit=500) + self.index.search(
+            kind="update", limit=500
+        ):
+            evidence: dict[str, int] = {}
+            for r in self.index.related(row):
+                evidence[r.kind] = evidence.get(r.kind, 0) + 1
+            releases.append((row, evidence))
+        releases.sort(key=lambda pair: -pair[0].index)
+        return self._render("releases.html", releases=releases)
+
+    def _telemetry_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
+        policy_text = None
+        path = self.config.telemetry_policy
+        if path is not None:
+            try:
+                policy_text = json.dumps(json.loads(path.read_bytes()), indent=2, sort_keys=True)
+            except (OSError, ValueError) as err:
+                policy_text = f"(cannot read {path}: {err})"
+        revisions = [r for r in self.index.search(text="policy", limit=200) if r.subject]
+        keys = [r for r in self.index.search(text="key", limit=200) if r.subject]
+        return self._render(
+            "telemetry.html", policy_text=policy_text, revisions=revisions, keys=keys
+        )
+
+    def _disclosure_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
+        advisories = self.index.search(kind="advisory", limit=500)
+        products: dict[str, int] = {}
+        for row in advisories:
+            products[row.product or row.subject] = products.get(row.product or row.subject, 0) + 1
+        return self._render("disclosure.html", advisories=advisories, products=products)
+
+    def _alerts(self) -> list[str]:
+        path = self.config.monitor_events
+        if path is None:
+            return []
+        try:
+            with open(path, "rb") as f:
+                f.seek(0, 2)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return []
+        return lines[-_MAX_ALERTS:][::-1]
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _quorum(policy: Policy | None) -> int | None:
+    """How many of the policy's witnesses must cosign, when the quorum is one flat group of
+    all of them (the browser checks that); None for any other shape (checked on the server)."""
+    if policy is None or policy.quorum is None:
+        return None
+    names = {w.name for w in policy.witnesses}
+    for group in policy.groups:
+        if group.name == policy.quorum and set(group.members) == names:
+            if group.spec == "all":
+                return len(names)
+            return 1 if group.spec == "any" else int(group.spec)
+    return None
+
+
+def _age(seconds: float | None) -> str:
+    """``42 s``, ``3 min``, ``5 h``, ``2 d`` (a cosignature's age)."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _chart(history: list[tuple[float, int]], width: int = 600, height: int = 120) -> dict[str, Any]:
+    """An SVG polyline of tree size over time, as seen by this portal (no script needed)."""
+    if len(history) < 2:
+        points = [(0.0, float(height)), (float(width), float(height))]
+        top = history[-1][1] if history else 0
+        return {
+            "points": " ".join(f"{x:.0f},{y:.0f}" for x, y in points),
+            "top": top,
+            "width": width,
+            "height": height,
+            "samples": len(history),
+        }
+    t0, t1 = history[0][0], history[-1][0]
+    s0, s1 = history[0][1], history[-1][1]
+    span_t, span_s = max(t1 - t0, 1e-9), max(s1 - s0, 1)
+    pts = [(width * (t - t0) / span_t, height - height * (s - s0) / span_s) for t, s in history]
+    return {
+        "points": " ".join(f"{x:.0f},{y:.0f}" for x, y in pts),
+        "top": s1,
+        "width": width,
+        "height": height,
+        "samples": len(history),
+    }

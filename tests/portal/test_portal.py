@@ -1,0 +1,163 @@
+"""The portal's pages: readable with curl, searchable, and inert against hostile content."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.portal.conftest import HOSTILE, PortalLog
+
+from overt.portal.app import Portal, PortalConfig
+
+
+def _get(portal: Portal, path: str, method: str = "GET") -> httpx.Response:
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=portal)
+        async with httpx.AsyncClient(transport=transport, base_url="http://portal") as client:
+            return await client.request(method, path)
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def portal(portal_log: PortalLog) -> Portal:
+    return Portal(PortalConfig(portal_log.dir, disclosure_url="http://127.0.0.1:9/"))
+
+
+PAGES = ["/", "/entries", "/rules", "/releases", "/telemetry", "/disclosure", "/entries/1"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_is_html_with_a_strict_csp(portal: Portal, path: str) -> None:
+    r = _get(portal, path)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    # no inline script or style anywhere: only the portal's own module
+    assert re.findall(r"<script[^>]*>", r.text) in (
+        [],
+        ['<script type="module" src="/static/portal.js">'],
+    )
+    assert " style=" not in r.text and " on" not in re.sub(
+        r">[^<]*<", "><", r.text
+    ).lower().replace(" one", "")
+
+
+def test_log_page_shows_checkpoint_and_each_witness_cosignature(portal: Portal) -> None:
+    text = _get(portal, "/").text
+    assert "example.com/portal" in text and '<dd id="tree-size">6</dd>' in text
+    for region in ("asia", "europe", "americas"):
+        assert re.search(rf"<td>{region}</td><td class=\"ok\">valid</td>", text), region
+
+
+def test_a_missing_cosignature_is_shown_on_the_log_page(portal_log: PortalLog) -> None:
+    portal_log.cosign(("asia",))
+    text = _get(Portal(PortalConfig(portal_log.dir)), "/").text
+    assert '<td>europe</td><td class="bad">no cosignature</td>' in text
+
+
+def test_entries_are_searchable_by_kind_product_version_and_digest(portal: Portal) -> None:
+    import hashlib
+
+    assert "agent-1.2.0.msi" in _get(portal, "/entries?kind=release").text
+    assert "agent-1.2.0.msi" not in _get(portal, "/entries?kind=rule-bundle").text
+    assert "1 matching" in _get(portal, "/entries?product=agent&version=1.2.0").text
+    digest = hashlib.sha256(b"agent 1.2.0").hexdigest()
+    hit = _get(portal, f"/entries?digest={digest}").text
+    assert '<a href="/entries/1">1</a>' in hit and "1 matching" in hit
+    assert "0 matching" in _get(portal, "/entries?digest=" + "0" * 64).text
+    assert '<a href="/entries/2">' in _get(portal, "/entries?q=rules-7").text
+
+
+def test_entry_page_shows_statement_steps_downloads_and_related(portal: Portal) -> None:
+    text = _get(portal, "/entries/2").text
+    assert "https://overt.dev/rule-bundle/v1" in text
+    for step in (
+        "leaf hash",
+        "tile",
+        "log signature",
+        "cosignature asia",
+        "witness quorum",
+        "inclusion",
+    ):
+        assert f'<tr data-step="{step}"><th scope="row">{step}</th><td class="ok">pass' in text
+    assert '<a href="/entries/3">3</a>' in text  # its audit
+    proof = _get(portal, "/entries/2/proof")
+    assert proof.content.startswith(b"c2sp.org/tlog-proof@v1\nindex 2\n")
+    assert "attachment" in proof.headers["content-disposition"]
+    assert _get(portal, "/entries/5/entry").content == HOSTILE.encode()
+    assert len(_get(portal, "/entries/2/tile").content) == 6 * 32
+
+
+def test_rule_bundle_page_shows_the_failed_audit(portal: Portal) -> None:
+    text = _get(portal, "/rules").text
+    assert "rules-7.yar" in text and 'class="bad">collection-audit: fail</a>' in text
+
+
+def test_release_page_counts_evidence(portal: Portal) -> None:
+    assert "agent-1.2.0.msi" in _get(portal, "/releases").text
+
+
+@pytest.mark.parametrize("path", ["/", "/entries", "/entries/4", "/entries/5", "/releases"])
+def test_hostile_entry_fields_are_rendered_as_text(portal: Portal, path: str) -> None:
+    text = _get(portal, path).text
+    assert "<script>alert" not in text and "<img src=x" not in text
+    assert "&lt;script&gt;" in text or "&lt;img" in text or path == "/"
+
+
+def test_hostile_telemetry_policy_text_is_rendered_as_text(
+    portal_log: PortalLog, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"note": "</pre><script>alert(1)</script>"}')
+    text = _get(Portal(PortalConfig(portal_log.dir, telemetry_policy=policy)), "/telemetry").text
+    assert "<script>alert" not in text and "&lt;/pre&gt;&lt;script&gt;" in text
+
+
+def test_a_javascript_disclosure_url_is_refused(portal_log: PortalLog) -> None:
+    from overt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not http"):
+        Portal(PortalConfig(portal_log.dir, disclosure_url="javascript:alert(1)"))
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/entries/6", 404),
+        ("/entries/01", 404),
+        ("/nope", 404),
+        ("/static/../app.py", 404),
+        ("/entries/99999999999999999999", 404),
+    ],
+)
+def test_bad_paths_are_client_errors_never_500(portal: Portal, path: str, status: int) -> None:
+    assert _get(portal, path).status_code == status
+
+
+def test_the_portal_is_read_only(portal: Portal) -> None:
+    r = _get(portal, "/entries", method="POST")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+
+
+def test_an_unreadable_log_is_503_not_500(portal: Portal, portal_log: PortalLog) -> None:
+    (portal_log.dir / "tiles" / "checkpoint").write_bytes(b"garbage")
+    portal.config = PortalConfig(portal_log.dir, refresh=0.0)
+    assert _get(portal, "/").status_code == 503
+
+
+def test_new_entries_appear_after_a_refresh(portal_log: PortalLog) -> None:
+    from overt.log.log import Log
+
+    portal = Portal(PortalConfig(portal_log.dir, refresh=0.0))
+    assert "0 matching" in _get(portal, "/entries?q=late").text
+    with Log.open(portal_log.dir) as log:
+        log.add_many([b"a late entry\n"])
+    portal_log.cosign()
+    assert "1 matching" in _get(portal, "/entries?q=late").text
