@@ -51,6 +51,7 @@ against the code)::
     ├── LogError                    the log refused an operation
     │   ├── EntryError              an entry that can never be logged (empty, too large)
     │   ├── LogLockedError          another process owns the log directory
+    │   ├── CheckpointConflictError the signed checkpoint moved under a writer (log.backend)
     │   ├── NotFoundError           an index, tile or object that does not exist (yet)
     │   │   ├── ProofRequestError   a proof asked for outside the tree (formats.merkle)
     │   │   └── ReportNotFoundError no such disclosure report (disclosure.errors; 404)

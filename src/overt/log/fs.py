@@ -35,8 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from overt.errors import LogError, NotFoundError
+from overt.log.backend import CheckpointConflictError
 
-__all__ = ["TileStore", "atomic_write", "fsync_dir", "read_beneath"]
+__all__ = ["CheckpointFile", "TileStore", "atomic_write", "fsync_dir", "read_beneath"]
 
 CHECKPOINT = "checkpoint"
 
@@ -206,6 +207,53 @@ class TileStore:
     def write_checkpoint(self, note: bytes) -> None:
         """Publish a checkpoint. Callers must have made its tiles durable first."""
         atomic_write(self.root / CHECKPOINT, note)
+
+
+class CheckpointFile:
+    """The log's signed checkpoint in one file (``DIR/checkpoint``): a
+    :class:`~overt.log.backend.CheckpointLock` for a log directory.
+
+    The compare in :meth:`replace` is against the last checkpoint this object
+    read or wrote, not a fresh read of the file: the log directory's ``flock``
+    makes its holder the only writer, so the file cannot change behind it. After
+    a failed write that memory is dropped and the file itself is compared.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._known: bytes | None = None
+
+    def fetch(self) -> bytes:
+        """The stored checkpoint. Raises NotFoundError (no file), OSError."""
+        try:
+            note = self.path.read_bytes()
+        except FileNotFoundError as err:
+            raise NotFoundError(f"no checkpoint at {self.path}") from err
+        self._known = note
+        return note
+
+    def create(self, note: bytes) -> None:
+        """Write the first checkpoint. Raises LogError if there is one, OSError."""
+        if self.path.exists():
+            raise LogError(f"{self.path} already holds a checkpoint")
+        self._swap(note)
+
+    def replace(self, old: bytes, new: bytes) -> None:
+        """Replace ``old`` by ``new`` durably. Raises CheckpointConflictError, OSError."""
+        current = self._known
+        if current is None:
+            try:
+                current = self.fetch()
+            except NotFoundError:
+                current = None
+        if current != old:
+            raise CheckpointConflictError(old, current)
+        self._swap(new)
+
+    def _swap(self, note: bytes) -> None:
+        self._known = None  # unknown until the write returned: the next compare re-reads
+        atomic_write(self.path, note)
+        self._known = note
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

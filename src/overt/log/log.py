@@ -92,7 +92,9 @@ from overt.formats.note import Signer, Verifier, generate_key, parse_note, parse
 from overt.formats.policy import Policy, parse_policy
 from overt.formats.proof import TlogProof, format_proof
 from overt.log._files import read_token, read_vkey
-from overt.log.fs import TileStore, atomic_write, read_beneath
+from overt.log.backend import CheckpointLock, TileBackend
+from overt.log.fs import CheckpointFile, TileStore, atomic_write, read_beneath
+from overt.log.integration import Edge, integrate, root_of
 from overt.log.journal import Journal, replay
 
 if TYPE_CHECKING:
@@ -328,7 +330,10 @@ class Log(_TreeReads):
             except OSError as err:
                 raise ConfigError(f"cannot read {policy_path}: {err}") from err
             self.policy = _parse_witness_policy(policy_text)
-        self.store = TileStore(directory / "tiles")
+        # The storage seam (overt.log.backend): tiles and the published
+        # checkpoint, and the signed checkpoint swapped by compare-and-swap.
+        self.store: TileBackend = TileStore(directory / "tiles")
+        self.checkpoint_lock: CheckpointLock = CheckpointFile(directory / "checkpoint")
         # Imported here: SQLAlchemy is 0.2 s of start-up that `overt log vkey` does not need.
         from overt.log.index import DedupIndex
 
@@ -462,7 +467,7 @@ class Log(_TreeReads):
         Raises LogError (unreadable or inconsistent storage).
         """
         try:
-            latest = (self.directory / "checkpoint").read_bytes()
+            latest = self.checkpoint_lock.fetch()
             signed = parse_checkpoint(parse_note(latest).text)
             size = signed.size
             partials: list[list[bytes]] = []
@@ -482,7 +487,7 @@ class Log(_TreeReads):
                 raw = self.store.read(tiles.entries_path(size // tiles.TILE_WIDTH, width))
                 bundle = tiles.parse_entry_bundle(raw, width)
             try:
-                served = self.store.read_checkpoint()
+                served = self.store.read("checkpoint")
                 served_size = parse_checkpoint(parse_note(served).text).size
             except NotFoundError:
                 # Missing, or a planted symlink (never followed): without witnesses
@@ -493,7 +498,7 @@ class Log(_TreeReads):
                 served, served_size = b"", 0
         except (OSError, FormatError, LogError) as err:
             raise LogError(f"cannot read the log's state: {err}") from err
-        root = self._compute_root(size, partials)
+        root = root_of(size, partials)
         if signed.root_hash != root:
             raise LogError(f"tiles do not match the latest checkpoint at size {size}")
         if served_size > size:
@@ -578,34 +583,15 @@ class Log(_TreeReads):
             raise LogError(f"cannot read entry bundles {start}..{end}: {err}") from err
         return pairs
 
-    @staticmethod
-    def _compute_root(size: int, partials: Sequence[Sequence[bytes]]) -> bytes:
-        """Root of [0, size) from the partial tiles of every level (the right edge)."""
-        if size == 0:
-            return merkle.EMPTY_ROOT
-        subtrees: list[bytes] = []
-        for part in reversed(partials):
-            start = 0
-            width = len(part)
-            bit = tiles.TILE_WIDTH >> 1
-            while bit:
-                if width & bit:
-                    subtrees.append(merkle.root_hash(part[start : start + bit]))
-                    start += bit
-                bit >>= 1
-        root = subtrees[-1]
-        for left in reversed(subtrees[:-1]):
-            root = merkle.node_hash(left, root)
-        return root
-
     def _publish(self, size: int, root: bytes) -> bytes:
         """Sign and write a checkpoint for ``size``; publish it too without witnesses.
 
         Callers must have made every tile it commits to durable, and update the
-        in-memory state only once this returns. Raises OSError.
+        in-memory state only once this returns. Raises OSError, LogError
+        (CheckpointConflictError: another writer moved the signed checkpoint).
         """
         note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
-        atomic_write(self.directory / "checkpoint", note)
+        self.checkpoint_lock.replace(self._signed[0], note)
         if self.policy is None:
             self.store.write_checkpoint(note)
         return note
@@ -921,54 +907,8 @@ class Log(_TreeReads):
 
     def _integrate(self, entries: list[bytes], hashes: list[bytes]) -> None:
         start = self._size
-        new_size = start + len(entries)
-        writes: list[tuple[str, bytes]] = []
-        width = tiles.TILE_WIDTH
-
-        # Entry bundles.
-        bundle = list(self._bundle)
-        bundle_index = start // width
-        pos = 0
-        while pos < len(entries):
-            take = min(width - len(bundle), len(entries) - pos)
-            bundle.extend(entries[pos : pos + take])
-            pos += take
-            if len(bundle) == width:
-                writes.append((tiles.entries_path(bundle_index), tiles.format_entry_bundle(bundle)))
-                bundle_index += 1
-                bundle = []
-        if bundle:
-            writes.append(
-                (tiles.entries_path(bundle_index, len(bundle)), tiles.format_entry_bundle(bundle))
-            )
-
-        # Hash tiles, level by level: a full tile's root feeds the level above.
-        partials = [list(p) for p in self._partials]
-        level = 0
-        new: list[bytes] = hashes
-        while new:
-            if level == len(partials):
-                partials.append([])
-            part = partials[level]
-            tile_index = (start >> (tiles.TILE_HEIGHT * level)) // width
-            up: list[bytes] = []
-            pos = 0
-            while pos < len(new):
-                take = min(width - len(part), len(new) - pos)
-                part.extend(new[pos : pos + take])
-                pos += take
-                if len(part) == width:
-                    writes.append((tiles.tile_path(level, tile_index), b"".join(part)))
-                    up.append(merkle.root_hash(part))
-                    tile_index += 1
-                    part = []
-            if part:
-                writes.append((tiles.tile_path(level, tile_index, len(part)), b"".join(part)))
-            partials[level] = part
-            new = up
-            level += 1
-
-        root = self._compute_root(new_size, partials)
+        step = integrate(Edge(start, self._partials, self._bundle), entries, hashes)
+        writes, (new_size, partials, bundle), root = step
         # Order matters for crash safety; see the module docstring. Memory
         # changes only once both writes returned (_recover handles the rest).
         self.store.write_batch(writes)
