@@ -330,7 +330,17 @@ def test_real_log_checkpoints_are_witnessed_and_pass_a_policy(tmp_path: Path) ->
                 "WitnessUnavailableError",
             },
         ),
-        ("overt.witness.state", {"SCHEMA_VERSION", "Decide", "StateError", "WitnessState"}),
+        (
+            "overt.witness.state",
+            {
+                "SCHEMA_VERSION",
+                "Decide",
+                "PostgresWitnessState",
+                "StateError",
+                "WitnessState",
+                "WitnessStore",
+            },
+        ),
         ("overt.witness.server", {"Committer", "ServerLimits", "WitnessApp", "serve"}),
         ("overt.witness.client", {"WitnessClient"}),
         (

@@ -27,6 +27,15 @@ updated by the ones before.
 
 Versioning: ``PRAGMA user_version`` holds the schema version (1); another
 version is refused rather than guessed at.
+
+PostgreSQL (:class:`PostgresWitnessState`, several witness processes on one
+database): the same table and compare-and-set; every write transaction first
+takes a transaction-scoped advisory lock (``pg_advisory_xact_lock``), which
+serialises writers as ``BEGIN IMMEDIATE`` does for SQLite while readers go on.
+A commit is durable when it returns (``synchronous_commit`` on, PostgreSQL's
+default). The schema version is the one row of ``witness_schema``.
+
+Both implement :class:`WitnessStore`, the protocol the server and the CLI use.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Column,
@@ -49,6 +58,7 @@ from sqlalchemy import (
     event,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -57,7 +67,14 @@ from overt.errors import ConfigError
 from overt.witness.core import Cosigned, CosignedCheckpoint, Submission
 from overt.witness.errors import WitnessError
 
-__all__ = ["SCHEMA_VERSION", "Decide", "StateError", "WitnessState"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Decide",
+    "PostgresWitnessState",
+    "StateError",
+    "WitnessState",
+    "WitnessStore",
+]
 
 SCHEMA_VERSION = 1
 
@@ -76,16 +93,29 @@ _SELECT = select(
 )
 # Statements built once: building one per request costs more than running it.
 _SELECT_MANY = _SELECT.where(_checkpoints.c.origin.in_(bindparam("origins", expanding=True)))
-_INSERT = (
+_schema = Table("witness_schema", _metadata, Column("version", Integer, nullable=False))
+_VALUES: dict[str, Any] = {
+    "origin": bindparam("key"),
+    "size": bindparam("new_size"),
+    "root_hash": bindparam("new_root"),
+    "note": bindparam("new_note"),
+}
+# RETURNING counts the rows inserted: psycopg reports no row count for
+# INSERT ... ON CONFLICT DO NOTHING through SQLAlchemy (-1).
+_INSERT_SQLITE = (
     sqlite_insert(_checkpoints)
-    .values(
-        origin=bindparam("key"),
-        size=bindparam("new_size"),
-        root_hash=bindparam("new_root"),
-        note=bindparam("new_note"),
-    )
+    .values(_VALUES)
     .on_conflict_do_nothing()
+    .returning(_checkpoints.c.origin)
 )
+_INSERT_POSTGRES = (
+    postgresql_insert(_checkpoints)
+    .values(_VALUES)
+    .on_conflict_do_nothing()
+    .returning(_checkpoints.c.origin)
+)
+# Any constant: the key of the advisory lock PostgreSQL writers serialise on.
+_PG_WRITE_LOCK = 0x6F76_7274_7769_7401
 _UPDATE = (
     _checkpoints.update()
     .where(_checkpoints.c.origin == bindparam("key"))
@@ -107,54 +137,38 @@ def _row(row: Any) -> CosignedCheckpoint:
     return CosignedCheckpoint(row.origin, row.size, bytes(row.root_hash), bytes(row.note))
 
 
-class WitnessState:
-    """The witness's records, in a SQLite file. Thread-safe; several processes may share it.
+class WitnessStore(Protocol):
+    """What the witness needs of its state: read records, and decide-and-store atomically."""
 
-    Raises:
-        StateError: on construction, the file cannot be opened or has another schema.
-    """
+    def get(self, origin: str) -> CosignedCheckpoint | None: ...
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        if not self.path.parent.is_dir():
-            raise StateError(f"no directory for the witness state: {self.path.parent}")
-        # SQLAlchemy's default pool for a SQLite file (QueuePool): a connection is
-        # used by one thread at a time, possibly a different one each time.
-        self.engine: Engine = create_engine(
-            f"sqlite:///{self.path}",
-            connect_args={"timeout": 30.0, "check_same_thread": False},
-        )
-        event.listen(self.engine, "connect", _on_connect)
-        event.listen(self.engine, "begin", _on_begin)
-        try:
-            with self._write() as conn:
-                version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
-                if version == 0:
-                    _metadata.create_all(conn)
-                    conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                elif version != SCHEMA_VERSION:
-                    raise StateError(
-                        f"{self.path}: state schema version {version}, expected {SCHEMA_VERSION}"
-                    )
-        except SQLAlchemyError as err:
-            raise StateError(f"cannot open witness state {self.path}: {err}") from err
+    def origins(self) -> list[str]: ...
+
+    def compare_and_set(
+        self, expected: CosignedCheckpoint | None, new: CosignedCheckpoint
+    ) -> bool: ...
+
+    def apply(
+        self, submissions: Sequence[Submission], decide: Decide
+    ) -> list[Cosigned | Exception]: ...
+
+    def close(self) -> None: ...
+
+
+class _SQLState:
+    """The records in a SQLAlchemy engine; a subclass opens it and begins write transactions."""
+
+    engine: Engine
+
+    def _write(self) -> contextlib.AbstractContextManager[Connection]:
+        """A transaction that holds the writer lock from its first statement."""
+        raise NotImplementedError
+
+    def _insert(self) -> Any:
+        raise NotImplementedError
 
     def close(self) -> None:
         self.engine.dispose()
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception)."""
-        with self.engine.connect() as conn:
-            conn.execution_options(overt_write=True)
-            with conn.begin():
-                yield conn
-
-    def __enter__(self) -> WitnessState:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- reads ---------------------------------------------------------------
 
@@ -190,7 +204,7 @@ class WitnessState:
                     f"compare-and-set across origins {expected.origin!r}, {new.origin!r}"
                 )
             with self._write() as conn:
-                return _cas_many(conn, [(expected, new)])
+                return _cas_many(conn, self._insert(), [(expected, new)])
         except SQLAlchemyError as err:
             raise StateError(f"cannot write witness state: {err}") from err
 
@@ -229,7 +243,7 @@ class WitnessState:
                     for origin, record in current.items()
                     if record is not None and record is not before.get(origin)
                 ]
-                if changed and not _cas_many(conn, changed):
+                if changed and not _cas_many(conn, self._insert(), changed):
                     # Unreachable under BEGIN IMMEDIATE; roll everything back if not.
                     raise StateError("a record changed under the write lock")
         except SQLAlchemyError as err:
@@ -237,8 +251,110 @@ class WitnessState:
         return results
 
 
+class WitnessState(_SQLState):
+    """The witness's records, in a SQLite file. Thread-safe; several processes may share it.
+
+    Raises:
+        StateError: on construction, the file cannot be opened or has another schema.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise StateError(f"no directory for the witness state: {self.path.parent}")
+        # SQLAlchemy's default pool for a SQLite file (QueuePool): a connection is
+        # used by one thread at a time, possibly a different one each time.
+        self.engine: Engine = create_engine(
+            f"sqlite:///{self.path}",
+            connect_args={"timeout": 30.0, "check_same_thread": False},
+        )
+        event.listen(self.engine, "connect", _on_connect)
+        event.listen(self.engine, "begin", _on_begin)
+        try:
+            with self._write() as conn:
+                version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+                if version == 0:
+                    _checkpoints.create(conn)
+                    conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                elif version != SCHEMA_VERSION:
+                    raise StateError(
+                        f"{self.path}: state schema version {version}, expected {SCHEMA_VERSION}"
+                    )
+        except SQLAlchemyError as err:
+            raise StateError(f"cannot open witness state {self.path}: {err}") from err
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(overt_write=True)
+            with conn.begin():
+                yield conn
+
+    def _insert(self) -> Any:
+        return _INSERT_SQLITE
+
+    def __enter__(self) -> WitnessState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PostgresWitnessState(_SQLState):
+    """The witness's records in PostgreSQL (tables in the connection's ``search_path``).
+
+    ``url`` is a SQLAlchemy URL; ``postgresql://...`` is taken as psycopg 3
+    (``postgresql+psycopg://...``). Thread-safe; several processes may share
+    the database.
+
+    Raises:
+        StateError: on construction, the database cannot be reached or has another schema.
+    """
+
+    def __init__(self, url: str, *, connect_args: dict[str, Any] | None = None) -> None:
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        self.engine = create_engine(url, connect_args=connect_args or {}, pool_pre_ping=True)
+        try:
+            with self._write() as conn:
+                _metadata.create_all(conn)
+                version = conn.execute(select(_schema.c.version)).scalar()
+                if version is None:
+                    conn.execute(_schema.insert().values(version=SCHEMA_VERSION))
+                elif version != SCHEMA_VERSION:
+                    raise StateError(
+                        f"witness state schema version {version}, expected {SCHEMA_VERSION}"
+                    )
+        except SQLAlchemyError as err:
+            self.engine.dispose()
+            reason = getattr(err, "orig", None) or err
+            raise StateError(f"cannot open the witness state database: {reason}") from err
+        except StateError:
+            self.engine.dispose()
+            raise
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction holding the writers' advisory lock (readers go on)."""
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
+            yield conn
+
+    def _insert(self) -> Any:
+        return _INSERT_POSTGRES
+
+    def __enter__(self) -> PostgresWitnessState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _cas_many(
-    conn: Connection, changes: Sequence[tuple[CosignedCheckpoint | None, CosignedCheckpoint]]
+    conn: Connection,
+    insert: Any,
+    changes: Sequence[tuple[CosignedCheckpoint | None, CosignedCheckpoint]],
 ) -> bool:
     """Compare-and-set of several records (distinct origins) at once; True iff all took.
 
@@ -252,10 +368,13 @@ def _cas_many(
         if old is not None
     ]
     done = 0
-    if inserts:
-        done += conn.execute(_INSERT, inserts).rowcount
-    if updates:
+    for row in inserts:  # one statement per new origin (rare)
+        done += len(conn.execute(insert, row).all())
+    if updates and conn.dialect.supports_sane_multi_rowcount:
         done += conn.execute(_UPDATE, updates).rowcount
+    else:
+        for row in updates:
+            done += conn.execute(_UPDATE, row).rowcount
     return done == len(changes)
 
 
