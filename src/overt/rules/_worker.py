@@ -100,7 +100,7 @@ def _static_file(path: str, text: str, limits: Limits, analyse: bool) -> dict[st
     names = [r.name for r in pf.rules]
     for rule in pf.rules:
         try:
-            ctx, signals = analyse_rule(rule, names)
+            ctx, signals = analyse_rule(rule, names, pf.rules)
         except (RecursionError, MemoryError, ValueError, re.error) as err:
             # A hostile rule must not stop the audit of the others: it becomes
             # a finding of its own, and it fails the default policy.
@@ -119,6 +119,10 @@ def _static_file(path: str, text: str, limits: Limits, analyse: bool) -> dict[st
         out["rules"].append(
             [rule.name, rule.line, bool(ctx.indicators), [_encode_signal(s) for s in signals]]
         )
+        if not any(any(ch.isalpha() for c in cs for ch in c.text) for cs in ctx.cands.values()):
+            # No pattern holds readable text (a base64- or hex-shape regex, code bytes):
+            # firing on a marked canary but not on its twin is then chance, not keying.
+            out.setdefault("contentless", []).append(rule.name)
     return out
 
 

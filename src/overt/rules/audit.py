@@ -219,6 +219,8 @@ class StaticResult:
     error: str = ""
     spans: list[tuple[int, int]] = field(default_factory=list)
     rules: list[tuple[str, int, bool, list[Signal]]] = field(default_factory=list)
+    #: rules none of whose patterns holds readable text
+    contentless: frozenset[str] = frozenset()
 
 
 def _decode_static(item: object) -> StaticResult:
@@ -241,7 +243,8 @@ def _decode_static(item: object) -> StaticResult:
         )
         for name, line, ind, sigs in map(_wire._list, _wire._list(item["rules"]))
     ]
-    return StaticResult(path, pf, "", spans, rules)
+    contentless = frozenset(_wire._s(n) for n in _wire._list(item.get("contentless", [])))
+    return StaticResult(path, pf, "", spans, rules, contentless)
 
 
 def _chunks(texts: Mapping[str, str]) -> int:
@@ -337,14 +340,34 @@ def _inline(
 
 
 def _dynamic_signals(
-    hits: set[str], corpus: dict[str, canary_mod.Canary], has_indicators: bool, line: int
+    hits: set[str],
+    corpus: dict[str, canary_mod.Canary],
+    has_indicators: bool,
+    line: int,
+    contentless: bool = False,
 ) -> list[Signal]:
     marked = {n for n in hits if corpus[n].kind == "marked"}
     clean = {n for n in hits if corpus[n].kind == "clean"}
     execs = {n for n in hits if corpus[n].kind == "executable"}
     out: list[Signal] = []
     keyed = sorted(n for n in marked if corpus[n].twin not in hits)
-    if keyed:
+    if keyed and contentless:
+        # A shape regex (base64, hex) that happens to fit a long word of the
+        # marked canary is not keyed to markings: no pattern holds any text.
+        out.append(
+            Signal(
+                "canary-marked",
+                Severity.INFO,
+                "dynamic",
+                line,
+                ", ".join(keyed),
+                "fires on marked canary documents but not on their clean twins, yet no "
+                "pattern holds readable text: a character-class shape that fits the canary",
+                content=False,
+            )
+        )
+        keyed = []
+    elif keyed:
         out.append(
             Signal(
                 "canary-marked",
@@ -554,7 +577,11 @@ def audit_sources(
                 merged.setdefault(key, set()).update(n for n in names_hit if n in by_name)
         for key, names_hit in merged.items():
             sigs = _dynamic_signals(
-                names_hit, by_name, contexts.get(key, False), rule_lines.get(key, 1)
+                names_hit,
+                by_name,
+                contexts.get(key, False),
+                rule_lines.get(key, 1),
+                key[1] in static[key[0]].contentless if key[0] in static else False,
             )
             rule_signals.setdefault(key, []).extend(sigs)
 

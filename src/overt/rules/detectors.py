@@ -48,6 +48,7 @@ from overt.rules.decode import (
     utf16_texts,
 )
 from overt.rules.parse import ConditionToken, Rule, StringDef, tokenize_condition
+from overt.rules.requirements import Atom, Requirements, requirements
 
 __all__ = [
     "STANDARD_EXTERNALS",
@@ -273,6 +274,14 @@ class RuleContext:
     indicators: list[str] = field(default_factory=list)
     doc_targeting: list[str] = field(default_factory=list)
     externals: set[str] = field(default_factory=set)
+    #: every indicator anywhere in the rule (``indicators`` keeps only those that
+    #: every requirement set needs)
+    all_indicators: list[str] = field(default_factory=list)
+    requirements: Requirements | None = None
+    #: a requirement set with no malicious indicator, shown in findings
+    free_set: str = ""
+    #: tokens of the condition and of every rule it inlines
+    all_tokens: list[ConditionToken] = field(default_factory=list)
 
 
 def _string_by_id(rule: Rule) -> dict[str, StringDef]:
@@ -305,22 +314,14 @@ def _loop_vars(tokens: list[ConditionToken]) -> set[str]:
     return out
 
 
-def rule_context(rule: Rule, rule_names: Iterable[str] = ()) -> RuleContext:
-    """Decode a rule once: candidates, condition tokens, indicators, targeting."""
-    cands = {s.identifier: candidates(s) for s in rule.strings}
-    tokens = tokenize_condition(rule.condition)
-    ctx = RuleContext(rule, cands, tokens)
-    cond_lower = rule.condition.lower()
-
-    # Malicious indicators.
-    for mod in _EXEC_MODULES:
-        if mod in cond_lower:
-            ctx.indicators.append(f"condition uses the {mod[:-1]} module")
-            break
-    m = _EXEC_MAGIC.search(rule.condition)
-    if m:
-        ctx.indicators.append(f"condition checks executable magic {m.group(0)}")
+def _string_indicators(
+    rule: Rule, cands: dict[str, list[Candidate]] | None = None
+) -> dict[str, str]:
+    """``{$id: why}`` for each string of ``rule`` that is a malicious indicator
+    (code bytes, or a malware/exploit/API token after decoding)."""
+    out: dict[str, str] = {}
     for s in rule.strings:
+        cs = cands[s.identifier] if cands is not None else candidates(s)
         if s.kind == "hex":
             for runs in hex_sequences(s.data.decode("latin-1"))[:4]:
                 binary = [
@@ -329,13 +330,124 @@ def rule_context(rule: Rule, rule_names: Iterable[str] = ()) -> RuleContext:
                     if sum(b < 0x20 or b >= 0x7F for b in r) >= 3 and not _readable(r)
                 ]
                 if binary:
-                    ctx.indicators.append(f"{s.identifier} is a binary/code byte pattern")
+                    out[s.identifier] = f"{s.identifier} is a binary/code byte pattern"
                     break
-        for c in cands[s.identifier]:
+        if s.identifier in out:
+            continue
+        for c in cs:
             mm = _MALICIOUS_RE.search(c.text.lower())
             if mm:
-                ctx.indicators.append(f"{s.identifier} contains {mm.group(0)!r}")
+                out[s.identifier] = f"{s.identifier} contains {mm.group(0)!r}"
                 break
+    return out
+
+
+def _atom_indicator(atom: Atom, strings: dict[str, dict[str, str]]) -> str | None:
+    """Why ``atom`` is a malicious indicator, or None. ``strings`` maps a rule
+    name ("" for the rule itself) to its string indicators."""
+    if atom.kind == "string":
+        why = strings.get(atom.owner, {}).get(atom.text)
+        return f"{atom.owner}:{why}" if why and atom.owner else why
+    if atom.kind == "magic":
+        m = _EXEC_MAGIC.search(atom.text)
+        if m:
+            return f"condition checks executable magic {m.group(0)}"
+    if atom.kind == "module":
+        low = atom.text.lower()
+        for mod in _EXEC_MODULES:
+            if low.startswith(mod):
+                return f"condition uses the {mod[:-1]} module ({atom.text})"
+    return None
+
+
+def _set_text(req_set: frozenset[Atom]) -> str:
+    return " and ".join(str(a) for a in sorted(req_set)) or "nothing (always true)"
+
+
+def _needed_indicators(
+    reqs: Requirements, strings: dict[str, dict[str, str]]
+) -> tuple[list[str], str] | None:
+    """The indicators to credit when every requirement set holds one, and the
+    first set that holds none ("" when there is none); None when the sets are
+    not known (unreadable or truncated condition)."""
+    if not reqs.parsed or not reqs.complete or not reqs.sets:
+        return None
+    needed: list[str] = []
+    for req_set in reqs.sets:
+        whys = [w for a in sorted(req_set) if (w := _atom_indicator(a, strings))]
+        if not whys:
+            return [], _set_text(req_set)
+        if whys[0] not in needed:
+            needed.append(whys[0])
+    return needed, ""
+
+
+def rule_context(
+    rule: Rule, rule_names: Iterable[str] = (), file_rules: Iterable[Rule] = ()
+) -> RuleContext:
+    """Decode a rule once: candidates, condition tokens, indicators, targeting.
+
+    ``file_rules`` are the rules of the same file: a rule the condition names is
+    inlined into the requirement sets (:mod:`overt.rules.requirements`), and a
+    private rule is judged by the rules that use it.
+    """
+    cands = {s.identifier: candidates(s) for s in rule.strings}
+    tokens = tokenize_condition(rule.condition)
+    ctx = RuleContext(rule, cands, tokens)
+    cond_lower = rule.condition.lower()
+    others = {r.name: r for r in file_rules}
+
+    # Malicious indicators anywhere in the rule (the old, requirement-blind view).
+    for mod in _EXEC_MODULES:
+        if mod in cond_lower:
+            ctx.indicators.append(f"condition uses the {mod[:-1]} module")
+            break
+    m = _EXEC_MAGIC.search(rule.condition)
+    if m:
+        ctx.indicators.append(f"condition checks executable magic {m.group(0)}")
+    own = _string_indicators(rule, cands)
+    ctx.indicators.extend(own.values())
+    ctx.all_indicators = list(ctx.indicators)
+
+    # Requirement sets: an indicator counts only if every way to match needs one.
+    table = {r.name: (r.condition, [s.identifier for s in r.strings]) for r in others.values()}
+    table.pop(rule.name, None)
+    reqs = requirements(rule.condition, [s.identifier for s in rule.strings], table, name=rule.name)
+    ctx.requirements = reqs
+    inlined = sorted({a.owner for st in reqs.sets for a in st if a.owner})
+    strings_ind = {"": own} | {n: _string_indicators(others[n]) for n in inlined if n in others}
+    ctx.all_tokens = tokens + [
+        t for n in inlined if n in others for t in tokenize_condition(others[n].condition)
+    ]
+    verdict = _needed_indicators(reqs, strings_ind)
+    if verdict is not None:
+        ctx.indicators, ctx.free_set = verdict
+    if rule.private and not ctx.indicators:
+        # A private rule is a helper: it is judged by the rules that use it.
+        users = [r for r in others.values() if r.name != rule.name and _names(r, rule.name)]
+        if users:
+            credit: list[str] = []
+            for user in users:
+                utable = {n: v for n, v in table.items() if n != user.name} | {
+                    rule.name: (rule.condition, [s.identifier for s in rule.strings])
+                }
+                ureqs = requirements(
+                    user.condition, [s.identifier for s in user.strings], utable, user.name
+                )
+                uinl = sorted({a.owner for st in ureqs.sets for a in st if a.owner})
+                uind = {"": _string_indicators(user)} | {
+                    n: (own if n == rule.name else _string_indicators(others[n]))
+                    for n in uinl
+                    if n in others or n == rule.name
+                }
+                uverdict = _needed_indicators(ureqs, uind)
+                if not uverdict or not uverdict[0]:
+                    credit = []
+                    break
+                credit.append(f"every rule using it needs one ({user.name}: {uverdict[0][0]})")
+            if credit:
+                ctx.indicators = credit
+                ctx.free_set = ""
     # Document targeting.
     m = _DOC_MAGIC.search(rule.condition)
     if m:
@@ -375,6 +487,10 @@ def rule_context(rule: Rule, rule_names: Iterable[str] = ()) -> RuleContext:
                     ctx.doc_targeting.append(f"condition compares {lhs} with {lit_text!r}")
                     break
     return ctx
+
+
+def _names(rule: Rule, name: str) -> bool:
+    return any(t.kind == "ident" and t.text == name for t in tokenize_condition(rule.condition))
 
 
 def _readable(run: bytes) -> bool:
@@ -735,10 +851,11 @@ def _structural(ctx: RuleContext) -> bool:
     """Whether the condition checks the file's structure beyond its type (a
     format anomaly: more than one integer read, a negation, or a file name
     that is not a document's), which ordinary documents do not have."""
-    reads = sum(1 for t in ctx.tokens if re.fullmatch(r"u?int(?:8|16|32)(?:be)?", t.text))
-    if reads > 1 or any(t.text == "not" for t in ctx.tokens):
+    toks = ctx.all_tokens or ctx.tokens  # helper rules' conditions count too
+    reads = sum(1 for t in toks if re.fullmatch(r"u?int(?:8|16|32)(?:be)?", t.text))
+    if reads > 1 or any(t.text == "not" for t in toks):
         return True
-    for lhs, _op, lit in _comparisons(ctx.tokens):
+    for lhs, _op, lit in _comparisons(toks):
         if lhs in ("filename", "filepath", "extension") and not any(
             _DOC_EXT_END.search(t) or _is_doc_type(t) for t in _literal_texts(lit)
         ):
@@ -978,13 +1095,30 @@ def escalate(signals: list[Signal], has_indicators: bool) -> list[Signal]:
     return adjusted
 
 
-def analyse_rule(rule: Rule, rule_names: Iterable[str] = ()) -> tuple[RuleContext, list[Signal]]:
-    """Run every static detector on one rule (before escalation)."""
-    ctx = rule_context(rule, rule_names)
+def analyse_rule(
+    rule: Rule, rule_names: Iterable[str] = (), file_rules: Iterable[Rule] = ()
+) -> tuple[RuleContext, list[Signal]]:
+    """Run every static detector on one rule (before escalation).
+
+    A rule with malicious indicators that some requirement set does not need
+    says so in its content findings ("matches with $m1 alone ...").
+    """
+    ctx = rule_context(rule, rule_names, file_rules)
     signals: list[Signal] = []
     signals += _detect_markings(ctx)
     signals += _detect_codenames(ctx)
     signals += _detect_documents(ctx)
     signals += _detect_singling_out(ctx)
     signals += _detect_collect_meta(ctx)
+    if ctx.free_set and ctx.all_indicators:
+        note = (
+            f" (not lowered: the rule matches with {ctx.free_set}; "
+            f"{ctx.all_indicators[0]} is not needed)"
+        )
+        signals = [
+            Signal(s.detector, s.severity, s.part, s.line, s.evidence, s.reason + note, s.content)
+            if s.severity >= Severity.MEDIUM
+            else s
+            for s in signals
+        ]
     return ctx, signals

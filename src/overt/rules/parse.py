@@ -252,8 +252,25 @@ _TOKEN_RE = re.compile(
 _REGEX_LIT = re.compile(r"/((?:[^/\\\n]|\\.)+)/([a-z]*)")
 
 
+# After a value a ``/`` divides; anywhere else (after ``matches``, ``(``, ``,``, an
+# operator or a keyword, as in ``pe.imports(/no-ip/)``) it opens a regex literal.
+_VALUE_KINDS = frozenset({"num", "str", "strref", "regex"})
+
+
+def _regex_may_start(out: list[ConditionToken]) -> bool:
+    if not out:
+        return True
+    last = out[-1]
+    if last.kind in _VALUE_KINDS or last.text in (")", "]"):
+        return False
+    if last.kind == "ident":
+        return last.text in ("matches", "and", "or", "not", "in", "of", "at")
+    return True
+
+
 def tokenize_condition(text: str) -> list[ConditionToken]:
-    """Tokenize a condition; a ``/.../`` right after ``matches`` is a regex.
+    """Tokenize a condition; a ``/.../`` where no value precedes it is a regex
+    (a regex literal is never read as identifiers: ``/no-ip/`` holds no ``ip``).
 
     Unknown characters are kept as one-character ``op`` tokens, so the
     function never fails: the condition has already been accepted by a parser.
@@ -261,7 +278,7 @@ def tokenize_condition(text: str) -> list[ConditionToken]:
     out: list[ConditionToken] = []
     i = 0
     while i < len(text):
-        if text[i] == "/" and out and out[-1].text == "matches":
+        if text[i] == "/" and _regex_may_start(out):
             m = _REGEX_LIT.match(text, i)
             if m:
                 out.append(ConditionToken("regex", m.group(0), m.group(1).encode("utf-8")))

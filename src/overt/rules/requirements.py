@@ -1,0 +1,558 @@
+"""What a rule needs to match: minimal requirement sets of its condition.
+
+A condition is read (from :func:`overt.rules.parse.tokenize_condition` tokens)
+into a small expression tree and reduced to *requirement sets* in disjunctive
+form: the rule matches when every :class:`Atom` of at least one set holds.
+Example::
+
+    >>> req = requirements("($m1 or $sc) and filesize < 1MB")
+    >>> sorted(sorted(a.text for a in s) for s in req.sets)
+    [['$m1', 'filesize'], ['$sc', 'filesize']]
+
+So a malicious indicator ``$sc`` lowers nothing: the rule matches with
+``$m1`` alone. The grammar followed is YARA's
+(https://yara.readthedocs.io/en/stable/writingrules.html#conditions):
+``or`` < ``and`` < ``not`` < comparisons < bitwise/arithmetic < primary, with
+``N of (...)``, ``for ... : (...)``, ``$a at e``, ``$a in (a..b)``.
+
+Semantics kept on purpose:
+
+- ``not e`` requires nothing positive (``not pe.is_pe`` is satisfied by any
+  document); it becomes one non-indicator atom ``not ...``.
+- ``#a > 0`` / ``#a >= 1`` / ``@a[1]`` / ``!a[1]`` / ``$a at`` / ``$a in`` need ``$a``;
+  ``#a == 0`` or ``#a < 3`` need nothing.
+- A reference to another rule of the same file (private or not) is inlined,
+  at most :data:`MAX_DEPTH` deep; an unknown one is an ``rule`` atom.
+- Sets are capped at :data:`MAX_SETS`: beyond that ``complete`` is False and
+  callers must not conclude that an indicator is needed everywhere.
+
+Raises nothing: a condition it cannot read yields ``Requirements(parsed=False)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from overt.rules.parse import ConditionToken, tokenize_condition
+
+__all__ = ["MAX_DEPTH", "MAX_SETS", "Atom", "Requirements", "requirements"]
+
+MAX_SETS = 128
+MAX_DEPTH = 8
+
+
+@dataclass(frozen=True, order=True)
+class Atom:
+    """One thing a match needs.
+
+    ``kind``: ``string`` (``$id``), ``magic`` (an integer read compared with a
+    constant, ``text`` is ``uint16(0) == 0x5a4d``), ``module`` (a module field
+    or function used positively), ``filesize``, ``external`` (a front-end
+    variable such as ``filepath``), ``not`` (a negation), ``rule`` (a rule
+    outside the file), ``other``.
+    """
+
+    kind: str
+    text: str
+    owner: str = ""  # the inlined rule a string atom belongs to ("" = this rule)
+
+    def __str__(self) -> str:
+        return f"{self.owner}:{self.text}" if self.owner else self.text
+
+
+Set_ = frozenset[Atom]
+
+
+@dataclass
+class Requirements:
+    """The minimal requirement sets (``sets``) of a condition."""
+
+    sets: list[Set_] = field(default_factory=list)
+    parsed: bool = True
+    complete: bool = True
+
+    def strings(self) -> set[str]:
+        return {a.text for s in self.sets for a in s if a.kind == "string"}
+
+
+class _UnreadableError(Exception):
+    pass
+
+
+def _minimal(sets: list[Set_]) -> tuple[list[Set_], bool]:
+    uniq = sorted(set(sets), key=lambda s: (len(s), sorted(s)))
+    out: list[Set_] = []
+    for s in uniq:
+        if not any(o <= s for o in out):
+            out.append(s)
+    if len(out) > MAX_SETS:
+        return out[:MAX_SETS], False
+    return out, True
+
+
+_TRUE: list[Set_] = [frozenset()]
+_FALSE: list[Set_] = []
+
+_CMP = frozenset(
+    {"==", "!=", "<", ">", "<=", ">=", "contains", "icontains", "startswith", "istartswith"}
+    | {"endswith", "iendswith", "iequals", "matches"}
+)
+_INT_READ = re.compile(r"^u?int(?:8|16|32)(?:be)?$")
+_QUANT = frozenset({"all", "any", "none"})
+
+
+@dataclass
+class _Node:
+    op: str  # and, or, not, of, for, cmp, str, atom, true, false, value
+    kids: list[_Node] = field(default_factory=list)
+    text: str = ""
+    atom: Atom | None = None
+    strs: list[str] = field(default_factory=list)  # string refs under a value
+    quant: str = ""  # for "of"/"for": all, any, none, or a number
+    members: list[str] = field(default_factory=list)  # for "of": $ids or rule names
+
+
+def _join(toks: list[ConditionToken]) -> str:
+    return re.sub(r"\s*([()\[\],.])\s*", r"\1", " ".join(t.text for t in toks))
+
+
+class _Parser:
+    def __init__(self, toks: list[ConditionToken], string_ids: list[str]) -> None:
+        self.t = toks
+        self.i = 0
+        self.ids = string_ids
+
+    def peek(self, k: int = 0) -> str:
+        j = self.i + k
+        return self.t[j].text if j < len(self.t) else ""
+
+    def tok(self) -> ConditionToken:
+        if self.i >= len(self.t):
+            raise _UnreadableError("unexpected end")
+        t = self.t[self.i]
+        self.i += 1
+        return t
+
+    def expect(self, text: str) -> None:
+        if self.tok().text != text:
+            raise _UnreadableError(f"expected {text}")
+
+    def parse(self) -> _Node:
+        n = self.or_()
+        if self.i != len(self.t):
+            raise _UnreadableError(f"trailing {self.peek()!r}")
+        return n
+
+    def or_(self) -> _Node:
+        kids = [self.and_()]
+        while self.peek() == "or":
+            self.i += 1
+            kids.append(self.and_())
+        return kids[0] if len(kids) == 1 else _Node("or", kids)
+
+    def and_(self) -> _Node:
+        kids = [self.not_()]
+        while self.peek() == "and":
+            self.i += 1
+            kids.append(self.not_())
+        return kids[0] if len(kids) == 1 else _Node("and", kids)
+
+    def not_(self) -> _Node:
+        if self.peek() == "not":
+            start = self.i
+            self.i += 1
+            inner = self.not_()
+            text = _join(self.t[start : self.i])
+            return _Node("not", [inner], text=text)
+        if self.peek() == "defined":
+            self.i += 1
+            return self.not_()
+        return self.cmp()
+
+    def cmp(self) -> _Node:
+        start = self.i
+        left = self.value()
+        if self.peek() in _CMP:
+            op = self.tok().text
+            right = self.value()
+            text = _join(self.t[start : self.i])
+            return _Node("cmp", [left, right], text=text, quant=op)
+        return left
+
+    def value(self) -> _Node:
+        # Binary arithmetic/bitwise operators: operands merged (strings they read).
+        start = self.i
+        node = self.unary()
+        kids = [node]
+        while self.peek() in ("+", "-", "*", "\\", "%", "&", "|", "^", "<<", ">>", "/"):
+            self.i += 1
+            kids.append(self.unary())
+        if len(kids) == 1:
+            return node
+        strs = [s for k in kids for s in k.strs]
+        return _Node("value", text=_join(self.t[start : self.i]), strs=strs)
+
+    def unary(self) -> _Node:
+        if self.peek() in ("-", "~"):
+            self.i += 1
+            inner = self.unary()
+            return _Node("value", text="-" + inner.text, strs=inner.strs)
+        return self.primary()
+
+    def set_members(self) -> list[str]:
+        if self.peek() == "them":
+            self.i += 1
+            return list(self.ids)
+        self.expect("(")
+        out: list[str] = []
+        while True:
+            t = self.tok()
+            if t.kind == "strref":
+                pat = t.text
+                if pat.endswith("*"):
+                    out += [s for s in self.ids if s.startswith(pat[:-1])]
+                else:
+                    out.append(pat)
+            elif t.kind == "ident":
+                out.append(t.text + ("*" if self.peek() == "*" else ""))
+                if self.peek() == "*":
+                    self.i += 1
+            else:
+                raise _UnreadableError("set member")
+            sep = self.tok().text
+            if sep == ")":
+                return out
+            if sep != ",":
+                raise _UnreadableError("set separator")
+
+    def quantifier(self) -> str | None:
+        t = self.peek()
+        if t in _QUANT:
+            self.i += 1
+            return t
+        if self.i < len(self.t) and self.t[self.i].kind == "num":
+            if self.peek(1) == "%":
+                num = self.tok().text
+                self.i += 1
+                return num + "%"
+            return None
+        return None
+
+    def primary(self) -> _Node:
+        t = self.tok()
+        if t.text == "(":
+            n = self.or_()
+            self.expect(")")
+            return n
+        if t.text == "true":
+            return _Node("true")
+        if t.text == "false":
+            return _Node("false")
+        # N of ..., all of ..., for ...
+        if t.text == "for":
+            quant = self.tok().text
+            if quant not in _QUANT and not re.fullmatch(r"[0-9]+", quant):
+                raise _UnreadableError("for quantifier")
+            if self.peek() == "of":
+                self.i += 1
+                members = self.set_members()
+                self.expect(":")
+                body = self.paren_body()
+                return _Node("of", [body], quant=quant, members=members)
+            # for q var[, var] in iterable : (body)
+            while self.peek() not in ("in", ""):
+                self.i += 1
+            self.expect("in")
+            first = self.peek()
+            self.skip_iterable()
+            self.expect(":")
+            body = self.paren_body()
+            node = _Node("for", [body], quant=quant)
+            if "." in first:
+                node.text = first  # iterating a module's array needs the module
+            return node
+        if t.text in _QUANT or (t.kind == "num" and self.peek() in ("of", "%")):
+            quant = t.text
+            if self.peek() == "%":
+                self.i += 1
+                quant += "%"
+            if self.peek() == "of":
+                self.i += 1
+                members = self.set_members()
+                node = _Node("of", [], quant=quant, members=members)
+                if self.peek() in ("in", "at"):
+                    self.i += 1
+                    self.value()
+                return node
+            if t.kind == "num":
+                return _Node("value", text=t.text)
+            raise _UnreadableError("quantifier without of")
+        if t.kind == "strref":
+            name = "$" + t.text[1:]
+            if t.text[0] == "$":
+                node = _Node("str", text=name)
+                if self.peek() == "at":
+                    self.i += 1
+                    self.value()
+                elif self.peek() == "in":
+                    self.i += 1
+                    self.range_()
+                return node
+            # #a, @a[i], !a[i], #a in (range)
+            if self.peek() == "[":
+                self.i += 1
+                self.or_()
+                self.expect("]")
+            if t.text[0] == "#" and self.peek() == "in":
+                self.i += 1
+                self.range_()
+            return _Node("value", text=t.text, strs=[name], quant=t.text[0])
+        if t.kind in ("num", "str", "regex"):
+            return _Node("value", text=t.text)
+        if t.kind == "ident":
+            text = t.text
+            if self.peek() == "(":
+                # a function call: an integer read, a module function or a rule-less call
+                self.i += 1
+                depth = 1
+                while depth:
+                    nxt = self.tok().text
+                    depth += {"(": 1, ")": -1}.get(nxt, 0)
+            while self.peek() in ("[", "."):
+                if self.peek() == "[":
+                    self.i += 1
+                    self.or_()
+                    self.expect("]")
+                else:
+                    self.i += 1
+                    self.tok()
+            return _Node("ident", text=text)
+        raise _UnreadableError(f"unexpected {t.text!r}")
+
+    def paren_body(self) -> _Node:
+        if self.peek() == "(":
+            self.i += 1
+            n = self.or_()
+            self.expect(")")
+            return n
+        return self.cmp()
+
+    def range_(self) -> None:
+        self.expect("(")
+        self.value()
+        self.expect("..")
+        self.value()
+        self.expect(")")
+
+    def skip_iterable(self) -> None:
+        if self.peek() == "(":
+            depth = 0
+            while True:
+                x = self.tok().text
+                depth += {"(": 1, ")": -1}.get(x, 0)
+                if depth == 0:
+                    return
+        self.value()
+
+
+def _strings(refs: list[str]) -> list[Atom]:
+    # ``$``, ``#``, ``@`` alone stand for the member of an enclosing ``for ... of``.
+    return [Atom("string", s) for s in refs if s != "$"]
+
+
+def _and(a: list[Set_], b: list[Set_]) -> tuple[list[Set_], bool]:
+    return _minimal([x | y for x in a for y in b][: MAX_SETS * MAX_SETS])
+
+
+class _Reducer:
+    def __init__(
+        self,
+        rules: Mapping[str, tuple[str, list[str]]],
+        string_ids: list[str],
+        depth: int,
+        seen: frozenset[str],
+    ) -> None:
+        self.rules = rules
+        self.ids = string_ids
+        self.depth = depth
+        self.seen = seen
+        self.complete = True
+
+    def sets(self, n: _Node) -> list[Set_]:
+        if n.op == "true":
+            return list(_TRUE)
+        if n.op == "false":
+            return list(_FALSE)
+        if n.op == "or":
+            out: list[Set_] = []
+            for k in n.kids:
+                out += self.sets(k)
+            res, ok = _minimal(out)
+            self.complete &= ok
+            return res
+        if n.op == "and":
+            acc = list(_TRUE)
+            for k in n.kids:
+                acc, ok = _and(acc, self.sets(k))
+                self.complete &= ok
+            return acc
+        if n.op == "not":
+            return [frozenset({Atom("not", n.text)})]
+        if n.op == "str":
+            return [frozenset({Atom("string", n.text)})] if n.text != "$" else list(_TRUE)
+        if n.op == "of":
+            return self.of(n)
+        if n.op == "for":
+            if n.quant == "none" or n.quant == "0":
+                return list(_TRUE)
+            body = self.sets(n.kids[0])
+            if n.text:
+                body, ok = _and(body, [frozenset({Atom("module", n.text)})])
+                self.complete &= ok
+            return body
+        if n.op == "cmp":
+            return self.cmp(n)
+        if n.op == "ident":
+            return self.ident(n.text)
+        if n.op == "value":
+            # a bare value is true when non-zero: #a, @a[1] need $a
+            return [frozenset(_strings(n.strs))]
+        return [frozenset({Atom("other", n.text)})]
+
+    def ident(self, text: str) -> list[Set_]:
+        if text in self.rules and "." not in text:
+            if text in self.seen or self.depth >= MAX_DEPTH:
+                return [frozenset({Atom("rule", text)})]
+            cond, ids = self.rules[text]
+            sub = _reduce(
+                tokenize_condition(cond), ids, self.rules, self.depth + 1, self.seen | {text}
+            )
+            if not sub.parsed:
+                return [frozenset({Atom("rule", text)})]
+            self.complete &= sub.complete
+            return [frozenset(Atom(a.kind, a.text, a.owner or text) for a in s) for s in sub.sets]
+        if "." in text:
+            return [frozenset({Atom("module", text)})]
+        if text == "filesize":
+            return [frozenset({Atom("filesize", text)})]
+        if text in ("filename", "filepath", "extension", "filetype", "owner"):
+            return [frozenset({Atom("external", text)})]
+        return [frozenset({Atom("rule" if text not in ("entrypoint",) else "other", text)})]
+
+    def cmp(self, n: _Node) -> list[Set_]:
+        left, right = n.kids
+        op = n.quant
+        # #a compared with a number: needed only if the relation excludes 0
+        for a, b, flip in ((left, right, False), (right, left, True)):
+            if a.op == "value" and a.quant == "#" and b.op == "value" and b.text.isdigit():
+                k = int(b.text)
+                o = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op) if flip else op
+                needs = {
+                    ">": k >= 0,
+                    ">=": k >= 1,
+                    "==": k >= 1,
+                    "!=": k == 0,
+                    "<": False,
+                    "<=": False,
+                }.get(o, True)
+                return [frozenset(_strings(a.strs))] if needs else list(_TRUE)
+        strs = [s for k in (left, right) for s in k.strs]
+        atoms = set(_strings(strs))
+        head = left.text.split("(")[0]
+        if left.op == "ident" and _INT_READ.match(head):
+            atoms.add(Atom("magic", n.text))
+        elif left.op == "ident" and head == "filesize":
+            atoms.add(Atom("filesize", n.text))
+        elif left.op == "ident" and "." in head:
+            atoms.add(Atom("module", n.text))
+        elif left.op == "ident" and head in self.rules:
+            atoms.add(Atom("rule", n.text))
+        elif left.op == "ident":
+            atoms.add(Atom("external", n.text))
+        elif not atoms:
+            atoms.add(Atom("other", n.text))
+        return [frozenset(atoms)]
+
+    def of(self, n: _Node) -> list[Set_]:
+        members: list[list[Set_]] = []
+        for m in n.members:
+            if m.startswith("$"):
+                members.append([frozenset({Atom("string", m)})])
+            elif m.endswith("*"):
+                for r in self.rules:
+                    if r.startswith(m[:-1]):
+                        members.append(self.ident(r))
+            else:
+                members.append(self.ident(m))
+        body = self.sets(n.kids[0]) if n.kids else list(_TRUE)
+        k = len(members)
+        q = n.quant
+        if q == "none":
+            return list(_TRUE)
+        if q == "all":
+            need = k
+        elif q == "any":
+            need = 1
+        elif q.endswith("%"):
+            need = max(1, -(-k * int(q[:-1]) // 100))
+        else:
+            need = int(q)
+        if need == 0:
+            return list(_TRUE)
+        if need > k:
+            return list(_FALSE)
+        out: list[Set_] = []
+        for n_combo, combo in enumerate(itertools.combinations(range(k), need)):
+            if n_combo >= MAX_SETS * 4:
+                self.complete = False
+                break
+            acc = list(_TRUE)
+            for idx in combo:
+                acc, ok = _and(acc, members[idx])
+                self.complete &= ok
+            out += acc
+        res, ok = _minimal(out)
+        self.complete &= ok
+        res2, ok2 = _and(res, body)
+        self.complete &= ok2
+        return res2
+
+
+_STRING_ID = re.compile(r"\$[A-Za-z0-9_]*")
+
+
+def _reduce(
+    toks: list[ConditionToken],
+    string_ids: list[str],
+    rules: Mapping[str, tuple[str, list[str]]],
+    depth: int,
+    seen: frozenset[str],
+) -> Requirements:
+    try:
+        tree = _Parser(toks, string_ids).parse()
+        red = _Reducer(rules, string_ids, depth, seen)
+        sets = red.sets(tree)
+    except (_UnreadableError, ValueError, RecursionError):
+        return Requirements([], parsed=False, complete=False)
+    return Requirements(sets, parsed=True, complete=red.complete)
+
+
+def requirements(
+    condition: str,
+    string_ids: list[str] | None = None,
+    rules: Mapping[str, tuple[str, list[str]]] | None = None,
+    name: str = "",
+) -> Requirements:
+    """Minimal requirement sets of ``condition``.
+
+    ``string_ids`` are the rule's ``$`` identifiers (for ``them`` and ``$a*``);
+    ``rules`` maps the names of the rules of the file to ``(condition, string
+    ids)``; a referenced rule is inlined and its string atoms carry its name
+    (:attr:`Atom.owner`).
+    """
+    toks = tokenize_condition(condition)
+    ids = string_ids if string_ids is not None else sorted(set(_STRING_ID.findall(condition)))
+    return _reduce(toks, ids, rules or {}, 0, frozenset({name}) if name else frozenset())

@@ -1,0 +1,202 @@
+"""Condition semantics: a malicious indicator lowers a finding only when every way
+to match needs it (issue 9, class 6 'indicator washing', and the four false highs)."""
+
+from __future__ import annotations
+
+from overt.rules import Severity, audit_sources
+from overt.rules.parse import tokenize_condition
+from overt.rules.requirements import requirements
+
+
+def _sets(cond: str, ids: list[str] | None = None, rules: dict | None = None) -> list[list[str]]:  # type: ignore[type-arg]
+    req = requirements(cond, ids, rules)
+    assert req.parsed and req.complete
+    return sorted(sorted(str(a) for a in s) for s in req.sets)
+
+
+def _worst(src: str, detector: str | None = None) -> Severity | None:
+    report = audit_sources({"r.yar": src.encode()}, dynamic=False)
+    sevs = [f.severity for f in report.findings if detector is None or f.detector == detector]
+    return max(sevs, default=None)
+
+
+def _reasons(src: str) -> list[str]:
+    report = audit_sources({"r.yar": src.encode()}, dynamic=False)
+    return [f.reason for f in report.findings]
+
+
+# -- the requirement sets themselves -------------------------------------------------
+
+
+def test_or_splits_and_multiplies_requirement_sets() -> None:
+    assert _sets("($m1 or $sc) and filesize < 1MB") == [
+        ["$m1", "filesize < 1MB"],
+        ["$sc", "filesize < 1MB"],
+    ]
+
+
+def test_n_of_expands_to_every_combination() -> None:
+    assert _sets("2 of ($a*)", ["$a1", "$a2", "$a3"]) == [
+        ["$a1", "$a2"],
+        ["$a1", "$a3"],
+        ["$a2", "$a3"],
+    ]
+
+
+def test_negations_and_zero_counts_require_nothing_positive() -> None:
+    assert _sets("not pe.is_pe and $a and #b == 0") == [["$a", "not pe.is_pe"]]
+    assert _sets("none of them and $a", ["$a", "$b"]) == [["$a"]]
+
+
+def test_at_in_and_for_of_need_their_strings() -> None:
+    assert _sets("$a at pe.entry_point or $b in (0..100)") == [["$a"], ["$b"]]
+    assert _sets("for all of ($a, $b) : (# > 2)") == [["$a", "$b"]]
+    assert _sets("for any i in (1..#a) : (@a[i] < 100) and $b") == [["$a", "$b"]]
+
+
+def test_referenced_rules_are_inlined_with_their_owner() -> None:
+    rules = {"is_elf": ("uint32(0) == 0x464c457f", []), "bot": ("any of them", ["$c1", "$c2"])}
+    assert _sets("is_elf and bot", rules=rules) == [
+        ["bot:$c1", "is_elf:uint32(0)== 0x464c457f"],
+        ["bot:$c2", "is_elf:uint32(0)== 0x464c457f"],
+    ]
+
+
+def test_rule_reference_cycle_terminates() -> None:
+    rules = {"a": ("b and $x", ["$x"]), "b": ("a", [])}
+    req = requirements("a", [], rules, name="top")
+    assert req.parsed
+
+
+def test_unreadable_condition_is_reported_not_guessed() -> None:
+    assert not requirements("$a and and (").parsed
+
+
+# -- false high 1: a regex literal is not identifiers ----------------------------------
+
+
+def test_regex_literal_in_module_call_is_not_read_as_identifiers() -> None:
+    toks = tokenize_condition("pe.imports(/no-ip/) and filesize / 2 > 3")
+    assert [t.kind for t in toks][:4] == ["ident", "op", "regex", "op"]
+    assert not any(t.text == "ip" for t in toks)
+    assert any(t.text == "/" and t.kind == "op" for t in toks)  # division still is one
+
+
+def test_dyndns_regex_does_not_look_like_an_ip_external() -> None:
+    src = """import "pe"
+rule dyndns_beacon {
+  strings: $a = "beacon" ascii
+  condition: pe.is_pe and $a and for any i in (0..pe.number_of_imports) : (pe.imports(/no-ip/))
+}"""
+    assert _worst(src, "singling-out") is None
+
+
+# -- false high 2: a private rule is judged with the rules that use it -----------------
+
+
+BOT_WORDS = """
+private rule bot_commands {
+  strings:
+    $c1 = "KILLALL" $c2 = "HOLDFAST" $c3 = "TSUNAMI" $c4 = "GETSPOOF" $c5 = "PANDORA"
+  condition: 3 of them
+}
+rule elf_bot {
+  strings: $code = { 31 c0 50 68 2f 2f 73 68 68 2f 62 69 6e 89 e3 }
+  condition: uint32(0) == 0x464c457f and bot_commands and $code
+}
+"""
+
+
+def test_private_helper_of_an_elf_bot_is_not_a_codename_high() -> None:
+    worst = _worst(BOT_WORDS, "codename-list")
+    assert worst is None or worst < Severity.HIGH
+
+
+def test_private_helper_used_by_a_document_rule_is_still_high() -> None:
+    src = BOT_WORDS.replace(
+        "uint32(0) == 0x464c457f and bot_commands and $code",
+        "bot_commands or (uint32(0) == 0x464c457f and $code)",
+    )
+    assert _worst(src, "codename-list") == Severity.HIGH
+
+
+# -- false high 4: document-only credits helper rules -------------------------------
+
+
+def test_pdf_in_lnk_credits_the_lnk_helper_rule() -> None:
+    src = """
+private rule is_lnk { condition: uint32(0) == 0x0000004c }
+rule pdf_in_lnk {
+  strings: $pdf = "%PDF-" ascii
+  condition: is_lnk and $pdf
+}"""
+    assert _worst(src, "document-only") is None
+
+
+def test_rtf_header_evasion_credits_the_structural_helper() -> None:
+    src = """
+private rule rtf_evasion { condition: uint32(0) == 0x74725c7b and not uint8(4) == 0x66 }
+rule rtf_odd_header {
+  strings: $r = "{\\\\rt" ascii
+  condition: rtf_evasion and $r at 0
+}"""
+    assert _worst(src, "document-only") is None
+
+
+# -- class 6: indicator washing -----------------------------------------------------
+
+
+def test_not_pe_is_not_a_malicious_indicator() -> None:
+    src = """import "pe"
+rule washed {
+  strings: $m = "TOP SECRET//NOFORN" wide ascii
+  condition: $m and not pe.is_pe
+}"""
+    assert _worst(src, "marking") == Severity.HIGH
+
+
+def test_decoy_shellcode_joined_with_or_lowers_nothing() -> None:
+    src = """
+rule decoy {
+  strings:
+    $m1 = "TOP SECRET//NOFORN"
+    $sc = { fc e8 82 00 00 00 60 89 e5 31 c0 64 8b 50 30 }
+  condition: $m1 or $sc
+}"""
+    assert _worst(src, "marking") == Severity.HIGH
+    assert any("matches with $m1" in r and "is not needed" in r for r in _reasons(src))
+
+
+def test_decoy_exec_magic_in_an_or_branch_lowers_nothing() -> None:
+    src = """
+rule decoy_magic {
+  strings: $m1 = "TOP SECRET//NOFORN"
+  condition: $m1 or uint16(0) == 0x5a4d
+}"""
+    assert _worst(src, "marking") == Severity.HIGH
+
+
+def test_lure_marking_in_a_maldoc_that_needs_the_macro_is_lowered() -> None:
+    src = """
+rule lure_with_dropper {
+  strings:
+    $lure = "TOP SECRET//NOFORN"
+    $m = "AutoOpen" ascii
+    $x = "CreateObject(\\"WScript.Shell\\")" ascii
+  condition: uint32(0) == 0xe011cfd0 and $lure and ($m or $x)
+}"""
+    worst = _worst(src, "marking")
+    assert worst is not None and worst < Severity.HIGH
+
+
+# -- false high 3: a shape regex is not keyed to markings --------------------------
+
+
+def test_base64_shape_regex_is_not_canary_marked_high() -> None:
+    src = r"""
+rule long_base64_blob {
+  strings: $b = /[A-Za-z0-9+\/]{12,}={0,2}/
+  condition: $b
+}"""
+    report = audit_sources({"r.yar": src.encode()}, dynamic=True)
+    assert not [f for f in report.findings if f.severity >= Severity.HIGH], report.findings
