@@ -74,9 +74,10 @@ async function ed25519Verify(publicKey, signature, message) {
 
 // A verifier key "name+hexid+base64(alg || key)"; the key ID is checked.
 export async function parseVkey(vkey) {
-  const parts = vkey.split("+");
-  if (parts.length !== 3) throw new FormatError(`not a verifier key: ${vkey.slice(0, 40)}`);
-  const [name, id, b64] = parts;
+  // "+" never appears in a key name but may in the base64: split at the first two only.
+  const m = /^([^+]+)\+([^+]*)\+(.*)$/s.exec(vkey);
+  if (!m) throw new FormatError(`not a verifier key: ${vkey.slice(0, 40)}`);
+  const [, name, id, b64] = m;
   const raw = b64decode(b64);
   if (!/^[0-9a-f]{8}$/.test(id) || raw.length !== 33) {
     throw new FormatError(`not a verifier key: ${vkey.slice(0, 40)}`);
@@ -198,6 +199,7 @@ export async function verifyEntry({ entry, proof, tile, trust }) {
   step("tile", tileOk, `hash ${offset} of the level-0 tile${tileOk ? "" : " differs from the leaf"}`);
   let note = null;
   let cp = null;
+  let logOk = false;
   try {
     note = parseNote(parsed.checkpoint);
     cp = parseCheckpoint(note.text);
@@ -208,24 +210,30 @@ export async function verifyEntry({ entry, proof, tile, trust }) {
       logKey.alg === ALG_ED25519 &&
       cp.origin === logKey.name &&
       (await ed25519Verify(logKey.publicKey, sig.signature, note.text));
+    logOk = ok;
     step("log signature", ok, ok ? `${logKey.name}, tree size ${cp.size}` : "no valid signature by the log key");
   } catch (err) {
     step("log signature", false, String(err.message));
   }
   let cosigned = 0;
+  let invalid = 0; // present but not valid: like overt.formats.policy, that refuses the checkpoint
   for (const w of trust.witnesses) {
     try {
       if (note === null) throw new FormatError("no checkpoint");
       const result = await checkCosignature(note, await parseVkey(w.vkey));
       if (result.ok) cosigned++;
+      else if (result.timestamp !== null || result.detail !== "no cosignature") invalid++;
       step(`cosignature ${w.name}`, result.ok, result.detail);
     } catch (err) {
       step(`cosignature ${w.name}`, false, String(err.message));
     }
   }
   if (trust.quorum !== null && trust.quorum !== undefined) {
-    const ok = cosigned >= trust.quorum;
-    step("witness quorum", ok, `${cosigned} of ${trust.witnesses.length} cosigned, ${trust.quorum} needed`);
+    // The checkpoint is trusted only with the log's signature and the quorum (overt.formats.policy).
+    const ok = logOk && cosigned >= trust.quorum && invalid === 0;
+    let why = invalid ? `, and ${invalid} invalid cosignature(s) by policy witnesses` : "";
+    if (!logOk) why += ", and no valid log signature";
+    step("witness quorum", ok, `${cosigned} of ${trust.witnesses.length} cosigned, ${trust.quorum} needed${why}`);
   }
   try {
     if (cp === null) throw new FormatError("no checkpoint");

@@ -1,0 +1,164 @@
+"""The in-browser verifier (static/verify.js) agrees with the server's checks, step by step.
+
+node (>= 20, WebCrypto with Ed25519) runs the very module the portal serves on the
+same bytes the Python checks see: every entry of a log, then each kind of tampering
+a hostile portal server could do (a tile, a cosignature, a proof hash, the entry, the
+checkpoint's root), which must turn the same steps red on both sides.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.portal.conftest import PortalLog
+
+from overt.formats.note import format_note, parse_note, parse_vkey
+from overt.formats.policy import parse_policy
+from overt.portal.app import Portal, PortalConfig, _quorum
+from overt.portal.checks import entry_steps
+
+HERE = Path(__file__).parent
+VERIFY_JS = HERE.parent.parent / "src" / "overt" / "portal" / "static" / "verify.js"
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true: node is not installed (the in-browser verifier's test peer)")
+        pytest.skip("node is not installed")
+    return node
+
+
+def _run_js(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    run = subprocess.run(
+        [_node(), str(HERE / "run_verify.mjs"), str(VERIFY_JS)],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    result: list[dict[str, Any]] = json.loads(run.stdout)
+    return result
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+
+
+def _cosignature_flipped(proof: bytes, witness: str) -> bytes:
+    head, _, note = proof.partition(b"\n\n")
+    parsed = parse_note(note)
+    sigs = []
+    for s in parsed.signatures:
+        if s.name == witness or s.name.startswith(witness + "."):
+            s = type(s)(s.name, s.key_id, _flip(s.signature, 20))
+        sigs.append(s)
+    return head + b"\n\n" + format_note(type(parsed)(parsed.text, tuple(sigs)))
+
+
+def _raws(portal: Portal, index: int) -> tuple[bytes, bytes, bytes]:
+    return portal._raw(portal.snapshot(), index)
+
+
+def _compare(portal: Portal, cases: list[tuple[str, bytes, bytes, bytes]]) -> list[dict[str, Any]]:
+    policy = portal.policy
+    assert policy is not None
+    trust = {
+        "log": portal.vkey,
+        "witnesses": [{"name": w.name, "vkey": w.vkey} for w in policy.witnesses],
+        "quorum": _quorum(policy),
+    }
+    js = _run_js(
+        [
+            {"entry": _b64(e), "proof": _b64(p), "tile": _b64(t), "trust": trust}
+            for _, e, p, t in cases
+        ]
+    )
+    verifier = parse_vkey(portal.vkey)
+    for (name, entry, proof, tile), got in zip(cases, js, strict=True):
+        expected = entry_steps(entry, proof, tile, verifier, policy, time.time())
+        assert [(s["name"], s["ok"]) for s in got["steps"]] == [(s.name, s.ok) for s in expected], (
+            name
+        )
+    return js
+
+
+def test_every_entry_verifies_in_node_as_on_the_server(portal_log: PortalLog) -> None:
+    portal = Portal(PortalConfig(portal_log.dir))
+    cases = [(f"entry {i}", *_raws(portal, i)) for i in range(len(portal_log.entries))]
+    for result in _compare(portal, cases):
+        assert all(s["ok"] for s in result["steps"]), result
+
+
+def test_tampering_turns_the_same_steps_red_in_node(portal_log: PortalLog) -> None:
+    portal = Portal(PortalConfig(portal_log.dir))
+    entry, proof, tile = _raws(portal, 2)
+    head, _, _note = proof.partition(b"\n\n")
+    hash_line = head.split(b"\n")[2]
+    bad_hash = base64.b64encode(_flip(base64.b64decode(hash_line), 0))
+    cases = [
+        ("tampered tile", entry, proof, _flip(tile, 2 * 32 + 5)),
+        ("truncated tile", entry, proof, tile[:-1]),
+        ("one tampered cosignature", entry, _cosignature_flipped(proof, "asia"), tile),
+        (
+            "two tampered cosignatures: below the quorum",
+            entry,
+            _cosignature_flipped(_cosignature_flipped(proof, "asia"), "europe"),
+            tile,
+        ),
+        ("tampered proof hash", entry, proof.replace(hash_line, bad_hash), tile),
+        ("another entry's bytes", b"not the entry", proof, tile),
+        ("tampered log signature", entry, _cosignature_flipped(proof, "example.com/portal"), tile),
+    ]
+    results = _compare(portal, cases)
+    red = {
+        name: {s["name"] for s in r["steps"] if not s["ok"]}
+        for (name, *_), r in zip(cases, results, strict=True)
+    }
+    assert red["tampered tile"] == {"tile"}
+    # An invalid signature by a policy witness refuses the checkpoint, as on the server
+    # (overt.formats.policy), even though two valid ones would meet the quorum.
+    assert red["one tampered cosignature"] == {"cosignature asia", "witness quorum"}
+    assert red["two tampered cosignatures: below the quorum"] == {
+        "cosignature asia",
+        "cosignature europe",
+        "witness quorum",
+    }
+    assert red["tampered proof hash"] == {"inclusion"}
+    assert red["another entry's bytes"] == {"tile", "inclusion"}
+    assert red["tampered log signature"] == {"log signature", "witness quorum"}
+
+
+def test_a_missing_witness_is_red_in_node_too(portal_log: PortalLog) -> None:
+    portal_log.cosign(("asia",))
+    portal = Portal(PortalConfig(portal_log.dir))
+    (result,) = _compare(portal, [("one cosigner", *_raws(portal, 1))])
+    red = {s["name"] for s in result["steps"] if not s["ok"]}
+    assert red == {"cosignature europe", "cosignature americas", "witness quorum"}
+
+
+def test_in_browser_verification_of_an_entry_is_fast(portal_log: PortalLog) -> None:
+    # issue 14: an entry verifies in the browser in <= 200 ms (node here: the same WebCrypto).
+    portal = Portal(PortalConfig(portal_log.dir))
+    (result,) = _compare(portal, [("timing", *_raws(portal, 1))])
+    assert result["ms"] < 200, result["ms"]
+
+
+def test_policy_quorum_for_the_browser(portal_log: PortalLog) -> None:
+    policy = parse_policy((portal_log.dir / "witnesses.policy").read_bytes())
+    assert _quorum(policy) == 2
