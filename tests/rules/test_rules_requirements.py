@@ -200,3 +200,21 @@ rule long_base64_blob {
 }"""
     report = audit_sources({"r.yar": src.encode()}, dynamic=True)
     assert not [f for f in report.findings if f.severity >= Severity.HIGH], report.findings
+
+
+def test_ole_header_written_as_hex_is_not_a_code_indicator() -> None:
+    src = """rule ole_marked {
+  strings: $ole = { D0 CF 11 E0 A1 B1 1A E1 } $m = "TOP SECRET//NOFORN"
+  condition: $ole at 0 and $m
+}"""
+    assert _worst(src, "marking") == Severity.HIGH
+
+
+def test_a_markings_own_utf16_bytes_are_not_a_binary_pattern() -> None:
+    src = """rule wide_marked {
+  strings:
+    $w = { 54 00 4F 00 50 00 20 00 53 00 45 00 43 00 52 00 45 00 54 00 }
+    $m = "NOFORN"
+  condition: $w and $m
+}"""
+    assert _worst(src, "marking") == Severity.HIGH

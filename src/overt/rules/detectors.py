@@ -209,6 +209,16 @@ _EXEC_MODULES = ("pe.", "elf.", "macho.", "dotnet.", "dex.", "lnk.", "cuckoo.")
 
 # Hex bytes that spell document container markers.
 _DOC_HEX = (b"\xd0\xcf\x11\xe0", b"%PDF", b"{\\rt")
+# Whole headers of document containers (OLE2, PDF, RTF, ZIP/OOXML, PST, MBOX).
+_DOC_HEADERS = (
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+    b"\xd0\xcf\x11\xe0",
+    b"%PDF",
+    b"{\\rt",
+    b"PK\x03\x04",
+    b"!BDN",
+    b"From ",
+)
 
 _KEYWORDS = frozenset(
     [
@@ -327,7 +337,10 @@ def _string_indicators(
                 binary = [
                     r
                     for r in runs
-                    if sum(b < 0x20 or b >= 0x7F for b in r) >= 3 and not _readable(r)
+                    if sum(b < 0x20 or b >= 0x7F for b in r) >= 3
+                    and not _readable(r)
+                    # a document container's own header written in hex is not code
+                    and not any(r.startswith(h) for h in _DOC_HEADERS)
                 ]
                 if binary:
                     out[s.identifier] = f"{s.identifier} is a binary/code byte pattern"
