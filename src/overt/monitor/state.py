@@ -41,16 +41,31 @@ refuse: once a monitor has proof that the log lied, every later verification thr
 state fails until a human removes the evidence.
 
 Versioning: ``"version": 1``; a reader refuses any other version.
+
+Where the bytes live is a :class:`MonitorStore`: a directory (above), memory
+(``overt monitor`` without ``--state``), or a database (:class:`DatabaseStore`,
+SQLite or PostgreSQL by URL, for monitors that run on several machines or keep
+their state with the rest of the operator's data). A database store keeps the
+same two documents in two tables, keyed by a state name so that several
+monitors can share one database::
+
+    monitor_position(state TEXT PRIMARY KEY, data BLOB)          state.json
+    monitor_evidence(state TEXT, name TEXT, data BLOB)           evidence/<name>
+
+Each write is one committed transaction (durable on return); evidence rows are
+only ever inserted, never replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from overt.errors import ConfigError, FormatError, InconsistentCheckpointError, OvertError
 from overt.formats.checkpoint import SignedCheckpoint, open_checkpoint
@@ -68,10 +83,16 @@ from overt.formats.strict import (
 from overt.log.fs import atomic_write
 from overt.monitor.verify import EVIDENCE_KINDS, ForkError, verify_evidence
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 __all__ = [
     "STATE_VERSION",
+    "DatabaseStore",
+    "DirectoryStore",
     "Evidence",
     "MonitorState",
+    "MonitorStore",
     "Position",
     "format_evidence",
     "format_state",
@@ -265,22 +286,210 @@ def parse_evidence(data: bytes) -> Evidence:
     )
 
 
+class MonitorStore(Protocol):
+    """Where a monitor keeps its two documents: the position and the evidence records.
+
+    ``where`` names the place in messages. Every method raises ConfigError when
+    the storage fails.
+    """
+
+    where: str
+
+    def read_position(self) -> bytes | None:
+        """The saved ``state.json`` bytes, or None."""
+        ...
+
+    def write_position(self, data: bytes) -> None:
+        """Replace the position atomically; durable on return."""
+        ...
+
+    def add_evidence(self, name: str, data: bytes) -> str:
+        """Store a record under ``name`` unless one is there (never replaced); says where."""
+        ...
+
+    def evidence_files(self) -> dict[str, bytes]:
+        """Every stored record by name, including ones that may not parse."""
+        ...
+
+
+class _MemoryStore:
+    where = "this monitor's memory"
+
+    def __init__(self) -> None:
+        self._position: bytes | None = None
+        self._evidence: dict[str, bytes] = {}
+
+    def read_position(self) -> bytes | None:
+        return self._position
+
+    def write_position(self, data: bytes) -> None:
+        self._position = data
+
+    def add_evidence(self, name: str, data: bytes) -> str:
+        self._evidence.setdefault(name, data)
+        return name
+
+    def evidence_files(self) -> dict[str, bytes]:
+        return dict(self._evidence)
+
+
+class DirectoryStore:
+    """``DIR/state.json`` and ``DIR/evidence/`` (the layout above). Raises ConfigError."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        self.state_file = self.directory / "state.json"
+        self.evidence_dir = self.directory / "evidence"
+        self.where = str(self.evidence_dir)
+        try:
+            self.evidence_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create state directory {directory}: {err}") from err
+
+    def read_position(self) -> bytes | None:
+        try:
+            return self.state_file.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise ConfigError(f"cannot read {self.state_file}: {err.strerror}") from err
+
+    def write_position(self, data: bytes) -> None:
+        try:
+            atomic_write(self.state_file, data)
+        except OSError as err:
+            raise ConfigError(f"cannot write {self.state_file}: {err.strerror}") from err
+
+    def add_evidence(self, name: str, data: bytes) -> str:
+        path = self.evidence_dir / name
+        if not path.exists():
+            try:
+                atomic_write(path, data)
+            except OSError as err:
+                raise ConfigError(f"cannot write {path}: {err.strerror}") from err
+        return str(path)
+
+    def evidence_files(self) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        try:
+            names = sorted(p.name for p in self.evidence_dir.iterdir())
+        except OSError as err:
+            raise ConfigError(f"cannot list {self.evidence_dir}: {err.strerror}") from err
+        for name in names:
+            if name.startswith("."):  # a temporary file of an interrupted write
+                continue
+            try:
+                out[name] = (self.evidence_dir / name).read_bytes()
+            except OSError as err:
+                raise ConfigError(f"cannot read evidence {name}: {err.strerror}") from err
+        return out
+
+
+class DatabaseStore:
+    """The two documents in a database (``sqlite:///...`` or ``postgresql://...``).
+
+    ``name`` keys this monitor's rows (several monitors may share a database).
+    Raises ConfigError: the URL is not supported or the database cannot be used.
+    """
+
+    def __init__(
+        self, url: str, name: str = "default", *, connect_args: dict[str, Any] | None = None
+    ) -> None:
+        from sqlalchemy import Column, LargeBinary, MetaData, String, Table
+
+        from overt.db import engine_from_url
+
+        self.name = name
+        metadata = MetaData()
+        self._position = Table(
+            "monitor_position",
+            metadata,
+            Column("state", String(255), primary_key=True),
+            Column("data", LargeBinary, nullable=False),
+        )
+        self._evidence = Table(
+            "monitor_evidence",
+            metadata,
+            Column("state", String(255), primary_key=True),
+            Column("name", String(255), primary_key=True),
+            Column("data", LargeBinary, nullable=False),
+        )
+        self.engine: Engine = engine_from_url(url, connect_args=connect_args)
+        self.where = f"the monitor state {name!r} in the database"
+        with self._failures("open"), self.engine.begin() as conn:
+            metadata.create_all(conn)
+
+    @contextlib.contextmanager
+    def _failures(self, what: str) -> Iterator[None]:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            yield
+        except SQLAlchemyError as err:
+            reason = getattr(err, "orig", None) or err
+            raise ConfigError(f"cannot {what} {self.where}: {reason}") from err
+
+    def _insert(self, table: Any) -> Any:
+        # ON CONFLICT is spelled per dialect; both have the same Insert methods.
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            return postgresql.insert(table)
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table)
+
+    def read_position(self) -> bytes | None:
+        from sqlalchemy import select
+
+        t = self._position
+        with self._failures("read"), self.engine.connect() as conn:
+            data = conn.execute(select(t.c.data).where(t.c.state == self.name)).scalar()
+        return None if data is None else bytes(data)
+
+    def write_position(self, data: bytes) -> None:
+        stmt = self._insert(self._position).values(state=self.name, data=data)
+        stmt = stmt.on_conflict_do_update(index_elements=["state"], set_={"data": data})
+        with self._failures("write"), self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def add_evidence(self, name: str, data: bytes) -> str:
+        stmt = self._insert(self._evidence).values(state=self.name, name=name, data=data)
+        with self._failures("write"), self.engine.begin() as conn:
+            conn.execute(stmt.on_conflict_do_nothing())
+        return f"{self.where} (evidence {name})"
+
+    def evidence_files(self) -> dict[str, bytes]:
+        from sqlalchemy import select
+
+        t = self._evidence
+        query = select(t.c.name, t.c.data).where(t.c.state == self.name).order_by(t.c.name)
+        with self._failures("read"), self.engine.connect() as conn:
+            return {row.name: bytes(row.data) for row in conn.execute(query)}
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
 class MonitorState:
     """The state of one monitor, in ``directory`` or (with ``None``) only in memory.
 
     The in-memory form is what ``overt monitor`` without ``--state`` uses: the same
-    rules, forgotten at exit.
+    rules, forgotten at exit. ``store`` (instead of ``directory``) puts it anywhere
+    else, such as a :class:`DatabaseStore`.
     """
 
-    def __init__(self, directory: Path | str | None) -> None:
+    def __init__(self, directory: Path | str | None, *, store: MonitorStore | None = None) -> None:
+        if store is not None and directory is not None:
+            raise ConfigError("a monitor state has a directory or a store, not both")
         self.directory = None if directory is None else Path(directory)
-        self._position: bytes | None = None
-        self._evidence: dict[str, bytes] = {}
-        if self.directory is not None:
-            try:
-                (self.directory / "evidence").mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise ConfigError(f"cannot create state directory {directory}: {err}") from err
+        self.store: MonitorStore = (
+            store
+            if store is not None
+            else _MemoryStore()
+            if self.directory is None
+            else DirectoryStore(self.directory)
+        )
 
     @property
     def state_file(self) -> Path | None:
@@ -296,14 +505,7 @@ class MonitorState:
         Raises:
             ConfigError: unreadable, malformed, or of another log (see :func:`parse_state`).
         """
-        data = self._position
-        if self.state_file is not None:
-            try:
-                data = self.state_file.read_bytes()
-            except FileNotFoundError:
-                return None
-            except OSError as err:
-                raise ConfigError(f"cannot read {self.state_file}: {err.strerror}") from err
+        data = self.store.read_position()
         if data is None:
             return None
         try:
@@ -311,51 +513,19 @@ class MonitorState:
         except ConfigError:
             raise
         except OvertError as err:
-            where = self.state_file or "in-memory state"
+            where = self.state_file or self.store.where
             raise ConfigError(f"monitor state {where} is unusable: {err}") from err
 
     def save(self, position: Position, verifier: Verifier) -> None:
         """Replaces the saved position, atomically and durably."""
-        data = format_state(position, verifier)
-        if self.state_file is None:
-            self._position = data
-            return
-        try:
-            atomic_write(self.state_file, data)
-        except OSError as err:
-            raise ConfigError(f"cannot write {self.state_file}: {err.strerror}") from err
+        self.store.write_position(format_state(position, verifier))
 
     def save_evidence(self, evidence: Evidence) -> str:
         """Stores ``evidence`` (idempotent: the same notes give the same file); returns its name."""
-        data = format_evidence(evidence)
-        name = evidence.filename
-        if self.evidence_dir is None:
-            self._evidence.setdefault(name, data)
-            return name
-        path = self.evidence_dir / name
-        if not path.exists():
-            try:
-                atomic_write(path, data)
-            except OSError as err:
-                raise ConfigError(f"cannot write {path}: {err.strerror}") from err
-        return str(path)
+        return self.store.add_evidence(evidence.filename, format_evidence(evidence))
 
     def _evidence_files(self) -> dict[str, bytes]:
-        if self.evidence_dir is None:
-            return dict(self._evidence)
-        out: dict[str, bytes] = {}
-        try:
-            names = sorted(p.name for p in self.evidence_dir.iterdir())
-        except OSError as err:
-            raise ConfigError(f"cannot list {self.evidence_dir}: {err.strerror}") from err
-        for name in names:
-            if name.startswith("."):  # a temporary file of an interrupted write
-                continue
-            try:
-                out[name] = (self.evidence_dir / name).read_bytes()
-            except OSError as err:
-                raise ConfigError(f"cannot read evidence {name}: {err.strerror}") from err
-        return out
+        return self.store.evidence_files()
 
     def evidence(self) -> list[Evidence]:
         """Every stored piece of evidence that parses, oldest name first."""
@@ -386,7 +556,7 @@ class MonitorState:
                 notes.extend(parse_evidence(data).notes)
             except FormatError:
                 continue
-        where = self.evidence_dir or "this monitor's memory"
+        where = self.store.where
         raise InconsistentCheckpointError(
             f"the log was caught being inconsistent ({', '.join(sorted(files))} in {where});"
             " every verification through this state fails until the evidence is removed",

@@ -63,6 +63,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from overt.db import engine_from_url
 from overt.errors import ConfigError
 from overt.witness.core import Cosigned, CosignedCheckpoint, Submission
 from overt.witness.errors import WitnessError
@@ -313,9 +314,9 @@ class PostgresWitnessState(_SQLState):
     """
 
     def __init__(self, url: str, *, connect_args: dict[str, Any] | None = None) -> None:
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        self.engine = create_engine(url, connect_args=connect_args or {}, pool_pre_ping=True)
+        if not url.startswith(("postgresql://", "postgresql+psycopg://")):
+            raise StateError("the PostgreSQL witness state needs a postgresql:// URL")
+        self.engine = engine_from_url(url, connect_args=connect_args)
         try:
             with self._write() as conn:
                 _metadata.create_all(conn)
