@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean browser
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m overt.demo $(ARGS)
 
-test: $(STAMP)
+# The portal's browser tests drive Debian's chromium through chromium-driver
+# (tests/portal/test_browser.py); they skip without them, and fail under CI=true.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  $$(command -v sudo) apt-get install -y chromium chromium-driver || \
+	  echo "make: chromium and chromium-driver not installed: the browser tests skip" >&2
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 BENCH_STAMP := $(VENV)/.installed-bench

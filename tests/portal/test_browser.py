@@ -1,0 +1,236 @@
+"""The portal in a real browser: Debian's chromium, driven over the WebDriver protocol.
+
+chromedriver (Debian's ``chromium-driver``) is spoken to with httpx (W3C WebDriver,
+no client library). A visitor opens the log page, follows the links to an entry and
+sees the in-browser verification pass; after the server's tile or a witness
+cosignature is tampered with on disk, the same page turns red in the browser.
+Screenshots of every page visited are kept in ``build/test-artifacts/portal/``
+(``OVERT_ARTIFACTS`` overrides). Without chromium the tests skip, and fail under
+CI=true: ``make test`` installs them (the Makefile's ``browser`` step).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.portal.conftest import PortalLog, make_portal_log
+
+from overt.formats import tiles
+from overt.formats.note import format_note, parse_note
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+ARTIFACTS = Path(os.environ.get("OVERT_ARTIFACTS", ROOT / "build" / "test-artifacts")) / "portal"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1200,1600",
+]
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+
+
+def _binaries() -> tuple[str, str]:
+    chromium = shutil.which("chromium")
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        reason = "chromium and chromium-driver are not installed (make test installs them)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    return chromium, driver
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{proc.args!r} exited with {proc.returncode}"
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {timeout:.0f} s")
+
+
+class Browser:
+    """One chromium session over WebDriver."""
+
+    def __init__(self, driver_url: str, chromium: str) -> None:
+        self.http = httpx.Client(base_url=driver_url, timeout=60)
+        caps = {"browserName": "chrome", "goog:chromeOptions": {"binary": chromium, "args": FLAGS}}
+        r = self.http.post("/session", json={"capabilities": {"alwaysMatch": caps}})
+        assert r.status_code == 200, r.text
+        self.session = f"/session/{r.json()['value']['sessionId']}"
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        r = self.http.request(method, self.session + path, json=body)
+        assert r.status_code == 200, r.text
+        return r.json()["value"]
+
+    def go(self, url: str) -> None:
+        self._call("POST", "/url", {"url": url})
+
+    def find(self, css: str) -> str:
+        return str(self._call("POST", "/element", {"using": "css selector", "value": css})[ELEMENT])
+
+    def click_link(self, text: str) -> None:
+        found = self._call("POST", "/element", {"using": "partial link text", "value": text})
+        self._call("POST", f"/element/{found[ELEMENT]}/click", {})
+
+    def click(self, css: str) -> None:
+        self._call("POST", f"/element/{self.find(css)}/click", {})
+
+    def text(self, css: str) -> str:
+        return str(self._call("GET", f"/element/{self.find(css)}/text"))
+
+    def texts(self, css: str) -> list[str]:
+        found = self._call("POST", "/elements", {"using": "css selector", "value": css})
+        return [str(self._call("GET", f"/element/{e[ELEMENT]}/text")) for e in found]
+
+    def url(self) -> str:
+        return str(self._call("GET", "/url"))
+
+    def screenshot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / f"{name}.png").write_bytes(base64.b64decode(self._call("GET", "/screenshot")))
+
+    def verdict(self, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.text("#browser-verdict")
+            if text.startswith(
+                ("Verified", "Browser verification FAILED", "Browser verification could")
+            ):
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"no verdict in the browser: {text!r}")
+
+    def close(self) -> None:
+        self.http.delete(self.session)
+        self.http.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium, driver = _binaries()
+    port = _free_port()
+    proc = subprocess.Popen(
+        [driver, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait(f"http://127.0.0.1:{port}/status", proc)
+        b = Browser(f"http://127.0.0.1:{port}", chromium)
+        try:
+            yield b
+        finally:
+            b.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[PortalLog, str]]:
+    made = make_portal_log(tmp_path)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "overt.cli.main", "portal", "serve", str(made.dir),
+         "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait(f"http://127.0.0.1:{port}/", proc)
+        yield made, f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_visitor_clicks_to_an_entry_and_it_verifies_in_the_browser(
+    browser: Browser, served: tuple[PortalLog, str]
+) -> None:
+    _log, url = served
+    browser.go(url + "/")
+    assert "example.com/portal" in browser.text("header")
+    browser.screenshot("log")
+    browser.click_link("Rule bundles")
+    assert "collection-audit: fail" in browser.text("main")
+    browser.screenshot("rules")
+    browser.click("a[href='/entries/2']")  # the bundle's entry
+    assert browser.url().endswith("/entries/2")
+    verdict = browser.verdict()
+    browser.screenshot("entry-2")
+    assert verdict.startswith("Verified in your browser"), verdict
+    cells = browser.texts("#steps td.browser")
+    assert len(cells) == 8 and all(c.startswith("pass") for c in cells), cells
+    browser.click_link("Releases")
+    browser.click("a[href='/entries/1']")
+    assert browser.verdict().startswith("Verified in your browser")
+    browser.screenshot("entry-1")
+
+
+def test_tampered_tile_turns_the_browser_red(
+    browser: Browser, served: tuple[PortalLog, str]
+) -> None:
+    log, url = served
+    path = log.dir / "tiles" / tiles.tile_path(0, 0, len(log.entries))
+    data = bytearray(path.read_bytes())
+    data[2 * 32] ^= 1
+    path.write_bytes(bytes(data))
+    time.sleep(1.1)  # the portal re-reads the log at most once a second
+    browser.go(url + "/entries/2")
+    verdict = browser.verdict()
+    browser.screenshot("entry-2-tampered-tile")
+    assert verdict.startswith("Browser verification FAILED"), verdict
+    cells = dict(
+        zip(browser.texts("#steps tbody th"), browser.texts("#steps td.browser"), strict=True)
+    )
+    assert cells["tile"].startswith("FAIL"), cells
+    assert cells["inclusion"].startswith("pass"), cells
+
+
+def test_tampered_cosignature_turns_the_browser_red(
+    browser: Browser, served: tuple[PortalLog, str]
+) -> None:
+    log, url = served
+    path = log.dir / "tiles" / "checkpoint"
+    parsed = parse_note(path.read_bytes())
+    sigs = tuple(
+        type(s)(s.name, s.key_id, s.signature[:-1] + bytes([s.signature[-1] ^ 1]))
+        if s.name.startswith("europe.")
+        else s
+        for s in parsed.signatures
+    )
+    path.write_bytes(format_note(type(parsed)(parsed.text, sigs)))
+    time.sleep(1.1)
+    browser.go(url + "/entries/1")
+    verdict = browser.verdict()
+    browser.screenshot("entry-1-tampered-cosignature")
+    assert verdict.startswith("Browser verification FAILED"), verdict
+    cells = dict(
+        zip(browser.texts("#steps tbody th"), browser.texts("#steps td.browser"), strict=True)
+    )
+    assert cells["cosignature europe"].startswith("FAIL"), cells
+    assert cells["cosignature asia"].startswith("pass"), cells
+    assert cells["witness quorum"].startswith("FAIL"), cells
