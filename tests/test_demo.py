@@ -23,7 +23,7 @@ from overt.formats.note import parse_vkey
 from overt.telemetry.ledger import read_log_entries, verify_ledger
 
 # The log, three witnesses, the telemetry collector.
-PORTS = 5
+PORTS = 6
 
 
 def _free_port_block() -> int:
@@ -61,6 +61,9 @@ def test_make_run_smoke(tmp_path: Path) -> None:
     for run in range(2):  # second run reuses the state of the first
         out = _smoke(tmp_path, port)
         assert "witness cosignatures" in out.stdout
+        # The portal's URL comes first (issue 14).
+        first = out.stdout.splitlines()[0]
+        assert first == f"overt Transparency Center portal: http://127.0.0.1:{port + 5}/", first
         # Every key a user needs: the log's, each witness's, the policy and the token.
         assert (tmp_path / "log" / "log.vkey").read_text().strip() in out.stdout
         for region in ("asia", "europe", "americas"):
@@ -179,7 +182,7 @@ def test_second_demo_beside_a_running_one_touches_nothing(tmp_path: Path) -> Non
         assert not (tmp_path / state).exists()
 
 
-@pytest.mark.parametrize("offset", [2, 4], ids=["witness", "collector"])
+@pytest.mark.parametrize("offset", [2, 4, 5], ids=["witness", "collector", "portal"])
 def test_busy_port_is_one_line_and_writes_nothing(tmp_path: Path, offset: int) -> None:
     port = _free_port_block()
     with socket.socket() as busy:

@@ -15,6 +15,9 @@ an egress ledger (``DIR/ledger``) with verified receipts, a document renamed
 customer's ``telemetry-access`` monitor check over the access log, and the
 ledger verified and reconciled with the receipt log.
 
+Last it starts the Transparency Center portal (``overt portal serve``, docs/portal.md)
+over the log on the port after the collector, and prints its URL first.
+
     python -m overt.demo [--dir .demo] [--port 8080] [--smoke]
 
 ``--smoke`` starts everything, appends and verifies one entry under the
@@ -22,7 +25,7 @@ policy, walks the telemetry path, then stops (used by the test suite).
 
 Before anything is written, the demo takes ``DIR/demo.lock`` (a second
 ``make run`` on the same state stops there, whatever its ports) and checks
-that its five ports are free. Every failure is one line on stderr and exit 1.
+that its six ports are free. Every failure is one line on stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -54,9 +57,11 @@ from overt.witness.config import init_witness, trust_log
 
 ORIGIN = "localhost/overt-demo"
 REGIONS = ("asia", "europe", "americas")
-# Ports: the log on PORT, the witnesses on the next three, the telemetry collector after them.
+# Ports: the log on PORT, the witnesses on the next three, the telemetry collector after them,
+# then the Transparency Center portal.
 COLLECTOR_OFFSET = 1 + len(REGIONS)
-PORTS = COLLECTOR_OFFSET + 1
+PORTAL_OFFSET = COLLECTOR_OFFSET + 1
+PORTS = PORTAL_OFFSET + 1
 CUSTOMER = "acme"
 TELEMETRY_REGION = "eu"
 ANALYST = "analyst@vendor.example"
@@ -394,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         "--port",
         type=_port,
         default=8080,
-        help="log port; the witnesses use the next three, the collector the one after",
+        help="log port; the witnesses use the next three, then the collector, then the portal",
     )
     parser.add_argument("--smoke", action="store_true", help="start, append, verify, stop")
     args = parser.parse_args(argv)
@@ -473,6 +478,19 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
         procs.append(proc)
         _wait_http(f"{tel.url}/v1/key", proc)
         walked = run_telemetry(tel, url, read_token(log_dir))
+        portal_url = f"http://127.0.0.1:{port + PORTAL_OFFSET}/"
+        proc = subprocess.Popen(
+            _overt(
+                "portal", "serve", str(log_dir),
+                "--listen", f"127.0.0.1:{port + PORTAL_OFFSET}",
+                "--monitor-events", str(base / "monitor.jsonl"),
+                "--telemetry-policy", str(tel.policy),
+            ),
+            stdout=logs,
+            stderr=logs,
+        )  # fmt: skip
+        procs.append(proc)
+        _wait_http(portal_url, proc)
         monitor_out = open(base / "monitor.jsonl", "ab")  # noqa: SIM115 (closed with logs)
         procs.append(
             subprocess.Popen(
@@ -492,6 +510,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
                 stderr=logs,
             )
         )
+        print(f"overt Transparency Center portal: {portal_url}", flush=True)
         print(_banner(base, url, read_vkey(log_dir), policy_path, index, cosigners), flush=True)
         print(_telemetry_banner(tel, walked), flush=True)
         if smoke:
