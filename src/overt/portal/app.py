@@ -69,6 +69,7 @@ _ENTRY = re.compile(r"/entries/(0|[1-9][0-9]{0,18})(/entry|/proof|/tile)?")
 _MAX_QUERY = 512
 _MAX_ALERTS = 50
 _HISTORY = 200
+_CACHE = 4096  # rendered answers kept for the current snapshot
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ class Portal:
         self.index = EntryIndex()
         self.growth: list[tuple[float, int]] = []
         self._snapshot: _Snapshot | None = None
+        self._cache: dict[tuple[str, str], tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]] = {}
+        self._cached_for: _Snapshot | None = None
         self._lock = threading.Lock()
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
@@ -212,6 +215,24 @@ class Portal:
         if len(query) > _MAX_QUERY:
             raise _HTTPError(400, f"query longer than {_MAX_QUERY} characters")
         snap = self.snapshot()
+        # Every page is a function of the published log (append-only) as last read: a page
+        # rendered for this snapshot is served again until the next one (at most a second).
+        key = (path, query)
+        if self._cached_for is not snap:
+            self._cache.clear()
+            self._cached_for = snap
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        result = self._handle(snap, path, query)
+        if len(self._cache) >= _CACHE:
+            self._cache.clear()
+        self._cache[key] = result
+        return result
+
+    def _handle(
+        self, snap: _Snapshot, path: str, query: str
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         if path == "/checkpoint":
             return 200, snap.note, b"text/plain; charset=utf-8", []
         match = _ENTRY.fullmatch(path)

@@ -118,6 +118,8 @@ class EntryIndex:
         self.rows: list[DecodedEntry] = []
         self._by_digest: dict[str, list[int]] = {}
         self._by_product: dict[str, list[int]] = {}
+        self._by_kind: dict[str, list[int]] = {}
+        self._by_version: dict[tuple[str, str], list[int]] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -148,6 +150,9 @@ class EntryIndex:
                 self._by_digest.setdefault(row.digest, []).append(i)
             if row.product:
                 self._by_product.setdefault(row.product, []).append(i)
+            self._by_kind.setdefault(row.kind, []).append(i)
+            if row.product and row.version:
+                self._by_version.setdefault((row.product, row.version), []).append(i)
 
     def search(
         self,
@@ -170,6 +175,8 @@ class EntryIndex:
             candidates = reversed(self._by_digest.get(digest, []))
         elif product:
             candidates = reversed(self._by_product.get(product, []))
+        elif kind:
+            candidates = reversed(self._by_kind.get(kind, []))
         else:
             candidates = range(len(self.rows) - 1, -1, -1)
         needle = text.lower()
@@ -198,17 +205,12 @@ class EntryIndex:
                 if i not in seen:
                     seen.add(i)
                     out.append(self.rows[i])
-        if row.product and row.version:
-            for i in self._by_product.get(row.product, []):
-                other = self.rows[i]
-                if i not in seen and other.version == row.version:
-                    seen.add(i)
-                    out.append(other)
+        for i in self._by_version.get((row.product, row.version), []):
+            if i not in seen:
+                seen.add(i)
+                out.append(self.rows[i])
         return sorted(out, key=lambda r: r.index)
 
     def kinds(self) -> dict[str, int]:
         """How many entries of each kind."""
-        counts: dict[str, int] = {}
-        for row in self.rows:
-            counts[row.kind] = counts.get(row.kind, 0) + 1
-        return dict(sorted(counts.items()))
+        return {kind: len(rows) for kind, rows in sorted(self._by_kind.items())}
