@@ -15,12 +15,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m overt.demo $(ARGS)
 
-# The portal's browser tests drive Debian's chromium through chromium-driver
-# (tests/portal/test_browser.py); they skip without them, and fail under CI=true.
+# The portal's browser tests drive Debian's chromium through chromium-driver and check
+# accessibility with axe-core from npm (tests/portal/test_browser.py); they skip without
+# them, and fail under CI=true.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  $$(command -v sudo) apt-get install -y chromium chromium-driver || \
 	  echo "make: chromium and chromium-driver not installed: the browser tests skip" >&2
+	@test -f build/npm/node_modules/axe-core/axe.min.js || \
+	  npm install --no-save --no-package-lock --prefix build/npm axe-core@4 || \
+	  echo "make: axe-core not installed from npm: the accessibility test skips" >&2
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest

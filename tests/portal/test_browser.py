@@ -107,6 +107,27 @@ class Browser:
         found = self._call("POST", "/elements", {"using": "css selector", "value": css})
         return [str(self._call("GET", f"/element/{e[ELEMENT]}/text")) for e in found]
 
+    def run_async(self, script: str) -> Any:
+        return self._call("POST", "/execute/async", {"script": script, "args": []})
+
+    def run_sync(self, script: str) -> Any:
+        return self._call("POST", "/execute/sync", {"script": script, "args": []})
+
+    def keys(self, text: str) -> None:
+        actions = [
+            a
+            for ch in text
+            for a in ({"type": "keyDown", "value": ch}, {"type": "keyUp", "value": ch})
+        ]
+        self._call(
+            "POST", "/actions", {"actions": [{"type": "key", "id": "kb", "actions": actions}]}
+        )
+
+    def active(self) -> str:
+        return str(
+            self._call("GET", f"/element/{self._call('GET', '/element/active')[ELEMENT]}/text")
+        )
+
     def url(self) -> str:
         return str(self._call("GET", "/url"))
 
@@ -234,3 +255,78 @@ def test_tampered_cosignature_turns_the_browser_red(
     assert cells["cosignature europe"].startswith("FAIL"), cells
     assert cells["cosignature asia"].startswith("pass"), cells
     assert cells["witness quorum"].startswith("FAIL"), cells
+
+
+AXE = ROOT / "build" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
+PAGES = [
+    "/",
+    "/entries",
+    "/entries/2",
+    "/entries/4",
+    "/rules",
+    "/releases",
+    "/telemetry",
+    "/disclosure",
+]
+_AXE_RUN = """
+const done = arguments[arguments.length - 1];
+axe.run(document, {resultTypes: ["violations"]}).then(
+  (r) => done(r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+                           .map((v) => v.id + " (" + v.impact + "): " + v.nodes.map((n) => n.target).join(", "))),
+  (e) => done(["axe failed: " + e]));
+"""
+
+
+def _axe() -> str:
+    if not AXE.is_file():
+        reason = "axe-core is not installed in build/npm (make test installs it from npm)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    return AXE.read_text("utf-8")
+
+
+def test_no_serious_or_critical_accessibility_violation_on_any_page(
+    browser: Browser, served: tuple[PortalLog, str]
+) -> None:
+    axe = _axe()
+    _log, url = served
+    found = {}
+    for path in PAGES:
+        browser.go(url + path)
+        if path.startswith("/entries/"):
+            browser.verdict()  # the page as a visitor reads it, after the browser's checks
+        browser.run_sync(axe + "; return true;")  # WebDriver's own script: not the page's CSP
+        violations = browser.run_async(_AXE_RUN)
+        if violations:
+            found[path] = violations
+    assert not found, found
+
+
+def test_keyboard_alone_reaches_search_and_an_entry(
+    browser: Browser, served: tuple[PortalLog, str]
+) -> None:
+    _log, url = served
+    browser.go(url + "/")
+    tab, enter = "\ue004", "\ue007"
+    reached = []
+    for _ in range(8):  # brand, six sections, the search field
+        browser.keys(tab)
+        reached.append(browser.active())
+    assert reached[:8] == [
+        "overt Transparency Center",
+        "Log",
+        "Entries",
+        "Releases",
+        "Rule bundles",
+        "Telemetry",
+        "Disclosure",
+        "",
+    ], reached
+    browser.keys("rules-7" + enter)
+    deadline = time.monotonic() + 10
+    while "q=rules-7" not in browser.url() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "q=rules-7" in browser.url()
+    assert "2 matching entries" in browser.text("main")
+    browser.screenshot("search-by-keyboard")
