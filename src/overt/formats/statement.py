@@ -32,7 +32,8 @@ SLSA provenance v1 (``https://slsa.dev/provenance/v1``), CycloneDX
 advisory (``https://overt.dev/disclosure-advisory/v1``, :mod:`overt.disclosure.advisories`)
 statements are accepted as publications too; their predicates are kept as opaque JSON. Source
 snapshots and reviews (``https://overt.dev/source-snapshot/v1``, ``.../source-review/v1``,
-:mod:`overt.formats.source_snapshot`) are too, checked by their own modules.
+:mod:`overt.formats.source_snapshot`) are too, checked by their own modules, and so are
+SBOM scan verdicts (``https://overt.dev/sbom-scan/v1``, :mod:`overt.sbom.verdict`).
 
 Example::
 
@@ -107,6 +108,7 @@ _SOURCE = (
     "https://overt.dev/source-snapshot/v1",
     "https://overt.dev/source-review/v1",
     "https://slsa.dev/verification_summary/v1",  # rebuilds (overt.formats.vsa)
+    "https://overt.dev/sbom-scan/v1",  # vulnerability scans of an SBOM (overt.sbom.verdict)
 )
 
 #: CLI kind names and the predicate types they stand for.

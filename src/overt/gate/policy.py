@@ -18,7 +18,9 @@ reader refuses any other)::
         "min_auditors": 2
       },
       "source": {"reviewers": [...], "min_reviewers": 2, "min_coverage": 90,
-                 "max_open_severity": "high", "rebuilders": [...], "min_rebuilders": 2}
+                 "max_open_severity": "high", "rebuilders": [...], "min_rebuilders": 2,
+                 "sbom": {"scanners": [...], "min_scanners": 1, "max_severity": "high",
+                          "max_osv_age": 604800}}
     }
 
 - ``logs``: log keys (signed-note vkeys, Ed25519, named after the origin). The
@@ -38,7 +40,8 @@ reader refuses any other)::
   from at least ``min_auditors`` distinct keys among ``auditors``.
 
 - ``source`` (optional): releases and updates must carry the evidence that their
-  source was reviewed and reproduced enough (:mod:`overt.gate.source`).
+  source was reviewed and reproduced enough, and (``sbom``) that signed scans of their
+  SBOM found no known vulnerability at or above a severity (:mod:`overt.gate.source`).
 
 Unknown members are refused (a typo must not silently weaken a policy).
 """

@@ -409,6 +409,7 @@ def _checks(
             bundle.source,
             keys.trusted(),
             policy.source,
+            now,
         )
     version_slot, version = _rollback(kind, predicate, state)
     keep = _consistency(cp, note, bundle, state, fetch)

@@ -9,10 +9,21 @@ component is affected when its version is listed in ``versions``, or lies in an
 including, the next ``fixed`` (or up to and including ``last_affected``). Versions are
 compared as PEP 440 versions (``packaging``); names as PEP 503 normalizes them. A
 withdrawn advisory does not count.
+
+Each advisory has a severity, for the verdicts of :mod:`overt.sbom.verdict`: its
+``database_specific.severity`` when it names one (GitHub's ``LOW``, ``MODERATE``,
+``HIGH``, ``CRITICAL``), else the worst of its CVSS v3/v4 vectors' ratings (a ``CVSS:3.0``
+vector is scored as 3.1, whose metrics it shares), else ``critical``: an advisory whose
+severity cannot be shown to be lower counts as the worst (fail closed).
+:func:`load_osv_export` also names the export: its SHA-256 (the zip's bytes, or the source-snapshot digest,
+:mod:`overt.formats.source_snapshot`, of a folder's ``*.json`` files as regular files) and its date (the newest
+``modified`` time of its advisories).
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import io
 import json
 import zipfile
@@ -24,7 +35,14 @@ from typing import Any
 from overt.sbom.errors import SbomError
 from overt.sbom.generate import normalize
 
-__all__ = ["Advisory", "Vulnerable", "load_osv", "vulnerable_components"]
+__all__ = [
+    "Advisory",
+    "OsvExport",
+    "Vulnerable",
+    "load_osv",
+    "load_osv_export",
+    "vulnerable_components",
+]
 
 _MAX_FILE = 16 << 20
 _MAX_FILES = 500_000
@@ -36,6 +54,8 @@ class Advisory:
 
     id: str
     affected: tuple[Mapping[str, Any], ...]
+    severity: str = "critical"
+    modified: str | None = None  # YYYY-MM-DDTHH:MM:SSZ
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,58 @@ class Vulnerable:
     name: str
     version: str
     advisories: tuple[str, ...]
+    severity: str = "critical"  # the worst of its advisories'
+
+
+@dataclass(frozen=True)
+class OsvExport:
+    """An OSV export: its advisories, its SHA-256 and its date (None: no advisory dated)."""
+
+    advisories: tuple[Advisory, ...]
+    sha256: str
+    date: str | None
+
+
+_GITHUB_SEVERITY = {"LOW": "low", "MODERATE": "medium", "MEDIUM": "medium", "HIGH": "high"}
+_GITHUB_SEVERITY["CRITICAL"] = "critical"
+_RANK = ("none", "low", "medium", "high", "critical")
+
+
+def _severity_of(doc: Mapping[str, Any]) -> str:
+    """The advisory's severity (see the module notes); ``critical`` when unknown."""
+    specific = doc.get("database_specific")
+    if isinstance(specific, dict) and isinstance(specific.get("severity"), str):
+        named = _GITHUB_SEVERITY.get(specific["severity"].upper())
+        if named is not None:
+            return named
+    from overt.disclosure.errors import InvalidVectorError
+    from overt.disclosure.scoring import score
+
+    found = []
+    for s in doc.get("severity", []) if isinstance(doc.get("severity"), list) else []:
+        vector = s.get("score") if isinstance(s, dict) else None
+        if not isinstance(vector, str):
+            continue
+        if vector.startswith("CVSS:3.0/"):
+            vector = "CVSS:3.1/" + vector[len("CVSS:3.0/") :]
+        try:
+            found.append(str(score(vector).severity))
+        except InvalidVectorError:
+            continue
+    return max(found, key=_RANK.index) if found else "critical"
+
+
+def _modified(doc: Mapping[str, Any]) -> str | None:
+    value = doc.get("modified")
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return when.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _advisory(data: bytes, where: str) -> Advisory | None:
@@ -59,7 +131,12 @@ def _advisory(data: bytes, where: str) -> Advisory | None:
     affected = doc.get("affected", [])
     if not isinstance(affected, list):
         raise SbomError(f"{where}: affected is not a list")
-    return Advisory(doc["id"], tuple(a for a in affected if isinstance(a, dict)))
+    return Advisory(
+        doc["id"],
+        tuple(a for a in affected if isinstance(a, dict)),
+        _severity_of(doc),
+        _modified(doc),
+    )
 
 
 def load_osv(path: Path) -> list[Advisory]:
@@ -96,6 +173,38 @@ def load_osv(path: Path) -> list[Advisory]:
     except zipfile.BadZipFile as err:
         raise SbomError(f"{path} is neither a folder nor a zip of OSV files: {err}") from err
     return out
+
+
+def load_osv_export(path: Path) -> OsvExport:
+    """:func:`load_osv`, with the export's digest and date (see the module notes).
+
+    Raises:
+        SbomError: as :func:`load_osv`; a folder that cannot be snapshot.
+    """
+    advisories = tuple(load_osv(path))
+    try:
+        if path.is_dir():
+            from overt.errors import FormatError
+            from overt.formats.source_snapshot import FileEntry, Snapshot
+
+            files = [
+                FileEntry(
+                    "100644",
+                    hashlib.sha256(f.read_bytes()).hexdigest(),
+                    f.relative_to(path).as_posix(),
+                )
+                for f in path.rglob("*.json")
+            ]
+            try:
+                digest = Snapshot.of(files).digest
+            except FormatError as err:
+                raise SbomError(f"cannot name the OSV export {path}: {err}") from err
+        else:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as err:
+        raise SbomError(f"cannot read the OSV export {path}: {err}") from err
+    dates = [a.modified for a in advisories if a.modified is not None]
+    return OsvExport(advisories, digest, max(dates) if dates else None)
 
 
 def _in_ranges(version: Any, ranges: Iterable[Any]) -> bool:
@@ -140,12 +249,12 @@ def vulnerable_components(sbom: bytes, advisories: Sequence[Advisory]) -> list[V
             raise TypeError("components is not a list")
     except (ValueError, UnicodeDecodeError, AttributeError, TypeError) as err:
         raise SbomError(f"not a CycloneDX JSON SBOM: {err}") from err
-    index: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+    index: dict[str, list[tuple[Advisory, Mapping[str, Any]]]] = {}
     for adv in advisories:
         for aff in adv.affected:
             pkg = aff.get("package")
             if isinstance(pkg, dict) and pkg.get("ecosystem") == "PyPI" and pkg.get("name"):
-                index.setdefault(normalize(str(pkg["name"])), []).append((adv.id, aff))
+                index.setdefault(normalize(str(pkg["name"])), []).append((adv, aff))
     found = []
     for c in components:
         purl = c.get("purl", "") if isinstance(c, dict) else ""
@@ -158,11 +267,13 @@ def vulnerable_components(sbom: bytes, advisories: Sequence[Advisory]) -> list[V
         except InvalidVersion:
             continue
         ids = []
-        for adv_id, aff in index.get(name, []):
+        worst = 0
+        for adv, aff in index.get(name, []):
             listed = aff.get("versions", [])
             named = isinstance(listed, list) and (str(version) in listed or version_text in listed)
             if named or _in_ranges(version, aff.get("ranges", [])):
-                ids.append(adv_id)
+                ids.append(adv.id)
+                worst = max(worst, _RANK.index(adv.severity))
         if ids:
-            found.append(Vulnerable(name, str(version), tuple(sorted(set(ids)))))
+            found.append(Vulnerable(name, str(version), tuple(sorted(set(ids))), _RANK[worst]))
     return found
