@@ -105,7 +105,7 @@ def test_monitors_sharing_a_database_keep_apart(tmp_path: Path) -> None:
 def test_unsupported_or_unreachable_database_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unsupported database URL 'mysql'"):
         DatabaseStore("mysql://u:secret@h/db")
-    with pytest.raises(ConfigError, match="cannot open"):
+    with pytest.raises(ConfigError, match="cannot migrate the database: connection failed"):
         DatabaseStore("postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(ConfigError, match="not both"):
         MonitorState(tmp_path, store=DirectoryStore(tmp_path))

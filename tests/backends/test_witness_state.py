@@ -132,13 +132,13 @@ def test_rollback_is_refused_by_apply(open_state: Callable[[], WitnessStore]) ->
     assert open_state().get(world.log.origin) == results[1].state
 
 
-def test_another_postgres_schema_version_is_refused(postgres: PostgresSchema) -> None:
+def test_a_schema_from_a_newer_overt_is_refused(postgres: PostgresSchema) -> None:
     PostgresWitnessState(postgres.url, connect_args=postgres.connect_args).close()
     engine = create_engine(postgres.url, connect_args=postgres.connect_args)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE witness_schema SET version = 99"))
+        conn.execute(text("UPDATE overt_schema_version SET version_num = '0099'"))
     engine.dispose()
-    with pytest.raises(StateError, match="schema version 99"):
+    with pytest.raises(StateError, match="revision '0099', newer than this overt"):
         PostgresWitnessState(postgres.url, connect_args=postgres.connect_args)
 
 

@@ -40,6 +40,7 @@ _GROUPS = (
     "telemetry",
     "collector",
     "portal",
+    "db",
 )
 
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from overt.cli._util import load_policy, load_vkey
+from overt.cli._util import UsageError, load_policy, load_vkey
 from overt.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,6 +45,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--policy", type=Path, metavar="FILE", help="c2sp tlog-policy file")
     p.add_argument("--state", type=Path, metavar="DIR", help="state directory (else in memory)")
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="keep the state in this database instead (sqlite:///PATH or postgresql://...;"
+        " migrated on start; one row per log key)",
+    )
     p.add_argument(
         "--witness",
         action="append",
@@ -123,7 +129,14 @@ def _monitor(args: argparse.Namespace) -> int:
     if args.max_age is not None and policy is None:
         raise ConfigError("--max-age needs --policy (freshness comes from witness cosignatures)")
     checks = [make_check(c) for c in args.check] if args.check else default_checks()
-    state = MonitorState(args.state)
+    if args.db is not None:
+        if args.state is not None:
+            raise UsageError("give --state or --db, not both")
+        from overt.monitor.state import DatabaseStore, log_id
+
+        state = MonitorState(None, store=DatabaseStore(args.db, log_id(verifier)))
+    else:
+        state = MonitorState(args.state)
     sink = EventSink(sys.stdout, args.webhook)
     source = open_source(args.url)
     witnesses = witnesses_from(policy, args.witness)

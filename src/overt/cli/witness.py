@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="HOST:PORT",
         help="address to listen on",
     )
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="keep the state in this database (sqlite:///PATH or postgresql://...;"
+        " migrated on start) instead of DIR/state.db",
+    )
     add_limit_arguments(p)
     p.set_defaults(func=_serve, long_running=True)
 
@@ -79,7 +85,13 @@ def _serve(args: argparse.Namespace) -> int:
     check_listen(host, port)
     watcher = LogsWatcher(args.dir)  # before loading: a change in between is not missed
     config = load_witness(args.dir)
-    with config.open_state() as state:
+    if args.db is not None:
+        from overt.witness.state import open_state
+
+        store = open_state(args.db)
+    else:
+        store = config.open_state()
+    with store as state:
         app = WitnessApp(state, config.logs, config.signer, reload=watcher)
 
         def ready() -> None:

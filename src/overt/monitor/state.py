@@ -53,7 +53,8 @@ monitors can share one database::
     monitor_evidence(state TEXT, name TEXT, data BLOB)           evidence/<name>
 
 Each write is one committed transaction (durable on return); evidence rows are
-only ever inserted, never replaced.
+only ever inserted, never replaced. The tables are created and migrated by
+Alembic (:func:`overt.db.upgrade`) when the store opens.
 """
 
 from __future__ import annotations
@@ -397,7 +398,7 @@ class DatabaseStore:
     ) -> None:
         from sqlalchemy import Column, LargeBinary, MetaData, String, Table
 
-        from overt.db import engine_from_url
+        from overt.db import engine_from_url, upgrade
 
         self.name = name
         metadata = MetaData()
@@ -416,8 +417,11 @@ class DatabaseStore:
         )
         self.engine: Engine = engine_from_url(url, connect_args=connect_args)
         self.where = f"the monitor state {name!r} in the database"
-        with self._failures("open"), self.engine.begin() as conn:
-            metadata.create_all(conn)
+        try:
+            upgrade(self.engine)  # the tables come from the Alembic migrations
+        except ConfigError:
+            self.engine.dispose()
+            raise
 
     @contextlib.contextmanager
     def _failures(self, what: str) -> Iterator[None]:

@@ -64,7 +64,7 @@ from overt.witness.errors import (
     WitnessError,
     WitnessRequestError,
 )
-from overt.witness.state import Decide, WitnessState
+from overt.witness.state import Decide, WitnessStore
 
 __all__ = ["Committer", "ServerLimits", "WitnessApp", "serve"]
 
@@ -80,7 +80,7 @@ class Committer:
     """Decides and stores queued submissions in batches, one transaction per batch."""
 
     def __init__(
-        self, state: WitnessState, signer: CosignatureSigner, max_batch: int = MAX_BATCH
+        self, state: WitnessStore, signer: CosignatureSigner, max_batch: int = MAX_BATCH
     ) -> None:
         self.state = state
         self.decide: Decide = lambda stored, submission: decide(stored, submission, signer)
@@ -151,7 +151,7 @@ class WitnessApp:
 
     def __init__(
         self,
-        state: WitnessState,
+        state: WitnessStore,
         logs: KnownLogs,
         signer: CosignatureSigner,
         max_batch: int = MAX_BATCH,

@@ -33,7 +33,7 @@ database): the same table and compare-and-set; every write transaction first
 takes a transaction-scoped advisory lock (``pg_advisory_xact_lock``), which
 serialises writers as ``BEGIN IMMEDIATE`` does for SQLite while readers go on.
 A commit is durable when it returns (``synchronous_commit`` on, PostgreSQL's
-default). The schema version is the one row of ``witness_schema``.
+default). Its schema is migrated by Alembic (:func:`overt.db.upgrade`) on open.
 
 Both implement :class:`WitnessStore`, the protocol the server and the CLI use.
 """
@@ -63,7 +63,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from overt.db import engine_from_url
+from overt.db import engine_from_url, upgrade
 from overt.errors import ConfigError
 from overt.witness.core import Cosigned, CosignedCheckpoint, Submission
 from overt.witness.errors import WitnessError
@@ -75,6 +75,7 @@ __all__ = [
     "StateError",
     "WitnessState",
     "WitnessStore",
+    "open_state",
 ]
 
 SCHEMA_VERSION = 1
@@ -94,7 +95,6 @@ _SELECT = select(
 )
 # Statements built once: building one per request costs more than running it.
 _SELECT_MANY = _SELECT.where(_checkpoints.c.origin.in_(bindparam("origins", expanding=True)))
-_schema = Table("witness_schema", _metadata, Column("version", Integer, nullable=False))
 _VALUES: dict[str, Any] = {
     "origin": bindparam("key"),
     "size": bindparam("new_size"),
@@ -318,22 +318,10 @@ class PostgresWitnessState(_SQLState):
             raise StateError("the PostgreSQL witness state needs a postgresql:// URL")
         self.engine = engine_from_url(url, connect_args=connect_args)
         try:
-            with self._write() as conn:
-                _metadata.create_all(conn)
-                version = conn.execute(select(_schema.c.version)).scalar()
-                if version is None:
-                    conn.execute(_schema.insert().values(version=SCHEMA_VERSION))
-                elif version != SCHEMA_VERSION:
-                    raise StateError(
-                        f"witness state schema version {version}, expected {SCHEMA_VERSION}"
-                    )
-        except SQLAlchemyError as err:
+            upgrade(self.engine)  # Alembic: overt/db/_migrations
+        except ConfigError as err:
             self.engine.dispose()
-            reason = getattr(err, "orig", None) or err
-            raise StateError(f"cannot open the witness state database: {reason}") from err
-        except StateError:
-            self.engine.dispose()
-            raise
+            raise StateError(f"cannot open the witness state database: {err}") from err
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -350,6 +338,18 @@ class PostgresWitnessState(_SQLState):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_state(url: str) -> WitnessState | PostgresWitnessState:
+    """The state in the database ``url``: ``sqlite:///PATH`` (the embedded file format) or
+    ``postgresql://...`` (migrated on open). Raises StateError, ConfigError (another scheme).
+    """
+    from overt.db import normalize_url
+
+    url = normalize_url(url)
+    if url.startswith("sqlite:///"):
+        return WitnessState(url.removeprefix("sqlite:///"))
+    return PostgresWitnessState(url)
 
 
 def _cas_many(
