@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.portal.conftest import HOSTILE, PortalLog
+from tests.portal.conftest import HOSTILE, PortalLog, make_portal_log
 
 from overt.portal.app import Portal, PortalConfig
 
@@ -161,3 +161,22 @@ def test_new_entries_appear_after_a_refresh(portal_log: PortalLog) -> None:
         log.add_many([b"a late entry\n"])
     portal_log.cosign()
     assert "1 matching" in _get(portal, "/entries?q=late").text
+
+
+def test_disclosure_statistics_come_from_the_logged_commitments(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from overt.disclosure.timeline import commitment_entry
+    from overt.disclosure.workflow import State
+
+    salt, t0 = b"s" * 32, datetime(2026, 11, 1, tzinfo=UTC)
+    extra = [
+        commitment_entry("example.com/psirt", salt, "R-1", State.RECEIVED, t0),
+        commitment_entry(
+            "example.com/psirt", salt, "R-1", State.ACKNOWLEDGED, t0 + timedelta(days=2)
+        ),
+    ]
+    made = make_portal_log(tmp_path, extra)
+    text = _get(Portal(PortalConfig(made.dir)), "/disclosure").text
+    assert "1 report(s) received" in text
+    assert "<tr><td>acknowledged</td><td>1</td><td>2.0</td></tr>" in text

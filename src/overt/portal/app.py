@@ -371,11 +371,16 @@ class Portal:
         )
 
     def _disclosure_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
+        from overt.disclosure.stats import timeline_stats
+
+        stats = timeline_stats(self.index.commitments)
         advisories = self.index.search(kind="advisory", limit=500)
         products: dict[str, int] = {}
         for row in advisories:
             products[row.product or row.subject] = products.get(row.product or row.subject, 0) + 1
-        return self._render("disclosure.html", advisories=advisories, products=products)
+        return self._render(
+            "disclosure.html", advisories=advisories, products=products, stats=stats
+        )
 
     def _alerts(self) -> list[str]:
         path = self.config.monitor_events

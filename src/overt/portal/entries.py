@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from overt.disclosure.timeline import HEADER as COMMITMENT_HEADER
 from overt.errors import FormatError
 from overt.formats import tiles
 from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, parse_envelope
@@ -102,7 +103,10 @@ def decode_entry(index: int, data: bytes) -> DecodedEntry:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return DecodedEntry(index, "binary", "", "", "", "", len(data), text=data[:64].hex())
-    return DecodedEntry(index, "text", "", "", "", "", len(data), text=text[:_MAX_TEXT])
+    # A disclosure programme's commitment to a report's state (overt.disclosure.timeline):
+    # counted by the disclosure page, never shown as more than its text.
+    kind = "disclosure-commitment" if text.startswith(COMMITMENT_HEADER + "\n") else "text"
+    return DecodedEntry(index, kind, "", "", "", "", len(data), text=text[:_MAX_TEXT])
 
 
 class EntryReader(Protocol):
@@ -120,6 +124,8 @@ class EntryIndex:
         self._by_product: dict[str, list[int]] = {}
         self._by_kind: dict[str, list[int]] = {}
         self._by_version: dict[tuple[str, str], list[int]] = {}
+        #: The raw disclosure commitment entries, for the programme statistics.
+        self.commitments: list[bytes] = []
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -151,6 +157,8 @@ class EntryIndex:
             if row.product:
                 self._by_product.setdefault(row.product, []).append(i)
             self._by_kind.setdefault(row.kind, []).append(i)
+            if row.kind == "disclosure-commitment":
+                self.commitments.append(data)
             if row.product and row.version:
                 self._by_version.setdefault((row.product, row.version), []).append(i)
 
