@@ -64,6 +64,11 @@ def test_make_run_smoke(tmp_path: Path) -> None:
         # The portal's URL comes first (issue 14).
         first = out.stdout.splitlines()[0]
         assert first == f"overt Transparency Center portal: http://127.0.0.1:{port + 5}/", first
+        # The history it shows: releases, an update, rule bundles with their audits.
+        history = tmp_path / "history"
+        for name in ("agent-1.1.0.msi", "agent-1.1.0.update", "rules-2026.11.2.yar"):
+            assert (history / f"{name}.overt").is_file(), name
+        assert (history / "rules-2026.11.2.yar.audit.json").is_file()
         # Every key a user needs: the log's, each witness's, the policy and the token.
         assert (tmp_path / "log" / "log.vkey").read_text().strip() in out.stdout
         for region in ("asia", "europe", "americas"):
@@ -114,8 +119,9 @@ def test_make_run_smoke(tmp_path: Path) -> None:
         timeout=60,
     )
     assert verify.returncode == 0, verify.stderr
-    # Two demo entries, the telemetry policy and the region key, published once.
-    assert "size 4" in verify.stdout
+    # Two demo entries, the telemetry policy and the region key, published once, and the
+    # portal's history, published once: two releases, an update, two rule bundles, two audits.
+    assert "size 11" in verify.stdout
     assert '"event":"entries"' in (tmp_path / "monitor.jsonl").read_text()
     # Other ports move the collector: the policy names its new URL under a new revision,
     # published again; the ledger and the receipts still reconcile.

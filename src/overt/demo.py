@@ -15,7 +15,10 @@ an egress ledger (``DIR/ledger``) with verified receipts, a document renamed
 customer's ``telemetry-access`` monitor check over the access log, and the
 ledger verified and reconciled with the receipt log.
 
-Last it starts the Transparency Center portal (``overt portal serve``, docs/portal.md)
+It publishes a small history for the portal (``DIR/history``: two releases of a product,
+an update, two rule bundles each audited by an independent auditor, the second with a
+planted rule collecting classified documents, which the audit fails), then starts the
+Transparency Center portal (``overt portal serve``, docs/portal.md)
 over the log on the port after the collector, and prints its URL first.
 
     python -m overt.demo [--dir .demo] [--port 8080] [--smoke]
@@ -301,6 +304,78 @@ def setup_telemetry(base: Path, port: int) -> Telemetry:
     return tel
 
 
+# A small release history for the portal (issue 14): the vendor's releases, an update and
+# two rule bundles, the second with a planted rule that collects classified documents,
+# each bundle audited by an independent auditor (the second audit fails).
+_RULES = {
+    "2026.11.1": b"""rule emotet_loader {
+    strings:
+        $mz = { 4D 5A }
+        $api = "VirtualAllocEx"
+        $mutex = "Global\\\\EmotetLoader"
+    condition:
+        $mz at 0 and $api and $mutex
+}
+""",
+    "2026.11.2": b"""rule emotet_loader {
+    strings:
+        $mz = { 4D 5A }
+        $api = "VirtualAllocEx"
+        $mutex = "Global\\\\EmotetLoader"
+    condition:
+        $mz at 0 and $api and $mutex
+}
+
+rule collect_us_banner {
+    strings:
+        $banner = "TOP SECRET//NOFORN" wide ascii nocase
+    condition:
+        $banner
+}
+""",
+}
+
+
+def seed_history(base: Path, log_url: str, log_token: str) -> None:
+    """Publish (once, into ``base/history``) releases, an update and audited rule bundles.
+
+    Raises:
+        OvertError: a step failed (named).
+    """
+    folder = base / "history"
+    folder.mkdir(exist_ok=True)
+    env = {"OVERT_LOG_TOKEN": log_token}
+    # One publisher identity per folder: the auditor's key lives apart from the vendor's.
+    auditor = folder / "auditor" / "auditor.key"
+    auditor.parent.mkdir(exist_ok=True)
+    for key, name in ((folder / "vendor.key", "demo.example/agent-release"),
+                      (auditor, "auditor.example/rule-audit")):  # fmt: skip
+        if not key.exists():
+            _cli("publisher", "keygen", str(key), "--name", name)
+    publish = ("--log", log_url, "--key", str(folder / "vendor.key"), "--product", "agent")
+    for version in ("1.0.0", "1.1.0"):
+        msi = folder / f"agent-{version}.msi"
+        if not msi.with_name(msi.name + ".overt").exists():
+            atomic_write(msi, b"agent installer %s\n" % version.encode())
+            _cli("publish", str(msi), *publish, "--kind", "release", "--version", version,
+                 "--platform", "windows", env=env)  # fmt: skip
+    update = folder / "agent-1.1.0.update"
+    if not update.with_name(update.name + ".overt").exists():
+        atomic_write(update, b"agent update to 1.1.0\n")
+        _cli("publish", str(update), *publish, "--kind", "update", "--version", "1.1.0",
+             "--min-previous", "1.0.0", env=env)  # fmt: skip
+    for version, text in _RULES.items():
+        bundle = folder / f"rules-{version}.yar"
+        if bundle.with_name(bundle.name + ".overt").exists():
+            continue
+        atomic_write(bundle, text)
+        _cli("publish", str(bundle), *publish, "--kind", "rule-bundle", "--version", version,
+             "--rule-count", str(text.count(b"rule ")), env=env)  # fmt: skip
+        planted = b"collect_us_banner" in text
+        _cli("rules", "attest", str(bundle), "--key", str(auditor),
+             "--log", log_url, "--static-only", expect=1 if planted else 0, env=env)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TelemetryRun:
     """What the telemetry walk showed (printed in the banner, checked by --smoke's test)."""
@@ -478,6 +553,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
         procs.append(proc)
         _wait_http(f"{tel.url}/v1/key", proc)
         walked = run_telemetry(tel, url, read_token(log_dir))
+        seed_history(base, url, read_token(log_dir))
         portal_url = f"http://127.0.0.1:{port + PORTAL_OFFSET}/"
         proc = subprocess.Popen(
             _overt(
