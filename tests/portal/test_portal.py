@@ -180,3 +180,7 @@ def test_disclosure_statistics_come_from_the_logged_commitments(tmp_path: Path) 
     text = _get(Portal(PortalConfig(made.dir)), "/disclosure").text
     assert "1 report(s) received" in text
     assert "<tr><td>acknowledged</td><td>1</td><td>2.0</td></tr>" in text
+
+
+def test_a_query_with_too_many_fields_is_400_not_500(portal: Portal) -> None:
+    assert _get(portal, "/entries?" + "&".join(f"f{i}=1" for i in range(20))).status_code == 400

@@ -249,7 +249,10 @@ class Portal:
         page = pages.get(path)
         if page is None:
             raise _HTTPError(404, "no such page")
-        params = {k: v[0] for k, v in parse_qs(query, max_num_fields=16).items()}
+        try:
+            params = {k: v[0] for k, v in parse_qs(query, max_num_fields=16).items()}
+        except ValueError as err:  # more fields than that
+            raise _HTTPError(400, f"malformed query: {err}") from err
         return 200, page(snap, params).encode("utf-8"), _HTML, []
 
     def _render(self, template: str, **values: Any) -> str:
