@@ -32,6 +32,7 @@ USE = {
     "cyclonedx-python-lib": r"^\s*(from|import) cyclonedx\b",
     "packaging": r"^\s*(from|import) packaging\b",
     "jinja2": r"^\s*(from|import) jinja2\b",
+    "wordfreq": r"^\s*(from|import) wordfreq\b",
     "alembic": r"^\s*(from|import) alembic\b",
 }
 

@@ -267,7 +267,11 @@ def test_diff_audits_only_what_changed() -> None:
     d = diff_bundles(OLD, NEW, dynamic=False)
     assert d.report is not None
     assert {f.rule for f in d.report.findings} == {"change", "added"}
-    assert {f.detector for f in d.report.findings} == {"marking", "collect-meta"}
+    assert {f.detector for f in d.report.findings} == {
+        "marking",
+        "collect-meta",
+        "collection-strings",
+    }
     same = diff_bundles(OLD, OLD, dynamic=False)
     assert same.changes == [] and same.report is not None and same.report.findings == []
 

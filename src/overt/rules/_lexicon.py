@@ -129,6 +129,28 @@ DISTINCTIVE_MARKINGS: tuple[tuple[str, str, bool], ...] = (
     ("سري للغاية", "Arab states", False),
     ("سري جدا", "Arab states", False),
     ("به کلی سری", "IR", False),
+    # South-east Asia: Vietnam (Luật Bảo vệ bí mật nhà nước 2018), Indonesia (UU 14/2008,
+    # KIP), Thailand (ระเบียบว่าด้วยการรักษาความลับของทางราชการ 2544), Malaysia (Akta Rahsia
+    # Rasmi 1972), Cambodia, Laos.
+    ("TUYỆT MẬT", "VN", False),
+    ("TỐI MẬT", "VN", False),
+    ("BÍ MẬT NHÀ NƯỚC", "VN", False),
+    ("SANGAT RAHASIA", "ID", False),
+    ("RAHASIA NEGARA", "ID", False),
+    ("SURAT RAHASIA", "ID", False),
+    ("ลับที่สุด", "TH", False),
+    ("ลับมาก", "TH", False),
+    ("เอกสารลับ", "TH", False),
+    ("RAHSIA BESAR", "MY", False),
+    ("RAHSIA RASMI", "MY", False),
+    ("SULIT", "MY", True),
+    ("TERHAD", "MY", True),
+    ("សម្ងាត់បំផុត", "KH", False),
+    ("ລັບສຸດຍອດ", "LA", False),
+    # Latin America, Turkey, Eastern Europe (further to the Russian/Ukrainian entries).
+    ("ULTRASECRETO", "ES-speaking states", False),
+    ("SZIGORÚAN TITKOS", "HU", False),
+    ("STRICT SECRET", "RO", False),
 )
 
 # Words that are markings in a banner but also ordinary words. They count only

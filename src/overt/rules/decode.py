@@ -34,6 +34,7 @@ import functools
 import importlib
 import itertools
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,19 @@ class Candidate:
 
 # -- bytes to readable text ----------------------------------------------------
 
-_LEGACY = ("cp1251", "gb18030", "shift_jis", "euc-kr", "cp1253", "cp1255", "cp1256", "cp1254")
+_LEGACY = (
+    "cp1251",
+    "gb18030",
+    "shift_jis",
+    "euc-kr",
+    "cp1253",
+    "cp1255",
+    "cp1256",
+    "cp1254",
+    "cp1258",  # Vietnamese
+    "cp874",  # Thai (TIS-620)
+    "cp1250",  # Central European
+)
 
 
 def bytes_to_texts(data: bytes) -> list[tuple[str, str]]:
@@ -99,9 +112,21 @@ def bytes_to_texts(data: bytes) -> list[tuple[str, str]]:
 
 
 # High bytes of UTF-16 code units in Latin, Greek, Cyrillic, Hebrew, Arabic,
+# Thai and Lao, Myanmar, Khmer, Vietnamese (Latin Extended Additional),
 # general punctuation, CJK symbols and kana, CJK ideographs, Hangul, fullwidth forms.
 _SCRIPT_HIGH_BYTES = bytes(
-    [*range(0x00, 0x07), 0x20, 0x30, *range(0x4E, 0xA0), *range(0xAC, 0xD8), 0xFF]
+    [
+        *range(0x00, 0x07),
+        0x0E,
+        0x10,
+        0x17,
+        0x1E,
+        0x20,
+        0x30,
+        *range(0x4E, 0xA0),
+        *range(0xAC, 0xD8),
+        0xFF,
+    ]
 )
 
 
@@ -126,9 +151,8 @@ def utf16_texts(data: bytes) -> list[tuple[str, str]]:
             text = data.decode(enc)
         except UnicodeDecodeError:
             continue
-        if sum(ch.isalpha() for ch in text) >= 0.6 * len(text) and any(
-            ord(ch) > 0xFF for ch in text
-        ):
+        letters = sum(ch.isalpha() or unicodedata.category(ch).startswith("M") for ch in text)
+        if letters >= 0.6 * len(text) and any(ord(ch) > 0xFF for ch in text):
             out.append((text, enc.replace("-", "")[:5] + enc[-2:]))
     return out
 

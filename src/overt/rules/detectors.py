@@ -426,6 +426,9 @@ def rule_context(
     table = {r.name: (r.condition, [s.identifier for s in r.strings]) for r in others.values()}
     table.pop(rule.name, None)
     reqs = requirements(rule.condition, [s.identifier for s in rule.strings], table, name=rule.name)
+    if any(s.identifier == "$" for s in rule.strings):
+        # anonymous strings cannot be told apart in the sets: no verdict from them
+        reqs = Requirements([], parsed=False, complete=False)
     ctx.requirements = reqs
     inlined = sorted({a.owner for st in reqs.sets for a in st if a.owner})
     strings_ind = {"": own} | {n: _string_indicators(others[n]) for n in inlined if n in others}
@@ -513,7 +516,13 @@ def _readable(run: bytes) -> bool:
     for text, enc in bytes_to_texts(run):
         if enc == "latin-1":
             continue
-        good = sum(ch.isalnum() or ch.isspace() or ch in ".,:;-/()'\"" for ch in text)
+        good = sum(
+            ch.isalnum()
+            or ch.isspace()
+            or ch in ".,:;-/()'\""
+            or unicodedata.category(ch).startswith("M")  # Thai, Khmer, Devanagari vowel signs
+            for ch in text
+        )
         if text and good >= 0.8 * len(text) and sum(ch.isalpha() for ch in text) >= 2:
             return True
     if any(dist for t, _enc in utf16_texts(run) for _m, _g, dist in find_markings(t)):
@@ -1068,6 +1077,96 @@ def _detect_collect_meta(ctx: RuleContext) -> list[Signal]:
     return out
 
 
+# -- collection strings (what the required strings are) ----------------------------------
+
+_MALWARE_META = re.compile(
+    r"(?i)(?<![a-z])(?:malware|trojan|rat|backdoor|ransom\w*|stealer|infostealer|loader|dropper|"
+    r"implant|botnet|bot|worm|apt ?\d*|c2|exploit\w*|webshell|keylogger|rootkit|miner|spyware|"
+    r"beacon|cobalt ?strike|hacktool|virus|payload|shellcode)(?![a-z])"
+)
+_META_CLAIM_KEYS = frozenset(
+    {"description", "malware", "malware_family", "family", "threat_name", "category", "mitre_att"}
+)
+
+
+def _string_kind(ctx: RuleContext, sid: str) -> tuple[str, str]:
+    """``(kind, why)`` of one of the rule's own strings, after decoding."""
+    from overt.rules.classify import classify
+
+    cands = ctx.cands.get(sid, [])
+    if not cands:
+        return "artefact", "no readable text"
+    for c in cands:
+        if find_markings(c.text, c.nocase):
+            return "marking", "a classification marking"
+    first = cands[0].text
+    if _MALICIOUS_RE.search(first.lower()):
+        return "artefact", "a malware or API token"
+    got = classify(first)
+    string = next((s for s in ctx.rule.strings if s.identifier == sid), None)
+    if string is not None and string.kind != "text" and got.kind != "identifier":
+        # Texts read out of hex jumps and regex classes are fragments: only an
+        # identifier (or a marking, above) in them is evidence.
+        return "artefact", f"{string.kind} fragment"
+    return got.kind, got.detail
+
+
+def _detect_collection(ctx: RuleContext) -> list[Signal]:
+    """Every way to match needs only human content: natural language, names,
+    identifiers, markings or code names (issue 9, classes 1-3 and 7)."""
+    reqs = ctx.requirements
+    if reqs is None or not reqs.parsed or not reqs.complete or not reqs.sets or ctx.indicators:
+        return []
+    shown: list[str] = []
+    kinds: set[str] = set()
+    for req_set in reqs.sets:
+        strings = [a for a in req_set if a.kind == "string"]
+        if not strings or any(a.owner or a.kind == "rule" for a in req_set):
+            return []
+        for atom in sorted(strings):
+            kind, why = _string_kind(ctx, atom.text)
+            if kind not in ("marking", "identifier", "natural", "name", "codename"):
+                return []
+            kinds.add(kind)
+            if len(shown) < 4:
+                shown.append(f"{atom.text}: {why}")
+    if kinds == {"marking"}:
+        return []  # the marking detector says it already
+    first = _set_text(reqs.sets[0])
+    sig = Signal(
+        "collection-strings",
+        Severity.HIGH,
+        "condition",
+        ctx.rule.condition_line,
+        "; ".join(dict.fromkeys(shown)),
+        f"every way to match ({len(reqs.sets)} requirement set(s), e.g. {first}) needs only "
+        "natural language, names, identifiers, markings or code names, and no malicious "
+        "indicator: a collection or targeting rule",
+        content=False,
+    )
+    out = [sig]
+    claims = [ctx.rule.name] + [
+        str(v) for k, v in ctx.rule.metas if k.lower() in _META_CLAIM_KEYS and isinstance(v, str)
+    ]
+    for claim in claims:
+        m = _MALWARE_META.search(claim.replace("_", " "))
+        if m:
+            out.append(
+                Signal(
+                    "lying-meta",
+                    Severity.HIGH,
+                    "meta",
+                    ctx.rule.line,
+                    f"{claim[:80]!r} claims {m.group(0)!r}",
+                    "the name or meta claims malware while every requirement set is document "
+                    "content: the label hides a collection rule",
+                    content=False,
+                )
+            )
+            break
+    return out
+
+
 # -- weighing ---------------------------------------------------------------------------------
 
 
@@ -1123,6 +1222,7 @@ def analyse_rule(
     signals += _detect_documents(ctx)
     signals += _detect_singling_out(ctx)
     signals += _detect_collect_meta(ctx)
+    signals += _detect_collection(ctx)
     if ctx.free_set and ctx.all_indicators:
         note = (
             f" (not lowered: the rule matches with {ctx.free_set}; "
