@@ -27,6 +27,7 @@ class PortalLog:
     witnesses: dict[str, Signer]
     vkey: str
     entries: list[bytes]
+    publisher: str  # the vkey that signed every statement (and the audits)
 
     def cosign(self, names: tuple[str, ...] = REGIONS) -> None:
         """Publish the log's latest checkpoint cosigned by the witnesses ``names``."""
@@ -83,7 +84,7 @@ def make_portal_log(base: Path, extra: list[bytes] | None = None) -> PortalLog:
     vkey = read_vkey(log_dir)
     policy = [f"log {vkey}", *lines, f"group regions 2 {' '.join(REGIONS)}", "quorum regions"]
     (log_dir / "witnesses.policy").write_text("\n".join(policy) + "\n")
-    made = PortalLog(log_dir, witnesses, vkey, entries)
+    made = PortalLog(log_dir, witnesses, vkey, entries, signer.key.vkey)
     made.cosign()
     return made
 

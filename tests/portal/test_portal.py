@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -184,3 +186,53 @@ def test_disclosure_statistics_come_from_the_logged_commitments(tmp_path: Path) 
 
 def test_a_query_with_too_many_fields_is_400_not_500(portal: Portal) -> None:
     assert _get(portal, "/entries?" + "&".join(f"f{i}=1" for i in range(20))).status_code == 400
+
+
+def _client_policy(made: PortalLog, path: Path) -> Path:
+    policy = {
+        "version": 1,
+        "logs": [made.vkey],
+        "witness_policy": (made.dir / "witnesses.policy").read_text(),
+        "publisher": made.publisher,
+        "pins": [{"product": "agent", "channels": ["stable"]}],
+        "max_checkpoint_age": 86400,
+        "rule_bundles": {
+            "auditors": [made.publisher],
+            "audits": ["collection-audit"],
+            "min_auditors": 1,
+        },
+    }
+    path.write_text(json.dumps(policy))
+    return path
+
+
+def test_the_gate_verdict_of_a_client_policy_is_shown(
+    portal_log: PortalLog, tmp_path: Path
+) -> None:
+    config = PortalConfig(portal_log.dir, client_policy=_client_policy(portal_log, tmp_path / "p"))
+    portal = Portal(config)
+    releases = _get(portal, "/releases").text
+    assert re.search(r'agent-1\.2\.0\.msi.*?<td class="ok">met</td>', releases, re.DOTALL)
+    # The hostile release is refused by the pin check, its product name still inert text.
+    assert re.search(r'<td class="bad">pin: product &#39;&lt;script&gt;[^<]*not pinned', releases)
+    rules = _get(portal, "/rules").text
+    assert '<td class="bad">audit: audit &#39;collection-audit&#39; signed off by 0' in rules
+
+
+def test_a_statement_bundle_built_from_the_log_passes_the_gate(
+    portal_log: PortalLog, tmp_path: Path
+) -> None:
+    import hashlib
+
+    from overt.gate.policy import load_client_policy
+    from overt.gate.verify import GateState, verify_publication
+
+    portal = Portal(PortalConfig(portal_log.dir))
+    r = _get(portal, "/entries/1/bundle")
+    assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]
+    policy = load_client_policy(_client_policy(portal_log, tmp_path / "p"))
+    admitted = verify_publication(
+        hashlib.sha256(b"agent 1.2.0").digest(), r.content, policy, GateState(), time.time()
+    )
+    assert admitted
+    assert _get(portal, "/entries/0/bundle").status_code == 404  # a text entry has none

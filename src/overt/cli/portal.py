@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--monitor-events", type=Path, metavar="FILE", help="the monitor's JSONL output")
     p.add_argument("--telemetry-policy", type=Path, metavar="FILE", help="the telemetry policy")
     p.add_argument("--disclosure-url", metavar="URL", help="the disclosure service's intake")
+    p.add_argument(
+        "--client-policy",
+        type=Path,
+        metavar="FILE",
+        help="an update gate's client policy: show whether each release and rule bundle meets it",
+    )
     add_limit_arguments(p)
     p.set_defaults(func=_serve, long_running=True)
 
@@ -50,6 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
             monitor_events=args.monitor_events,
             telemetry_policy=args.telemetry_policy,
             disclosure_url=args.disclosure_url,
+            client_policy=args.client_policy,
         )
     )
     portal.snapshot()  # a log that cannot be read fails here, in one line, not per page

@@ -10,6 +10,8 @@ Routes (every page is HTML readable with curl; raw bytes for the in-browser veri
     GET /entries/<i>/entry       the entry's bytes (a DSSE envelope, or whatever was logged)
     GET /entries/<i>/proof       its tlog-proof (c2sp.org/tlog-proof) against the checkpoint
     GET /entries/<i>/tile        the level-0 tile (c2sp.org/tlog-tiles) holding its leaf hash
+    GET /entries/<i>/bundle      a statement's .overt bundle (overt.publish.bundle), built from
+                                 the log: proof, key sets, attestations about its artifact
     GET /checkpoint              the published checkpoint with its cosignatures
     GET /rules                   rule bundles with their logged audits (pass / fail)
     GET /releases                releases and updates with their evidence entries
@@ -36,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import jinja2
@@ -47,9 +49,13 @@ from overt.formats import tiles
 from overt.formats.checkpoint import Checkpoint, parse_checkpoint
 from overt.formats.note import parse_note, parse_vkey
 from overt.formats.policy import Policy, parse_policy
+from overt.formats.proof import TlogProof, parse_proof
 from overt.log.log import LogView, read_vkey
 from overt.portal.checks import WitnessRow, entry_steps, witness_rows
 from overt.portal.entries import DecodedEntry, EntryIndex
+
+if TYPE_CHECKING:
+    from overt.gate.policy import ClientPolicy
 
 __all__ = ["CSP", "Portal", "PortalConfig"]
 
@@ -65,7 +71,10 @@ _STATIC = {
 }
 _HTML = b"text/html; charset=utf-8"
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
-_ENTRY = re.compile(r"/entries/(0|[1-9][0-9]{0,18})(/entry|/proof|/tile)?")
+_ENTRY = re.compile(r"/entries/(0|[1-9][0-9]{0,18})(/entry|/proof|/tile|/bundle)?")
+#: Logged statements a bundle carries as attestations about its artifact.
+_ATTESTING = frozenset({"rule-audit", "provenance", "sbom", "statement", "advisory"})
+_GATED = 100  # newest releases and rule bundles whose gate verdict a page shows
 _MAX_QUERY = 512
 _MAX_ALERTS = 50
 _HISTORY = 200
@@ -79,6 +88,7 @@ class PortalConfig:
     log_dir: Path
     monitor_events: Path | None = None  # the monitor's JSONL output (alerts, events)
     telemetry_policy: Path | None = None  # the current telemetry policy (JSON)
+    client_policy: Path | None = None  # an update gate's client policy: is it met?
     disclosure_url: str | None = None  # the disclosure service's intake
     refresh: float = 1.0  # re-read the checkpoint at most this often (seconds)
     clock: Callable[[], float] = field(default=time.time, compare=False)
@@ -114,6 +124,11 @@ class Portal:
                 self.policy = parse_policy(policy_path.read_bytes())
             except (OSError, FormatError) as err:
                 raise ConfigError(f"{policy_path}: {err}") from err
+        self.gate_policy: ClientPolicy | None = None
+        if config.client_policy is not None:
+            from overt.gate.policy import load_client_policy
+
+            self.gate_policy = load_client_policy(config.client_policy)
         self.index = EntryIndex()
         self.growth: list[tuple[float, int]] = []
         self._snapshot: _Snapshot | None = None
@@ -259,6 +274,7 @@ class Portal:
         return self.env.get_template(template).render(
             origin=self._snapshot.checkpoint.origin if self._snapshot else "",
             disclosure_url=self.config.disclosure_url,
+            gated=self.gate_policy is not None,
             **values,
         )
 
@@ -310,6 +326,12 @@ class Portal:
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         row = self._row(snap, index)
         entry, proof, tile = self._raw(snap, index)
+        if part == "/bundle":
+            if not row.statement:
+                raise _HTTPError(404, f"entry {index} is not a statement: it has no bundle")
+            disposition = b'attachment; filename="entry-%d.overt"' % index
+            body = self._bundle(snap, row, entry, proof)
+            return 200, body, b"application/json", [(b"content-disposition", disposition)]
         if part is not None:
             body = {"/entry": entry, "/proof": proof, "/tile": tile}[part]
             name = {
@@ -340,12 +362,59 @@ class Portal:
         )
         return 200, page.encode("utf-8"), _HTML, []
 
+    def _bundle(self, snap: _Snapshot, row: DecodedEntry, entry: bytes, proof: bytes) -> bytes:
+        """The .overt bundle of a logged statement, everything proven against one checkpoint.
+
+        Raises:
+            OvertError: the log's tiles do not give the proofs (503).
+        """
+        from overt.publish.bundle import Bundle, LoggedEntry, format_bundle
+
+        view, size = snap.view, snap.checkpoint.size
+
+        def logged(i: int) -> LoggedEntry:
+            return LoggedEntry(view.entry(i), i, tuple(view.inclusion_proof(i, size)))
+
+        keysets = tuple(logged(r.index) for r in self.index.search(kind="key-set", limit=1000))
+        attestations = tuple(
+            logged(r.index)
+            for r in self.index.related(row)
+            if r.kind in _ATTESTING and r.digest == row.digest
+        )
+        parsed: TlogProof = parse_proof(proof)
+        return format_bundle(
+            Bundle(entry, parsed, tuple(sorted(keysets, key=lambda e: e.index)), attestations)
+        )
+
+    def _gate(self, snap: _Snapshot, rows: list[DecodedEntry]) -> dict[int, str]:
+        """What the client policy's update gate says of each row (the newest ``_GATED``):
+        "met", or the first failing check and why (overt.gate.verify_publication)."""
+        policy = self.gate_policy
+        if policy is None:
+            return {}
+        from overt.gate.errors import GateError
+        from overt.gate.verify import GateState, verify_publication
+
+        verdicts: dict[int, str] = {}
+        for row in rows[:_GATED]:
+            entry, proof, _tile = self._raw(snap, row.index)
+            bundle = self._bundle(snap, row, entry, proof)
+            try:
+                verify_publication(
+                    bytes.fromhex(row.digest), bundle, policy, GateState(), time.time()
+                )
+                verdicts[row.index] = "met"
+            except GateError as err:
+                verdicts[row.index] = str(err)
+        return verdicts
+
     def _rules_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
         bundles = []
-        for row in self.index.search(kind="rule-bundle", limit=500):
+        rows = self.index.search(kind="rule-bundle", limit=500)
+        for row in rows:
             audits = [r for r in self.index.related(row) if r.kind == "rule-audit"]
             bundles.append((row, audits))
-        return self._render("rules.html", bundles=bundles)
+        return self._render("rules.html", bundles=bundles, gate=self._gate(snap, rows))
 
     def _releases_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
         releases = []
@@ -357,7 +426,8 @@ class Portal:
                 evidence[r.kind] = evidence.get(r.kind, 0) + 1
             releases.append((row, evidence))
         releases.sort(key=lambda pair: -pair[0].index)
-        return self._render("releases.html", releases=releases)
+        gate = self._gate(snap, [row for row, _ in releases])
+        return self._render("releases.html", releases=releases, gate=gate)
 
     def _telemetry_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
         policy_text = None
