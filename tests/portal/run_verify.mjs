@@ -4,17 +4,19 @@ import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
 const [modulePath] = process.argv.slice(2);
-const { verifyEntry, b64decode } = await import(pathToFileURL(modulePath).href);
+const { verifyCheckpoint, verifyEntry, b64decode } = await import(pathToFileURL(modulePath).href);
 const cases = JSON.parse(readFileSync(0, "utf-8"));
 const out = [];
 for (const c of cases) {
   const started = performance.now();
-  const steps = await verifyEntry({
-    entry: b64decode(c.entry),
-    proof: b64decode(c.proof),
-    tile: b64decode(c.tile),
-    trust: c.trust,
-  });
+  const steps = c.checkpoint !== undefined
+    ? await verifyCheckpoint({ checkpoint: b64decode(c.checkpoint), trust: c.trust })
+    : await verifyEntry({
+        entry: b64decode(c.entry),
+        proof: b64decode(c.proof),
+        tile: b64decode(c.tile),
+        trust: c.trust,
+      });
   out.push({ steps, ms: performance.now() - started });
 }
 process.stdout.write(JSON.stringify(out));

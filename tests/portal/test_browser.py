@@ -194,6 +194,7 @@ def test_a_visitor_clicks_to_an_entry_and_it_verifies_in_the_browser(
     _log, url = served
     browser.go(url + "/")
     assert "example.com/portal" in browser.text("header")
+    assert browser.verdict().startswith("Verified in your browser")  # the checkpoint
     browser.screenshot("log")
     browser.click_link("Rule bundles")
     assert "collection-audit: fail" in browser.text("main")
@@ -245,6 +246,9 @@ def test_tampered_cosignature_turns_the_browser_red(
     )
     path.write_bytes(format_note(type(parsed)(parsed.text, sigs)))
     time.sleep(1.1)
+    browser.go(url + "/")
+    assert browser.verdict().startswith("Browser verification FAILED")  # the log page too
+    browser.screenshot("log-tampered-cosignature")
     browser.go(url + "/entries/1")
     verdict = browser.verdict()
     browser.screenshot("entry-1-tampered-cosignature")

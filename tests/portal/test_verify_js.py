@@ -23,7 +23,7 @@ from tests.portal.conftest import PortalLog
 from overt.formats.note import format_note, parse_note, parse_vkey
 from overt.formats.policy import parse_policy
 from overt.portal.app import Portal, PortalConfig, _quorum
-from overt.portal.checks import entry_steps
+from overt.portal.checks import checkpoint_steps, entry_steps
 
 HERE = Path(__file__).parent
 VERIFY_JS = HERE.parent.parent / "src" / "overt" / "portal" / "static" / "verify.js"
@@ -162,3 +162,23 @@ def test_in_browser_verification_of_an_entry_is_fast(portal_log: PortalLog) -> N
 def test_policy_quorum_for_the_browser(portal_log: PortalLog) -> None:
     policy = parse_policy((portal_log.dir / "witnesses.policy").read_bytes())
     assert _quorum(policy) == 2
+
+
+def test_the_log_pages_checkpoint_checks_agree_in_node(portal_log: PortalLog) -> None:
+    portal = Portal(PortalConfig(portal_log.dir))
+    note = portal.snapshot().note
+    trust = json.loads(portal._trust(None))
+    tampered = _cosignature_flipped(b"x\n\n" + note, "americas").split(b"\n\n", 1)[1]
+    notes = {"published": note, "one tampered cosignature": tampered}
+    js = _run_js([{"checkpoint": _b64(n), "trust": trust} for n in notes.values()])
+    verifier = parse_vkey(portal.vkey)
+    for (name, n), got in zip(notes.items(), js, strict=True):
+        expected = checkpoint_steps(n, verifier, portal.policy, time.time())
+        assert [(s["name"], s["ok"]) for s in got["steps"]] == [(s.name, s.ok) for s in expected], (
+            name
+        )
+    assert all(s["ok"] for s in js[0]["steps"])
+    assert {s["name"] for s in js[1]["steps"] if not s["ok"]} == {
+        "cosignature americas",
+        "witness quorum",
+    }

@@ -51,7 +51,7 @@ from overt.formats.note import parse_note, parse_vkey
 from overt.formats.policy import Policy, parse_policy
 from overt.formats.proof import TlogProof, parse_proof
 from overt.log.log import LogView, read_vkey
-from overt.portal.checks import WitnessRow, entry_steps, witness_rows
+from overt.portal.checks import WitnessRow, checkpoint_steps, entry_steps, witness_rows
 from overt.portal.entries import DecodedEntry, EntryIndex
 
 if TYPE_CHECKING:
@@ -290,6 +290,8 @@ class Portal:
             note=snap.note.decode("utf-8", "replace"),
             vkey=self.vkey,
             witnesses=self._witnesses(snap),
+            steps=checkpoint_steps(snap.note, self.log_verifier, self.policy, time.time()),
+            trust=self._trust(None),
             policy=self.policy,
             growth=_chart(self.growth),
             kinds=self.index.kinds(),
@@ -342,17 +344,7 @@ class Portal:
             disposition = b'attachment; filename="%s"' % name.encode("ascii")
             return 200, body, b"application/octet-stream", [(b"content-disposition", disposition)]
         steps = entry_steps(entry, proof, tile, self.log_verifier, self.policy, time.time())
-        witnesses = (
-            [{"name": w.name, "vkey": w.vkey} for w in self.policy.witnesses] if self.policy else []
-        )
-        trust = json.dumps(
-            {
-                "log": self.vkey,
-                "witnesses": witnesses,
-                "quorum": _quorum(self.policy),
-                "index": index,
-            }
-        )
+        trust = self._trust(index)
         page = self._render(
             "entry.html",
             row=row,
@@ -407,6 +399,15 @@ class Portal:
             except GateError as err:
                 verdicts[row.index] = str(err)
         return verdicts
+
+    def _trust(self, index: int | None) -> str:
+        """What the browser verifies against (the page's ``data-trust``): the log and witness
+        keys, the quorum, and the entry (None: the log page's checkpoint)."""
+        witnesses = (
+            [{"name": w.name, "vkey": w.vkey} for w in self.policy.witnesses] if self.policy else []
+        )
+        trust = {"log": self.vkey, "witnesses": witnesses, "quorum": _quorum(self.policy)}
+        return json.dumps({**trust, "index": index})
 
     def _rules_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
         bundles = []

@@ -28,7 +28,7 @@ from overt.formats.note import Verifier, parse_note
 from overt.formats.policy import Policy, open_trusted_checkpoint
 from overt.formats.proof import parse_proof
 
-__all__ = ["Step", "WitnessRow", "entry_steps", "witness_rows"]
+__all__ = ["Step", "WitnessRow", "checkpoint_steps", "entry_steps", "witness_rows"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,27 @@ def witness_rows(note: bytes, policy: Policy | None, now: float) -> list[Witness
     return rows
 
 
+def checkpoint_steps(
+    note: bytes, log_verifier: Verifier, policy: Policy | None, now: float
+) -> list[Step]:
+    """Steps 3 to 5 for a checkpoint alone (the log page checks the published one)."""
+    steps: list[Step] = []
+    try:
+        cp = open_checkpoint(note, log_verifier).checkpoint
+        steps.append(Step("log signature", True, f"{log_verifier.name}, tree size {cp.size}"))
+    except OvertError as err:
+        steps.append(Step("log signature", False, str(err)))
+    for row in witness_rows(note, policy, now):
+        steps.append(Step(f"cosignature {row.name}", row.ok, row.detail))
+    if policy is not None:
+        try:
+            open_trusted_checkpoint(note, log_verifier, policy)
+            steps.append(Step("witness quorum", True, "the policy's quorum cosigned"))
+        except OvertError as err:
+            steps.append(Step("witness quorum", False, str(err)))
+    return steps
+
+
 def entry_steps(
     entry: bytes,
     proof: bytes,
@@ -103,26 +124,12 @@ def entry_steps(
     except FormatError as err:
         ok, detail = False, str(err)
     steps.append(Step("tile", ok, detail))
+    steps += checkpoint_steps(parsed.checkpoint, log_verifier, policy, now)
     try:
-        signed = open_checkpoint(parsed.checkpoint, log_verifier)
-        cp = signed.checkpoint
-        steps.append(Step("log signature", True, f"{log_verifier.name}, tree size {cp.size}"))
-    except OvertError as err:
-        steps.append(Step("log signature", False, str(err)))
-        cp = None
-    for row in witness_rows(parsed.checkpoint, policy, now):
-        steps.append(Step(f"cosignature {row.name}", row.ok, row.detail))
-    if policy is not None:
-        try:
-            open_trusted_checkpoint(parsed.checkpoint, log_verifier, policy)
-            steps.append(Step("witness quorum", True, "the policy's quorum cosigned"))
-        except OvertError as err:
-            steps.append(Step("witness quorum", False, str(err)))
-    if cp is None:
-        try:
-            cp = parse_checkpoint(parse_note(parsed.checkpoint).text)
-        except FormatError as err:
-            return [*steps, Step("inclusion", False, str(err))]
+        # Its root, whatever the signatures said: the inclusion step is reported on its own.
+        cp = parse_checkpoint(parse_note(parsed.checkpoint).text)
+    except FormatError as err:
+        return [*steps, Step("inclusion", False, str(err))]
     try:
         merkle.verify_inclusion(leaf, parsed.index, cp.size, parsed.hashes, cp.root_hash)
         steps.append(Step("inclusion", True, f"index {parsed.index} in tree size {cp.size}"))

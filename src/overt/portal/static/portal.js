@@ -1,5 +1,5 @@
 // overt portal: run verify.js on an entry page and fill in the "Your browser" column.
-import { verifyEntry } from "/static/verify.js";
+import { verifyCheckpoint, verifyEntry } from "/static/verify.js";
 
 async function bytes(url) {
   const response = await fetch(url, { cache: "no-store" });
@@ -12,14 +12,20 @@ async function main() {
   const verdict = document.getElementById("browser-verdict");
   if (!table) return;
   const trust = JSON.parse(table.dataset.trust);
-  const base = `/entries/${trust.index}`;
   verdict.textContent = "Verifying in your browser...";
   try {
     const started = performance.now();
-    const [entry, proof, tile] = await Promise.all([
-      bytes(`${base}/entry`), bytes(`${base}/proof`), bytes(`${base}/tile`),
-    ]);
-    const steps = await verifyEntry({ entry, proof, tile, trust });
+    let steps;
+    if (trust.index === null) {
+      // The log page: the published checkpoint and its cosignatures.
+      steps = await verifyCheckpoint({ checkpoint: await bytes("/checkpoint"), trust });
+    } else {
+      const base = `/entries/${trust.index}`;
+      const [entry, proof, tile] = await Promise.all([
+        bytes(`${base}/entry`), bytes(`${base}/proof`), bytes(`${base}/tile`),
+      ]);
+      steps = await verifyEntry({ entry, proof, tile, trust });
+    }
     const ms = performance.now() - started;
     const body = table.tBodies[0];
     for (const s of steps) {

@@ -180,28 +180,14 @@ export async function checkCosignature(note, key) {
   return { ok, timestamp: Number(stamp), detail: ok ? "verified" : `invalid signature by ${key.name}` };
 }
 
-// Every step for one entry. trust: {log: vkey, witnesses: [{name, vkey}], quorum: k or null}.
-export async function verifyEntry({ entry, proof, tile, trust }) {
-  const steps = [];
-  const step = (name, ok, detail) => steps.push({ name, ok, detail });
-  const leaf = await leafHash(entry);
-  step("leaf hash", true, hex(leaf));
-  let parsed;
-  try {
-    parsed = parseTlogProof(proof);
-  } catch (err) {
-    step("tlog-proof", false, String(err.message));
-    return steps;
-  }
-  const offset = Number(parsed.index % BigInt(TILE_WIDTH));
-  const at = tile.slice(offset * 32, offset * 32 + 32);
-  const tileOk = tile.length % 32 === 0 && at.length === 32 && equal(at, leaf);
-  step("tile", tileOk, `hash ${offset} of the level-0 tile${tileOk ? "" : " differs from the leaf"}`);
+// The checkpoint's steps: log signature, each witness's cosignature, the quorum.
+// Returns the parsed checkpoint, or null if it does not parse.
+async function checkCheckpoint(checkpoint, trust, step) {
   let note = null;
   let cp = null;
   let logOk = false;
   try {
-    note = parseNote(parsed.checkpoint);
+    note = parseNote(checkpoint);
     cp = parseCheckpoint(note.text);
     const logKey = await parseVkey(trust.log);
     const sig = findSignature(note, logKey);
@@ -235,6 +221,34 @@ export async function verifyEntry({ entry, proof, tile, trust }) {
     if (!logOk) why += ", and no valid log signature";
     step("witness quorum", ok, `${cosigned} of ${trust.witnesses.length} cosigned, ${trust.quorum} needed${why}`);
   }
+  return cp;
+}
+
+// The log page's checks of the published checkpoint (no entry): {checkpoint: bytes, trust}.
+export async function verifyCheckpoint({ checkpoint, trust }) {
+  const steps = [];
+  await checkCheckpoint(checkpoint, trust, (name, ok, detail) => steps.push({ name, ok, detail }));
+  return steps;
+}
+
+// Every step for one entry. trust: {log: vkey, witnesses: [{name, vkey}], quorum: k or null}.
+export async function verifyEntry({ entry, proof, tile, trust }) {
+  const steps = [];
+  const step = (name, ok, detail) => steps.push({ name, ok, detail });
+  const leaf = await leafHash(entry);
+  step("leaf hash", true, hex(leaf));
+  let parsed;
+  try {
+    parsed = parseTlogProof(proof);
+  } catch (err) {
+    step("tlog-proof", false, String(err.message));
+    return steps;
+  }
+  const offset = Number(parsed.index % BigInt(TILE_WIDTH));
+  const at = tile.slice(offset * 32, offset * 32 + 32);
+  const tileOk = tile.length % 32 === 0 && at.length === 32 && equal(at, leaf);
+  step("tile", tileOk, `hash ${offset} of the level-0 tile${tileOk ? "" : " differs from the leaf"}`);
+  const cp = await checkCheckpoint(parsed.checkpoint, trust, step);
   try {
     if (cp === null) throw new FormatError("no checkpoint");
     const root = await rootFromInclusion(leaf, parsed.index, cp.size, parsed.hashes);
