@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 
 import overt.rules.canary as canary_mod
 import overt.rules.dynamic as dynamic_mod
+from overt.rules.construct import build_sample
 from overt.rules.detectors import Severity, Signal, analyse_rule
 from overt.rules.limits import Limits, measure
 from overt.rules.parse import ParsedFile, Rule, RuleParseError, StringDef, parse_source
@@ -119,6 +120,12 @@ def _static_file(path: str, text: str, limits: Limits, analyse: bool) -> dict[st
         out["rules"].append(
             [rule.name, rule.line, bool(ctx.indicators), [_encode_signal(s) for s in signals]]
         )
+        if ctx.free_sets and any(sig.severity >= Severity.MEDIUM for sig in signals):
+            built = build_sample(rule, ctx.free_sets)
+            if built is not None:
+                out.setdefault("samples", []).append(
+                    [rule.name, base64.b64encode(built[0]).decode(), built[1]]
+                )
         if not any(any(ch.isalpha() for c in cs for ch in c.text) for cs in ctx.cands.values()):
             # No pattern holds readable text (a base64- or hex-shape regex, code bytes):
             # firing on a marked canary but not on its twin is then chance, not keying.
@@ -157,9 +164,17 @@ def _handle(req: dict[str, Any]) -> dict[str, Any]:
     if req["op"] == "dynamic":
         compiled = dynamic_mod.compile_files(files, req["externals"], threads=1)
         hits = dynamic_mod.scan(compiled, _canaries(req["canaries"]))
+        mine = {p for p, _t in files}
+        samples = [
+            (str(p), str(r), base64.b64decode(str(b)))
+            for p, r, b in req.get("samples", [])
+            if str(p) in mine
+        ]
+        proofs = dynamic_mod.prove(compiled, samples)
         return {
             "errors": compiled.errors,
             "hits": [[p, r, sorted(names)] for (p, r), names in hits.items()],
+            "proofs": [[p, r] for p, r in sorted(proofs)],
         }
     raise ValueError(f"unknown op {req['op']!r}")
 

@@ -221,6 +221,8 @@ class StaticResult:
     rules: list[tuple[str, int, bool, list[Signal]]] = field(default_factory=list)
     #: rules none of whose patterns holds readable text
     contentless: frozenset[str] = frozenset()
+    #: rule -> (constructed benign sample, base64; what it holds)
+    samples: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _decode_static(item: object) -> StaticResult:
@@ -244,7 +246,11 @@ def _decode_static(item: object) -> StaticResult:
         for name, line, ind, sigs in map(_wire._list, _wire._list(item["rules"]))
     ]
     contentless = frozenset(_wire._s(n) for n in _wire._list(item.get("contentless", [])))
-    return StaticResult(path, pf, "", spans, rules, contentless)
+    samples = {
+        _wire._s(r): (_wire._s(b), _wire._s(d))
+        for r, b, d in map(_wire._list, _wire._list(item.get("samples", [])))
+    }
+    return StaticResult(path, pf, "", spans, rules, contentless, samples)
 
 
 def _chunks(texts: Mapping[str, str]) -> int:
@@ -519,6 +525,12 @@ def audit_sources(
             "canaries": None
             if corpus_list is None
             else [_wire.encode_canary(c) for c in corpus_list],
+            "samples": [
+                [p, r, b64]
+                for p in parsed
+                if p in static
+                for r, (b64, _what) in sorted(static[p].samples.items())
+            ],
         }
         outcome = _sandbox.run(
             request,
@@ -528,7 +540,16 @@ def audit_sources(
         )
         errors: dict[str, str] = {}
         hits: dict[tuple[str, str], set[str]] = {}
+        proofs: set[tuple[str, str]] = set()
         for reply in outcome.replies:
+            try:
+                proven = [
+                    (_wire._s(p), _wire._s(r))
+                    for p, r in map(_wire._list, _wire._list(reply.get("proofs", [])))
+                ]
+            except (TypeError, ValueError):
+                proven = []  # a malformed reply proves nothing
+            proofs.update(k for k in proven if k[0] in static and k[1] in static[k[0]].samples)
             try:
                 errs = reply["errors"]
                 if not isinstance(errs, dict):
@@ -575,6 +596,24 @@ def audit_sources(
             key = _owner_of(path, rule_name, parsed, sources)
             if key is not None:
                 merged.setdefault(key, set()).update(n for n in names_hit if n in by_name)
+        for path, rule_name in sorted(proofs):
+            b64, what = static[path].samples[rule_name]
+            worst = max(
+                (s.severity for s in rule_signals.get((path, rule_name), [])),
+                default=Severity.MEDIUM,
+            )
+            rule_signals.setdefault((path, rule_name), []).append(
+                Signal(
+                    "constructed-proof",
+                    worst,
+                    "dynamic",
+                    rule_lines.get((path, rule_name), 1),
+                    f"sample(base64)={b64}",
+                    f"yara-x fires on a benign file built to hold only: {what} "
+                    "(no executable content)",
+                    content=False,
+                )
+            )
         for key, names_hit in merged.items():
             sigs = _dynamic_signals(
                 names_hit,

@@ -290,6 +290,8 @@ class RuleContext:
     requirements: Requirements | None = None
     #: a requirement set with no malicious indicator, shown in findings
     free_set: str = ""
+    #: the requirement sets that hold no malicious indicator
+    free_sets: list[frozenset[Atom]] = field(default_factory=list)
     #: tokens of the condition and of every rule it inlines
     all_tokens: list[ConditionToken] = field(default_factory=list)
 
@@ -438,6 +440,9 @@ def rule_context(
     verdict = _needed_indicators(reqs, strings_ind)
     if verdict is not None:
         ctx.indicators, ctx.free_set = verdict
+        ctx.free_sets = [
+            st for st in reqs.sets if not any(_atom_indicator(a, strings_ind) for a in st)
+        ]
     if rule.private and not ctx.indicators:
         # A private rule is a helper: it is judged by the rules that use it.
         users = [r for r in others.values() if r.name != rule.name and _names(r, rule.name)]
@@ -1187,8 +1192,17 @@ def escalate(signals: list[Signal], has_indicators: bool) -> list[Signal]:
                 s.content,
             )
         adjusted.append(s)
-    strong = {s.detector for s in adjusted if s.severity >= Severity.HIGH}
-    others = {s.detector for s in adjusted if s.severity >= Severity.MEDIUM}
+    # A constructed proof confirms the others; it is not independent evidence.
+    strong = {
+        s.detector
+        for s in adjusted
+        if s.severity >= Severity.HIGH and s.detector != "constructed-proof"
+    }
+    others = {
+        s.detector
+        for s in adjusted
+        if s.severity >= Severity.MEDIUM and s.detector != "constructed-proof"
+    }
     if strong and len(others) >= 2:
         adjusted = [
             Signal(

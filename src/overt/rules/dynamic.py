@@ -28,6 +28,7 @@ __all__ = [
     "COMPILE_THREADS",
     "Compiled",
     "compile_files",
+    "prove",
     "scan",
 ]
 
@@ -123,3 +124,32 @@ def scan(compiled: Compiled, corpus: Iterable[Canary]) -> dict[tuple[str, str], 
                 path = compiled.namespaces.get(rule.namespace, rule.namespace)
                 hits.setdefault((path, rule.identifier), set()).add(canary.name)
     return hits
+
+
+def prove(compiled: Compiled, samples: Iterable[tuple[str, str, bytes]]) -> set[tuple[str, str]]:
+    """Which constructed samples (:mod:`overt.rules.construct`) make their own
+    rule fire: ``{(file path, rule name)}`` of the ``(path, rule, sample)`` given."""
+    import yara_x
+
+    wanted: dict[bytes, set[tuple[str, str]]] = {}
+    for path, rule_name, data in samples:
+        wanted.setdefault(data, set()).add((path, rule_name))
+    proven: set[tuple[str, str]] = set()
+    if not wanted:
+        return proven
+    for rules in compiled.rules:
+        scanner = yara_x.Scanner(rules)
+        scanner.set_timeout(_SCAN_TIMEOUT_S)
+        for name in compiled.externals:
+            scanner.set_global(name, "")
+        for data, keys in wanted.items():
+            try:
+                result = scanner.scan(data)
+            except (yara_x.ScanError, yara_x.TimeoutError):
+                continue
+            for match in result.matching_rules:
+                ns = match.namespace
+                key = (compiled.namespaces.get(ns, ns), match.identifier)
+                if key in keys:
+                    proven.add(key)
+    return proven

@@ -32,6 +32,11 @@ _DETECTOR_HELP = {
     "document-only": "Matches documents and has no malicious indicator.",
     "singling-out": "Selects one user, machine, path, document or organisation.",
     "collect-meta": "Metadata asks for the matched file to be uploaded or collected.",
+    "collection-strings": "Every way to match needs only natural language, names, identifiers, "
+    "markings or code names, and no malicious indicator.",
+    "lying-meta": "The name or meta claims malware over a rule made of document content.",
+    "constructed-proof": "yara-x fires on a benign file built from one requirement set "
+    "(the sample is in the evidence, base64).",
     "canary-marked": "Fires on marked canary documents but not on their clean twins.",
     "canary-document": "Fires on ordinary (clean) canary documents.",
     "canary-any": "Fires on canary documents and on ordinary executables.",
