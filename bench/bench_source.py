@@ -18,6 +18,12 @@
   covering 100% of the files, no open high finding, 2 rebuilders, and 2-of-3 witnesses.
   Median. The target is for a 100-file source; a 1,000-file one is shown beside it: the
   cost grows with the files every review lists (each is parsed strictly).
+  Where the time goes (100 files, this machine, best runs): 9 Ed25519 checks (the release,
+  the checkpoint's log key and 2 witnesses, the provenance, 2 reviews, 2 summaries) about
+  1.0 ms; the bundle's JSON about 0.45 ms; the 5 statements 0.25 ms; the snapshot 0.17 ms;
+  the reviews' files 0.25 ms; coverage 0.08 ms. Each envelope is parsed once (the bundle
+  keeps it beside its bytes), the snapshot hashed once, and manifests and review file lists
+  are checked with one match over all their entries.
 
     python -m bench source [--quick]
 """

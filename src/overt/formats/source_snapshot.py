@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -85,6 +87,10 @@ def _fail(reason: str, data: str = "") -> FormatError:
 #: A canonical path: components without "/" or control characters, none "." or "..".
 _COMPONENT = r"(?!\.\.?(?:/|\Z))[^/\x00-\x1f\x7f]+"
 CANONICAL_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_ENTRY = rf"(?:100644|100755|120000) [0-9a-f]{{64}} {CANONICAL_PATH.pattern}"
+#: Every manifest entry, "MODE SHA256 PATH" joined by newlines (a path holds none), checked
+#: in one match: the common case, ASCII paths, without a Python step per entry.
+_FAST_ENTRIES = re.compile(rf"(?:{_ENTRY}(?:\n{_ENTRY})*)?")
 
 
 def check_path(path: str) -> str:
@@ -135,25 +141,32 @@ class Snapshot:
             raise _fail("source-date-epoch out of range", str(epoch))
         if len(self.files) > MAX_FILES:
             raise _fail(f"more than {MAX_FILES} files")
+        paths = [f.path for f in self.files]
+        text = "\n".join([f"{m} {s} {p}" for m, s, p in self.files])
+        if not (
+            text.isascii()
+            and max(map(len, paths), default=0) <= MAX_PATH
+            and _FAST_ENTRIES.fullmatch(text)
+        ):
+            for mode, sha256, path in self.files:  # the checks that say what is wrong
+                if mode not in MODES:
+                    raise _fail("unknown mode", mode)
+                if not _HEX64.fullmatch(sha256):
+                    raise _fail("a digest is not 64 lowercase hex digits", sha256)
+                check_path(path)
         # UTF-8 preserves code point order: comparing the strings compares their bytes.
-        previous = ""
-        for f in self.files:
-            if f.mode not in MODES:
-                raise _fail("unknown mode", f.mode)
-            if not _HEX64.fullmatch(f.sha256):
-                raise _fail("a digest is not 64 lowercase hex digits", f.sha256)
-            if check_path(f.path) <= previous:
-                raise _fail("paths are not sorted and unique", f.path)
-            previous = f.path
+        if not all(map(operator.lt, paths, paths[1:])):
+            bad = next(b for a, b in itertools.pairwise(paths) if not a < b)
+            raise _fail("paths are not sorted and unique", bad)
         # No path below another: a tree cannot hold both a file (or symlink) "a" and "a/b",
         # and a snapshot that did would make a rebuild write "a/b" through the symlink "a".
-        paths = {f.path for f in self.files}
-        for f in self.files:
-            cut = f.path.rfind("/")
+        known = set(paths)
+        for path in paths:
+            cut = path.rfind("/")
             while cut > 0:
-                if f.path[:cut] in paths:
-                    raise _fail("a path lies below a file or symlink of the snapshot", f.path)
-                cut = f.path.rfind("/", 0, cut)
+                if path[:cut] in known:
+                    raise _fail("a path lies below a file or symlink of the snapshot", path)
+                cut = path.rfind("/", 0, cut)
 
     @classmethod
     def of(
@@ -222,14 +235,14 @@ def parse_snapshot(data: bytes) -> Snapshot:
         rest = rest[1:]
     if rest:
         raise _fail("unknown or misplaced header line", rest[0])
-    files = []
-    for line in body.split("\n")[:-1]:
-        mode, sp1, tail = line.partition(" ")
-        digest, sp2, path = tail.partition(" ")
-        if not (sp1 and sp2):
-            raise _fail("a manifest line is not MODE SHA256 PATH", line)
-        files.append(FileEntry(mode, digest, path))
-    snapshot = Snapshot(tuple(files), commit, tree, epoch)
+    lines = body.split("\n")[:-1]
+    make = FileEntry._make
+    try:
+        files = tuple([make(line.split(" ", 2)) for line in lines])
+    except TypeError:
+        bad = next(line for line in lines if line.count(" ") < 2)
+        raise _fail("a manifest line is not MODE SHA256 PATH", bad) from None
+    snapshot = Snapshot(files, commit, tree, epoch)
     # The text parsed is canonical (format_snapshot gives it back), so its hash is the digest.
     snapshot.__dict__["digest"] = hashlib.sha256(data).hexdigest()
     return snapshot

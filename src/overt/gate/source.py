@@ -47,7 +47,6 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import functools
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -210,13 +209,14 @@ def _signers(envelope: Envelope, keys: Mapping[str, Ed25519PublicKey]) -> tuple[
 
 def check_source(
     artifact_sha256: str,
-    attestations: Sequence[bytes],
+    attestations: Sequence[bytes | Envelope],
     source: bytes,
     publisher_keys: Mapping[str, Ed25519PublicKey],
     req: SourceRequirement,
     now: float | None = None,
 ) -> SourceEvidence:
-    """Check the source requirement (see the module notes) on already-included attestations.
+    """Check the source requirement (see the module notes) on already-included attestations
+    (log entries, or the envelopes parsed from them).
     ``now`` (seconds since the epoch) is needed by an ``sbom`` requirement's ``max_osv_age``.
 
     Raises:
@@ -232,7 +232,7 @@ def check_source(
 
 def _check(
     artifact_sha256: str,
-    attestations: Sequence[bytes],
+    attestations: Sequence[bytes | Envelope],
     source: bytes,
     publisher_keys: Mapping[str, Ed25519PublicKey],
     req: SourceRequirement,
@@ -240,7 +240,8 @@ def _check(
 ) -> SourceEvidence:
     parsed: list[tuple[Envelope, Statement]] = []
     for entry in attestations:
-        envelope = parse_envelope(entry)
+        # Envelopes come parsed from the bundle (overt.publish.bundle.entry_envelope).
+        envelope = entry if isinstance(entry, Envelope) else parse_envelope(entry)
         if envelope.payload_type == PAYLOAD_TYPE_IN_TOTO:
             parsed.append((envelope, parse_statement(envelope.payload)))
     evidence = SourceEvidence("", 0.0, (), ())
@@ -343,11 +344,16 @@ def _check_chain(
             "provenance: no SLSA provenance signed by the publisher names this artifact's source"
         )
     digest = provenance.source_sha256
-    if hashlib.sha256(source).hexdigest() != digest:
+    # parse_snapshot hashes the text it parses (canonical: its hash is the digest), so the
+    # snapshot is hashed once, not once here and once there.
+    try:
+        snapshot = parse_snapshot(source)
+    except FormatError:
+        snapshot = None
+    if snapshot is None or snapshot.digest != digest:
         raise SourceRequirementError(
             f"provenance: the bundle does not carry the source snapshot {digest[:16]}..."
         )
-    snapshot = parse_snapshot(source)
     for envelope, statement in parsed:
         if statement.predicate_type == REVIEW_PREDICATE:
             signers = _signers(envelope, reviewer_keys)

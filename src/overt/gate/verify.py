@@ -51,7 +51,7 @@ from overt.errors import (
 )
 from overt.formats import merkle
 from overt.formats.checkpoint import Checkpoint, parse_checkpoint
-from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, parse_envelope, verify_envelope
+from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, verify_envelope
 from overt.formats.note import parse_note
 from overt.formats.policy import VerifiedCheckpoint, verify_checkpoint
 from overt.formats.statement import (
@@ -215,7 +215,7 @@ def _audits(
     for i, att in enumerate(bundle.attestations):
         _included(att.entry, att.index, att.hashes, cp, f"attestation {i}")
         try:
-            envelope = parse_envelope(att.entry)
+            envelope = att.envelope()
         except FormatError as err:
             raise AuditError(f"attestation {i} is malformed: {err}") from err
         if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
@@ -337,7 +337,7 @@ def verify_publication(
     """
     try:
         parsed = parse_bundle(bundle) if isinstance(bundle, bytes) else bundle
-        envelope = parse_envelope(parsed.entry)
+        envelope = parsed.envelope()
         if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
             raise FormatError("publication", "payloadType is not in-toto", envelope.payload_type)
         statement = parse_statement(envelope.payload)
@@ -405,7 +405,7 @@ def _checks(
             _included(att.entry, att.index, att.hashes, cp, f"attestation {i}")
         check_source(
             _subject_sha(statement),
-            [a.entry for a in bundle.attestations],
+            [a.envelope() for a in bundle.attestations],
             bundle.source,
             keys.trusted(),
             policy.source,

@@ -42,11 +42,17 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from overt.errors import FormatError
-from overt.formats.dsse import envelope_from_json, envelope_to_json, format_envelope
+from overt.formats.dsse import (
+    Envelope,
+    envelope_from_json,
+    envelope_to_json,
+    format_envelope,
+    parse_envelope,
+)
 from overt.formats.proof import HEADER, TlogProof, format_proof, parse_proof
 from overt.formats.strict import (
     b64encode,
@@ -64,6 +70,7 @@ __all__ = [
     "Bundle",
     "ConsistencyProof",
     "LoggedEntry",
+    "entry_envelope",
     "format_bundle",
     "parse_bundle",
 ]
@@ -86,6 +93,27 @@ class LoggedEntry:
     entry: bytes
     index: int
     hashes: tuple[bytes, ...]
+    #: What :func:`parse_bundle` decoded ``entry`` from, beside that very bytes object.
+    parsed: tuple[bytes, Envelope] | None = field(default=None, compare=False, repr=False)
+
+    def envelope(self) -> Envelope:
+        """``entry`` as an envelope: see :func:`entry_envelope`."""
+        return entry_envelope(self.entry, self.parsed)
+
+
+def entry_envelope(entry: bytes, parsed: tuple[bytes, Envelope] | None) -> Envelope:
+    """``entry`` parsed, or the envelope :func:`parse_bundle` made it from (not parsed twice).
+
+    The envelope is used only beside the very bytes object it was formatted into (an
+    identity check, not equality): a copy with other entry bytes (``dataclasses.replace``)
+    is parsed afresh, so the envelope checked is always the one hashed into the log.
+
+    Raises:
+        FormatError: ``entry`` is not a DSSE envelope.
+    """
+    if parsed is not None and parsed[0] is entry:
+        return parsed[1]
+    return parse_envelope(entry)
 
 
 @dataclass(frozen=True)
@@ -108,6 +136,12 @@ class Bundle:
     consistency: tuple[ConsistencyProof, ...] = ()
     #: The source snapshot text (optional; see the module notes), trusted only by digest.
     source: bytes = b""
+    #: See :attr:`LoggedEntry.parsed`.
+    parsed: tuple[bytes, Envelope] | None = field(default=None, compare=False, repr=False)
+
+    def envelope(self) -> Envelope:
+        """``entry`` as an envelope: see :func:`entry_envelope`."""
+        return entry_envelope(self.entry, self.parsed)
 
 
 _WHAT = "overt bundle"
@@ -132,14 +166,16 @@ def _members(obj: object, members: set[str], what: str) -> dict[str, Any]:
     return obj
 
 
-def _entry(obj: object) -> bytes:
-    return format_envelope(envelope_from_json(obj))
+def _entry(obj: object) -> tuple[bytes, Envelope]:
+    envelope = envelope_from_json(obj)
+    return format_envelope(envelope), envelope
 
 
 def _logged(obj: object, what: str) -> LoggedEntry:
     item = _members(obj, {"envelope", "index", "hashes"}, what)
+    entry, envelope = _entry(item["envelope"])
     return LoggedEntry(
-        _entry(item["envelope"]), _int(item["index"], f"{what} index"), _hashes(item["hashes"])
+        entry, _int(item["index"], f"{what} index"), _hashes(item["hashes"]), (entry, envelope)
     )
 
 
@@ -165,8 +201,9 @@ def parse_bundle(data: bytes) -> Bundle:
                 _hashes(c["hashes"]),
             )
         )
+    entry, envelope = _entry(obj["envelope"])
     return Bundle(
-        entry=_entry(obj["envelope"]),
+        entry=entry,
         proof=proof,
         keysets=tuple(_logged(k, "a key set") for k in _list(obj["keysets"], "keysets")),
         attestations=tuple(
@@ -174,6 +211,7 @@ def parse_bundle(data: bytes) -> Bundle:
         ),
         consistency=tuple(consistency),
         source=json_str(obj["source"], _WHAT, "source").encode("utf-8") if optional else b"",
+        parsed=(entry, envelope),
     )
 
 
