@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmds.required = True
 
     a = cmds.add_parser("audit", help="audit .yar/.yara files or folders")
+    a.__class__ = _with_detector_list(type(a))
     a.add_argument(
         "paths",
         nargs="+",
@@ -73,6 +74,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.add_argument("--static-only", action="store_true", help="skip the canary scan")
     t.add_argument("--out", type=Path, help="write the envelope here (default BUNDLE.audit.json)")
     t.set_defaults(func=_attest)
+
+
+def _with_detector_list(base: type[argparse.ArgumentParser]) -> type[argparse.ArgumentParser]:
+    """The audit parser lists the detectors of the registry in its ``--help``
+    (read only then, so that ``overt --help`` does not import the rule engines)."""
+
+    class _AuditParser(base):  # type: ignore[valid-type,misc]
+        def format_help(self) -> str:
+            from overt.rules.detectors import DETECTORS
+
+            base_fmt: type[argparse.HelpFormatter] = getattr(self, "formatter_class")  # noqa: B009
+
+            class _Raw(base_fmt):  # type: ignore[valid-type,misc]
+                def _fill_text(self, text: str, width: int, indent: str) -> str:
+                    return "".join(indent + ln for ln in text.splitlines(keepends=True))
+
+            self.formatter_class = _Raw
+            width = max(len(n) for n in DETECTORS)
+            self.epilog = "detectors (Finding.detector):\n" + "\n".join(
+                f"  {name:<{width}}  {d.help}" for name, d in DETECTORS.items()
+            )
+            return str(super().format_help())
+
+    return _AuditParser
 
 
 def _audit(args: argparse.Namespace) -> int:

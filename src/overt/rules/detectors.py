@@ -35,7 +35,7 @@ import enum
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import overt.rules._lexicon as lex
@@ -51,7 +51,9 @@ from overt.rules.parse import ConditionToken, Rule, StringDef, tokenize_conditio
 from overt.rules.requirements import Atom, Requirements, requirements
 
 __all__ = [
+    "DETECTORS",
     "STANDARD_EXTERNALS",
+    "Detector",
     "RuleContext",
     "Severity",
     "Signal",
@@ -59,6 +61,7 @@ __all__ = [
     "escalate",
     "find_markings",
     "marking_phrases",
+    "register_detector",
     "rule_context",
 ]
 
@@ -1221,6 +1224,91 @@ def escalate(signals: list[Signal], has_indicators: bool) -> list[Signal]:
     return adjusted
 
 
+# -- the registry ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One kind of finding: its ``name`` (``Finding.detector``), one line of
+    ``help`` (SARIF rule descriptors, ``overt rules audit --help``), and
+    ``detect`` for a static detector run on each rule (None when the finding is
+    emitted by another detector's ``detect`` or by the audit itself)."""
+
+    name: str
+    help: str
+    detect: Callable[[RuleContext], list[Signal]] | None = None
+
+
+#: Every kind of finding, in report order. Add a detector with :func:`register_detector`.
+DETECTORS: dict[str, Detector] = {}
+
+
+def register_detector(detector: Detector) -> Detector:
+    """Add ``detector`` to :data:`DETECTORS` (a name registered twice is an error).
+
+    Raises:
+        ValueError: the name is taken.
+    """
+    if detector.name in DETECTORS:
+        raise ValueError(f"detector {detector.name!r} is already registered")
+    DETECTORS[detector.name] = detector
+    return detector
+
+
+for _d in (
+    Detector(
+        "marking", "A classification or handling marking of some government.", _detect_markings
+    ),
+    Detector("marking-ambiguous", "A word that is a classification level when written alone."),
+    Detector(
+        "codename-list", "A list of code-name-like words and nothing else.", _detect_codenames
+    ),
+    Detector(
+        "document-content",
+        "Document targeting combined with sensitive subject words.",
+        _detect_documents,
+    ),
+    Detector("document-only", "Matches documents and has no malicious indicator."),
+    Detector(
+        "singling-out",
+        "Selects one user, machine, path, document or organisation.",
+        _detect_singling_out,
+    ),
+    Detector(
+        "collect-meta",
+        "Metadata asks for the matched file to be uploaded or collected.",
+        _detect_collect_meta,
+    ),
+    Detector(
+        "collection-strings",
+        "Every way to match needs only natural language, names, identifiers, markings or "
+        "code names, and no malicious indicator.",
+        _detect_collection,
+    ),
+    Detector("lying-meta", "The name or meta claims malware over a rule made of document content."),
+    Detector("canary-marked", "Fires on marked canary documents but not on their clean twins."),
+    Detector("canary-document", "Fires on ordinary (clean) canary documents."),
+    Detector("canary-any", "Fires on canary documents and on ordinary executables."),
+    Detector(
+        "constructed-proof",
+        "yara-x fires on a benign file built from one requirement set (the sample is in the "
+        "evidence, base64).",
+    ),
+    Detector(
+        "unauditable",
+        "A file no parser accepts, beyond the auditor's limits, or that crashed or hung a "
+        "parser (or not YARA text at all).",
+    ),
+    Detector("include-unresolved", "An include that is not in the bundle."),
+    Detector(
+        "outside-tree", "An include or symlink that leads out of the audited tree (not read)."
+    ),
+    Detector("compile-error", "A file yara-x does not compile (audited statically only)."),
+    Detector("empty-file", "A file with no rules."),
+):
+    register_detector(_d)
+
+
 def analyse_rule(
     rule: Rule, rule_names: Iterable[str] = (), file_rules: Iterable[Rule] = ()
 ) -> tuple[RuleContext, list[Signal]]:
@@ -1231,12 +1319,9 @@ def analyse_rule(
     """
     ctx = rule_context(rule, rule_names, file_rules)
     signals: list[Signal] = []
-    signals += _detect_markings(ctx)
-    signals += _detect_codenames(ctx)
-    signals += _detect_documents(ctx)
-    signals += _detect_singling_out(ctx)
-    signals += _detect_collect_meta(ctx)
-    signals += _detect_collection(ctx)
+    for detector in DETECTORS.values():
+        if detector.detect is not None:
+            signals += detector.detect(ctx)
     if ctx.free_set and ctx.all_indicators:
         note = (
             f" (not lowered: the rule matches with {ctx.free_set}; "

@@ -18,35 +18,14 @@ from __future__ import annotations
 import json
 
 from overt.rules.audit import Report
-from overt.rules.detectors import Severity
+from overt.rules.detectors import DETECTORS, Severity
 
 __all__ = ["SARIF_SCHEMA", "format_json", "format_sarif", "format_text"]
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
-_DETECTOR_HELP = {
-    "marking": "A classification or handling marking of some government.",
-    "marking-ambiguous": "A word that is a classification level when written alone.",
-    "codename-list": "A list of code-name-like words and nothing else.",
-    "document-content": "Document targeting combined with sensitive subject words.",
-    "document-only": "Matches documents and has no malicious indicator.",
-    "singling-out": "Selects one user, machine, path, document or organisation.",
-    "collect-meta": "Metadata asks for the matched file to be uploaded or collected.",
-    "collection-strings": "Every way to match needs only natural language, names, identifiers, "
-    "markings or code names, and no malicious indicator.",
-    "lying-meta": "The name or meta claims malware over a rule made of document content.",
-    "constructed-proof": "yara-x fires on a benign file built from one requirement set "
-    "(the sample is in the evidence, base64).",
-    "canary-marked": "Fires on marked canary documents but not on their clean twins.",
-    "canary-document": "Fires on ordinary (clean) canary documents.",
-    "canary-any": "Fires on canary documents and on ordinary executables.",
-    "unauditable": "A file no parser accepts, beyond the auditor's limits, or that crashed "
-    "or hung a parser (or not YARA text at all).",
-    "include-unresolved": "An include that is not in the bundle.",
-    "outside-tree": "An include or symlink that leads out of the audited tree (not read).",
-    "compile-error": "A file yara-x does not compile (audited statically only).",
-    "empty-file": "A file with no rules.",
-}
+# Read from the registry, so that a new detector is described where it is defined.
+_DETECTOR_HELP = {name: d.help for name, d in DETECTORS.items()}
 
 
 def format_text(report: Report) -> str:
