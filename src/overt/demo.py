@@ -561,6 +561,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
                 "--listen", f"127.0.0.1:{port + PORTAL_OFFSET}",
                 "--monitor-events", str(base / "monitor.jsonl"),
                 "--telemetry-policy", str(tel.policy),
+                "--artifacts", str(base / "history"),
             ),
             stdout=logs,
             stderr=logs,

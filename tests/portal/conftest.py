@@ -18,6 +18,7 @@ from overt.publish.keys import generate_publisher_key
 from overt.publish.publisher import Publication, make_entry
 
 REGIONS = ("asia", "europe", "americas")
+RULES = b"rule planted { condition: true }"
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
@@ -45,7 +46,7 @@ def _digest(data: bytes) -> str:
 def make_portal_log(base: Path, extra: list[bytes] | None = None) -> PortalLog:
     log_dir = base / "log"
     _skey, signer = generate_publisher_key("vendor.example/releases")
-    rules = b"rule planted { condition: true }"
+    rules = RULES
     entries = [
         b"overt demo: the Transparency Center started\n",
         make_entry(

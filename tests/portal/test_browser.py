@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.portal.conftest import PortalLog, make_portal_log
+from tests.portal.conftest import RULES, PortalLog, make_portal_log
 
 from overt.formats import tiles
 from overt.formats.note import format_note, parse_note
@@ -173,10 +173,13 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[PortalLog, str]]:
     made = make_portal_log(tmp_path)
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    (artifacts / "rules-7.yar").write_bytes(RULES)
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "overt.cli.main", "portal", "serve", str(made.dir),
-         "--listen", f"127.0.0.1:{port}"],
+         "--listen", f"127.0.0.1:{port}", "--artifacts", str(artifacts)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -268,6 +271,7 @@ PAGES = [
     "/entries/2",
     "/entries/4",
     "/rules",
+    "/rules/2",
     "/releases",
     "/telemetry",
     "/disclosure",

@@ -236,3 +236,56 @@ def test_a_statement_bundle_built_from_the_log_passes_the_gate(
     )
     assert admitted
     assert _get(portal, "/entries/0/bundle").status_code == 404  # a text entry has none
+
+
+RULES_8 = b"""rule emotet_loader {
+    strings:
+        $api = "VirtualAllocEx"
+    condition:
+        $api
+}
+"""
+# A planted collection rule, with markup in its comment that must stay text.
+RULES_9 = (
+    RULES_8
+    + b"""
+// </pre><script>alert("rule")</script>
+rule collect_us_banner {
+    strings:
+        $banner = "TOP SECRET//NOFORN" wide ascii nocase
+    condition:
+        $banner
+}
+"""
+)
+
+
+def test_a_rule_bundle_page_shows_findings_diff_and_inert_rule_text(tmp_path: Path) -> None:
+    import hashlib
+
+    from overt.formats.statement import RuleBundle
+    from overt.publish.keys import generate_publisher_key
+    from overt.publish.publisher import Publication, make_entry
+
+    _, signer = generate_publisher_key("vendor.example/rules")
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    extra = []
+    for version, text in (("8", RULES_8), ("9", RULES_9)):
+        (artifacts / f"rules-{version}.yar").write_bytes(text)
+        bundle = RuleBundle("agent", "stable", "yara", version, text.count(b"rule "))
+        digest = hashlib.sha256(text).hexdigest()
+        extra.append(make_entry(signer, Publication(f"rules-{version}.yar", digest, bundle)))
+    made = make_portal_log(tmp_path, extra)
+    portal = Portal(PortalConfig(made.dir, artifacts=artifacts))
+    assert '<a href="/rules/7">rules-9.yar</a>' in _get(portal, "/rules").text
+    text = _get(portal, "/rules/7").text
+    assert "collect_us_banner" in text and "NOFORN" in text  # the finding
+    assert re.search(r"<li>\+ collect_us_banner \(rules-9\.yar:\d+\)</li>", text), text
+    assert "side by side" in text
+    assert "<script>alert" not in text and "&lt;/pre&gt;&lt;script&gt;alert" in text
+    assert "not in this portal's artifacts folder" in _get(portal, "/rules/2").text
+    assert _get(portal, "/rules/1").status_code == 404  # a release, not a rule bundle
+    # A file changed after indexing is not passed off as the logged artifact.
+    (artifacts / "rules-8.yar").write_bytes(b"rule other { condition: false }")
+    assert "not in this portal's artifacts folder" in _get(portal, "/rules/6").text

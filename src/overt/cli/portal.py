@@ -38,6 +38,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="an update gate's client policy: show whether each release and rule bundle meets it",
     )
+    p.add_argument(
+        "--artifacts",
+        type=Path,
+        metavar="DIR",
+        help="published files, found by sha256: rule bundles' text, findings and diffs",
+    )
     add_limit_arguments(p)
     p.set_defaults(func=_serve, long_running=True)
 
@@ -57,6 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
             telemetry_policy=args.telemetry_policy,
             disclosure_url=args.disclosure_url,
             client_policy=args.client_policy,
+            artifacts=args.artifacts,
         )
     )
     portal.snapshot()  # a log that cannot be read fails here, in one line, not per page

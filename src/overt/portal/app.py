@@ -14,6 +14,8 @@ Routes (every page is HTML readable with curl; raw bytes for the in-browser veri
                                  the log: proof, key sets, attestations about its artifact
     GET /checkpoint              the published checkpoint with its cosignatures
     GET /rules                   rule bundles with their logged audits (pass / fail)
+    GET /rules/<i>               one bundle (its file from ``--artifacts``): rule text, the
+                                 auditor's findings, a side-by-side diff against the previous
     GET /releases                releases and updates with their evidence entries
     GET /telemetry               the telemetry policy (if given) and its logged revisions
     GET /disclosure              logged advisories, counts, a link to the intake service
@@ -31,6 +33,7 @@ running ``overt log serve``); it re-reads the checkpoint at most once a second.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -71,6 +74,8 @@ _STATIC = {
 }
 _HTML = b"text/html; charset=utf-8"
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
+_RULES = re.compile(r"/rules/(0|[1-9][0-9]{0,18})")
+_MAX_ARTIFACT = 64 << 20  # bytes: larger files in the artifacts folder are not read
 _ENTRY = re.compile(r"/entries/(0|[1-9][0-9]{0,18})(/entry|/proof|/tile|/bundle)?")
 #: Logged statements a bundle carries as attestations about its artifact.
 _ATTESTING = frozenset({"rule-audit", "provenance", "sbom", "statement", "advisory"})
@@ -89,6 +94,7 @@ class PortalConfig:
     monitor_events: Path | None = None  # the monitor's JSONL output (alerts, events)
     telemetry_policy: Path | None = None  # the current telemetry policy (JSON)
     client_policy: Path | None = None  # an update gate's client policy: is it met?
+    artifacts: Path | None = None  # published files (a download mirror), found by sha256
     disclosure_url: str | None = None  # the disclosure service's intake
     refresh: float = 1.0  # re-read the checkpoint at most this often (seconds)
     clock: Callable[[], float] = field(default=time.time, compare=False)
@@ -130,6 +136,8 @@ class Portal:
 
             self.gate_policy = load_client_policy(config.client_policy)
         self.index = EntryIndex()
+        self._artifacts: dict[str, Path] | None = None
+        self._audits: dict[str, Any] = {}
         self.growth: list[tuple[float, int]] = []
         self._snapshot: _Snapshot | None = None
         self._cache: dict[tuple[str, str], tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]] = {}
@@ -253,6 +261,10 @@ class Portal:
         match = _ENTRY.fullmatch(path)
         if match:
             return self._entry(snap, int(match.group(1)), match.group(2))
+        match = _RULES.fullmatch(path)
+        if match:
+            html = self._rule_page(snap, int(match.group(1)))
+            return 200, html.encode("utf-8"), _HTML, []
         pages: dict[str, Callable[[_Snapshot, dict[str, str]], str]] = {
             "/": self._log_page,
             "/entries": self._entries_page,
@@ -400,6 +412,94 @@ class Portal:
                 verdicts[row.index] = str(err)
         return verdicts
 
+    def artifact(self, digest: str) -> bytes | None:
+        """The published file with this sha256 from ``config.artifacts``, or None.
+
+        The folder is indexed once (files up to 64 MiB); a file is read again and its
+        digest checked before use, so a file changed since is not shown as the artifact.
+        """
+        folder = self.config.artifacts
+        if folder is None or not digest:
+            return None
+        if self._artifacts is None:
+            found: dict[str, Path] = {}
+            for path in sorted(folder.rglob("*")):
+                try:
+                    if path.is_file() and path.stat().st_size <= _MAX_ARTIFACT:
+                        found[hashlib.sha256(path.read_bytes()).hexdigest()] = path
+                except OSError:
+                    continue  # unreadable: not offered
+            self._artifacts = found
+        where = self._artifacts.get(digest)
+        if where is None:
+            return None
+        try:
+            data = where.read_bytes()
+        except OSError:
+            return None
+        return data if hashlib.sha256(data).hexdigest() == digest else None
+
+    def _rule_page(self, snap: _Snapshot, index: int) -> str:
+        from overt.rules import audit_bundle_bytes, diff_bundles, read_bundle
+
+        row = self._row(snap, index)
+        if row.kind != "rule-bundle":
+            raise _HTTPError(404, f"entry {index} is not a rule bundle")
+        audits = [r for r in self.index.related(row) if r.kind == "rule-audit"]
+        data = self.artifact(row.digest)
+        sources: dict[str, bytes] = {}
+        findings: list[Any] = []
+        changes: list[Any] = []
+        sides: list[tuple[str, str, str]] = []
+        previous = None
+        if data is not None:
+            try:
+                sources = read_bundle(row.subject, data)
+                report = self._audits.get(row.digest)
+                if report is None:
+                    # Static checks only: the canary scan runs in the auditor's sandbox, not here.
+                    report = audit_bundle_bytes(row.subject, data, dynamic=False)
+                    self._audits[row.digest] = report
+                findings = sorted(report.findings, key=lambda f: -int(f.severity))
+            except FormatError as err:
+                findings = []
+                sources = {"(unreadable)": str(err).encode()}
+            older = [
+                r
+                for r in self.index.search(kind="rule-bundle", product=row.product, limit=1000)
+                if r.index < row.index
+            ]
+            for r in older:
+                old = self.artifact(r.digest)
+                if old is not None:
+                    previous = r
+                    try:
+                        old_sources = read_bundle(r.subject, old)
+                        changes = diff_bundles(old_sources, sources, dynamic=False).changes
+                        if len(old_sources) == len(sources) == 1:
+                            # One file each (named after the release): compare them as one.
+                            ((_, a),), ((name, b),) = old_sources.items(), sources.items()
+                            sides.append((name, _text(a), _text(b)))
+                        else:
+                            for name in sorted(set(old_sources) | set(sources)):
+                                a, b = old_sources.get(name, b""), sources.get(name, b"")
+                                if a != b:
+                                    sides.append((name, _text(a), _text(b)))
+                    except FormatError:
+                        changes = []
+                    break
+        return self._render(
+            "rule.html",
+            row=row,
+            audits=audits,
+            have=data is not None,
+            files=[(name, _text(text)) for name, text in sorted(sources.items())],
+            findings=findings,
+            previous=previous,
+            changes=changes,
+            sides=sides,
+        )
+
     def _trust(self, index: int | None) -> str:
         """What the browser verifies against (the page's ``data-trust``): the log and witness
         keys, the quorum, and the entry (None: the log page's checkpoint)."""
@@ -475,6 +575,12 @@ class _HTTPError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def _text(data: bytes, limit: int = 256 * 1024) -> str:
+    """Rule text for display (escaped by the template; undecodable bytes replaced)."""
+    text = data[:limit].decode("utf-8", "replace")
+    return text + ("\n[... cut at 256 KiB]" if len(data) > limit else "")
 
 
 def _quorum(policy: Policy | None) -> int | None:
