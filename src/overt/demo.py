@@ -562,6 +562,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
                 "--monitor-events", str(base / "monitor.jsonl"),
                 "--telemetry-policy", str(tel.policy),
                 "--artifacts", str(base / "history"),
+                "--access-log", str(tel.collector / "access"),
             ),
             stdout=logs,
             stderr=logs,

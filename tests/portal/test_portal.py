@@ -289,3 +289,20 @@ def test_a_rule_bundle_page_shows_findings_diff_and_inert_rule_text(tmp_path: Pa
     # A file changed after indexing is not passed off as the logged artifact.
     (artifacts / "rules-8.yar").write_bytes(b"rule other { condition: false }")
     assert "not in this portal's artifacts folder" in _get(portal, "/rules/6").text
+
+
+def test_telemetry_access_statistics_flag_a_read_without_a_reason(
+    portal_log: PortalLog, tmp_path: Path
+) -> None:
+    from overt.log.log import Log
+
+    reads = [
+        {"kind": "read", "customer": "acme", "actor": "a@vendor.example", "reason": HOSTILE},
+        {"kind": "read", "customer": "acme", "actor": "b@vendor.example", "reason": ""},
+    ]
+    with Log.create(tmp_path / "access", "example.com/access") as log:
+        log.add_many([json.dumps(r).encode() for r in reads])
+    portal = Portal(PortalConfig(portal_log.dir, access_log=tmp_path / "access"))
+    text = _get(portal, "/telemetry").text
+    assert '<tr><td>acme</td><td>2</td><td class="bad">1</td><td>0</td></tr>' in text
+    assert "<script>alert" not in text and "&lt;script&gt;alert" in text

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DIR",
         help="published files, found by sha256: rule bundles' text, findings and diffs",
     )
+    p.add_argument(
+        "--access-log", type=Path, metavar="DIR", help="a telemetry collector's access log"
+    )
     add_limit_arguments(p)
     p.set_defaults(func=_serve, long_running=True)
 
@@ -64,6 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
             disclosure_url=args.disclosure_url,
             client_policy=args.client_policy,
             artifacts=args.artifacts,
+            access_log=args.access_log,
         )
     )
     portal.snapshot()  # a log that cannot be read fails here, in one line, not per page

@@ -95,6 +95,7 @@ class PortalConfig:
     telemetry_policy: Path | None = None  # the current telemetry policy (JSON)
     client_policy: Path | None = None  # an update gate's client policy: is it met?
     artifacts: Path | None = None  # published files (a download mirror), found by sha256
+    access_log: Path | None = None  # a telemetry collector's access log directory
     disclosure_url: str | None = None  # the disclosure service's intake
     refresh: float = 1.0  # re-read the checkpoint at most this often (seconds)
     clock: Callable[[], float] = field(default=time.time, compare=False)
@@ -138,6 +139,7 @@ class Portal:
         self.index = EntryIndex()
         self._artifacts: dict[str, Path] | None = None
         self._audits: dict[str, Any] = {}
+        self._access: tuple[float, dict[str, Any]] | None = None
         self.growth: list[tuple[float, int]] = []
         self._snapshot: _Snapshot | None = None
         self._cache: dict[tuple[str, str], tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]] = {}
@@ -541,8 +543,51 @@ class Portal:
         revisions = [r for r in self.index.search(text="policy", limit=200) if r.subject]
         keys = [r for r in self.index.search(text="key", limit=200) if r.subject]
         return self._render(
-            "telemetry.html", policy_text=policy_text, revisions=revisions, keys=keys
+            "telemetry.html",
+            policy_text=policy_text,
+            revisions=revisions,
+            keys=keys,
+            access=self._access_stats(),
         )
+
+    def _access_stats(self) -> dict[str, Any] | None:
+        """Reads of customers' data from a collector's access log, verified against its key
+        (overt.telemetry.ledger.read_log_entries); re-read at most every 10 seconds."""
+        directory = self.config.access_log
+        if directory is None:
+            return None
+        now = self.config.clock()
+        if self._access is not None and now - self._access[0] < 10:
+            return self._access[1]
+        from overt.telemetry.ledger import read_log_entries
+
+        stats: dict[str, Any] = {"error": None, "customers": {}, "recent": [], "size": 0}
+        try:
+            _, entries = read_log_entries(str(directory), parse_vkey(read_vkey(directory)))
+        except (OvertError, OSError) as err:
+            stats["error"] = str(err)
+            entries = []
+        stats["size"] = len(entries)
+        for data in entries:
+            try:
+                obj = json.loads(data)
+            except ValueError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            who = str(obj.get("customer", "?"))
+            per = stats["customers"].setdefault(who, {"reads": 0, "no_reason": 0, "other": 0})
+            if obj.get("kind") == "read":
+                per["reads"] += 1
+                per["no_reason"] += 0 if obj.get("reason") else 1
+            else:
+                per["other"] += 1
+            stats["recent"].append(
+                {k: str(obj.get(k, "")) for k in ("time", "kind", "actor", "customer", "reason")}
+            )
+        stats["recent"] = stats["recent"][-20:][::-1]
+        self._access = (now, stats)
+        return stats
 
     def _disclosure_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
         from overt.disclosure.stats import timeline_stats
