@@ -15,6 +15,7 @@ from tests.source.test_chain import Chain, ok, run
 
 from overt.errors import FormatError, PolicyError
 from overt.gate.source import parse_source_requirement
+from overt.log.log import Log
 from overt.sbom.osv import load_osv_export, vulnerable_components
 from overt.sbom.verdict import ScanVerdict, VulnerableComponent, sbom_digest
 
@@ -201,3 +202,27 @@ def test_sbom_requirement_needing_more_scanners_than_listed_is_refused(scan: Sca
         parse_source_requirement({**base, "sbom": {**sbom, "min_scanners": 1, "max_osv_age": 0}})
     with pytest.raises(PolicyError, match="requires nothing"):
         parse_source_requirement(base)
+
+
+def test_scanner_key_the_log_does_not_hold_logs_nothing(
+    scan: ScanChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    osv = scan.w / "osv"
+    _advisory(osv, "GHSA-other-0001", "not-installed-here")
+    sbom = scan.sbom("1.0.0")
+    ok(
+        capsys,
+        "publisher",
+        "keygen",
+        scan.w / "rogue",
+        "--name",
+        "rogue.example",
+        "--new-publisher",
+    )
+    with Log.open(scan.w / "log") as log:
+        size = log.size
+    code, _, err = run(capsys, "sbom", "check", sbom, "--osv", osv, "--key", scan.w / "rogue",
+                       "--log", scan.w / "log")  # fmt: skip
+    assert code == 1 and "scanner" in err, err
+    with Log.open(scan.w / "log") as log:
+        assert log.size == size
