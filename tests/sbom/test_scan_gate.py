@@ -189,6 +189,9 @@ def test_verdict_round_trips_and_a_lying_max_severity_is_refused() -> None:
         ScanVerdict.from_json(lying)
     with pytest.raises(FormatError):
         ScanVerdict.from_json({**v.to_json(), "extra": 1})
+    month_13 = {**v.to_json(), "scanned": "2026-13-01T00:00:00Z"}  # not a ValueError later
+    with pytest.raises(FormatError, match="scanned"):
+        ScanVerdict.from_json(month_13)
 
 
 def test_sbom_requirement_needing_more_scanners_than_listed_is_refused(scan: ScanChain) -> None:

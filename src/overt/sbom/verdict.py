@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -81,8 +82,12 @@ def _severity(value: object, field: str) -> str:
 
 def _time(value: object, field: str) -> str:
     text: str = json_str(value, _WHAT, field, max_len=20)
-    if not _TIME.fullmatch(text):
-        raise FormatError(_WHAT, f"{field} is not YYYY-MM-DDTHH:MM:SSZ", text)
+    try:
+        if not _TIME.fullmatch(text):
+            raise ValueError(text)
+        time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")  # a real date and time (no month 13)
+    except ValueError:
+        raise FormatError(_WHAT, f"{field} is not a YYYY-MM-DDTHH:MM:SSZ time", text) from None
     return text
 
 
