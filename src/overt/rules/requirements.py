@@ -7,7 +7,7 @@ Example::
 
     >>> req = requirements("($m1 or $sc) and filesize < 1MB")
     >>> sorted(sorted(a.text for a in s) for s in req.sets)
-    [['$m1', 'filesize'], ['$sc', 'filesize']]
+    [['$m1', 'filesize < 1MB'], ['$sc', 'filesize < 1MB']]
 
 So a malicious indicator ``$sc`` lowers nothing: the rule matches with
 ``$m1`` alone. The grammar followed is YARA's
@@ -32,6 +32,7 @@ Raises nothing: a condition it cannot read yields ``Requirements(parsed=False)``
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ class _UnreadableError(Exception):
 
 
 def _minimal(sets: list[Set_]) -> tuple[list[Set_], bool]:
-    uniq = sorted(set(sets), key=lambda s: (len(s), sorted(s)))
+    uniq = sorted(set(sets), key=len)
     out: list[Set_] = []
     for s in uniq:
         if not any(o <= s for o in out):
@@ -364,7 +365,12 @@ def _strings(refs: list[str]) -> list[Atom]:
 
 
 def _and(a: list[Set_], b: list[Set_]) -> tuple[list[Set_], bool]:
-    return _minimal([x | y for x in a for y in b][: MAX_SETS * MAX_SETS])
+    # Bounded: a product beyond the cap makes the answer incomplete, not slow.
+    cap = MAX_SETS * 4
+    whole = len(a) * len(b) <= cap
+    product = [x | y for x, y in itertools.islice(itertools.product(a, b), cap)]
+    sets, ok = _minimal(product)
+    return sets, ok and whole
 
 
 class _Reducer:
@@ -505,8 +511,18 @@ class _Reducer:
         if need > k:
             return list(_FALSE)
         out: list[Set_] = []
+        if all(len(m) == 1 for m in members):
+            # Plain members: each combination is one set, all incomparable.
+            if math.comb(k, need) > MAX_SETS:
+                self.complete = False
+            for combo in itertools.islice(itertools.combinations(range(k), need), MAX_SETS):
+                out.append(frozenset().union(*(members[i][0] for i in combo)))
+            res, ok = _minimal(out)
+            res2, ok2 = _and(res, body)
+            self.complete &= ok and ok2
+            return res2
         for n_combo, combo in enumerate(itertools.combinations(range(k), need)):
-            if n_combo >= MAX_SETS * 4:
+            if n_combo >= MAX_SETS:
                 self.complete = False
                 break
             acc = list(_TRUE)
