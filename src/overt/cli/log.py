@@ -56,6 +56,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = cmds.add_parser("init", help="create a log (new key pair); prints its verifier key")
     p.add_argument("dir", type=Path, help="the log directory to create")
     p.add_argument("--origin", required=True, help="checkpoint origin, e.g. example.com/overt")
+    p.add_argument(
+        "--tiles",
+        metavar="URL",
+        help="keep tiles and the published checkpoint at file:///PATH or"
+        " s3://BUCKET/PREFIX?endpoint=URL (else DIR/tiles; kept in DIR/log.json)",
+    )
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="keep the dedup index in sqlite:///PATH or postgresql://... (one schema per log;"
+        " migrated on start; else DIR/index.db)",
+    )
     p.set_defaults(func=_init)
 
     p = cmds.add_parser("vkey", help="print the log's verifier key")
@@ -150,7 +162,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 def _init(args: argparse.Namespace) -> int:
     from overt.log.log import Log
 
-    with Log.create(args.dir, args.origin) as log:
+    with Log.create(args.dir, args.origin, tiles=args.tiles, index=args.db) as log:
         print(log.vkey)
     return 0
 

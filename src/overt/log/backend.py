@@ -18,7 +18,8 @@ overwritten by the next integration.
 
 Implementations: :class:`overt.log.fs.TileStore` and
 :class:`overt.log.fs.CheckpointFile` (a log directory; the directory's
-``flock`` makes the process the only writer).
+``flock`` makes the process the only writer), :class:`overt.log.s3.S3TileStore`
+(a bucket). :mod:`overt.log.stores` opens a tile backend by URL.
 """
 
 from __future__ import annotations

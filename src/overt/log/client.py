@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
@@ -31,6 +31,9 @@ from overt.formats.note import MAX_NOTE_SIZE, Verifier
 from overt.formats.policy import Policy, open_trusted_checkpoint
 from overt.formats.proof import MAX_PROOF_SIZE, TlogProof, parse_proof
 from overt.log.fs import read_beneath
+
+if TYPE_CHECKING:
+    from overt.log.backend import TileBackend
 
 __all__ = [
     "DirectorySource",
@@ -60,9 +63,17 @@ class DirectorySource:
     def __init__(self, directory: Path | str) -> None:
         root = Path(directory)
         self.root = root / "tiles" if (root / "log.json").exists() else root
+        # A log whose tiles live elsewhere (log.json "tiles": s3://...) is read from there.
+        self._remote: TileBackend | None = None
+        if (root / "log.json").exists():
+            from overt.log.stores import configured_tiles
+
+            self._remote = configured_tiles(root)
 
     def read(self, path: str) -> bytes:
         """Bytes of ``root/path``, never through a symlink (see overt.log.fs.read_beneath)."""
+        if self._remote is not None:
+            return self._remote.read(path)
         try:
             return read_beneath(self.root, path)
         except NotFoundError as err:

@@ -13,6 +13,12 @@ process out)::
     DIR/witnesses.policy  optional c2sp.org/tlog-policy: witnesses and quorum (overt.log.witnessing)
     DIR/tiles/         checkpoint, tiles and entry bundles as c2sp.org/tlog-tiles serves them
 
+``log.json`` may move two of them: ``"tiles"`` (a ``file:///`` or ``s3://``
+URL, :func:`overt.log.stores.open_tiles`) and ``"index"`` (a ``sqlite:///``
+or ``postgresql://`` URL, migrated on open by :func:`overt.db.upgrade`). The
+storage seam is :mod:`overt.log.backend`; the integration step itself is pure
+(:mod:`overt.log.integration`).
+
 Appending a batch (``add_many``) is one pass of *integration*:
 
 1. leaf hashes are computed, duplicates (in the log or in the batch) are
@@ -129,6 +135,22 @@ def _lock(directory: Path) -> int:
             f"log {directory} is in use by another process (is `overt log serve` running?)"
         ) from err
     return fd
+
+
+def _config_url(directory: Path, config: object, key: str) -> str | None:
+    """The URL log.json holds under ``key`` (None if absent). Raises ConfigError."""
+    value = config.get(key) if isinstance(config, dict) else None
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{directory}/log.json: {key!r} must be a URL string")
+    return value
+
+
+def _tiles(directory: Path, config: object) -> TileBackend:
+    """Where the log's tiles are: log.json's "tiles" URL, else DIR/tiles. Raises ConfigError."""
+    from overt.log.stores import open_tiles
+
+    url = _config_url(directory, config, "tiles")
+    return TileStore(directory / "tiles") if url is None else open_tiles(url)
 
 
 def _parse_witness_policy(text: bytes) -> Policy:
@@ -332,12 +354,24 @@ class Log(_TreeReads):
             self.policy = _parse_witness_policy(policy_text)
         # The storage seam (overt.log.backend): tiles and the published
         # checkpoint, and the signed checkpoint swapped by compare-and-swap.
-        self.store: TileBackend = TileStore(directory / "tiles")
+        self.store: TileBackend = _tiles(directory, config)
         self.checkpoint_lock: CheckpointLock = CheckpointFile(directory / "checkpoint")
         # Imported here: SQLAlchemy is 0.2 s of start-up that `overt log vkey` does not need.
         from overt.log.index import DedupIndex
 
-        self.index: DedupIndex = DedupIndex.sqlite(directory / "index.db")
+        index_url = _config_url(directory, config, "index")
+        if index_url is None:
+            self.index: DedupIndex = DedupIndex.sqlite(directory / "index.db")
+        else:
+            from overt.db import engine_from_url, upgrade
+
+            engine = engine_from_url(index_url)
+            try:
+                upgrade(engine)
+            except ConfigError:
+                engine.dispose()
+                raise
+            self.index = DedupIndex(engine)
         # Lock order: _write_lock (integration) before _seq_lock (index assignment).
         self._write_lock = threading.Lock()
         self._seq_lock = threading.Lock()
@@ -375,15 +409,36 @@ class Log(_TreeReads):
     # -- lifecycle ---------------------------------------------------------
 
     @classmethod
-    def create(cls, directory: Path | str, origin: str) -> Log:
+    def create(
+        cls,
+        directory: Path | str,
+        origin: str,
+        *,
+        tiles: str | None = None,
+        index: str | None = None,
+    ) -> Log:
         """Create a new empty log with a fresh Ed25519 key.
 
+        ``tiles`` (a ``file:///`` or ``s3://`` URL, see
+        :func:`overt.log.stores.open_tiles`) puts the tiles elsewhere than
+        DIR/tiles; ``index`` (a ``sqlite:///`` or ``postgresql://`` URL) the dedup
+        index elsewhere than DIR/index.db. Both are kept in DIR/log.json.
+
         Raises ConfigError if DIR already holds a log or cannot be written (disk
-        full...; run it again once there is room), LogLockedError if it is in use.
+        full...; run it again once there is room), or a URL is not supported;
+        LogLockedError if it is in use.
         """
         directory = Path(directory)
         if not _ORIGIN.fullmatch(origin):
             raise ConfigError(f"invalid origin {origin!r}: printable ASCII without spaces or '+'")
+        config: dict[str, object] = {"version": _FORMAT_VERSION, "origin": origin}
+        if tiles is not None:
+            config["tiles"] = tiles
+        if index is not None:
+            from overt.db import normalize_url
+
+            normalize_url(index)  # refuse an unsupported URL before creating anything
+            config["index"] = index
         if (directory / "log.json").exists():
             raise ConfigError(f"{directory} already holds a log")
         try:
@@ -399,11 +454,10 @@ class Log(_TreeReads):
             signer = parse_skey(skey)
             empty = sign_checkpoint(Checkpoint(origin, 0, merkle.EMPTY_ROOT), signer)
             atomic_write(directory / "checkpoint", empty)
-            TileStore(directory / "tiles").write_checkpoint(empty)
-            config = {"version": _FORMAT_VERSION, "origin": origin}
+            _tiles(directory, config).write_checkpoint(empty)
             # log.json last: its presence marks a complete log.
             atomic_write(directory / "log.json", json.dumps(config).encode() + b"\n")
-        except OSError as err:
+        except (OSError, LogError) as err:
             os.close(fd)
             raise ConfigError(f"cannot create a log in {directory}: {err}") from err
         except BaseException:
@@ -444,6 +498,9 @@ class Log(_TreeReads):
                 self._index_thread.shutdown(wait=True)
                 self._hash_thread.shutdown(wait=True)
         self.index.close()
+        close_store = getattr(self.store, "close", None)  # a remote backend's connections
+        if close_store is not None:
+            close_store()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
@@ -1044,7 +1101,10 @@ class LogView(_TreeReads):
             integrated = parse_checkpoint(parse_note(latest).text).size
         except (LogError, FormatError):
             integrated = None
-        return cls(TileStore(directory / "tiles"), verifier, integrated_size=integrated)
+        from overt.log.stores import configured_tiles
+
+        store = configured_tiles(directory) or TileStore(directory / "tiles")
+        return cls(store, verifier, integrated_size=integrated)
 
     def _read(self, relpath: str) -> bytes:
         return self.store.read(relpath)
