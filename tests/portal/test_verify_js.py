@@ -182,3 +182,15 @@ def test_the_log_pages_checkpoint_checks_agree_in_node(portal_log: PortalLog) ->
         "cosignature americas",
         "witness quorum",
     }
+
+
+def test_every_single_byte_change_of_a_proof_is_caught_in_node_as_on_the_server(
+    portal_log: PortalLog,
+) -> None:
+    # STYLE.md: every single-byte change of a valid proof must be rejected, by both verifiers,
+    # at the same steps.
+    portal = Portal(PortalConfig(portal_log.dir))
+    entry, proof, tile = _raws(portal, 3)
+    cases = [(f"byte {i} of the proof", entry, _flip(proof, i), tile) for i in range(len(proof))]
+    for (name, *_), result in zip(cases, _compare(portal, cases), strict=True):
+        assert not all(s["ok"] for s in result["steps"]), name

@@ -134,7 +134,9 @@ export function parseTlogProof(bytes) {
     if (h.length !== 32) throw new FormatError("tlog-proof: a hash is not 32 bytes");
     return h;
   });
-  return { index, hashes, checkpoint: bytes.slice(cut + 2) };
+  const checkpoint = bytes.slice(cut + 2);
+  parseCheckpoint(parseNote(checkpoint).text); // a proof carries a well-formed checkpoint
+  return { index, hashes, checkpoint };
 }
 
 // RFC 9162 2.1.3.2: the root an inclusion proof leads to, or an error.
