@@ -194,3 +194,20 @@ def test_every_single_byte_change_of_a_proof_is_caught_in_node_as_on_the_server(
     cases = [(f"byte {i} of the proof", entry, _flip(proof, i), tile) for i in range(len(proof))]
     for (name, *_), result in zip(cases, _compare(portal, cases), strict=True):
         assert not all(s["ok"] for s in result["steps"]), name
+
+
+def test_every_single_byte_change_of_the_checkpoint_fails_the_same_steps_in_node(
+    portal_log: PortalLog,
+) -> None:
+    portal = Portal(PortalConfig(portal_log.dir))
+    note = portal.snapshot().note
+    trust = json.loads(portal._trust(None))
+    notes = [_flip(note, i) for i in range(len(note))]
+    js = _run_js([{"checkpoint": _b64(n), "trust": trust} for n in notes])
+    verifier = parse_vkey(portal.vkey)
+    for i, (n, got) in enumerate(zip(notes, js, strict=True)):
+        expected = checkpoint_steps(n, verifier, portal.policy, time.time())
+        assert [(s["name"], s["ok"]) for s in got["steps"]] == [(s.name, s.ok) for s in expected], (
+            f"byte {i}"
+        )
+        assert not all(s["ok"] for s in got["steps"]), f"byte {i}"
