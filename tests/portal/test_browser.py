@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -209,6 +210,9 @@ def test_a_visitor_clicks_to_an_entry_and_it_verifies_in_the_browser(
     assert verdict.startswith("Verified in your browser"), verdict
     cells = browser.texts("#steps td.browser")
     assert len(cells) == 8 and all(c.startswith("pass") for c in cells), cells
+    # issue 14: an entry verifies in the browser in <= 200 ms (fetches included).
+    took = re.search(r"\((\d+) ms\)", verdict)
+    assert took and int(took.group(1)) <= 200, verdict
     browser.click_link("Releases")
     browser.click("a[href='/entries/1']")
     assert browser.verdict().startswith("Verified in your browser")
