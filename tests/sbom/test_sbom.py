@@ -144,7 +144,11 @@ def test_check_lists_components_and_exits_1(
 ) -> None:
     (tmp_path / "bad.cdx.json").write_bytes(_sbom(("requests", "2.30.0")))
     code, out, err = run(capsys, "sbom", "check", tmp_path / "bad.cdx.json", "--osv", osv)
-    assert code == 1 and out == "requests 2.30.0 (critical): GHSA-1, PYSEC-2\n" and err.count("\n") == 1
+    assert (
+        code == 1
+        and out == "requests 2.30.0 (critical): GHSA-1, PYSEC-2\n"
+        and err.count("\n") == 1
+    )
     (tmp_path / "ok.cdx.json").write_bytes(_sbom(("requests", "2.32.0")))
     code, out, _ = run(capsys, "sbom", "check", tmp_path / "ok.cdx.json", "--osv", osv)
     assert code == 0 and "no known vulnerability" in out
