@@ -240,7 +240,7 @@ def _check(
 ) -> SourceEvidence:
     parsed: list[tuple[Envelope, Statement]] = []
     for entry in attestations:
-        # Envelopes come parsed from the bundle (overt.publish.bundle.entry_envelope).
+        # Envelopes come parsed from the bundle (overt.publish.bundle.LoggedEntry.envelope).
         envelope = entry if isinstance(entry, Envelope) else parse_envelope(entry)
         if envelope.payload_type == PAYLOAD_TYPE_IN_TOTO:
             parsed.append((envelope, parse_statement(envelope.payload)))

@@ -70,7 +70,6 @@ __all__ = [
     "Bundle",
     "ConsistencyProof",
     "LoggedEntry",
-    "entry_envelope",
     "format_bundle",
     "parse_bundle",
 ]
@@ -97,11 +96,11 @@ class LoggedEntry:
     parsed: tuple[bytes, Envelope] | None = field(default=None, compare=False, repr=False)
 
     def envelope(self) -> Envelope:
-        """``entry`` as an envelope: see :func:`entry_envelope`."""
-        return entry_envelope(self.entry, self.parsed)
+        """``entry`` as an envelope: see :func:`_entry_envelope`."""
+        return _entry_envelope(self.entry, self.parsed)
 
 
-def entry_envelope(entry: bytes, parsed: tuple[bytes, Envelope] | None) -> Envelope:
+def _entry_envelope(entry: bytes, parsed: tuple[bytes, Envelope] | None) -> Envelope:
     """``entry`` parsed, or the envelope :func:`parse_bundle` made it from (not parsed twice).
 
     The envelope is used only beside the very bytes object it was formatted into (an
@@ -140,8 +139,8 @@ class Bundle:
     parsed: tuple[bytes, Envelope] | None = field(default=None, compare=False, repr=False)
 
     def envelope(self) -> Envelope:
-        """``entry`` as an envelope: see :func:`entry_envelope`."""
-        return entry_envelope(self.entry, self.parsed)
+        """``entry`` as an envelope: see :func:`_entry_envelope`."""
+        return _entry_envelope(self.entry, self.parsed)
 
 
 _WHAT = "overt bundle"
