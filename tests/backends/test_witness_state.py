@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import create_engine, text
 from tests.witness.simulators import Clock, LogSimulator
 
+from overt.errors import ConfigError
 from overt.formats.cosignature import CosignatureSigner
 from overt.formats.witness import AddCheckpointRequest
 from overt.witness.core import (
@@ -28,6 +29,7 @@ from overt.witness.state import (
     WitnessState,
     WitnessStore,
 )
+from overt.witness.state import open_state as open_state_url
 
 from .conftest import PostgresSchema
 
@@ -145,3 +147,16 @@ def test_a_schema_from_a_newer_overt_is_refused(postgres: PostgresSchema) -> Non
 def test_unreachable_postgres_is_a_state_error() -> None:
     with pytest.raises(StateError, match="cannot open the witness state database"):
         PostgresWitnessState("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_witness_state_by_url(tmp_path: Path, postgres: PostgresSchema) -> None:
+    """``overt witness serve --db URL``: SQLite keeps the embedded file format, PostgreSQL
+    is migrated; anything else is refused before a connection is tried."""
+    with open_state_url(f"sqlite:///{tmp_path / 'w.db'}") as state:
+        assert isinstance(state, WitnessState) and state.origins() == []
+    url = f"{postgres.url}?options=-csearch_path%3D{postgres.schema}"
+    with open_state_url(url.replace("postgresql+psycopg://", "postgresql://")) as state:
+        assert isinstance(state, PostgresWitnessState)
+        assert state.compare_and_set(None, _record("u", 1))
+    with pytest.raises(ConfigError, match="unsupported database URL 'mysql'"):
+        open_state_url("mysql://root:pw@db/w")

@@ -339,6 +339,7 @@ def test_real_log_checkpoints_are_witnessed_and_pass_a_policy(tmp_path: Path) ->
                 "StateError",
                 "WitnessState",
                 "WitnessStore",
+                "open_state",
             },
         ),
         ("overt.witness.server", {"Committer", "ServerLimits", "WitnessApp", "serve"}),

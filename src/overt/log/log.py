@@ -153,6 +153,13 @@ def _tiles(directory: Path, config: object) -> TileBackend:
     return TileStore(directory / "tiles") if url is None else open_tiles(url)
 
 
+def _close_store(store: TileBackend) -> None:
+    """Release a remote backend's connections and threads (a directory has none)."""
+    close = getattr(store, "close", None)
+    if close is not None:
+        close()
+
+
 def _parse_witness_policy(text: bytes) -> Policy:
     policy = parse_policy(text)
     if not policy.witnesses or policy.quorum is None:
@@ -454,7 +461,11 @@ class Log(_TreeReads):
             signer = parse_skey(skey)
             empty = sign_checkpoint(Checkpoint(origin, 0, merkle.EMPTY_ROOT), signer)
             atomic_write(directory / "checkpoint", empty)
-            _tiles(directory, config).write_checkpoint(empty)
+            store = _tiles(directory, config)
+            try:
+                store.write_checkpoint(empty)
+            finally:
+                _close_store(store)
             # log.json last: its presence marks a complete log.
             atomic_write(directory / "log.json", json.dumps(config).encode() + b"\n")
         except (OSError, LogError) as err:
@@ -498,9 +509,7 @@ class Log(_TreeReads):
                 self._index_thread.shutdown(wait=True)
                 self._hash_thread.shutdown(wait=True)
         self.index.close()
-        close_store = getattr(self.store, "close", None)  # a remote backend's connections
-        if close_store is not None:
-            close_store()
+        _close_store(self.store)
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
