@@ -186,3 +186,50 @@ def test_cli_log_on_s3_is_verified_by_a_client(
     code = cli_main.main(["log", "verify", log_dir, "--vkey", str(tmp_path / "log" / "log.vkey")])
     assert code == 0, capsys.readouterr().err
     assert "2" in capsys.readouterr().out
+
+
+def test_log_serve_on_s3_acknowledges_and_publishes_through_the_bucket(
+    tmp_path: Path, endpoint: str, bucket: str
+) -> None:
+    """POST /add on a log whose tiles are in a bucket: the entry reaches the bucket's tiles."""
+    import httpx
+
+    url = f"s3://{bucket}/served?endpoint={endpoint}"
+    Log.create(tmp_path / "log", ORIGIN, tiles=url).close()
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "overt.cli.main",
+            "log",
+            "serve",
+            str(tmp_path / "log"),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert "serving" in server.stdout.readline()
+        token = (tmp_path / "log" / "token").read_text().strip()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            headers = {"authorization": f"Bearer {token}"}
+            indices = [client.post("/add", content=b"e%d" % i, headers=headers) for i in range(20)]
+            assert [int(r.text) for r in indices] == list(range(20))
+            deadline = time.monotonic() + 10
+            while LogView.open(tmp_path / "log").published_size < 20:
+                assert time.monotonic() < deadline, "not integrated within 10 s"
+                time.sleep(0.05)
+            assert client.get("/tile/entries/000.p/20").status_code == 200
+    finally:
+        server.terminate()
+        server.wait(10)
+        if server.stdout:
+            server.stdout.close()
+    view = LogView.open(tmp_path / "log")
+    assert view.entry(19) == b"e19"
+    view.proof(7)
