@@ -106,3 +106,15 @@ def test_overt_help_does_not_import_alembic_or_sqlalchemy() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_postgres_without_its_driver_is_one_clear_line(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from overt.cli.main import main\n"
+        "sys.exit(main(['db', 'upgrade', '--db', 'postgresql://u@127.0.0.1:9/x']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    err = done.stderr.decode()
+    assert done.returncode == 1 and err.count("\n") == 1, err
+    assert "pip install 'overt[postgresql]'" in err

@@ -69,7 +69,12 @@ def engine_from_url(url: str, *, connect_args: dict[str, Any] | None = None) -> 
         engine = create_engine(url, connect_args=connect_args or {})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, connect_args=connect_args or {}, pool_pre_ping=True)
+    try:
+        return create_engine(url, connect_args=connect_args or {}, pool_pre_ping=True)
+    except ImportError as err:  # SQLAlchemy loads the driver here
+        raise ConfigError(
+            f"PostgreSQL needs the psycopg driver: pip install 'overt[postgresql]' ({err})"
+        ) from err
 
 
 def _alembic_config(connection: Any) -> Any:
