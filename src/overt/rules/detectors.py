@@ -413,7 +413,8 @@ def rule_context(
     tokens = tokenize_condition(rule.condition)
     ctx = RuleContext(rule, cands, tokens)
     cond_lower = rule.condition.lower()
-    others = {r.name: r for r in file_rules}
+    index = _file_index(file_rules)
+    others = index.rules
 
     # Malicious indicators anywhere in the rule (the old, requirement-blind view).
     for mod in _EXEC_MODULES:
@@ -428,8 +429,7 @@ def rule_context(
     ctx.all_indicators = list(ctx.indicators)
 
     # Requirement sets: an indicator counts only if every way to match needs one.
-    table = {r.name: (r.condition, [s.identifier for s in r.strings]) for r in others.values()}
-    table.pop(rule.name, None)
+    table = index.table  # the rule's own name is in ``seen``: a self-reference is not inlined
     reqs = requirements(rule.condition, [s.identifier for s in rule.strings], table, name=rule.name)
     if any(s.identifier == "$" for s in rule.strings):
         # anonymous strings cannot be told apart in the sets: no verdict from them
@@ -448,15 +448,12 @@ def rule_context(
         ]
     if rule.private and not ctx.indicators:
         # A private rule is a helper: it is judged by the rules that use it.
-        users = [r for r in others.values() if r.name != rule.name and _names(r, rule.name)]
+        users = [others[n] for n in index.users.get(rule.name, ()) if n != rule.name]
         if users:
             credit: list[str] = []
             for user in users:
-                utable = {n: v for n, v in table.items() if n != user.name} | {
-                    rule.name: (rule.condition, [s.identifier for s in rule.strings])
-                }
                 ureqs = requirements(
-                    user.condition, [s.identifier for s in user.strings], utable, user.name
+                    user.condition, [s.identifier for s in user.strings], table, user.name
                 )
                 uinl = sorted({a.owner for st in ureqs.sets for a in st if a.owner})
                 uind = {"": _string_indicators(user)} | {
@@ -513,8 +510,34 @@ def rule_context(
     return ctx
 
 
-def _names(rule: Rule, name: str) -> bool:
-    return any(t.kind == "ident" and t.text == name for t in tokenize_condition(rule.condition))
+@dataclass
+class _FileIndex:
+    rules: dict[str, Rule]
+    table: dict[str, tuple[str, list[str]]]
+    users: dict[str, list[str]]  # rule name -> the rules whose condition names it
+
+
+_LAST_INDEX: list[tuple[object, _FileIndex]] = []
+
+
+def _file_index(file_rules: Iterable[Rule]) -> _FileIndex:
+    """Built once per file (the last one is kept, by identity): a file of 7,600
+    rules must not cost 7,600 times its size."""
+    if _LAST_INDEX and _LAST_INDEX[0][0] is file_rules:
+        return _LAST_INDEX[0][1]
+    rules = {r.name: r for r in file_rules}
+    users: dict[str, list[str]] = {}
+    for r in rules.values():
+        for t in {t.text for t in tokenize_condition(r.condition) if t.kind == "ident"}:
+            if t in rules:
+                users.setdefault(t, []).append(r.name)
+    index = _FileIndex(
+        rules,
+        {r.name: (r.condition, [s.identifier for s in r.strings]) for r in rules.values()},
+        users,
+    )
+    _LAST_INDEX[:] = [(file_rules, index)]
+    return index
 
 
 def _readable(run: bytes) -> bool:
