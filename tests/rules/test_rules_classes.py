@@ -83,7 +83,8 @@ def test_topic_hunting_is_high(name: str) -> None:
 CODENAMES = {
     "mixed_case": """rule cn_mixed { strings: $a = "BlueHarbor" $b = "SilentOrchard"
   condition: any of them }""",
-    "single_caps": """rule cn_one { strings: $a = "KESTREL" wide ascii condition: $a }""",
+    "two_caps": """rule cn_two { strings: $a = "KESTREL" wide ascii $b = "NIGHTJAR"
+  condition: all of them }""",
     "with_digits": """rule cn_digits { strings: $a = "Project Kestrel" $b = "BlueHarbor-7"
   condition: all of them }""",
 }
@@ -150,6 +151,11 @@ QUIET = {
   $m = "BlueHarborMutex_01" condition: uint16(0) == 0x5a4d and any of them }""",
     "tool_usage_text": """rule scanner { strings: $a = "Scan started at" $b = "Resolve hosts that answer"
   condition: all of them }""",
+    "one_caps_token_in_a_malware_rule": """rule apt1_ssl { strings: $a = "SLYHKAAY"
+  condition: $a }""",
+    "mail_header_name": """rule with_attachment { strings: $a = "X-Attachment-Id"
+  condition: $a }""",
+    "wmi_namespace": r"""rule wmi { strings: $a = "root\\cimv2" condition: $a }""",
     "author_email_in_webshell": """rule ws { strings: $a = "// me at someone@example.net"
   condition: $a }""",
     "build_path_of_named_user": r"""rule build_path { strings: $a = "/Users/vlad/Desktop/install/"

@@ -218,3 +218,39 @@ def test_a_markings_own_utf16_bytes_are_not_a_binary_pattern() -> None:
   condition: $w and $m
 }"""
     assert _worst(src, "marking") == Severity.HIGH
+
+
+def test_private_helper_with_too_many_combinations_is_judged_on_the_tree() -> None:
+    # 6 of 10 words is 210 requirement sets (more than are listed); the public rule
+    # also needs 2 of 3 code-byte patterns, so every way to match holds code bytes.
+    words = " ".join(
+        f'$w{i} = "{w}" fullword'
+        for i, w in enumerate(
+            [
+                "KILLATTK",
+                "MIRAITEST",
+                "TELNETTEST",
+                "NETIS",
+                "PHONE",
+                "RANGE",
+                "HOLDFAST",
+                "TSUNAMI",
+                "PANDORA",
+                "GETSPOOF",
+            ]
+        )
+    )
+    src = f"""
+private rule bot_words {{ strings: {words} condition: 6 of them }}
+private rule code_bytes {{
+  strings:
+    $h1 = {{ 0D C0 A0 E1 00 D8 2D E9 }}
+    $h2 = {{ 3C 1C 00 06 27 9C 97 98 }}
+    $h3 = {{ 94 21 EF 80 7C 08 02 A6 }}
+  condition: 2 of them
+}}
+rule rebirth {{ condition: code_bytes and bot_words and filesize < 300KB }}
+"""
+    worst = _worst(src, "codename-list")
+    assert worst is None or worst < Severity.HIGH
+    assert requirements("6 of them", [f"$w{i}" for i in range(10)]).complete is False

@@ -102,7 +102,12 @@ _EMAIL = re.compile(
 )
 _MAIL_HEADER = re.compile(r"(?im)^(?:from|to|cc|bcc|reply-to|x-sender)\s*:\s*\S+@\S+")
 _DN = re.compile(r"(?i)(?:^|[,/])\s*(?:OU|CN|DC|O)\s*=\s*[^,=]+")
-_DOMAIN_USER = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,15}\\[A-Za-z][\w.-]{1,30}$")
+# NetBIOS domains are written in capitals; WMI namespaces (root\cimv2) and the
+# built-in principals are not accounts of anyone.
+_DOMAIN_USER = re.compile(
+    r"^(?!NT AUTHORITY|BUILTIN|ROOT\\)[A-Z][A-Z0-9-]{1,14}\\[A-Za-z][\w.-]{1,30}$"
+)
+_HEADER_NAME = re.compile(r"^(?:X-)?[A-Z][a-z]+(?:-[A-Z][a-z]*)+:?$")
 _PGP = re.compile(
     r"(?i)^(?:0x[0-9a-f]{8}|0x[0-9a-f]{16}|(?:[0-9a-f]{4} ?){10}|(?:[0-9a-f]{4} ){4}[0-9a-f]{4})$"
 )
@@ -218,6 +223,8 @@ def classify(text: str) -> Classified:
     why = _is_identifier(t)
     if why:
         return Classified("identifier", why)
+    if _HEADER_NAME.match(t):
+        return Classified("artefact", "a protocol header name")
     if _CODE_PUNCT.search(t):
         return Classified("artefact", "code, path or format punctuation")
     words = common_words()

@@ -388,7 +388,22 @@ def _needed_indicators(
     """The indicators to credit when every requirement set holds one, and the
     first set that holds none ("" when there is none); None when the sets are
     not known (unreadable or truncated condition)."""
-    if not reqs.parsed or not reqs.complete or not reqs.sets:
+    if not reqs.parsed:
+        return None
+    if not reqs.complete:
+        # Too many sets to list: decide on the syntax tree whether each holds one.
+        whys: list[str] = []
+
+        def pred(atom: Atom) -> bool:
+            why = _atom_indicator(atom, strings)
+            if why and why not in whys:
+                whys.append(why)
+            return why is not None
+
+        if reqs.every_set_has(pred):
+            return whys[:1] or ["every requirement set holds a malicious indicator"], ""
+        return None
+    if not reqs.sets:
         return None
     needed: list[str] = []
     for req_set in reqs.sets:
@@ -455,7 +470,10 @@ def rule_context(
                 ureqs = requirements(
                     user.condition, [s.identifier for s in user.strings], table, user.name
                 )
-                uinl = sorted({a.owner for st in ureqs.sets for a in st if a.owner})
+                uinl = sorted(
+                    {a.owner for st in ureqs.sets for a in st if a.owner}
+                    | {t.text for t in tokenize_condition(user.condition) if t.text in others}
+                )
                 uind = {"": _string_indicators(user)} | {
                     n: (own if n == rule.name else _string_indicators(others[n]))
                     for n in uinl
@@ -1163,6 +1181,11 @@ def _detect_collection(ctx: RuleContext) -> list[Signal]:
                 shown.append(f"{atom.text}: {why}")
     if kinds == {"marking"}:
         return []  # the marking detector says it already
+    codenames = {
+        c.text for st in reqs.sets for a in st if a.kind == "string" for c in ctx.cands[a.text][:1]
+    }
+    if kinds == {"codename"} and len(codenames) < 2:
+        return []  # one upper-case token alone is as often a malware's own identifier
     first = _set_text(reqs.sets[0])
     sig = Signal(
         "collection-strings",

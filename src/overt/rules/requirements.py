@@ -34,7 +34,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from overt.rules.parse import ConditionToken, tokenize_condition
@@ -74,6 +74,19 @@ class Requirements:
     sets: list[Set_] = field(default_factory=list)
     parsed: bool = True
     complete: bool = True
+    _tree: _Node | None = None
+    _reducer: _Reducer | None = None
+
+    def every_set_has(self, pred: Callable[[Atom], bool]) -> bool | None:
+        """Whether every requirement set holds an atom for which ``pred`` is true,
+        decided on the syntax tree (exact even when :attr:`sets` was truncated);
+        None for an unreadable condition."""
+        if self._tree is None or self._reducer is None:
+            return None
+        try:
+            return self._reducer.covered(self._tree, pred, "")
+        except (_UnreadableError, ValueError, RecursionError):
+            return None
 
     def strings(self) -> set[str]:
         return {a.text for s in self.sets for a in s if a.kind == "string"}
@@ -482,6 +495,69 @@ class _Reducer:
             atoms.add(Atom("other", n.text))
         return [frozenset(atoms)]
 
+    def _need(self, quant: str, k: int) -> int:
+        if quant == "none":
+            return 0
+        if quant == "all":
+            return k
+        if quant == "any":
+            return 1
+        if quant.endswith("%"):
+            return max(1, -(-k * int(quant[:-1]) // 100))
+        return int(quant)
+
+    def _sub(self, name: str) -> _Node | None:
+        if name in self.seen or self.depth >= MAX_DEPTH or name not in self.rules:
+            return None
+        cond, ids = self.rules[name]
+        try:
+            return _Parser(tokenize_condition(cond), ids).parse()
+        except _UnreadableError:
+            return None
+
+    def covered(self, n: _Node, pred: Callable[[Atom], bool], owner: str) -> bool:
+        """Every requirement set of ``n`` holds an atom satisfying ``pred``."""
+        if n.op == "true":
+            return False
+        if n.op == "false":
+            return True
+        if n.op == "or":
+            return all(self.covered(k, pred, owner) for k in n.kids)
+        if n.op == "and":
+            return any(self.covered(k, pred, owner) for k in n.kids)
+        if n.op == "of":
+            flags: list[bool] = []
+            for m in n.members:
+                if m.startswith("$"):
+                    flags.append(pred(Atom("string", m, owner)))
+                else:
+                    names = (
+                        [r for r in self.rules if r.startswith(m[:-1])] if m.endswith("*") else [m]
+                    )
+                    flags += [self._ident_covered(r, pred, owner) for r in names]
+            need = self._need(n.quant, len(flags))
+            body = self.covered(n.kids[0], pred, owner) if n.kids else False
+            if need == 0:
+                return False
+            return body or need > len(flags) or need > flags.count(False)
+        if n.op == "for":
+            if n.quant in ("none", "0"):
+                return False
+            mod = bool(n.text) and pred(Atom("module", n.text))
+            return mod or self.covered(n.kids[0], pred, owner)
+        if n.op == "ident" and "." not in n.text and n.text in self.rules:
+            return self._ident_covered(n.text, pred, owner)
+        return all(
+            any(pred(Atom(a.kind, a.text, a.owner or owner)) for a in st) for st in self.sets(n)
+        )
+
+    def _ident_covered(self, name: str, pred: Callable[[Atom], bool], owner: str) -> bool:
+        sub = self._sub(name)
+        if sub is None:
+            return pred(Atom("rule", name))
+        inner = _Reducer(self.rules, self.rules[name][1], self.depth + 1, self.seen | {name})
+        return inner.covered(sub, pred, name)
+
     def of(self, n: _Node) -> list[Set_]:
         members: list[list[Set_]] = []
         for m in n.members:
@@ -553,7 +629,7 @@ def _reduce(
         sets = red.sets(tree)
     except (_UnreadableError, ValueError, RecursionError):
         return Requirements([], parsed=False, complete=False)
-    return Requirements(sets, parsed=True, complete=red.complete)
+    return Requirements(sets, parsed=True, complete=red.complete, _tree=tree, _reducer=red)
 
 
 def requirements(
