@@ -105,19 +105,19 @@ _DN = re.compile(r"(?i)(?:^|[,/])\s*(?:OU|CN|DC|O)\s*=\s*[^,=]+")
 # NetBIOS domains are written in capitals; WMI namespaces (root\cimv2) and the
 # built-in principals are not accounts of anyone.
 _DOMAIN_USER = re.compile(
-    r"^(?!NT AUTHORITY|BUILTIN|ROOT\\)[A-Z][A-Z0-9-]{1,14}\\[A-Za-z][\w.-]{1,30}$"
+    r"(?!NT AUTHORITY|BUILTIN|ROOT\\)[A-Z][A-Z0-9-]{1,14}\\[A-Za-z][\w.-]{1,30}"
 )
-_HEADER_NAME = re.compile(r"^(?:X-)?[A-Z][a-z]+(?:-[A-Z][a-z]*)+:?$")
+_HEADER_NAME = re.compile(r"(?:X-)?[A-Z][a-z]+(?:-[A-Z][a-z]*)+:?")
 _PGP = re.compile(
-    r"(?i)^(?:0x[0-9a-f]{8}|0x[0-9a-f]{16}|(?:[0-9a-f]{4} ?){10}|(?:[0-9a-f]{4} ){4}[0-9a-f]{4})$"
+    r"(?i)(?:0x[0-9a-f]{8}|0x[0-9a-f]{16}|(?:[0-9a-f]{4} ?){10}|(?:[0-9a-f]{4} ){4}[0-9a-f]{4})"
 )
 _BADGE = re.compile(
     r"(?i)\b(?:emp(?:loyee)?|badge|staff|personnel|service|dod ?id|edipi)\s*"
     r"(?:no\.?|num(?:ber)?|id|#)?\s*[:#\-]?\s*[A-Z]{0,3}[0-9]{4,}"
 )
 _HOST = re.compile(
-    r"(?i)^(?:[a-z0-9-]+\.)+(?:local|corp|internal|intra|intranet|lan|ad|gov|mil|"
-    r"gov\.[a-z]{2}|mil\.[a-z]{2}|go\.id|gov\.vn|go\.th|gouv\.fr)$"
+    r"(?i)(?:[a-z0-9-]+\.)+(?:local|corp|internal|intra|intranet|lan|ad|gov|mil|"
+    r"gov\.[a-z]{2}|mil\.[a-z]{2}|go\.id|gov\.vn|go\.th|gouv\.fr)"
 )
 # A documents folder of no one in particular (a named user's is a build path).
 _USER_FOLDER = re.compile(
@@ -167,9 +167,9 @@ _TECH_WORDS = frozenset(
     """.split()  # noqa: SIM905 -- a word list reads best as words
 )
 _WORD = re.compile(r"[^\W\d_]{2,}")
-_NAME = re.compile(r"^(?:[A-Z][a-z]+|[A-Z]\.)(?: (?:[A-Z][a-z]+|[A-Z]\.)){1,3}$")
-_ALLCAPS = re.compile(r"^[A-Z][A-Z0-9]{3,19}(?:[ \-_][A-Z0-9]{2,19}){0,3}$")
-_CAMEL = re.compile(r"^(?:[A-Z][a-z]+){2,4}(?:[-_ ]?[0-9]{1,4})?$")
+_NAME = re.compile(r"(?:[A-Z][a-z]+|[A-Z]\.)(?: (?:[A-Z][a-z]+|[A-Z]\.)){1,3}")
+_ALLCAPS = re.compile(r"[A-Z][A-Z0-9]{3,19}(?:[ \-_][A-Z0-9]{2,19}){0,3}")
+_CAMEL = re.compile(r"(?:[A-Z][a-z]+){2,4}(?:[-_ ]?[0-9]{1,4})?")
 _TECH = re.compile(
     r"GET|SET|SEND|RECV|PATH|NAME|HOST|PORT|URL|LIST|START|STOP|INSTALL|PLUGIN|FILE|DIR|"
     r"KEY|REG|PROC|DLL|EXE|CMD|WND|FRM|SOCK|CONN|INIT|LOAD|FIND|READ|WRITE|OPEN|CLOSE|"
@@ -188,13 +188,13 @@ def _is_identifier(text: str) -> str | None:
         return f"e-mail address or mail domain {m.group(0)!r}"
     if _DN.search(text) and re.search(r"(?i)\b(?:OU|DC)\s*=", text):
         return "directory DN/OU"
-    if _DOMAIN_USER.match(text):
+    if _DOMAIN_USER.fullmatch(text):
         return "DOMAIN\\user account"
-    if _PGP.match(text.strip()):
+    if _PGP.fullmatch(text.strip()):
         return "PGP key ID or fingerprint"
     if _BADGE.search(text):
         return "employee or badge number"
-    if _HOST.match(text.strip()):
+    if _HOST.fullmatch(text.strip()):
         return "internal or government host name"
     if _USER_FOLDER.search(text) and not re.search(r"(?i)\.(?:exe|dll|pdb|ps1|bat|vbs|js)\b", text):
         return "a user's documents folder"
@@ -203,12 +203,12 @@ def _is_identifier(text: str) -> str | None:
 
 def _codename(text: str, words: frozenset[str]) -> bool:
     t = text.strip()
-    if _ALLCAPS.match(t):
+    if _ALLCAPS.fullmatch(t):
         letters = [c for c in t if c.isalpha()]
         if len(letters) < 4 or sum(c in _VOWELS for c in letters) < 0.25 * len(letters):
             return False
         return not _TECH.search(re.sub(r"[\s\-_]", "", t))
-    if _CAMEL.match(t):
+    if _CAMEL.fullmatch(t):
         parts = re.findall(r"[A-Z][a-z]+", t)
         return all(p.lower() in words for p in parts) and not _TECH.search(t.upper())
     return False
@@ -223,7 +223,7 @@ def classify(text: str) -> Classified:
     why = _is_identifier(t)
     if why:
         return Classified("identifier", why)
-    if _HEADER_NAME.match(t):
+    if _HEADER_NAME.fullmatch(t):
         return Classified("artefact", "a protocol header name")
     if _CODE_PUNCT.search(t):
         return Classified("artefact", "code, path or format punctuation")
@@ -246,6 +246,6 @@ def classify(text: str) -> Classified:
             return Classified("natural", f"the word {w!r}")
     elif known >= 0.8 * len(tokens):
         return Classified("natural", f"{len(tokens)} words of a natural language")
-    if _NAME.match(t):
+    if _NAME.fullmatch(t):
         return Classified("name", "a personal name")
     return Classified("artefact", "no known words")

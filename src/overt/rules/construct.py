@@ -34,7 +34,7 @@ MAX_SAMPLE_BYTES = 64 * 1024
 
 _HEADER = 64  # room for magic bytes at small offsets before the strings
 _MAGIC = re.compile(
-    r"^(u?int)(8|16|32)(be)?\((0x[0-9a-fA-F]+|[0-9]+)\)\s*==\s*(0x[0-9a-fA-F]+|[0-9]+)$"
+    r"(u?int)(8|16|32)(be)?\((0x[0-9a-fA-F]+|[0-9]+)\)\s*==\s*(0x[0-9a-fA-F]+|[0-9]+)"
 )
 
 
@@ -59,7 +59,7 @@ def _string_bytes(s: StringDef) -> bytes | None:
 
 
 def _magic(text: str) -> tuple[int, bytes] | None:
-    m = _MAGIC.match(text.replace(" ", ""))
+    m = _MAGIC.fullmatch(text.replace(" ", ""))
     if not m:
         return None
     _sign, bits, be, off, val = m.groups()

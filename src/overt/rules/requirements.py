@@ -114,7 +114,7 @@ _CMP = frozenset(
     {"==", "!=", "<", ">", "<=", ">=", "contains", "icontains", "startswith", "istartswith"}
     | {"endswith", "iendswith", "iequals", "matches"}
 )
-_INT_READ = re.compile(r"^u?int(?:8|16|32)(?:be)?$")
+_INT_READ = re.compile(r"u?int(?:8|16|32)(?:be)?")
 _QUANT = frozenset({"all", "any", "none"})
 
 
@@ -481,7 +481,7 @@ class _Reducer:
         strs = [s for k in (left, right) for s in k.strs]
         atoms = set(_strings(strs))
         head = left.text.split("(")[0]
-        if left.op == "ident" and _INT_READ.match(head):
+        if left.op == "ident" and _INT_READ.fullmatch(head):
             atoms.add(Atom("magic", n.text))
         elif left.op == "ident" and head == "filesize":
             atoms.add(Atom("filesize", n.text))
