@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +20,7 @@ from overt.publish.bundle import (
     format_bundle,
     parse_bundle,
 )
+from overt.publish.publisher import write_bundle
 
 from .sim import World
 
@@ -131,3 +135,15 @@ def test_format_refuses_non_canonical_entries(sample: Bundle) -> None:
 def test_consistency_proof_dataclass() -> None:
     c = ConsistencyProof(1, 2, (b"\x00" * 32,))
     assert (c.old_size, c.new_size) == (1, 2)
+
+
+def test_write_bundle_does_not_follow_a_planted_temp_name(sample: Bundle, tmp_path: Path) -> None:
+    # The old temporary names were .NAME.PID.TID.tmp, opened without O_EXCL|O_NOFOLLOW:
+    # a symlink planted there had the bundle written through it.
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    path = tmp_path / "agent.msi.overt"
+    (tmp_path / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp").symlink_to(victim)
+    write_bundle(path, sample)
+    assert victim.read_text() == "untouched\n"
+    assert parse_bundle(path.read_bytes()) == sample

@@ -17,7 +17,6 @@ show a report to a triager; an intake-only deployment could hold the public key 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from overt.errors import ConfigError, VerificationError
 from overt.formats.strict import b64encode
+from overt.log.fs import atomic_write
 
 __all__ = ["SUITE_NAME", "PSIRTKey", "open_sealed", "seal"]
 
@@ -89,17 +89,10 @@ class PSIRTKey:
             serialization.NoEncryption(),
         )
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(pem)
-                out.flush()
-                os.fsync(out.fileno())
-            if path.exists():
-                tmp.unlink()
-                raise ConfigError(f"{path} exists: not overwriting a PSIRT key")
-            os.replace(tmp, path)
+            atomic_write(path, pem, 0o600, exclusive=True)
+        except FileExistsError as err:
+            raise ConfigError(f"{path} exists: not overwriting a PSIRT key") from err
         except OSError as err:
             raise ConfigError(f"cannot write the PSIRT key {path}: {err}") from err
 

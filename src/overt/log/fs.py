@@ -51,7 +51,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_synced(path: Path, data: bytes, mode: int = 0o644) -> Path:
+def _write_synced(path: Path, data: bytes, mode: int = 0o644, *, sync: bool = True) -> Path:
     """Write ``data`` to a temporary sibling of ``path``, fsync it, return the temp path.
 
     Raises OSError (disk full...); the temporary file is removed then.
@@ -62,7 +62,8 @@ def _write_synced(path: Path, data: bytes, mode: int = 0o644) -> Path:
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         _discard([tmp])
@@ -109,21 +110,35 @@ def _executor() -> ThreadPoolExecutor:
     return _pool
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(
+    path: Path, data: bytes, mode: int = 0o644, *, sync: bool = True, exclusive: bool = False
+) -> None:
     """Durably replace ``path`` with ``data``: temp file, fsync, rename, fsync dir.
 
-    Raises OSError; ``path`` then holds the old or (rarely) the new content.
+    The temporary file has a random name and is created ``O_EXCL | O_NOFOLLOW``,
+    so nothing planted beside ``path`` is ever written through. ``sync=False``
+    skips both fsyncs (derived data that can be made again, e.g. a bundle file);
+    ``exclusive=True`` never replaces an existing ``path`` (a private key): the
+    file is linked into place, which fails atomically if the name exists.
+
+    Raises OSError (FileExistsError with ``exclusive``); ``path`` then holds the
+    old or (rarely) the new content.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _write_synced(path, data, mode)
+    tmp = _write_synced(path, data, mode, sync=sync)
     try:
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path, follow_symlinks=False)
+            _discard([tmp])
+        else:
+            os.replace(tmp, path)
     except BaseException:
         _discard([tmp])
         raise
     # If this fails the new content may be visible but not yet durable: callers
     # re-read the file to learn which one is there.
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 class TileStore:

@@ -10,8 +10,9 @@ The log is anything with the narrow :class:`LogWriter` interface: an
 :class:`overt.log.Log` directory, or :class:`HTTPLogWriter` around a log
 server's :class:`overt.log.client.LogClient`.
 
-Bundle files are written with a temporary file and ``os.replace`` but without
-fsync: a bundle is derived data (the entry is durable in the log, and the proof
+Bundle files are written with a temporary file (random name, created
+``O_EXCL | O_NOFOLLOW``: nothing planted beside it is written through) and
+``os.replace``, but without fsync: a bundle is derived data (the entry is durable in the log, and the proof
 can be fetched again), so losing one to a crash costs a re-run, not evidence.
 """
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, format_envelope, sign_envel
 from overt.formats.note import parse_note
 from overt.formats.proof import TlogProof
 from overt.formats.statement import Predicate, format_statement, make_statement
+from overt.log.fs import atomic_write
 from overt.publish.bundle import Bundle, ConsistencyProof, LoggedEntry, format_bundle
 from overt.publish.keys import PublisherSigner
 
@@ -440,12 +441,8 @@ def _write_scan_cache(
         for o, (s, f) in _read_scan_cache(path).items()
     }
     logs[origin] = {"size": size, "keysets": [[i, base64.b64encode(e).decode()] for i, e in found]}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps({"logs": logs}, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # not written: the next publish reads the log again
+    with contextlib.suppress(OSError):  # not written: the next publish reads the log again
+        atomic_write(path, json.dumps({"logs": logs}, sort_keys=True).encode(), sync=False)
 
 
 # A cheap filter before the full parse (KEY_SET, the predicate type, holds it).
@@ -459,14 +456,8 @@ def write_bundle(path: Path, bundle: Bundle) -> None:
         ConfigError: the file cannot be written.
     """
     data = format_bundle(bundle)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        atomic_write(path, data, sync=False)
     except OSError as err:
         raise ConfigError(f"cannot write bundle {path}: {err}") from err
 
