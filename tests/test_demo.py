@@ -69,6 +69,11 @@ def test_make_run_smoke(tmp_path: Path) -> None:
         for name in ("agent-1.1.0.msi", "agent-1.1.0.update", "rules-2026.11.2.yar"):
             assert (history / f"{name}.overt").is_file(), name
         assert (history / "rules-2026.11.2.yar.audit.json").is_file()
+        # The source chain (issue 10): the release's files all reviewed by both reviewers,
+        # the next snapshot's changed file not; two rebuilds match, the stamped one does not.
+        assert "coverage 100% of files by 2 reviewers; next snapshot 80%" in out.stdout
+        assert "(unreviewed: src/greeter/hello.py)" in out.stdout
+        assert "rebuilds: 2 match, 1 mismatch" in out.stdout
         # Every key a user needs: the log's, each witness's, the policy and the token.
         assert (tmp_path / "log" / "log.vkey").read_text().strip() in out.stdout
         for region in ("asia", "europe", "americas"):
@@ -120,8 +125,25 @@ def test_make_run_smoke(tmp_path: Path) -> None:
     )
     assert verify.returncode == 0, verify.stderr
     # Two demo entries, the telemetry policy and the region key, published once, and the
-    # portal's history, published once: two releases, an update, two rule bundles, two audits.
-    assert "size 11" in verify.stdout
+    # portal's history, published once: two releases, an update, two rule bundles, two audits;
+    # the source chain: two snapshots, two reviewer keys, two reviews, a release and its
+    # provenance, three rebuild summaries, an SBOM.
+    assert "size 23" in verify.stdout
+    # Checked again outside the demo: the release bundle carries provenance, reviews, rebuilds
+    # and SBOM, and its coverage holds; the changed file's does not.
+    source = tmp_path / "history" / "source"
+    vkey = (tmp_path / "log" / "log.vkey").read_text().strip()
+    reviews = [str(source / "alice.review"), str(source / "bob.review")]
+    for target, code in (("greeter-1.0.0-evidence.overt", 0), ("greeter-1.0.1.snap", 1)):
+        coverage = subprocess.run(
+            [sys.executable, "-m", "overt.cli.main", "review", "coverage", str(source / target),
+             "--reviews", *reviews, "--vkey", vkey, "--min-reviewers", "2", "--require", "100"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert coverage.returncode == code, (target, coverage.stdout, coverage.stderr)
+    assert (
+        "BUILD_INFO is only in the rebuilt artifact" in (source / "bob-stamped.vsa.txt").read_text()
+    )
     assert '"event":"entries"' in (tmp_path / "monitor.jsonl").read_text()
     # Other ports move the collector: the policy names its new URL under a new revision,
     # published again; the ledger and the receipts still reconcile.

@@ -17,7 +17,11 @@ ledger verified and reconciled with the receipt log.
 
 It publishes a small history for the portal (``DIR/history``: two releases of a product,
 an update, two rule bundles each audited by an independent auditor, the second with a
-planted rule collecting classified documents, which the audit fails), then starts the
+planted rule collecting classified documents, which the audit fails), and the source ->
+review -> rebuild chain of issue 10 (``DIR/history/source``, docs/source-review.md: a small
+project snapshotted, reviewed twice, released with provenance, rebuilt twice to a match, an
+SBOM, the evidence in one bundle; then a changed file left unreviewed and a build that embeds
+its clock rebuilt to a mismatch), then starts the
 Transparency Center portal (``overt portal serve``, docs/portal.md)
 over the log on the port after the collector, and prints its URL first.
 
@@ -376,6 +380,151 @@ def seed_history(base: Path, log_url: str, log_token: str) -> None:
              "--log", log_url, "--static-only", expect=1 if planted else 0, env=env)  # fmt: skip
 
 
+# A small real Python project for the source -> review -> rebuild chain (issue 10,
+# docs/source-review.md). Its build is offline and deterministic: a zip with sorted names and
+# SOURCE_DATE_EPOCH times, unless ``--stamp`` embeds the build's own clock (not reproducible).
+_PROJECT = {
+    "pyproject.toml": b"""[project]
+name = "greeter"
+version = "1.0.0"
+description = "The demo's small project: reviewed, released and rebuilt"
+dependencies = []
+""",
+    "README": b"greeter: says hello. Built with: python build.py [OUTDIR]\n",
+    "src/greeter/__init__.py": b'"""Says hello."""\n',
+    "src/greeter/hello.py": b'def hello(name: str) -> str:\n    return f"hello, {name}"\n',
+    "build.py": b"""import os, sys, time, zipfile
+when = time.gmtime(int(os.environ["SOURCE_DATE_EPOCH"]))[:6]
+out = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "--stamp" else "dist"
+os.makedirs(out, exist_ok=True)
+names = sorted(p for p in ("README", "pyproject.toml", "src/greeter/__init__.py",
+                           "src/greeter/hello.py"))
+with zipfile.ZipFile(os.path.join(out, "greeter.zip"), "w") as z:
+    for name in names:
+        z.writestr(zipfile.ZipInfo(name, when), open(name, "rb").read())
+    if "--stamp" in sys.argv:  # what breaks reproducibility: the build's own clock
+        z.writestr(zipfile.ZipInfo("BUILD_INFO", when), str(time.time()))
+""",
+}
+_CHANGED = ("src/greeter/hello.py", b'def hello(name: str) -> str:\n    return f"hello, {name}!"\n')
+_PLAIN_EPOCH = "315532800"  # a plain directory's SOURCE_DATE_EPOCH (docs/source-review.md)
+
+
+@dataclass(frozen=True)
+class SourceRun:
+    """What the source chain showed (printed in the banner, checked by --smoke's test)."""
+
+    release: str  # the release bundle carrying the evidence
+    coverage: float  # percent of the release's files reviewed by 2 reviewers
+    coverage_next: float  # the same reviews over the next snapshot (one file changed)
+    unreviewed: list[str]  # the next snapshot's files the reviews no longer cover
+    matches: int  # rebuilds that matched the released artifact
+    mismatches: int  # rebuilds that did not (the build that embeds its clock)
+
+
+def _write_project(root: Path, changed: bool) -> None:
+    for name, data in _PROJECT.items():
+        if changed and name == _CHANGED[0]:
+            data = _CHANGED[1]
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(root / name, data)
+
+
+def _coverage(snap: Path, reviews: list[Path], vkey: str) -> dict[str, Any]:
+    out = _cli("review", "coverage", str(snap), "--reviews", *map(str, reviews),
+               "--vkey", vkey, "--min-reviewers", "2", "--json")  # fmt: skip
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def seed_source_chain(base: Path, log_url: str, log_token: str, vkey: str) -> SourceRun:
+    """Walk (once, into ``base/history/source``) snapshot, reviews, release, rebuilds, SBOM.
+
+    Idempotent: each step's output names it done, so a second run publishes nothing again.
+
+    Raises:
+        OvertError: a step did not give the expected result (named).
+    """
+    folder = base / "history" / "source"
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {"OVERT_LOG_TOKEN": log_token}
+    log = ("--log", log_url)
+    vendor = str(base / "history" / "vendor.key")
+    project, project2 = folder / "greeter-1.0.0", folder / "greeter-1.0.1"
+    snap, snap2 = folder / "greeter-1.0.0.snap", folder / "greeter-1.0.1.snap"
+    for root, path, changed in ((project, snap, False), (project2, snap2, True)):
+        if not Path(f"{path}.overt").exists():
+            _write_project(root, changed)
+            _cli("source", "snapshot", str(root), "--out", str(path), "--publish", *log,
+                 "--key", vendor, env=env)  # fmt: skip
+    reviewers = ("alice", "bob")
+    reviews: list[Path] = []
+    for who in reviewers:
+        key = folder / f"{who}.key"
+        if not key.exists():
+            _cli("review", "keygen", str(key), "--name", f"{who}.example/review", *log, env=env)
+        review = folder / f"{who}.review"
+        if not review.exists():
+            _cli("review", "record", str(snap), "--key", str(key), "--files", "*",
+                 "--verdict", "pass", "--thoroughness", "high", *log, "--out", str(review),
+                 env=env)  # fmt: skip
+        reviews.append(review)
+    release_dir = folder / "release"
+    release_dir.mkdir(exist_ok=True)
+    artifact = release_dir / "greeter.zip"
+    bundle = release_dir / "greeter.zip.overt"
+    if not bundle.exists():
+        build = subprocess.run(
+            [sys.executable, "build.py", str(release_dir)], cwd=project, capture_output=True,
+            env={**os.environ, "SOURCE_DATE_EPOCH": _PLAIN_EPOCH, "TZ": "UTC"}, timeout=60,
+        )  # fmt: skip
+        if build.returncode != 0 or not artifact.is_file():
+            raise OvertError(f"the greeter build failed: {build.stderr.decode()[-200:]}")
+        _cli("publish", str(artifact), *log, "--key", vendor, "--kind", "release",
+             "--product", "greeter", "--version", "1.0.0", "--source", str(snap),
+             env=env)  # fmt: skip
+    rebuild = ("rebuild", str(bundle), "--snapshot", str(snap), "--source", str(project),
+               "--output", "dist/*.zip", *log)  # fmt: skip
+    python = sys.executable
+    vsas: list[Path] = []
+    for who in reviewers:
+        vsa = folder / f"{who}.vsa"
+        if not vsa.exists():
+            said = _cli(*rebuild, "--build", f"'{python}' build.py",
+                        "--key", str(folder / f"{who}.key"), "--out", str(vsa),
+                        env=env)  # fmt: skip
+            atomic_write(Path(f"{vsa}.txt"), said.strip().encode() + b"\n")
+        vsas.append(vsa)
+    stamped = folder / "bob-stamped.vsa"
+    if not stamped.exists():
+        why = _cli(*rebuild, "--build", f"'{python}' build.py --stamp",
+                   "--key", str(folder / "bob.key"), "--out", str(stamped),
+                   expect=1, env=env)  # fmt: skip
+        if "BUILD_INFO" not in why:
+            raise OvertError(f"the stamped rebuild was not caught as a mismatch: {why[-200:]}")
+        atomic_write(Path(f"{stamped}.txt"), why.strip().encode() + b"\n")
+    sbom = folder / "greeter.cdx.json"
+    if not Path(f"{sbom}.overt").exists():
+        _cli("sbom", "create", str(project), "--publish", "--artifact", str(artifact), *log,
+             "--key", vendor, "--out", str(sbom), env=env)  # fmt: skip
+    full = folder / "greeter-1.0.0-evidence.overt"
+    if not full.exists():
+        _cli("source", "evidence", str(bundle), "--add", *map(str, reviews), *map(str, vsas),
+             f"{sbom}.overt", *log, "--out", str(full), env=env)  # fmt: skip
+    first = _coverage(full, reviews, vkey)
+    second = _coverage(snap2, reviews, vkey)
+    # What each rebuild said when it ran (kept beside its VSA bundle for the next run).
+    results = [Path(f"{v}.txt").read_text() for v in (*vsas, stamped)]
+    return SourceRun(
+        str(full),
+        float(first["file_share"]),
+        float(second["file_share"]),
+        [*second["changed_since_reviewed"], *second["unreviewed"]],
+        sum(" matches " in line for line in results),
+        sum("does not match" in line.lower() for line in results),
+    )
+
+
 @dataclass(frozen=True)
 class TelemetryRun:
     """What the telemetry walk showed (printed in the banner, checked by --smoke's test)."""
@@ -554,6 +703,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
         _wait_http(f"{tel.url}/v1/key", proc)
         walked = run_telemetry(tel, url, read_token(log_dir))
         seed_history(base, url, read_token(log_dir))
+        chain = seed_source_chain(base, url, read_token(log_dir), read_vkey(log_dir))
         portal_url = f"http://127.0.0.1:{port + PORTAL_OFFSET}/"
         proc = subprocess.Popen(
             _overt(
@@ -590,6 +740,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
         )
         print(f"overt Transparency Center portal: {portal_url}", flush=True)
         print(_banner(base, url, read_vkey(log_dir), policy_path, index, cosigners), flush=True)
+        print(_source_banner(chain), flush=True)
         print(_telemetry_banner(tel, walked), flush=True)
         if smoke:
             time.sleep(1.0)
@@ -646,6 +797,17 @@ verify the whole log under the witness policy, cosigned in the last 10 minutes:
   {overt} log verify {url} --policy {policy} --max-age 600
 see integrated vs published sizes and witness states:
   curl -sS {url}/metrics""".rstrip()
+
+
+def _source_banner(run: SourceRun) -> str:
+    changed = ", ".join(run.unreviewed) or "none"
+    return f"""
+source chain (docs/source-review.md): release greeter 1.0.0 with provenance, 2 reviews,
+  rebuilds, SBOM in one bundle: {run.release}
+  coverage {run.coverage:.0f}% of files by 2 reviewers; next snapshot {run.coverage_next:.0f}%\
+ (unreviewed: {changed})
+  rebuilds: {run.matches} match, {run.mismatches} mismatch (a build that embeds its clock)\
+""".rstrip()
 
 
 def _telemetry_banner(tel: Telemetry, run: TelemetryRun) -> str:
