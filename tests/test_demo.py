@@ -50,9 +50,14 @@ def _free_port_block() -> int:
 
 
 def _smoke(directory: Path, port: int) -> subprocess.CompletedProcess[str]:
-    argv = ["--dir", str(directory), "--port", str(port), "--smoke"]
+    # As `make run` does: a state directory relative to the working directory.
+    argv = ["--dir", directory.name, "--port", str(port), "--smoke"]
     out = subprocess.run(
-        [sys.executable, "-m", "overt.demo", *argv], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "overt.demo", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=directory.parent,
     )
     assert out.returncode == 0, out.stderr + (directory / "services.log").read_text()
     return out

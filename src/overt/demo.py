@@ -628,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="start, append, verify, stop")
     args = parser.parse_args(argv)
     try:
-        return _run(args.dir, args.port, args.smoke)
+        return _run(args.dir.resolve(), args.port, args.smoke)  # steps run with other cwds
     except OvertError as err:
         print(f"overt demo: {err}", file=sys.stderr)
         return 1
