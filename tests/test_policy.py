@@ -37,10 +37,10 @@ ORIGIN = "example.com/log"
 
 def test_exported_names() -> None:
     assert set(policy_mod.__all__) == {
-        "FUTURE_SKEW", "MAX_POLICY_SIZE", "NONE", "Group", "Policy", "PolicyLog",
-        "PolicyWitness", "VerifiedCheckpoint", "format_policy", "open_trusted_checkpoint",
-        "parse_policy",
-        "verify_checkpoint",
+        "FUTURE_SKEW", "MAX_POLICY_SIZE", "NONE", "Group", "MirrorQuorumError", "Policy",
+        "PolicyLog", "PolicyMirror", "PolicyWitness", "VerifiedCheckpoint", "format_policy",
+        "mirror_prefix", "mirrors_holding", "open_trusted_checkpoint", "parse_policy",
+        "require_mirrors", "verify_checkpoint",
     }  # fmt: skip
 
 

@@ -22,6 +22,7 @@ against the code)::
     │   │   ├── EntryMismatchError  an entry that is not its hash in the tile (formats.tiles)
     │   │   └── TilesMismatchError  a log's tiles contradict its checkpoint (monitor.verify)
     │   ├── PolicyError             a policy that cannot be met, or is empty
+    │   │   └── MirrorQuorumError   too few mirrors hold the entries (formats.policy)
     │   ├── InconsistentCheckpointError  two checkpoints that cannot both be honest
     │   │   ├── EquivocationError   two roots at one size (monitor.verify)
     │   │   ├── RollbackError       a log went back to a smaller tree (monitor.verify)

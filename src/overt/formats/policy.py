@@ -11,6 +11,21 @@ per line, items separated by runs of spaces and tabs::
     quorum <name>                         ; exactly one; a witness, a group, or none
     # comment                             ; blank and comment lines are ignored
 
+overt extends the grammar with data availability (c2sp.org/tlog-mirror; the
+spec has no mirror syntax, so other tlog-policy readers refuse these lines)::
+
+    mirror <name> <vkey> [<url>] [min-index=<N>]  ; a mirror: a cosigner (type 0x04) whose
+                                          ; cosignature also says it durably holds entries
+                                          ; [N, size) and serves them as tlog-tiles under
+                                          ; <url>/<hex sha256(origin)>; N defaults to 0
+    mirror-quorum <name>                  ; at most one; a mirror, or a group of mirrors only
+
+Mirrors share the namespace with witnesses and groups. A mirror is also a
+cosigner, so the witness quorum may name it; the mirror quorum counts only
+mirrors, and a mirror never counts for entries below its minimum index (the
+spec's pruning section): :func:`mirrors_holding` and :func:`require_mirrors`
+decide it for a range of entries.
+
 Names share one namespace, are defined before they are referenced (so groups
 cannot be circular), appear at most once per group, and are opaque octets;
 ``none`` is predefined and is not a group member. Two log or witness lines with
@@ -22,6 +37,10 @@ the same underlying public key are refused. Example (a 2-of-3 quorum)::
     witness americas americas.example/w+8e02f4d1+BHq7...
     group regions 2 asia europe americas
     quorum regions
+    mirror asia-m asia.example/m+17ab03c9+BKr1... https://asia.example/mirror
+    mirror europe-m europe.example/m+2e4f6a80+BMn5... https://europe.example/mirror
+    group holders 2 asia-m europe-m
+    mirror-quorum holders
 
 :func:`verify_checkpoint` accepts a signed checkpoint only if one of the
 policy's logs signed it (the log key's name must equal the origin line) and
@@ -44,6 +63,7 @@ commit 5ba5ee83. An incompatible policy format would be a new module.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,13 +79,18 @@ __all__ = [
     "MAX_POLICY_SIZE",
     "NONE",
     "Group",
+    "MirrorQuorumError",
     "Policy",
     "PolicyLog",
+    "PolicyMirror",
     "PolicyWitness",
     "VerifiedCheckpoint",
     "format_policy",
+    "mirror_prefix",
+    "mirrors_holding",
     "open_trusted_checkpoint",
     "parse_policy",
+    "require_mirrors",
     "verify_checkpoint",
 ]
 
@@ -129,6 +154,31 @@ class PolicyWitness:
 
 
 @dataclass(frozen=True)
+class PolicyMirror:
+    """A ``mirror`` line (overt's extension): a tlog-mirror's cosigner key (type 0x04),
+    its monitoring prefix, and the minimum index from which it holds the log."""
+
+    name: str
+    vkey: str
+    url: str | None = None
+    min_index: int = 0
+    verifier: Verifier = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        verifier = parse_vkey(self.vkey)
+        if not isinstance(verifier, CosignatureVerifier):
+            raise _fail("a mirror key is not a cosignature/v1 (type 0x04) vkey", self.vkey)
+        if self.min_index < 0:
+            raise _fail("a mirror's minimum index is negative", str(self.min_index))
+        object.__setattr__(self, "verifier", verifier)
+
+
+def mirror_prefix(url: str, origin: str) -> str:
+    """Where a mirror serves ``origin``'s log: ``<url>/<hex sha256(origin)>`` (tlog-mirror)."""
+    return f"{url.rstrip('/')}/{hashlib.sha256(origin.encode()).hexdigest()}"
+
+
+@dataclass(frozen=True)
 class Group:
     """A ``group`` line: witnessed when ``threshold`` of ``members`` are."""
 
@@ -153,6 +203,8 @@ class Policy:
     witnesses: tuple[PolicyWitness, ...]
     groups: tuple[Group, ...]
     quorum: str | None
+    mirrors: tuple[PolicyMirror, ...] = ()
+    mirror_quorum: str | None = None
 
     def witness(self, name: str) -> PolicyWitness | None:
         for w in self.witnesses:
@@ -160,15 +212,34 @@ class Policy:
                 return w
         return None
 
+    def mirror(self, name: str) -> PolicyMirror | None:
+        for m in self.mirrors:
+            if m.name == name:
+                return m
+        return None
+
+    def cosigners(self) -> tuple[Verifier, ...]:
+        """The keys of every witness and mirror: whose cosignatures a checkpoint may carry."""
+        return (*(w.verifier for w in self.witnesses), *(m.verifier for m in self.mirrors))
+
     def quorum_met(self, witnessed: Iterable[str]) -> bool:
-        """Whether the witnesses named in ``witnessed`` satisfy the quorum.
+        """Whether the cosigners (witnesses or mirrors) named in ``witnessed`` satisfy the quorum.
 
         Raises:
             PolicyError: the policy has no quorum.
         """
         if self.quorum is None:
             raise PolicyError("the policy has no quorum line")
-        have = set(witnessed)
+        return self._met(self.quorum, witnessed)
+
+    def mirror_quorum_met(self, holding: Iterable[str]) -> bool:
+        """Whether the mirrors named in ``holding`` satisfy the mirror quorum (True without one)."""
+        if self.mirror_quorum is None:
+            return True
+        return self._met(self.mirror_quorum, holding)
+
+    def _met(self, top: str, named: Iterable[str]) -> bool:
+        have = set(named)
         groups = {g.name: g for g in self.groups}
         memo: dict[str, bool] = {}
 
@@ -183,7 +254,7 @@ class Policy:
                     memo[name] = sum(met(m) for m in group.members) >= group.threshold
             return memo[name]
 
-        return met(self.quorum)
+        return met(top)
 
 
 def _threshold_ok(spec: str, members: int) -> bool:
@@ -220,6 +291,8 @@ def parse_policy(data: bytes) -> Policy:
     witnesses: list[PolicyWitness] = []
     groups: list[Group] = []
     quorum: str | None = None
+    mirrors: list[PolicyMirror] = []
+    mirror_quorum: str | None = None
     names: set[str] = set()
     keys: set[bytes] = set()
     for line in text.split("\n"):
@@ -270,17 +343,69 @@ def parse_policy(data: bytes) -> Policy:
                 if args[0] != NONE and args[0] not in names:
                     raise _fail(f"quorum {args[0]!r} is not defined above", line)
                 quorum = args[0]
+            elif keyword == "mirror":
+                m = _mirror_line(args, names, line)
+                key = b"witness" + _raw_key(m.verifier)  # one cosigner key, one role
+                if key in keys:
+                    raise _fail("duplicate witness or mirror key", line)
+                keys.add(key)
+                names.add(m.name)
+                mirrors.append(m)
+            elif keyword == "mirror-quorum":
+                if len(args) != 1:
+                    raise _fail("mirror-quorum takes one name", line)
+                if mirror_quorum is not None:
+                    raise _fail("more than one mirror-quorum line", line)
+                if args[0] not in names:
+                    raise _fail(f"mirror-quorum {args[0]!r} is not defined above", line)
+                leaves = _leaves(args[0], groups)
+                only = {m.name for m in mirrors}
+                if not leaves <= only:
+                    raise _fail(
+                        f"mirror-quorum {args[0]!r} counts {sorted(leaves - only)}, which are"
+                        " not mirrors (a witness holds no data)",
+                        line,
+                    )
+                mirror_quorum = args[0]
             else:
                 raise _fail(f"unknown keyword {keyword!r}", line)
         except FormatError as err:
             if err.what == "tlog-policy":
                 raise
             raise _fail(f"{err.what}: {err.reason}", line) from err
-        if max(len(logs), len(witnesses), len(groups)) > _MAX_ITEMS:
-            raise _fail(f"more than {_MAX_ITEMS} logs, witnesses or groups")
+        if max(len(logs), len(witnesses), len(groups), len(mirrors)) > _MAX_ITEMS:
+            raise _fail(f"more than {_MAX_ITEMS} logs, witnesses, mirrors or groups")
     if quorum is None:
         raise PolicyError("tlog-policy has no quorum line (an empty policy is never a pass)")
-    return Policy(tuple(logs), tuple(witnesses), tuple(groups), quorum)
+    return Policy(
+        tuple(logs), tuple(witnesses), tuple(groups), quorum, tuple(mirrors), mirror_quorum
+    )
+
+
+_MIN_INDEX = "min-index="
+
+
+def _mirror_line(args: list[str], names: set[str], line: str) -> PolicyMirror:
+    """``mirror <name> <vkey> [<url>] [min-index=<N>]``: the arguments after the keyword."""
+    min_index = 0
+    if len(args) in (3, 4) and args[-1].startswith(_MIN_INDEX):
+        min_index = parse_decimal(args[-1][len(_MIN_INDEX) :], "mirror min-index")
+        args = args[:-1]
+    if len(args) not in (2, 3) or any(a.startswith(_MIN_INDEX) for a in args):
+        raise _fail(
+            "mirror takes a name, a vkey, an optional URL and an optional min-index=N", line
+        )
+    _check_name(args[0], names, line)
+    return PolicyMirror(args[0], args[1], args[2] if len(args) == 3 else None, min_index)
+
+
+def _leaves(name: str, groups: Sequence[Group]) -> set[str]:
+    """The witnesses and mirrors that ``name`` (a cosigner or a group) counts, transitively."""
+    by_name = {g.name: g for g in groups}
+    group = by_name.get(name)
+    if group is None:
+        return {name}
+    return set().union(*(_leaves(m, groups) for m in group.members))
 
 
 def format_policy(policy: Policy) -> bytes:
@@ -295,17 +420,25 @@ def format_policy(policy: Policy) -> bytes:
     lines += [
         " ".join(["witness", w.name, w.vkey, *([w.url] if w.url else [])]) for w in policy.witnesses
     ]
+    lines += [" ".join(_mirror_items(m)) for m in policy.mirrors]
     lines += [" ".join(["group", g.name, g.spec, *g.members]) for g in policy.groups]
     lines.append(f"quorum {policy.quorum}")
+    if policy.mirror_quorum is not None:
+        lines.append(f"mirror-quorum {policy.mirror_quorum}")
     return "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
+
+
+def _mirror_items(m: PolicyMirror) -> list[str]:
+    items = ["mirror", m.name, m.vkey, *([m.url] if m.url else [])]
+    return items + ([f"{_MIN_INDEX}{m.min_index}"] if m.min_index else [])
 
 
 @dataclass(frozen=True)
 class VerifiedCheckpoint:
     """A checkpoint that satisfied a policy.
 
-    ``cosigned`` maps each witness (policy name) whose cosignature verified to its
-    timestamp. ``quorum_time`` is the newest time T such that cosignatures made
+    ``cosigned`` maps each witness or mirror (policy name) whose cosignature
+    verified to its timestamp. ``quorum_time`` is the newest time T such that cosignatures made
     at or after T meet the quorum (None for ``quorum none``): the checkpoint was
     the witnesses' latest view at least as late as T.
     """
@@ -366,7 +499,7 @@ def verify_checkpoint(
     candidates = [log for log in logs if log.origin == cp_origin]
     if not candidates:
         raise UnknownKeyError(f"no log key for origin {cp_origin!r} in the policy")
-    cosigners = [w.verifier for w in policy.witnesses]
+    cosigners = list(policy.cosigners())
     signed: SignedCheckpoint | None = None
     used = candidates[0]
     error: UnknownKeyError | None = None
@@ -381,6 +514,7 @@ def verify_checkpoint(
     if signed is None:
         raise error or UnknownKeyError(f"checkpoint not signed by a log key for {cp_origin!r}")
     by_key = {(w.verifier.name, w.verifier.key_id): w.name for w in policy.witnesses}
+    by_key.update({(m.verifier.name, m.verifier.key_id): m.name for m in policy.mirrors})
     stamps: dict[str, int] = {}
     for _verifier, sig in signed.cosignatures():
         name = by_key[(sig.name, sig.key_id)]
@@ -402,6 +536,60 @@ def verify_checkpoint(
                 f" cosigned {now - qtime:.0f} s ago, more than the allowed {max_age:g} s"
             )
     return VerifiedCheckpoint(signed.checkpoint, signed, used, stamps, qtime)
+
+
+class MirrorQuorumError(PolicyError):
+    """The mirrors proven to hold entries ``[first, end)`` do not meet the mirror quorum.
+
+    ``holding`` names the mirrors that did count.
+    """
+
+    def __init__(self, message: str, first: int, end: int, holding: Sequence[str]) -> None:
+        super().__init__(message)
+        self.first = first
+        self.end = end
+        self.holding = tuple(holding)
+
+
+def mirrors_holding(
+    policy: Policy, sizes: Mapping[str, int], first: int, end: int
+) -> tuple[str, ...]:
+    """The policy's mirrors that hold every entry of ``[first, end)``.
+
+    ``sizes`` maps a cosigner's policy name to the size of a checkpoint it
+    cosigned, one already proven to be this log's tree (the verified one, or
+    one consistent with it): a mirror's cosignature says it durably holds
+    entries ``[min_index, size)``. A mirror counts only if ``min_index <=
+    first`` and ``end <= size``; witnesses and unknown names never count.
+    """
+    return tuple(
+        m.name
+        for m in policy.mirrors
+        if m.name in sizes and m.min_index <= first and end <= sizes[m.name]
+    )
+
+
+def require_mirrors(
+    policy: Policy, sizes: Mapping[str, int], first: int, end: int
+) -> tuple[str, ...]:
+    """Demand the mirror quorum for entries ``[first, end)``; return the mirrors that count.
+
+    A policy without a ``mirror-quorum`` line demands nothing. An empty range
+    (``first >= end``) needs no data and is always held.
+
+    Raises:
+        MirrorQuorumError: the mirrors holding the range do not meet the quorum.
+    """
+    holding = mirrors_holding(policy, sizes, first, end) if first < end else ()
+    if first >= end or policy.mirror_quorum_met(holding):
+        return holding
+    raise MirrorQuorumError(
+        f"mirror quorum {policy.mirror_quorum!r} not met for entries [{first}, {end}):"
+        f" held by {', '.join(holding) or 'no mirror'}",
+        first,
+        end,
+        holding,
+    )
 
 
 def open_trusted_checkpoint(
