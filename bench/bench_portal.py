@@ -12,9 +12,10 @@ another process fetch, one request at a time each:
 - **search by digest p95**: ``/entries?digest=<sha256>`` of a random logged release.
 
 The issue's targets (page p95 <= 100 ms, search by digest p95 <= 50 ms) are stated for a
-1,000,000-entry log; the full run here uses 100,000 entries (the portal's index is in
-memory and grows linearly; building a million signed entries takes this 2-CPU machine
-longer than a bench run should), ``--quick`` 5,000.
+1,000,000-entry log, and the full run uses one (built with the log's bulk API, 10,000
+entries a batch); ``--quick`` 5,000. The portal indexes the log into SQLite in its
+``--state`` folder before it answers (counted apart: "index 1M entries"); the pages are
+then served from that file, not from memory.
 
     python -m bench portal [--quick]
 """
@@ -108,7 +109,7 @@ def _p95(samples: list[tuple[float, str]]) -> tuple[float, int, int]:
 
 
 def run(quick: bool = False) -> list[Result]:
-    size = 5_000 if quick else 100_000
+    size = 5_000 if quick else 1_000_000
     seconds = 3.0 if quick else 10.0
     rng = random.Random(14)
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,12 +118,14 @@ def run(quick: bool = False) -> list[Result]:
         port = free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "overt.cli.main", "portal", "serve", str(log_dir),
-             "--listen", f"127.0.0.1:{port}", "--max-connections-per-ip", "256"],
+             "--listen", f"127.0.0.1:{port}", "--max-connections-per-ip", "256",
+             "--state", str(Path(tmp) / "portal")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 300
+            started = time.monotonic()
+            deadline = started + 900
             while True:
                 try:
                     httpx.get(f"http://127.0.0.1:{port}/", timeout=30)
@@ -131,6 +134,7 @@ def run(quick: bool = False) -> list[Result]:
                     if server.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError("the portal did not start") from None
                     time.sleep(0.2)
+            indexed = time.monotonic() - started
             pages = []
             for _ in range(4000):  # entry pages at random: mostly rendered afresh
                 pages += ["/", "/entries", f"/entries/{rng.randrange(size)}", "/rules", "/releases"]
@@ -148,4 +152,6 @@ def run(quick: bool = False) -> list[Result]:
                note.format(n=page[1], e=page[2])),
         Result("search by digest p95", search[0], "ms", f"<= {SEARCH_TARGET_MS:.0f} ms",
                search[0] <= SEARCH_TARGET_MS, note.format(n=search[1], e=search[2])),
+        Result("index the log", indexed, "s", "", None,
+               f"{size:,} entries into the portal's SQLite index, from start to the first page"),
     ]  # fmt: skip

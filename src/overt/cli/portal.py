@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--access-log", type=Path, metavar="DIR", help="a telemetry collector's access log"
     )
+    p.add_argument(
+        "--state",
+        type=Path,
+        metavar="DIR",
+        help="the portal's own folder: its entry index (SQLite) and partner accounts",
+    )
     add_limit_arguments(p)
     p.set_defaults(func=_serve, long_running=True)
 
@@ -68,6 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
             client_policy=args.client_policy,
             artifacts=args.artifacts,
             access_log=args.access_log,
+            state=args.state,
         )
     )
     portal.snapshot()  # a log that cannot be read fails here, in one line, not per page

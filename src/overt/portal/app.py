@@ -54,8 +54,15 @@ from overt.formats.note import parse_note, parse_vkey
 from overt.formats.policy import Policy, parse_policy
 from overt.formats.proof import TlogProof, parse_proof
 from overt.log.log import LogView, read_vkey
-from overt.portal.checks import WitnessRow, checkpoint_steps, entry_steps, witness_rows
-from overt.portal.entries import DecodedEntry, EntryIndex
+from overt.portal.checks import (
+    WitnessRow,
+    browser_quorum,
+    checkpoint_steps,
+    cosigners,
+    entry_steps,
+    witness_rows,
+)
+from overt.portal.entries import DecodedEntry, EntryIndex, decode_entry
 
 if TYPE_CHECKING:
     from overt.gate.policy import ClientPolicy
@@ -96,6 +103,7 @@ class PortalConfig:
     client_policy: Path | None = None  # an update gate's client policy: is it met?
     artifacts: Path | None = None  # published files (a download mirror), found by sha256
     access_log: Path | None = None  # a telemetry collector's access log directory
+    state: Path | None = None  # the portal's own folder: entry index, partner accounts
     disclosure_url: str | None = None  # the disclosure service's intake
     refresh: float = 1.0  # re-read the checkpoint at most this often (seconds)
     clock: Callable[[], float] = field(default=time.time, compare=False)
@@ -136,12 +144,19 @@ class Portal:
             from overt.gate.policy import load_client_policy
 
             self.gate_policy = load_client_policy(config.client_policy)
-        self.index = EntryIndex()
+        index_path = None
+        if config.state is not None:
+            try:
+                config.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as err:
+                raise ConfigError(f"cannot create {config.state}: {err.strerror}") from err
+            index_path = config.state / "index.sqlite"
+        self.index = EntryIndex(index_path, log_id=self.vkey)
         self._artifacts: dict[str, Path] | None = None
         self._audits: dict[str, Any] = {}
         self._access: tuple[float, dict[str, Any]] | None = None
-        self.growth: list[tuple[float, int]] = []
         self._snapshot: _Snapshot | None = None
+        self._monitor_offset = 0  # bytes of the monitor's events already read for growth
         self._cache: dict[tuple[str, str], tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]] = {}
         self._cached_for: _Snapshot | None = None
         self._lock = threading.Lock()
@@ -172,9 +187,10 @@ class Portal:
             note = view.checkpoint()
             cp = parse_checkpoint(parse_note(note).text)
             self.index.update(view, cp.size)
-            if not self.growth or self.growth[-1][1] != cp.size:
-                self.growth.append((now, cp.size))
-                del self.growth[:-_HISTORY]
+            seen = self._monitor_checkpoints(cp.origin)
+            if snap is None or snap.checkpoint.size != cp.size:
+                seen.append((now, cp.size))
+            self.index.record_growth(seen)
             self._snapshot = _Snapshot(view, note, cp, now)
             return self._snapshot
 
@@ -307,7 +323,7 @@ class Portal:
             steps=checkpoint_steps(snap.note, self.log_verifier, self.policy, time.time()),
             trust=self._trust(None),
             policy=self.policy,
-            growth=_chart(self.growth),
+            growth=_chart(self._growth()),
             kinds=self.index.kinds(),
             alerts=self._alerts(),
             latest=self.index.search(limit=20),
@@ -326,9 +342,14 @@ class Portal:
         return self._render("entries.html", rows=rows, want=want, kinds=self.index.kinds())
 
     def _row(self, snap: _Snapshot, index: int) -> DecodedEntry:
+        """Entry ``index`` decoded afresh from the log (its whole statement).
+
+        Raises:
+            _HTTPError: 404, beyond the checkpoint.
+        """
         if index >= snap.checkpoint.size:
             raise _HTTPError(404, f"no entry {index}: the log has {snap.checkpoint.size}")
-        return self.index.rows[index]
+        return decode_entry(index, snap.view.entry(index))
 
     def _raw(self, snap: _Snapshot, index: int) -> tuple[bytes, bytes, bytes]:
         """The entry's bytes, its tlog-proof and its level-0 tile, from one snapshot."""
@@ -505,10 +526,8 @@ class Portal:
     def _trust(self, index: int | None) -> str:
         """What the browser verifies against (the page's ``data-trust``): the log and witness
         keys, the quorum, and the entry (None: the log page's checkpoint)."""
-        witnesses = (
-            [{"name": w.name, "vkey": w.vkey} for w in self.policy.witnesses] if self.policy else []
-        )
-        trust = {"log": self.vkey, "witnesses": witnesses, "quorum": _quorum(self.policy)}
+        witnesses = [{"name": w.name, "vkey": w.vkey} for w in cosigners(self.policy)]
+        trust = {"log": self.vkey, "witnesses": witnesses, "quorum": browser_quorum(self.policy)}
         return json.dumps({**trust, "index": index})
 
     def _rules_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
@@ -601,6 +620,50 @@ class Portal:
             "disclosure.html", advisories=advisories, products=products, stats=stats
         )
 
+    def _monitor_checkpoints(self, origin: str) -> list[tuple[float, int]]:
+        """(time, size) of each checkpoint of this log the monitor verified since the last
+        call (its ``checkpoint`` events, overt.monitor.events): the log's growth from before
+        the portal first read it. Lines that are not such events are skipped."""
+        path = self.config.monitor_events
+        if path is None:
+            return []
+        try:
+            with open(path, "rb") as f:
+                f.seek(0, 2)
+                if f.tell() < self._monitor_offset:
+                    self._monitor_offset = 0  # a new file
+                f.seek(self._monitor_offset)
+                data = f.read(16 << 20)
+        except OSError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]
+        self._monitor_offset += len(complete)
+        seen = []
+        for line in complete.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(event, dict) or event.get("event") != "checkpoint":
+                continue
+            when, size = event.get("time"), event.get("size")
+            if (
+                event.get("origin") == origin
+                and isinstance(when, int | float)
+                and isinstance(size, int)
+                and size >= 0
+            ):
+                seen.append((float(when), size))
+        return seen
+
+    def _growth(self) -> list[tuple[float, int]]:
+        """The log's size over time, at most ``_HISTORY`` points spread over all of it."""
+        history = self.index.growth()
+        if len(history) > _HISTORY:
+            step = (len(history) - 1) / (_HISTORY - 1)
+            history = [history[round(i * step)] for i in range(_HISTORY)]
+        return history
+
     def _alerts(self) -> list[str]:
         path = self.config.monitor_events
         if path is None:
@@ -626,20 +689,6 @@ def _text(data: bytes, limit: int = 256 * 1024) -> str:
     """Rule text for display (escaped by the template; undecodable bytes replaced)."""
     text = data[:limit].decode("utf-8", "replace")
     return text + ("\n[... cut at 256 KiB]" if len(data) > limit else "")
-
-
-def _quorum(policy: Policy | None) -> int | None:
-    """How many of the policy's witnesses must cosign, when the quorum is one flat group of
-    all of them (the browser checks that); None for any other shape (checked on the server)."""
-    if policy is None or policy.quorum is None:
-        return None
-    names = {w.name for w in policy.witnesses}
-    for group in policy.groups:
-        if group.name == policy.quorum and set(group.members) == names:
-            if group.spec == "all":
-                return len(names)
-            return 1 if group.spec == "any" else int(group.spec)
-    return None
 
 
 def _age(seconds: float | None) -> str:

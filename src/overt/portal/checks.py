@@ -19,6 +19,7 @@ level-0 tile that holds it (c2sp.org/tlog-tiles):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from overt.errors import FormatError, OvertError
 from overt.formats import merkle, tiles
@@ -28,7 +29,15 @@ from overt.formats.note import Verifier, parse_note
 from overt.formats.policy import Policy, open_trusted_checkpoint
 from overt.formats.proof import parse_proof
 
-__all__ = ["Step", "WitnessRow", "checkpoint_steps", "entry_steps", "witness_rows"]
+__all__ = [
+    "Step",
+    "WitnessRow",
+    "browser_quorum",
+    "checkpoint_steps",
+    "cosigners",
+    "entry_steps",
+    "witness_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -52,16 +61,43 @@ class WitnessRow:
     detail: str
 
 
-def witness_rows(note: bytes, policy: Policy | None, now: float) -> list[WitnessRow]:
-    """One row per witness of ``policy``: whether ``note`` carries its valid cosignature."""
+class Cosigner(Protocol):
+    """A policy's witness or mirror: what the portal shows and checks of it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def vkey(self) -> str: ...
+    @property
+    def verifier(self) -> Verifier: ...
+
+
+def cosigners(policy: Policy | None) -> list[Cosigner]:
+    """Every cosigner a policy names, in order: its witnesses, then its mirrors
+    (c2sp.org/tlog-mirror: a mirror cosigns too, and a quorum may name it)."""
     if policy is None:
         return []
+    return [*policy.witnesses, *getattr(policy, "mirrors", ())]
+
+
+def browser_quorum(policy: Policy | None) -> dict[str, Any] | None:
+    """The policy's quorum as ``static/verify.js`` evaluates it: ``{"top": name, "groups":
+    [{"name", "k", "members"}]}`` (every group, any nesting); None without a policy."""
+    if policy is None or policy.quorum is None:
+        return None
+    groups = [{"name": g.name, "k": g.threshold, "members": list(g.members)} for g in policy.groups]
+    return {"top": policy.quorum, "groups": groups}
+
+
+def witness_rows(note: bytes, policy: Policy | None, now: float) -> list[WitnessRow]:
+    """One row per cosigner of ``policy``: whether ``note`` carries its valid cosignature."""
+    named = cosigners(policy)
     try:
         parsed = parse_note(note)
     except FormatError as err:
-        return [WitnessRow(w.name, w.vkey, False, None, None, str(err)) for w in policy.witnesses]
+        return [WitnessRow(w.name, w.vkey, False, None, None, str(err)) for w in named]
     rows = []
-    for w in policy.witnesses:
+    for w in named:
         v = w.verifier
         sig = next(
             (s for s in parsed.signatures if s.name == v.name and s.key_id == v.key_id), None

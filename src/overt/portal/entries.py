@@ -1,4 +1,4 @@
-"""What a log entry says, for people: decoding entries and an in-memory search index.
+"""What a log entry says, for people: decoding entries and a search index on disk.
 
 The portal shows every entry of a transparency log. An entry is either a DSSE
 envelope of an in-toto statement (what ``overt publish`` and the auditors log:
@@ -10,20 +10,34 @@ entry that does not parse is shown as what it is, never an error page. Nothing
 here verifies a signature: what the portal verifies is that the entry is in the
 log (:mod:`overt.portal.checks`).
 
-:class:`EntryIndex` keeps the decoded rows of a log and answers searches by
-kind, product, version and digest; it reads only the entries added since its last
-:meth:`EntryIndex.update` (entry bundles, 256 entries a read).
+:class:`EntryIndex` keeps the decoded rows of a log in SQLite (SQLAlchemy Core, a
+file on disk: a 1,000,000-entry log is not held in memory) and answers searches by
+kind, product, version, digest and text; it reads only the entries added since its
+last :meth:`EntryIndex.update` (entry bundles, 256 entries a read), so a portal that
+restarts over the same index file picks up where it stopped. The index is derived
+data: it names the log it indexes (its verifier key) and is rebuilt from the log when
+that, or its schema, differs, or when it holds more entries than the log (a log does
+not shrink: such a file belongs to another history). Commits are not fsynced
+(``synchronous=NORMAL``): after a crash the index may lose its last batch, which
+the next update reads again.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import shutil
+import tempfile
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from overt.disclosure.timeline import HEADER as COMMITMENT_HEADER
-from overt.errors import FormatError
+from overt.errors import FormatError, LogError
 from overt.formats import tiles
 from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, parse_envelope
 from overt.formats.statement import (
@@ -32,6 +46,9 @@ from overt.formats.statement import (
     SLSA_PROVENANCE,
     parse_statement,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
 
 __all__ = ["DecodedEntry", "EntryIndex", "EntryReader", "decode_entry"]
 
@@ -115,52 +132,229 @@ class EntryReader(Protocol):
     def read_bundle(self, index: int, width: int = tiles.TILE_WIDTH) -> bytes: ...
 
 
-class EntryIndex:
-    """Decoded entries of one log, searchable; grows with :meth:`update`."""
+#: Bumped when the tables change: an index file of another schema is rebuilt.
+_SCHEMA = "2"
+_BATCH = 64  # entry bundles (16,384 entries) per transaction while catching up
+_MAX_PREDICATE = 4096  # bytes of a statement's scalar predicate fields kept for list pages
 
-    def __init__(self) -> None:
-        self.rows: list[DecodedEntry] = []
-        self._by_digest: dict[str, list[int]] = {}
-        self._by_product: dict[str, list[int]] = {}
-        self._by_kind: dict[str, list[int]] = {}
-        self._by_version: dict[tuple[str, str], list[int]] = {}
-        #: The raw disclosure commitment entries, for the programme statistics.
-        self.commitments: list[bytes] = []
+
+def _summary(predicate: Mapping[str, Any] | None) -> str:
+    """The predicate's scalar fields as JSON (what list pages show: a bundle's rule count,
+    an audit's name and result), capped; "" for none. Nested values stay in the log."""
+    if not predicate:
+        return ""
+    scalars = {
+        k: v for k, v in predicate.items() if isinstance(v, str | int | float | bool) or v is None
+    }
+    text = json.dumps(scalars, sort_keys=True, separators=(",", ":"))
+    return text if len(text) <= _MAX_PREDICATE else ""
+
+
+class EntryIndex:
+    """Decoded entries of one log in an SQLite file, searchable; grows with :meth:`update`.
+
+    ``path`` None keeps the file in a private temporary directory, removed by :meth:`close`.
+    ``log_id`` names the log (its verifier key): a file that indexed another log is
+    emptied and rebuilt.
+
+    Raises (any method):
+        LogError: the index file cannot be opened, read or written.
+    """
+
+    def __init__(self, path: Path | None = None, log_id: str = "") -> None:
+        from sqlalchemy import (
+            Column,
+            Float,
+            Index,
+            Integer,
+            LargeBinary,
+            MetaData,
+            String,
+            Table,
+            Text,
+            create_engine,
+            event,
+        )
+
+        self._cleanup: Callable[[], None] | None = None
+        if path is None:
+            folder = tempfile.mkdtemp(prefix="overt-portal-")
+            # Removed with the index (close, or garbage collection): it is only a cache.
+            self._cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
+            path = Path(folder) / "index.sqlite"
+        self.path = path
+        md = MetaData()
+        self._meta = Table(
+            "meta", md, Column("key", String(32), primary_key=True), Column("value", Text)
+        )
+        self._rows = Table(
+            "entries",
+            md,
+            Column("idx", Integer, primary_key=True, autoincrement=False),
+            Column("kind", String(64), nullable=False),
+            Column("subject", Text, nullable=False),
+            Column("digest", String(64), nullable=False),
+            Column("product", Text, nullable=False),
+            Column("version", Text, nullable=False),
+            Column("size", Integer, nullable=False),
+            Column("predicate_type", Text, nullable=False),
+            Column("summary", Text, nullable=False),  # _summary(predicate)
+            Column("signers", Text, nullable=False),  # DSSE key IDs, comma-separated
+            Column("text", Text, nullable=False),  # a text entry's first 200 characters
+            Column("words", Text, nullable=False),  # DecodedEntry.words
+            Index("entries_digest", "digest", "idx"),
+            Index("entries_kind", "kind", "idx"),
+            Index("entries_product", "product", "version", "idx"),
+        )
+        self._kinds = Table(
+            "kinds",
+            md,
+            Column("kind", String(64), primary_key=True),
+            Column("n", Integer, nullable=False),
+        )
+        self._commitments = Table(
+            "commitments",
+            md,
+            Column("idx", Integer, primary_key=True, autoincrement=False),
+            Column("data", LargeBinary, nullable=False),
+        )
+        self._growth = Table(
+            "growth",
+            md,
+            Column("t", Float, nullable=False),
+            Column("size", Integer, primary_key=True, autoincrement=False),
+        )
+        self._md = md
+        self._engine: Engine = create_engine(f"sqlite:///{path}")
+        event.listen(self._engine, "connect", _pragmas)
+        self._write = threading.Lock()  # one writer; readers run beside it (WAL)
+        with self._failures("open"), self._engine.begin() as conn:
+            md.create_all(conn)
+            stored = {str(k): v for k, v in conn.execute(self._meta.select()).all()}
+            if stored.get("schema") != _SCHEMA or stored.get("log") != log_id:
+                md.drop_all(conn)
+                md.create_all(conn)
+                conn.execute(
+                    self._meta.insert(),
+                    [{"key": "schema", "value": _SCHEMA}, {"key": "log", "value": log_id}],
+                )
+        self._size = self._count()
+
+    @contextmanager
+    def _failures(self, what: str) -> Iterator[None]:
+        """A database failure as LogError (the driver's message, no SQL)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            yield
+        except SQLAlchemyError as err:
+            reason = getattr(err, "orig", None) or err
+            raise LogError(f"portal index {self.path}: cannot {what}: {reason}") from err
+
+    def _count(self) -> int:
+        from sqlalchemy import func, select
+
+        with self._failures("read"), self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(self._rows)).scalar_one())
+
+    def close(self) -> None:
+        self._engine.dispose()
+        if self._cleanup is not None:
+            self._cleanup()
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self._size
 
     def update(self, reader: EntryReader, size: int) -> None:
-        """Read and decode entries ``len(self)`` .. ``size - 1``.
+        """Read and decode entries ``len(self)`` .. ``size - 1``. A ``size`` below
+        ``len(self)`` (another history than the one indexed) empties the index first.
 
         Raises:
             FormatError, NotFoundError, LogError: an entry bundle is missing or malformed
                 (the rows read so far are kept).
         """
         width = tiles.TILE_WIDTH
-        while len(self.rows) < size:
-            start = len(self.rows)
-            bundle = start // width
-            count = min(width, size - bundle * width)
-            entries = tiles.parse_entry_bundle(reader.read_bundle(bundle, count), count)
-            self.add(entries[start - bundle * width :], start)
+        with self._write:
+            if size < self._size:
+                self._reset()
+            while self._size < size:
+                batch: list[tuple[int, list[bytes]]] = []
+                start = self._size
+                while start < size and len(batch) < _BATCH:
+                    bundle = start // width
+                    count = min(width, size - bundle * width)
+                    entries = tiles.parse_entry_bundle(reader.read_bundle(bundle, count), count)
+                    batch.append((start, entries[start - bundle * width :]))
+                    start = bundle * width + count
+                self._add_locked(batch)
 
     def add(self, entries: Iterable[bytes], start: int) -> None:
         """Decode and index ``entries``, the first at index ``start`` (== ``len(self)``)."""
-        if start != len(self.rows):
-            raise ValueError(f"entries must be added in order: {start} != {len(self.rows)}")
-        for i, data in enumerate(entries, start):
-            row = decode_entry(i, data)
-            self.rows.append(row)
-            if row.digest:
-                self._by_digest.setdefault(row.digest, []).append(i)
-            if row.product:
-                self._by_product.setdefault(row.product, []).append(i)
-            self._by_kind.setdefault(row.kind, []).append(i)
-            if row.kind == "disclosure-commitment":
-                self.commitments.append(data)
-            if row.product and row.version:
-                self._by_version.setdefault((row.product, row.version), []).append(i)
+        with self._write:
+            self._add_locked([(start, list(entries))])
+
+    def _reset(self) -> None:
+        with self._failures("reset"), self._engine.begin() as conn:
+            for table in (self._rows, self._kinds, self._commitments, self._growth):
+                conn.execute(table.delete())
+        self._size = 0
+
+    def _add_locked(self, batch: list[tuple[int, list[bytes]]]) -> None:
+        from sqlalchemy.dialects.sqlite import insert
+
+        rows: list[dict[str, Any]] = []
+        commitments: list[dict[str, Any]] = []
+        kinds: Counter[str] = Counter()
+        expect = self._size
+        for start, entries in batch:
+            if start != expect:
+                raise ValueError(f"entries must be added in order: {start} != {expect}")
+            for i, data in enumerate(entries, start):
+                row = decode_entry(i, data)
+                kinds[row.kind] += 1
+                if row.kind == "disclosure-commitment":
+                    commitments.append({"idx": i, "data": data})
+                rows.append(
+                    {
+                        "idx": i,
+                        "kind": row.kind,
+                        "subject": row.subject,
+                        "digest": row.digest,
+                        "product": row.product,
+                        "version": row.version,
+                        "size": row.size,
+                        "predicate_type": row.predicate_type,
+                        "summary": _summary(row.predicate),
+                        "signers": ",".join(row.signers),
+                        "text": row.text[:200],
+                        "words": row.words,
+                    }
+                )
+            expect = start + len(entries)
+        if not rows:
+            return
+        upsert = insert(self._kinds)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["kind"], set_={"n": self._kinds.c.n + upsert.excluded.n}
+        )
+        with self._failures("write"), self._engine.begin() as conn:
+            conn.execute(self._rows.insert(), rows)
+            if commitments:
+                conn.execute(self._commitments.insert(), commitments)
+            conn.execute(upsert, [{"kind": k, "n": n} for k, n in kinds.items()])
+        self._size = expect
+
+    def _fetch(self, conn: Connection, where: Any, limit: int) -> list[DecodedEntry]:
+        from sqlalchemy import select
+
+        query = select(self._rows).where(where).order_by(self._rows.c.idx.desc()).limit(limit)
+        return [_row(r) for r in conn.execute(query).mappings()]
+
+    def get(self, index: int) -> DecodedEntry | None:
+        """The indexed row ``index`` (its predicate's scalar fields only), or None."""
+        with self._failures("read"), self._engine.connect() as conn:
+            found = self._fetch(conn, self._rows.c.idx == index, 1)
+        return found[0] if found else None
 
     def search(
         self,
@@ -174,51 +368,100 @@ class EntryIndex:
     ) -> list[DecodedEntry]:
         """Matching rows, newest first, at most ``limit``.
 
-        ``digest`` is a full sha256 (a dictionary lookup) or a prefix of at least
-        four hex digits; ``text`` matches kind, subject, digest, product and version.
+        ``digest`` is a full sha256 or a prefix (an index range either way); ``text``
+        matches kind, subject, digest, product, version and a text entry's start
+        (a scan, newest first, that stops at ``limit`` matches).
         """
-        candidates: Iterable[int]
-        digest = digest.lower()
-        if len(digest) == 64:
-            candidates = reversed(self._by_digest.get(digest, []))
-        elif product:
-            candidates = reversed(self._by_product.get(product, []))
-        elif kind:
-            candidates = reversed(self._by_kind.get(kind, []))
-        else:
-            candidates = range(len(self.rows) - 1, -1, -1)
-        needle = text.lower()
-        found: list[DecodedEntry] = []
-        for i in candidates:
-            row = self.rows[i]
-            if (
-                (not kind or row.kind == kind)
-                and (not product or row.product == product)
-                and (not version or row.version == version)
-                and (not digest or row.digest.startswith(digest))
-                and (not needle or needle in row.words)
-            ):
-                found.append(row)
-                if len(found) >= limit:
-                    break
-        return found
+        from sqlalchemy import and_, true
 
-    def related(self, row: DecodedEntry) -> list[DecodedEntry]:
+        c = self._rows.c
+        conds: list[Any] = []
+        digest = digest.lower()
+        if digest:
+            conds.append(c.digest == digest if len(digest) == 64 else c.digest.startswith(digest))
+        if kind:
+            conds.append(c.kind == kind)
+        if product:
+            conds.append(c.product == product)
+        if version:
+            conds.append(c.version == version)
+        if text:
+            conds.append(c.words.contains(text.lower(), autoescape=True))
+        with self._failures("search"), self._engine.connect() as conn:
+            return self._fetch(conn, and_(true(), *conds), limit)
+
+    def related(self, row: DecodedEntry, limit: int = 1000) -> list[DecodedEntry]:
         """Other entries about the same artifact (same digest) or the same product version:
         release -> provenance -> reviews -> rebuilds -> SBOM -> advisories, audits of a bundle."""
-        seen = {row.index}
-        out: list[DecodedEntry] = []
+        from sqlalchemy import and_, or_
+
+        c = self._rows.c
+        same: list[Any] = []
         if row.digest:
-            for i in self._by_digest.get(row.digest, []):
-                if i not in seen:
-                    seen.add(i)
-                    out.append(self.rows[i])
-        for i in self._by_version.get((row.product, row.version), []):
-            if i not in seen:
-                seen.add(i)
-                out.append(self.rows[i])
-        return sorted(out, key=lambda r: r.index)
+            same.append(c.digest == row.digest)
+        if row.product and row.version:
+            same.append(and_(c.product == row.product, c.version == row.version))
+        if not same:
+            return []
+        with self._failures("search"), self._engine.connect() as conn:
+            found = self._fetch(conn, and_(or_(*same), c.idx != row.index), limit)
+        return found[::-1]
 
     def kinds(self) -> dict[str, int]:
         """How many entries of each kind."""
-        return {kind: len(rows) for kind, rows in sorted(self._by_kind.items())}
+        with self._failures("read"), self._engine.connect() as conn:
+            pairs = conn.execute(self._kinds.select().order_by(self._kinds.c.kind)).all()
+            return {str(k): int(n) for k, n in pairs}
+
+    @property
+    def commitments(self) -> list[bytes]:
+        """The raw disclosure commitment entries, in log order (programme statistics)."""
+        with self._failures("read"), self._engine.connect() as conn:
+            query = self._commitments.select().order_by(self._commitments.c.idx)
+            return [bytes(r.data) for r in conn.execute(query)]
+
+    def record_growth(self, seen: Iterable[tuple[float, int]]) -> None:
+        """Remember that the log had ``size`` entries at ``time`` for each ``(time, size)``
+        (the earliest sighting of a size is kept: the portal's own, or a monitor's)."""
+        from sqlalchemy import func
+        from sqlalchemy.dialects.sqlite import insert
+
+        values = [{"t": t, "size": n} for t, n in seen]
+        if not values:
+            return
+        upsert = insert(self._growth)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["size"], set_={"t": func.min(self._growth.c.t, upsert.excluded.t)}
+        )
+        with self._failures("write"), self._engine.begin() as conn:
+            conn.execute(upsert, values)
+
+    def growth(self) -> list[tuple[float, int]]:
+        """Every (time, size) this index saw, oldest first."""
+        with self._failures("read"), self._engine.connect() as conn:
+            query = self._growth.select().order_by(self._growth.c.size)
+            return [(float(t), int(n)) for t, n in conn.execute(query).all()]
+
+
+def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # derived data: a lost batch is read again
+    cur.close()
+
+
+def _row(r: Any) -> DecodedEntry:  # a RowMapping
+    summary = r["summary"]
+    return DecodedEntry(
+        index=r["idx"],
+        kind=r["kind"],
+        subject=r["subject"],
+        digest=r["digest"],
+        product=r["product"],
+        version=r["version"],
+        size=r["size"],
+        predicate_type=r["predicate_type"],
+        text=r["text"],
+        signers=tuple(r["signers"].split(",")) if r["signers"] else (),
+        predicate=json.loads(summary) if summary else None,
+    )

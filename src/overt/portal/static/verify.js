@@ -16,6 +16,8 @@ const dec = new TextDecoder("utf-8", { fatal: true });
 const TILE_WIDTH = 256;
 const ALG_ED25519 = 0x01;
 const ALG_COSIGNATURE_V1 = 0x04;
+const ALG_ML_DSA_44 = 0x06; // c2sp.org/tlog-cosignature: no browser has ML-DSA yet
+const KEY_LENGTHS = { [ALG_ED25519]: 32, [ALG_COSIGNATURE_V1]: 32, [ALG_ML_DSA_44]: 1312 };
 const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const DECIMAL = /^(0|[1-9][0-9]{0,18})$/;
 
@@ -79,7 +81,7 @@ export async function parseVkey(vkey) {
   if (!m) throw new FormatError(`not a verifier key: ${vkey.slice(0, 40)}`);
   const [, name, id, b64] = m;
   const raw = b64decode(b64);
-  if (!/^[0-9a-f]{8}$/.test(id) || raw.length !== 33) {
+  if (!/^[0-9a-f]{8}$/.test(id) || raw.length !== 1 + (KEY_LENGTHS[raw[0]] ?? -1)) {
     throw new FormatError(`not a verifier key: ${vkey.slice(0, 40)}`);
   }
   const expect = (await sha256(concat(enc.encode(name + "\n"), raw))).slice(0, 4);
@@ -169,10 +171,14 @@ function findSignature(note, key) {
   return note.signatures.find((s) => s.name === key.name && equal(s.keyId, key.keyId));
 }
 
-// One cosignature/v1: {ok, timestamp, detail}.
+// One cosignature/v1: {ok, timestamp, detail}; ok is null for an ML-DSA-44 cosignature,
+// which the browser cannot check (the server's column has its verdict).
 export async function checkCosignature(note, key) {
   const sig = findSignature(note, key);
   if (!sig) return { ok: false, timestamp: null, detail: "no cosignature" };
+  if (key.alg === ALG_ML_DSA_44) {
+    return { ok: null, timestamp: null, detail: "ML-DSA-44: browsers cannot verify it, checked on the server" };
+  }
   if (key.alg !== ALG_COSIGNATURE_V1 || sig.signature.length !== 72) {
     return { ok: false, timestamp: null, detail: "not an Ed25519 cosignature/v1" };
   }
@@ -203,13 +209,15 @@ async function checkCheckpoint(checkpoint, trust, step) {
   } catch (err) {
     step("log signature", false, String(err.message));
   }
-  let cosigned = 0;
+  const cosigned = new Set();
+  const unchecked = new Set(); // present, but of a type the browser cannot verify
   let invalid = 0; // present but not valid: like overt.formats.policy, that refuses the checkpoint
   for (const w of trust.witnesses) {
     try {
       if (note === null) throw new FormatError("no checkpoint");
       const result = await checkCosignature(note, await parseVkey(w.vkey));
-      if (result.ok) cosigned++;
+      if (result.ok) cosigned.add(w.name);
+      else if (result.ok === null) unchecked.add(w.name);
       else if (result.timestamp !== null || result.detail !== "no cosignature") invalid++;
       step(`cosignature ${w.name}`, result.ok, result.detail);
     } catch (err) {
@@ -218,12 +226,41 @@ async function checkCheckpoint(checkpoint, trust, step) {
   }
   if (trust.quorum !== null && trust.quorum !== undefined) {
     // The checkpoint is trusted only with the log's signature and the quorum (overt.formats.policy).
-    const ok = logOk && cosigned >= trust.quorum && invalid === 0;
+    const named = trust.witnesses.length;
     let why = invalid ? `, and ${invalid} invalid cosignature(s) by policy witnesses` : "";
     if (!logOk) why += ", and no valid log signature";
-    step("witness quorum", ok, `${cosigned} of ${trust.witnesses.length} cosigned, ${trust.quorum} needed${why}`);
+    const have = `${cosigned.size} of ${named} cosigned (${describeQuorum(trust.quorum)})`;
+    if (logOk && invalid === 0 && quorumMet(trust.quorum, cosigned)) {
+      step("witness quorum", true, have);
+    } else if (logOk && invalid === 0 && quorumMet(trust.quorum, new Set([...cosigned, ...unchecked]))) {
+      step("witness quorum", null, `${have}: met only with ${unchecked.size} ML-DSA-44 cosignature(s), checked on the server`);
+    } else {
+      step("witness quorum", false, `${have}: not met${why}`);
+    }
   }
   return cp;
+}
+
+// trust.quorum: {top, groups: [{name, k, members}]} as overt.formats.policy reads the
+// policy's group lines: a name is a witness (met when it cosigned), a group (met when k
+// of its members are) or "none" (always met). Groups only name earlier names: no cycles.
+export function quorumMet(quorum, cosigned) {
+  const groups = new Map(quorum.groups.map((g) => [g.name, g]));
+  const memo = new Map();
+  const met = (name) => {
+    if (name === "none") return true;
+    if (!memo.has(name)) {
+      const group = groups.get(name);
+      memo.set(name, group ? group.members.filter(met).length >= group.k : cosigned.has(name));
+    }
+    return memo.get(name);
+  };
+  return met(quorum.top);
+}
+
+function describeQuorum(quorum) {
+  const group = quorum.groups.find((g) => g.name === quorum.top);
+  return group ? `quorum ${quorum.top}: ${group.k} of ${group.members.join(", ")}` : `quorum ${quorum.top}`;
 }
 
 // The log page's checks of the published checkpoint (no entry): {checkpoint: bytes, trust}.
@@ -233,7 +270,8 @@ export async function verifyCheckpoint({ checkpoint, trust }) {
   return steps;
 }
 
-// Every step for one entry. trust: {log: vkey, witnesses: [{name, vkey}], quorum: k or null}.
+// Every step for one entry. trust: {log: vkey, witnesses: [{name, vkey}] (every cosigner of
+// the policy: witnesses and mirrors), quorum: {top, groups} or null (no policy)}.
 export async function verifyEntry({ entry, proof, tile, trust }) {
   const steps = [];
   const step = (name, ok, detail) => steps.push({ name, ok, detail });
