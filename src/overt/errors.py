@@ -40,6 +40,7 @@ against the code)::
     │       ├── ArtifactDigestError     artifact-digest
     │       ├── PublisherSignatureError publisher-signature
     │       ├── PublisherKeyError       publisher-key
+    │       ├── KeySetCurrencyError     key-set-current (not the recently witnessed last key set)
     │       ├── PinError                pin
     │       ├── InclusionError          inclusion
     │       ├── CheckpointError         checkpoint

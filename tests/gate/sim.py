@@ -17,13 +17,16 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from overt.formats.checkpoint import Checkpoint, sign_checkpoint
+from overt.errors import ProofError
+from overt.formats import merkle
+from overt.formats.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from overt.formats.cosignature import CosignatureSigner
 from overt.formats.merkle import MemoryTree, leaf_hash
 from overt.formats.note import Ed25519Signer, parse_note, sign_note
 from overt.formats.statement import Release, RuleBundle, Update
 from overt.gate import UpdateGate, parse_client_policy
 from overt.gate.policy import ClientPolicy
+from overt.gate.verify import ConsistencyFetcher
 from overt.publish.bundle import Bundle, format_bundle
 from overt.publish.keys import PublisherKey, PublisherSigner, generate_publisher_key
 from overt.publish.publisher import Publication, publish
@@ -39,19 +42,39 @@ class Clock:
         return self.now
 
 
+class WitnessRefusedError(Exception):
+    """An honest witness refused a checkpoint that does not extend the last one it cosigned."""
+
+
 class WitnessSimulator:
-    """A witness that cosigns every checkpoint shown to it (it keeps no state)."""
+    """A witness that cosigns every checkpoint shown to it (it keeps no state), except
+    for the origins in ``honest_for``: those it follows as c2sp.org/tlog-witness says,
+    cosigning only a checkpoint that is its latest or provably extends it."""
 
     def __init__(self, name: str, clock: Clock) -> None:
         self.signer = CosignatureSigner(name, Ed25519PrivateKey.generate(), clock)
         self.online = True
+        self.honest_for: set[str] = set()
+        self.latest: dict[str, tuple[int, bytes]] = {}
 
     @property
     def vkey(self) -> str:
         return self.signer.vkey
 
-    def cosign(self, note: bytes) -> bytes:
+    def cosign(self, note: bytes, consistency: ConsistencyFetcher | None = None) -> bytes:
         parsed = parse_note(note)
+        cp = parse_checkpoint(parsed.text)
+        if cp.origin in self.honest_for:
+            size, root = self.latest.get(cp.origin, (0, merkle.EMPTY_ROOT))
+            if cp.size < size or (cp.size == size and cp.root_hash != root):
+                raise WitnessRefusedError(f"{cp.origin} size {cp.size} after {size}")
+            if 0 < size < cp.size:  # every tree extends the empty one
+                proof = consistency(size, cp.size) if consistency else []
+                try:
+                    merkle.verify_consistency(size, cp.size, root, cp.root_hash, proof)
+                except ProofError as err:
+                    raise WitnessRefusedError(f"{cp.origin}: {err}") from err
+            self.latest[cp.origin] = (cp.size, cp.root_hash)
         return sign_note(parsed.text, [self.signer], existing=parsed)
 
 
@@ -87,8 +110,14 @@ class LogSimulator:
         )
         for w in self.witnesses:
             if w.online:
-                note = w.cosign(note)
+                try:
+                    note = w.cosign(note, self.consistency_proof)
+                except WitnessRefusedError:
+                    continue
         return note
+
+    def fresh_checkpoint(self) -> bytes:
+        return self.checkpoint()
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         return self.tree.inclusion_proof(index, size)
@@ -117,6 +146,8 @@ class World:
     pinned: PublisherKey = field(init=False)
     auditors: list[PublisherSigner] = field(default_factory=list)
     keysets: list[bytes] = field(default_factory=list)
+    #: The publisher's key-set log (docs/adr/0012), when the client policy names one.
+    keyset_log: LogSimulator | None = None
 
     def __post_init__(self) -> None:
         if not self.witnesses:
@@ -149,8 +180,19 @@ class World:
                 "min_auditors": 2,
             },
         }
+        if self.keyset_log is not None:
+            doc["keyset_log"] = {"log": self.keyset_log.vkey, "max_age": self.max_age}
         doc.update(overrides)
         return doc
+
+    def use_keyset_log(self) -> LogSimulator:
+        """Give the publisher a key-set log, cosigned by this world's witnesses, which
+        follow it honestly (they refuse a rollback or a fork of it)."""
+        self.keyset_log = LogSimulator("vendor.example/keys")
+        self.keyset_log.witnesses = self.witnesses[: self.quorum]
+        for w in self.witnesses:
+            w.honest_for.add(self.keyset_log.signer.name)
+        return self.keyset_log
 
     def policy(self, **overrides: object) -> ClientPolicy:
         return parse_client_policy(json.dumps(self.policy_doc(**overrides)).encode())
@@ -192,6 +234,7 @@ class World:
             keysets=self.keysets,
             attestations=attestations,
             consistency_from=consistency_from,
+            keyset_log=self.keyset_log,
         )
         return artifact, bundle
 

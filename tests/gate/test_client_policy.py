@@ -24,7 +24,8 @@ def test_exported_names() -> None:
         "load_client_policy", "parse_client_policy", "verify_publication",
     }  # fmt: skip
     assert [c.check for c in CHECKS] == [
-        "bundle", "artifact-digest", "publisher-signature", "publisher-key", "pin", "inclusion",
+        "bundle", "artifact-digest", "publisher-signature", "publisher-key", "key-set-current", "pin",
+        "inclusion",
         "checkpoint", "witness-quorum", "freshness", "audit", "source", "rollback", "consistency",
     ]  # fmt: skip
     assert gate_errors.__doc__ is not None

@@ -9,6 +9,7 @@ underlying overt error is its ``__cause__``::
     ├── ArtifactDigestError       artifact-digest   sha256 of the artifact is not the subject's
     ├── PublisherSignatureError   publisher-signature   bad or missing publisher signature
     ├── PublisherKeyError         publisher-key  signer not in the current key set / revoked
+    ├── KeySetCurrencyError       key-set-current   key sets not the whole, recently witnessed key-set log
     ├── PinError                  pin          kind, product or channel this client does not take
     ├── InclusionError            inclusion    entry (or key set, attestation) not in the tree
     ├── CheckpointError           checkpoint   not signed by a policy log (another log)
@@ -36,6 +37,7 @@ __all__ = [
     "FreshnessError",
     "GateError",
     "InclusionError",
+    "KeySetCurrencyError",
     "PinError",
     "PublisherKeyError",
     "PublisherSignatureError",
@@ -71,6 +73,14 @@ class PublisherSignatureError(GateError):
 
 class PublisherKeyError(GateError):
     check = "publisher-key"
+
+
+class KeySetCurrencyError(GateError):
+    """The policy names a key-set log, and the bundle does not prove that the key set
+    used is that log's last entry under a checkpoint its witness quorum cosigned
+    within ``keyset_log.max_age`` (a stale chain, a frozen or forged checkpoint)."""
+
+    check = "key-set-current"
 
 
 class PinError(GateError):
@@ -118,6 +128,7 @@ CHECKS: tuple[type[GateError], ...] = (
     ArtifactDigestError,
     PublisherSignatureError,
     PublisherKeyError,
+    KeySetCurrencyError,
     PinError,
     InclusionError,
     CheckpointError,

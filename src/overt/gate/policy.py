@@ -12,6 +12,7 @@ reader refuses any other)::
       "pins": [{"product": "agent", "channels": ["stable", "beta"]}],
       "kinds": ["release", "update", "rule-bundle"],
       "max_checkpoint_age": 86400,
+      "keyset_log": {"log": "<the publisher's key-set log vkey>", "max_age": 86400},
       "rule_bundles": {
         "auditors": ["<auditor vkey>", ...],
         "audits": ["no-espionage", "no-exfiltration"],
@@ -34,6 +35,13 @@ reader refuses any other)::
 - ``kinds`` (optional, default all three): publication kinds it admits.
 - ``max_checkpoint_age``: seconds; the witness quorum must have cosigned the
   checkpoint at most this long ago (0 < age).
+- ``keyset_log`` (optional, recommended): the publisher's key sets live in their
+  own witnessed log (``log``: its key); every bundle must then carry a
+  checkpoint of that log cosigned by the witness quorum at most ``max_age``
+  seconds ago and *all* its entries, and the publication must be signed by the
+  last key set among them. After a revocation is logged and witnessed, no
+  endpoint admits the revoked key's signatures once ``max_age`` has passed
+  (docs/adr/0012-key-sets-in-their-own-witnessed-log.md).
 - ``rule_bundles`` (optional; required to admit ``rule-bundle`` publications):
   each audit in ``audits`` must carry ``pass`` sign-offs
   (``https://overt.dev/rule-audit/v1`` attestations logged beside the bundle)
@@ -62,6 +70,7 @@ from overt.publish.keys import PublisherKey, parse_publisher_key
 __all__ = [
     "VERSION",
     "ClientPolicy",
+    "KeySetLogRequirement",
     "RuleBundleRequirement",
     "load_client_policy",
     "parse_client_policy",
@@ -71,7 +80,15 @@ VERSION = 1
 _MAX_SIZE = 1 << 20
 _KINDS = ("release", "update", "rule-bundle")
 _REQUIRED = {"version", "publisher", "pins", "max_checkpoint_age"}
-_OPTIONAL = {"logs", "witness_policy", "witness_policy_file", "kinds", "rule_bundles", "source"}
+_OPTIONAL = {
+    "logs",
+    "witness_policy",
+    "witness_policy_file",
+    "kinds",
+    "rule_bundles",
+    "source",
+    "keyset_log",
+}
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,14 @@ class RuleBundleRequirement:
     auditors: tuple[PublisherKey, ...]
     audits: tuple[str, ...]
     min_auditors: int
+
+
+@dataclass(frozen=True)
+class KeySetLogRequirement:
+    """The publisher's key-set log and how recently its quorum must have cosigned it."""
+
+    log: PolicyLog
+    max_age: float
 
 
 @dataclass(frozen=True)
@@ -95,6 +120,7 @@ class ClientPolicy:
     max_checkpoint_age: float
     rule_bundles: RuleBundleRequirement | None = None
     source: SourceRequirement | None = None
+    keyset_log: KeySetLogRequirement | None = None
 
     def all_logs(self) -> tuple[PolicyLog, ...]:
         return (*self.logs, *self.witnesses.logs)
@@ -118,6 +144,21 @@ def _strings(value: object, what: str, *, nonempty: bool = True) -> list[str]:
 
 def _positive_int(value: object, what: str) -> int:
     return json_int(value, "client policy", what, 1)
+
+
+def _seconds(value: object, what: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1e12:
+        raise _fail(f"{what} is not a positive number of seconds", value)
+    return float(value)
+
+
+def _keyset_log(obj: object, logs: tuple[PolicyLog, ...]) -> KeySetLogRequirement:
+    obj = json_members(obj, "client policy keyset_log", {"log", "max_age"})
+    log = PolicyLog(json_str(obj["log"], "client policy", "keyset_log log"))
+    if log.origin in {lg.origin for lg in logs}:
+        # One origin, two roles: the main log's checkpoints would pass as the key-set log's.
+        raise PolicyError(f"keyset_log {log.origin} is also a publication log of this policy")
+    return KeySetLogRequirement(log, _seconds(obj["max_age"], "keyset_log max_age"))
 
 
 def _rule_bundles(obj: object) -> RuleBundleRequirement:
@@ -185,13 +226,22 @@ def parse_client_policy(
     kinds = _strings(obj.get("kinds", list(_KINDS)), "kinds")
     if not set(kinds) <= set(_KINDS):
         raise _fail(f"kinds must be among {list(_KINDS)}", kinds)
-    age = obj["max_checkpoint_age"]
-    if not isinstance(age, int | float) or isinstance(age, bool) or not 0 < age < 1e12:
-        raise _fail("max_checkpoint_age is not a positive number of seconds", age)
+    age = _seconds(obj["max_checkpoint_age"], "max_checkpoint_age")
     rules = _rule_bundles(obj["rule_bundles"]) if "rule_bundles" in obj else None
     source = parse_source_requirement(obj["source"]) if "source" in obj else None
+    keyset_log = (
+        _keyset_log(obj["keyset_log"], (*logs, *witnesses.logs)) if "keyset_log" in obj else None
+    )
     return ClientPolicy(
-        logs, witnesses, publisher, frozenset(pins), frozenset(kinds), float(age), rules, source
+        logs,
+        witnesses,
+        publisher,
+        frozenset(pins),
+        frozenset(kinds),
+        age,
+        rules,
+        source,
+        keyset_log,
     )
 
 

@@ -11,7 +11,10 @@ check that fails, in this order:
 3. ``publisher-signature`` / ``publisher-key``: the key-set chain in the bundle
    follows from the client's key state (or the pinned first key), and the
    envelope is signed by a key of the current set; a revoked or rotated-out
-   key is refused.
+   key is refused. ``key-set-current``: with a ``keyset_log`` in the policy, the
+   chain is every entry of the publisher's key-set log under a checkpoint its
+   witness quorum cosigned within ``keyset_log.max_age`` (so the set used is
+   the newest one, even for a client with no state).
 4. ``pin``: a release, update or rule bundle of a kind, product and channel
    the policy admits.
 5. ``inclusion``: the entry (and every key-set entry and attestation) is
@@ -73,6 +76,7 @@ from overt.gate.errors import (
     FreshnessError,
     GateError,
     InclusionError,
+    KeySetCurrencyError,
     PinError,
     PublisherKeyError,
     PublisherSignatureError,
@@ -82,7 +86,7 @@ from overt.gate.errors import (
 from overt.gate.policy import ClientPolicy
 from overt.gate.source import check_source
 from overt.publish.bundle import Bundle, parse_bundle
-from overt.publish.keyset import KeyState, follow_keyset
+from overt.publish.keyset import KeyState, follow_keyset, verify_current_keyset
 
 __all__ = [
     "Admission",
@@ -142,14 +146,42 @@ def _line(kind: str) -> str:
     return "rules" if kind == "rule-bundle" else "software"
 
 
+def _current_keyset(start: KeyState, bundle: Bundle, policy: ClientPolicy, now: float) -> KeyState:
+    """The key set the bundle proves current: the last entry of the publisher's key-set
+    log under a checkpoint its witness quorum cosigned within ``keyset_log.max_age``
+    (docs/adr/0012-key-sets-in-their-own-witnessed-log.md)."""
+    req = policy.keyset_log
+    assert req is not None
+    if not bundle.keyset_checkpoint:
+        raise KeySetCurrencyError(
+            f"the policy requires the current key set from key-set log {req.log.origin};"
+            " the bundle carries no checkpoint of it"
+        )
+    try:
+        verified = verify_checkpoint(
+            bundle.keyset_checkpoint,
+            policy.witnesses,
+            now,
+            req.max_age,
+            origin=req.log.origin,
+            extra_logs=(req.log,),
+        )
+        return verify_current_keyset(start, [k.entry for k in bundle.keysets], verified.checkpoint)
+    except OvertError as err:
+        raise KeySetCurrencyError(f"key-set log {req.log.origin}: {err}") from err
+
+
 def _publisher(
-    envelope: Envelope, bundle: Bundle, policy: ClientPolicy, state: GateState
+    envelope: Envelope, bundle: Bundle, policy: ClientPolicy, state: GateState, now: float
 ) -> tuple[KeyState, tuple[str, ...]]:
     start = state.keys or KeyState.pinned(policy.publisher)
-    try:
-        keys = follow_keyset(start, [k.entry for k in bundle.keysets])
-    except OvertError as err:
-        raise PublisherKeyError(f"publisher key-set chain refused: {err}") from err
+    if policy.keyset_log is not None:
+        keys = _current_keyset(start, bundle, policy, now)
+    else:
+        try:
+            keys = follow_keyset(start, [k.entry for k in bundle.keysets])
+        except OvertError as err:
+            raise PublisherKeyError(f"publisher key-set chain refused: {err}") from err
     try:
         verified = verify_envelope(envelope, keys.trusted())
     except InvalidSignatureError as err:
@@ -381,7 +413,7 @@ def _checks(
     note: bytes,
     fetch: ConsistencyFetcher | None,
 ) -> Admission:
-    keys, keyids = _publisher(envelope, bundle, policy, state)
+    keys, keyids = _publisher(envelope, bundle, policy, state, now)
     predicate = _pin(statement, policy)
     kind = statement.kind
     assert kind is not None

@@ -687,12 +687,14 @@ class Log(_TreeReads):
         """The latest checkpoint the log signed (not necessarily witnessed yet) and its size."""
         return self._signed
 
-    def witness(self) -> Round | None:
+    def witness(self, refresh: bool = False) -> Round | None:
         """Run one witnessing round now (no-op without a witness policy).
 
         The server witnesses after every integration by itself; library and CLI
-        appends call this to publish what they added. Raises OvertError if a
-        witness URL is missing; a quorum not met is reported in the Round.
+        appends call this to publish what they added. With ``refresh``, a
+        checkpoint already published is cosigned again (fresh timestamps: a
+        publisher's key-set log before its bundles are written). Raises OvertError
+        if a witness URL is missing; a quorum not met is reported in the Round.
         """
         if self.policy is None:
             return None
@@ -700,7 +702,7 @@ class Log(_TreeReads):
             from overt.log.witnessing import Witnessing
 
             self._witnessing = Witnessing(self, self.policy)
-        return self._witnessing.cosign_latest()
+        return self._witnessing.cosign_latest(refresh)
 
     def set_policy(self, policy_text: bytes | None) -> None:
         """Install (or with None remove) the witness policy.

@@ -11,6 +11,7 @@ sorted, no insignificant whitespace, one final newline)::
       "attestations": [{"envelope": {...}, "index": N, "hashes": [base64, ...]}, ...],
       "consistency":  [{"old_size": M, "new_size": N, "hashes": [base64, ...]}, ...],
       "source":       "overt-source-snapshot/v1\n..."          (optional)
+      "keyset_checkpoint": "<checkpoint of the key-set log, with cosignatures>"  (optional)
     }
 
 - The log entry of a publication is the canonical serialization of its
@@ -26,6 +27,12 @@ sorted, no insignificant whitespace, one final newline)::
   from (:mod:`overt.formats.source_snapshot`): too large for a log entry, it is
   trusted only through its SHA-256, which the publisher's logged SLSA provenance
   attestation names (``overt publish --source``; checked by :mod:`overt.gate.source`).
+- ``keyset_checkpoint`` (optional): a witnessed checkpoint of the publisher's
+  key-set log (docs/adr/0012-key-sets-in-their-own-witnessed-log.md), whose
+  entries are exactly ``keysets``, in order: an endpoint whose policy names that
+  log recomputes its root from them, which proves that the last one is the log's
+  last entry. ``keysets`` keep their proofs in ``proof``'s checkpoint (the main
+  log holds them too), so endpoints without the key-set log check them as before.
 - ``consistency`` optionally carries RFC 6962 consistency proofs between the
   proof's checkpoint and other tree sizes, so an offline client whose last
   checkpoint has one of those sizes needs no network.
@@ -53,6 +60,7 @@ from overt.formats.dsse import (
     format_envelope,
     parse_envelope,
 )
+from overt.formats.note import parse_note
 from overt.formats.proof import HEADER, TlogProof, format_proof, parse_proof
 from overt.formats.strict import (
     b64encode,
@@ -137,6 +145,8 @@ class Bundle:
     source: bytes = b""
     #: See :attr:`LoggedEntry.parsed`.
     parsed: tuple[bytes, Envelope] | None = field(default=None, compare=False, repr=False)
+    #: The key-set log's witnessed checkpoint (optional; see the module notes).
+    keyset_checkpoint: bytes = b""
 
     def envelope(self) -> Envelope:
         """``entry`` as an envelope: see :func:`_entry_envelope`."""
@@ -185,7 +195,7 @@ def parse_bundle(data: bytes) -> Bundle:
         FormatError: anything that is not exactly the documented format.
     """
     raw = load_json(data, _WHAT, MAX_BUNDLE_SIZE)
-    optional = {"source"} & set(raw) if isinstance(raw, dict) else set()
+    optional = {"source", "keyset_checkpoint"} & set(raw) if isinstance(raw, dict) else set()
     obj = _members(raw, set(_MEMBERS) | optional, "the bundle")
     if obj["mediaType"] != MEDIA_TYPE:
         raise _fail(f"mediaType is not {MEDIA_TYPE}", obj["mediaType"])
@@ -201,17 +211,31 @@ def parse_bundle(data: bytes) -> Bundle:
             )
         )
     entry, envelope = _entry(obj["envelope"])
+    keysets = tuple(_logged(k, "a key set") for k in _list(obj["keysets"], "keysets"))
+    keyset_checkpoint = b""
+    if "keyset_checkpoint" in optional:
+        keyset_checkpoint = _note(obj["keyset_checkpoint"])
     return Bundle(
         entry=entry,
         proof=proof,
-        keysets=tuple(_logged(k, "a key set") for k in _list(obj["keysets"], "keysets")),
+        keysets=keysets,
         attestations=tuple(
             _logged(a, "an attestation") for a in _list(obj["attestations"], "attestations")
         ),
         consistency=tuple(consistency),
-        source=json_str(obj["source"], _WHAT, "source").encode("utf-8") if optional else b"",
+        source=json_str(obj["source"], _WHAT, "source").encode("utf-8")
+        if "source" in optional
+        else b"",
         parsed=(entry, envelope),
+        keyset_checkpoint=keyset_checkpoint,
     )
+
+
+def _note(value: object) -> bytes:
+    """A signed note's text: parsed (strictly) here, its signatures checked by the gate."""
+    text = json_str(value, _WHAT, "keyset_checkpoint").encode("utf-8")
+    parse_note(text)
+    return text
 
 
 def _b64(hashes: Sequence[bytes]) -> list[str]:
@@ -286,4 +310,6 @@ def format_bundle(bundle: Bundle) -> bytes:
     }
     if bundle.source:
         obj["source"] = bundle.source.decode("utf-8")
+    if bundle.keyset_checkpoint:
+        obj["keyset_checkpoint"] = _note(bundle.keyset_checkpoint.decode("utf-8")).decode("utf-8")
     return dump_json_canonical(obj) + b"\n"

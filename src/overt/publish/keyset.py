@@ -26,6 +26,16 @@ Example::
 
     state = KeyState.pinned(first_key)
     state = follow_keyset(state, [entry_1, entry_2])   # -> keys of set 2
+
+Currency (docs/adr/0012-key-sets-in-their-own-witnessed-log.md): a chain alone
+cannot show that it is the *whole* chain; a stolen key plus a chain that stops
+before the revocation would pass :func:`follow_keyset`. So the key sets are also
+the entries of their own small log, entry ``i`` being key set ``i + 1`` and
+nothing else. :func:`verify_current_keyset` takes every entry of that log and a
+checkpoint of it cosigned by the witness quorum within a maximum age, recomputes
+the root from the entries (which proves both that they are included and that the
+last one is the log's last entry) and follows them: the key set it returns was
+the publisher's current one at most ``max_age`` seconds ago.
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from overt.errors import FormatError, OvertError, VerificationError
+from overt.formats import merkle
+from overt.formats.checkpoint import Checkpoint
 from overt.formats.dsse import (
     PAYLOAD_TYPE_IN_TOTO,
     format_envelope,
@@ -61,6 +73,7 @@ __all__ = [
     "follow_keyset",
     "keyset_digest",
     "make_keyset_entry",
+    "verify_current_keyset",
 ]
 
 #: The subject name of every key-set statement; its digest is over the key list.
@@ -181,6 +194,41 @@ def follow_keyset(start: KeyState | PublisherKey, entries: Sequence[bytes]) -> K
         if body.threshold > len(keys):
             raise KeySetError(f"key set {body.sequence} threshold exceeds its keys")
         state = KeyState(body.sequence, keys, frozenset(revoked), body.threshold, digest)
+    return state
+
+
+def verify_current_keyset(
+    start: KeyState | PublisherKey, entries: Sequence[bytes], checkpoint: Checkpoint
+) -> KeyState:
+    """Follow ``entries``, the *whole* key-set log that ``checkpoint`` commits to.
+
+    ``checkpoint`` must already be verified (signed by the key-set log, cosigned by
+    the witness quorum recently enough: the caller's policy decides); this checks
+    that ``entries`` are exactly its leaves, in order, so the last of them is the
+    newest key set the log held, and that the chain follows from ``start``.
+
+    Raises:
+        KeySetError: the entries are not the checkpoint's tree (a chain that stops
+            before a logged key set, an extra or reordered entry), or ``start`` is
+            a client state that already holds a newer key set than the log's last.
+        FormatError, InvalidSignatureError, UnknownKeyError: see :func:`follow_keyset`.
+    """
+    if len(entries) != checkpoint.size:
+        raise KeySetError(
+            f"the bundle carries {len(entries)} key set(s) but key-set log {checkpoint.origin}"
+            f" holds {checkpoint.size}: not the current key set"
+        )
+    if merkle.root_hash([merkle.leaf_hash(e) for e in entries]) != checkpoint.root_hash:
+        raise KeySetError(
+            f"the bundle's key sets are not the entries of key-set log {checkpoint.origin}"
+            f" at size {checkpoint.size}"
+        )
+    state = follow_keyset(start, entries)
+    if state.sequence != checkpoint.size:
+        raise KeySetError(
+            f"this client already follows key set {state.sequence}, newer than the last entry"
+            f" of key-set log {checkpoint.origin} (size {checkpoint.size})"
+        )
     return state
 
 

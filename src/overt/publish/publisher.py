@@ -42,9 +42,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HTTPLogWriter",
+    "KeySetLog",
     "LogWriter",
     "Publication",
     "QuorumMissingError",
+    "keyset_checkpoint",
     "logged_keysets",
     "make_entry",
     "open_log_writer",
@@ -64,6 +66,16 @@ class LogWriter(Protocol):
     def inclusion_proof(self, index: int, size: int) -> list[bytes]: ...
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]: ...
+
+
+class KeySetLog(Protocol):
+    """What publishing needs from the publisher's key-set log (docs/adr/0012)."""
+
+    def add_many(self, entries: Sequence[bytes]) -> list[int]: ...
+
+    def fresh_checkpoint(self) -> bytes:
+        """The newest checkpoint, cosigned by the witness quorum as recently as the log can."""
+        ...
 
 
 class _Client(Protocol):
@@ -164,6 +176,11 @@ class HTTPLogWriter:
     def checkpoint(self) -> bytes:
         return self.client.checkpoint()
 
+    def fresh_checkpoint(self) -> bytes:
+        # A log server cosigns its checkpoint again every `refresh` seconds (60 by
+        # default) when it is quiet: what it publishes is as fresh as it gets.
+        return self.client.checkpoint()
+
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         return self.client.inclusion_proof(index, size)
 
@@ -205,17 +222,25 @@ def publish(
     attestations: Sequence[bytes] = (),
     consistency_from: Sequence[int] = (),
     cosign: Callable[[bytes], bytes] | None = None,
+    keyset_log: KeySetLog | None = None,
 ) -> list[Bundle]:
     """Log ``items`` (and ``keysets``, ``attestations``) and return one bundle per item.
 
     ``consistency_from`` lists older tree sizes to embed consistency proofs from.
     ``cosign``, if given, is applied to the log's checkpoint before it goes in
     the bundles (e.g. to collect witness cosignatures when the log does not).
+    ``keyset_log``, the publisher's key-set log: ``keysets`` (the whole chain) are
+    made its entries (already logged ones are found again) and its freshly
+    cosigned checkpoint goes in every bundle (:func:`keyset_checkpoint`).
 
     Raises:
         FormatError: a malformed item; LogError: the log refused or failed;
-        NotFoundError: a ``consistency_from`` size beyond the log's tree.
+        NotFoundError: a ``consistency_from`` size beyond the log's tree;
+        KeySetError: the key-set log holds other entries than ``keysets``.
     """
+    keyset_note = b""
+    if keyset_log is not None:
+        keyset_note = keyset_checkpoint(keyset_log, keysets, cosign)
     entries = [make_entry(signer, item) for item in items]
     indices = log.add_many([*keysets, *attestations, *entries])
     note = log.checkpoint()
@@ -246,8 +271,52 @@ def publish(
     bundles = []
     for entry, index in zip(entries, indices[k + a :], strict=True):
         proof = TlogProof(index, tuple(log.inclusion_proof(index, size)), note)
-        bundles.append(Bundle(entry, proof, logged_keysets, logged_atts, consistency))
+        bundles.append(
+            Bundle(
+                entry,
+                proof,
+                logged_keysets,
+                logged_atts,
+                consistency,
+                keyset_checkpoint=keyset_note,
+            )
+        )
     return bundles
+
+
+def keyset_checkpoint(
+    log: KeySetLog, chain: Sequence[bytes], cosign: Callable[[bytes], bytes] | None = None
+) -> bytes:
+    """Make ``chain`` (every key-set entry, oldest first) the entries of the key-set log,
+    and return its freshly cosigned checkpoint, which must commit to exactly them.
+
+    Entries already logged are found again (logs deduplicate), so this is also how a
+    key set logged only in the main log reaches the key-set log.
+
+    Raises:
+        KeySetError: the key-set log holds other entries, or more (the chain is
+            behind the log: publish with the publisher's current chain).
+        LogError: the log failed, or its witness quorum did not cosign.
+    """
+    from overt.publish.keyset import KeySetError
+
+    indices = log.add_many(chain)
+    if indices != list(range(len(chain))):
+        raise KeySetError(
+            f"the key-set log holds other entries than this chain (its key sets landed at"
+            f" indices {indices}, not 0..{len(chain) - 1}): a key-set log holds one"
+            f" publisher's chain and nothing else"
+        )
+    note = log.fresh_checkpoint()
+    if cosign is not None:
+        note = cosign(note)
+    size = parse_checkpoint(parse_note(note).text).size
+    if size != len(chain):
+        raise KeySetError(
+            f"the key-set log holds {size} key set(s), this chain {len(chain)}: the chain is"
+            f" behind the log; use the publisher's current chain"
+        )
+    return note
 
 
 @contextlib.contextmanager
@@ -357,6 +426,16 @@ class _WitnessedLog:
         return indices
 
     def checkpoint(self) -> bytes:
+        return self.log.checkpoint()
+
+    def fresh_checkpoint(self) -> bytes:
+        result = self.log.witness(refresh=True)
+        if result is not None and not result.published:
+            assert self.log.policy is not None
+            down = [w.name for w in self.log.policy.witnesses if w.name not in result.cosigned_by]
+            raise QuorumMissingError(
+                str(self.log.directory), self.log.size - 1, None, result.cosigned_by, down
+            )
         return self.log.checkpoint()
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
