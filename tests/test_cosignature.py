@@ -19,6 +19,7 @@ from overt.formats import cosignature as cosignature_module
 from overt.formats.checkpoint import Checkpoint, format_checkpoint, open_checkpoint, sign_checkpoint
 from overt.formats.cosignature import (
     ALG_COSIGNATURE_V1,
+    COSIGNATURE_V1,
     MAX_TIMESTAMP,
     CosignatureSigner,
     CosignatureVerifier,
@@ -79,12 +80,17 @@ def _line_signature(line: bytes) -> bytes:
 def test_exported_members() -> None:
     assert set(cosignature_module.__all__) == {
         "ALG_COSIGNATURE_V1",
+        "ALG_ML_DSA_44",
+        "COSIGNATURE_V1",
+        "ML_DSA_44_COSIGNATURE",
         "MAX_TIMESTAMP",
         "CosignatureSigner",
         "CosignatureVerifier",
         "cosign_line",
         "cosignature_timestamp",
         "cosigned_message",
+        "subtree_line",
+        "subtree_message",
     }
     for name in cosignature_module.__all__:
         assert hasattr(cosignature_module, name)
@@ -216,8 +222,7 @@ def test_cosign_line_appends_to_a_checkpoint() -> None:
 def test_cosignature_keys_round_trip_through_text() -> None:
     skey, vkey = generate_key("witness.example/k", alg=ALG_COSIGNATURE_V1)
     signer, verifier = parse_skey(skey), parse_vkey(vkey)
-    assert isinstance(signer, CosignatureSigner)
-    assert isinstance(verifier, CosignatureVerifier)
+    assert signer.key_type is verifier.key_type is COSIGNATURE_V1
     assert signer.verifier() == verifier
     assert signer.skey == skey
     text = format_checkpoint(Checkpoint(ORIGIN, 1, bytes(32)))

@@ -161,7 +161,7 @@ def _bad_policies() -> list[tuple[str, str]]:
         (f"log {log}\nwitness none {w1}\nquorum none\n", "predefined"),
         (f"log {log}\nwitness w1 {w1}\nwitness w2 {w1}\nquorum w1\n", "duplicate witness key"),
         (f"log {log}\nlog {log}\nquorum none\n", "duplicate log key"),
-        (f"log {w1}\nquorum none\n", "Ed25519"),
+        (f"log {w1}\nquorum none\n", "does not sign checkpoints"),
         (f"log {log}\nwitness w1 {log}\nquorum none\n", "cosignature"),
         (f"log {log}\nwitness w1 {w1[:-2]}\nquorum none\n", "vkey"),
         (f"log {log} url extra\nquorum none\n", "log takes"),

@@ -16,12 +16,16 @@ The text is separated from the signatures by the *last* blank line. Example
 
 Keys are named by ``(name, key ID)``. The key ID is the first four bytes of
 ``SHA-256(name || 0x0A || type byte || public key)``; the type byte is
-:data:`ALG_ED25519` (``0x01``) for plain Ed25519 and ``0x04`` for
-c2sp.org/tlog-cosignature (see :mod:`overt.formats.cosignature`). Keys travel as
-text::
+:data:`ALG_ED25519` (``0x01``) for plain Ed25519, ``0x04`` and ``0x06`` for
+c2sp.org/tlog-cosignature's Ed25519 and ML-DSA-44 cosignatures (see
+:mod:`overt.formats.cosignature`). Keys travel as text::
 
     vkey = name "+" hex(key ID) "+" base64(type || public key)
     skey = "PRIVATE+KEY+" name "+" hex(key ID) "+" base64(type || private seed)
+
+Every key type (algorithm, key ID rule, message, what it may sign) is an entry of
+:mod:`overt.formats.keytypes`; :func:`parse_vkey`, :func:`parse_skey` and
+:func:`generate_key` are re-exported from there and dispatch on the type byte.
 
 :func:`open_note` follows Go's ``golang.org/x/mod/sumdb/note.Open``: signatures
 by unknown keys (an unknown name, or a known name with another key ID) are
@@ -38,25 +42,30 @@ a new type byte, never a change to an existing one.
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
 
-from overt.errors import ConfigError, FormatError, InvalidSignatureError, UnknownKeyError
+from overt.errors import ConfigError, FormatError, UnknownKeyError
+from overt.formats.keytypes import (
+    ALG_ED25519,
+    ED25519_NOTE,
+    KeySigner,
+    KeyVerifier,
+    OfKeyType,
+    generate,
+    key_id,
+    key_type,
+    parse_skey,
+    parse_vkey,
+    valid_name,
+)
 from overt.formats.strict import b64decode_strict as _b64decode
 from overt.formats.strict import b64encode as _b64encode
 
@@ -78,13 +87,9 @@ __all__ = [
     "parse_note",
     "parse_skey",
     "parse_vkey",
-    "register_key_type",
     "sign_note",
     "valid_name",
 ]
-
-ALG_ED25519 = 0x01
-"""Signature type byte of plain Ed25519 note signatures."""
 
 MAX_NOTE_SIZE = 1 << 20
 """Largest signed note accepted, in bytes (room for 16+ post-quantum signatures)."""
@@ -92,11 +97,8 @@ MAX_NOTE_SIZE = 1 << 20
 MAX_SIGNATURES = 100
 """Most signature lines accepted in one note (the spec requires at least 16; Go uses 100)."""
 
-_MAX_KEY_SIZE = 1 << 13
 _SIG_PREFIX = "\u2014 ".encode()
 _CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f]")
-_HEX_KEY_ID = re.compile(r"[0-9a-f]{8}")
-_ASCII_NAME = re.compile(r"[\x21-\x7e]+")
 
 
 def _check_text(data: bytes, what: str) -> str:
@@ -108,25 +110,6 @@ def _check_text(data: bytes, what: str) -> str:
     if _CONTROL.search(data):
         raise FormatError(what, "contains an ASCII control character", data)
     return text
-
-
-def valid_name(name: str) -> bool:
-    """Reports whether ``name`` may name a key: non-empty UTF-8, no '+', no space or control."""
-    if not isinstance(name, str) or not name or "+" in name:
-        return False
-    if name.isascii():  # the common case, one regex instead of a loop
-        return _ASCII_NAME.fullmatch(name) is not None
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    # str.isspace covers Unicode White_Space (Go's unicode.IsSpace) plus \x1c-\x1f.
-    return not any(ch.isspace() or ch < " " or ch == "\x7f" for ch in name)
-
-
-def key_id(name: str, key_bytes_with_type: bytes) -> bytes:
-    """The 4-byte key ID: SHA-256(name || 0x0A || type byte || public key)[:4]."""
-    return hashlib.sha256(name.encode("utf-8") + b"\n" + key_bytes_with_type).digest()[:4]
 
 
 # --- notes ------------------------------------------------------------------------------
@@ -239,204 +222,39 @@ class Verifier(Protocol):
         ...
 
 
-def _check_name(name: str) -> None:
-    if not valid_name(name):
-        raise FormatError("key name", "empty, or contains '+', a space or a control", name)
-
-
-class _Ed25519Key:
-    """The common part of every Ed25519-based key: name, type byte, public key, key ID."""
-
-    alg: ClassVar[int] = ALG_ED25519
-
-    def __init__(self, name: str, public_key: Ed25519PublicKey) -> None:
-        _check_name(name)
-        self.name = name
-        self.public_key = public_key
-        self._public = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-        self.key_id = key_id(name, bytes([self.alg]) + self._public)
-
-    @property
-    def vkey(self) -> str:
-        """The verifier key text, ``name+hexkeyid+base64(type||pubkey)``."""
-        return f"{self.name}+{self.key_id.hex()}+{_b64encode(bytes([self.alg]) + self._public)}"
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.vkey == self.vkey
-
-    def __hash__(self) -> int:
-        return hash((type(self), self.vkey))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.vkey!r})"
-
-    def _verify_ed25519(self, message: bytes, signature: bytes) -> None:
-        if len(signature) != 64:
-            raise InvalidSignatureError(self.name, self.key_id)
-        try:
-            self.public_key.verify(signature, message)
-        except InvalidSignature as err:
-            raise InvalidSignatureError(self.name, self.key_id) from err
-
-
-class _Ed25519SignerKey(_Ed25519Key):
-    """An Ed25519-based signing key; subclasses choose the type byte and the message."""
-
-    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
-        super().__init__(name, private_key.public_key())
-        self._private = private_key
-
-    @property
-    def skey(self) -> str:
-        """The signer key text, ``PRIVATE+KEY+name+hexkeyid+base64(type||seed)``. Secret."""
-        seed = self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        return f"PRIVATE+KEY+{self.name}+{self.key_id.hex()}+{_b64encode(bytes([self.alg]) + seed)}"
-
-    def __repr__(self) -> str:  # never print the private key
-        return f"{type(self).__name__}({self.vkey!r})"
-
-    def sign(self, text: bytes) -> bytes:
-        """Returns the signature over ``text``; each type byte defines what it signs."""
-        raise NotImplementedError
-
-
-class Ed25519Verifier(_Ed25519Key):
+class Ed25519Verifier(KeyVerifier, metaclass=OfKeyType):
     """Verifies plain Ed25519 note signatures (type 0x01) by ``(name, public_key)``.
 
     Raises:
         FormatError: on construction, if ``name`` is not a valid key name.
     """
 
-    alg = ALG_ED25519
+    KEY_TYPE = ED25519_NOTE
 
-    def verify(self, text: bytes, signature: bytes) -> None:
-        """Raises InvalidSignatureError unless ``signature`` is this key's over ``text``."""
-        self._verify_ed25519(text, signature)
+    def __init__(self, name: str, public_key: Ed25519PublicKey) -> None:
+        super().__init__(ED25519_NOTE, name, public_key)
 
 
-class Ed25519Signer(_Ed25519SignerKey):
+class Ed25519Signer(KeySigner, metaclass=OfKeyType):
     """Signs note text with plain Ed25519 (type 0x01)."""
 
-    alg = ALG_ED25519
+    KEY_TYPE = ED25519_NOTE
 
-    def sign(self, text: bytes) -> bytes:
-        """Returns the 64-byte Ed25519 signature over ``text``."""
-        return self._private.sign(text)
-
-    def verifier(self) -> Ed25519Verifier:
-        """The matching verifier."""
-        return Ed25519Verifier(self.name, self.public_key)
+    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
+        super().__init__(ED25519_NOTE, name, private_key)
 
 
 def generate_key(name: str, alg: int = ALG_ED25519) -> tuple[str, str]:
-    """Generates a fresh key; returns ``(skey, vkey)``.
+    """Generates a fresh key of signature type ``alg``; returns ``(skey, vkey)``.
 
-    ``alg`` is :data:`ALG_ED25519` or ``overt.formats.cosignature.ALG_COSIGNATURE_V1``.
+    ``alg`` is any registered type byte (:mod:`overt.formats.keytypes`): 0x01 Ed25519,
+    0x04 Ed25519 cosignature/v1, 0x06 ML-DSA-44 cosignature.
 
     Raises:
         FormatError: invalid name or unsupported type byte.
     """
-    signer = _new_signer(alg, name, Ed25519PrivateKey.generate())
+    signer = generate(key_type(alg), name)
     return signer.skey, signer.vkey
-
-
-#: Key types by type byte: how to build a signer and a verifier of that type. The
-#: cosignature/v1 type registers itself from :mod:`overt.formats.cosignature` (imported
-#: by the package), so this module does not import the formats built on it.
-_KEY_TYPES: dict[
-    int,
-    tuple[
-        Callable[[str, Ed25519PrivateKey], _Ed25519SignerKey],
-        Callable[[str, Ed25519PublicKey], Verifier],
-    ],
-] = {}
-
-
-def register_key_type(
-    alg: int,
-    signer: Callable[[str, Ed25519PrivateKey], _Ed25519SignerKey],
-    verifier: Callable[[str, Ed25519PublicKey], Verifier],
-) -> None:
-    """Make :func:`parse_vkey`, :func:`parse_skey` and :func:`generate_key` know type ``alg``.
-
-    Raises:
-        ConfigError: another key type already uses ``alg``.
-    """
-    known = _KEY_TYPES.get(alg)
-    if known is not None and known != (signer, verifier):
-        raise ConfigError(f"signature type 0x{alg:02x} is already registered")
-    _KEY_TYPES[alg] = (signer, verifier)
-
-
-register_key_type(ALG_ED25519, Ed25519Signer, Ed25519Verifier)
-
-
-def _new_signer(alg: int, name: str, private_key: Ed25519PrivateKey) -> _Ed25519SignerKey:
-    if alg not in _KEY_TYPES:
-        raise FormatError("key", f"unsupported signature type 0x{alg:02x}")
-    return _KEY_TYPES[alg][0](name, private_key)
-
-
-def _new_verifier(alg: int, name: str, public_key: Ed25519PublicKey) -> Verifier:
-    if alg not in _KEY_TYPES:
-        raise FormatError("vkey", f"unsupported signature type 0x{alg:02x}")
-    return _KEY_TYPES[alg][1](name, public_key)
-
-
-def _split_key(text: str, parts: int, what: str) -> list[str]:
-    if not isinstance(text, str) or len(text) > _MAX_KEY_SIZE:
-        raise FormatError(what, "not a string of reasonable size")
-    # maxsplit: the base64 part may itself contain '+'; names never do.
-    fields = text.split("+", parts - 1)
-    if len(fields) != parts:
-        raise FormatError(what, f"expected {parts} '+'-separated fields", text)
-    return fields
-
-
-def _parse_key_fields(name: str, hex_id: str, b64: str, what: str) -> tuple[bytes, int, bytes]:
-    if not valid_name(name):
-        raise FormatError(what, "invalid key name", name)
-    if not _HEX_KEY_ID.fullmatch(hex_id):
-        raise FormatError(what, "key ID is not 8 lowercase hex digits", hex_id)
-    raw = _b64decode(b64, what)
-    if len(raw) != 33:
-        raise FormatError(what, "key is not a type byte and 32 bytes", b64)
-    return bytes.fromhex(hex_id), raw[0], raw[1:]
-
-
-def parse_vkey(vkey: str) -> Verifier:
-    """Parses a verifier key, dispatching on its type byte (0x01 Ed25519, 0x04 cosignature/v1).
-
-    Raises:
-        FormatError: malformed, unsupported type, or a key ID that does not match the key.
-    """
-    name, hex_id, b64 = _split_key(vkey, 3, "vkey")
-    kid, alg, public = _parse_key_fields(name, hex_id, b64, "vkey")
-    try:
-        public_key = Ed25519PublicKey.from_public_bytes(public)
-    except ValueError as err:
-        raise FormatError("vkey", "not an Ed25519 public key", vkey) from err
-    verifier = _new_verifier(alg, name, public_key)
-    if verifier.key_id != kid:
-        raise FormatError("vkey", "key ID does not match the name and key", vkey)
-    return verifier
-
-
-def parse_skey(skey: str) -> Signer:
-    """Parses a signer key, dispatching on its type byte like :func:`parse_vkey`.
-
-    Raises:
-        FormatError: malformed, unsupported type, or a key ID that does not match the
-            public key derived from the seed.
-    """
-    private, key, name, hex_id, b64 = _split_key(skey, 5, "skey")
-    if private != "PRIVATE" or key != "KEY":
-        raise FormatError("skey", "does not start with PRIVATE+KEY+")
-    kid, alg, seed = _parse_key_fields(name, hex_id, b64, "skey")
-    signer = _new_signer(alg, name, Ed25519PrivateKey.from_private_bytes(seed))
-    if signer.key_id != kid:
-        raise FormatError("skey", "key ID does not match the name and key")
-    return signer
 
 
 # --- signing and opening ----------------------------------------------------------------

@@ -6,7 +6,7 @@ cosignatures (c2sp.org/tlog-cosignature) a checkpoint needs. Grammar, one item
 per line, items separated by runs of spaces and tabs::
 
     log <vkey> [<url>]                    ; a log; the vkey's name is its origin
-    witness <name> <vkey> [<url>]         ; a cosigner; vkey of type 0x04
+    witness <name> <vkey> [<url>]         ; a cosigner; vkey of type 0x04 or 0x06
     group <name> (all | any | <k>) <name>...   ; k of the n members (1 <= k <= n)
     quorum <name>                         ; exactly one; a witness, a group, or none
     # comment                             ; blank and comment lines are ignored
@@ -70,8 +70,9 @@ from dataclasses import dataclass, field
 
 from overt.errors import FormatError, PolicyError, StaleError, UnknownKeyError
 from overt.formats.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
-from overt.formats.cosignature import CosignatureVerifier, cosignature_timestamp
-from overt.formats.note import Ed25519Verifier, Verifier, parse_vkey
+from overt.formats.cosignature import cosignature_timestamp
+from overt.formats.keytypes import KeyVerifier, Purpose
+from overt.formats.note import Verifier, parse_vkey
 from overt.formats.strict import parse_decimal
 
 __all__ = [
@@ -113,14 +114,19 @@ def _fail(reason: str, line: str = "") -> FormatError:
 
 
 def _raw_key(verifier: Verifier) -> bytes:
-    if isinstance(verifier, Ed25519Verifier | CosignatureVerifier):
-        return verifier.public_key.public_bytes_raw()
+    if isinstance(verifier, KeyVerifier):
+        return verifier.public_bytes
     raise PolicyError(f"unsupported key type for {verifier.name}")  # pragma: no cover
+
+
+def _may_sign(verifier: Verifier, purpose: Purpose) -> bool:
+    """Whether the key's type may sign for ``purpose`` (overt.formats.keytypes decides)."""
+    return isinstance(verifier, KeyVerifier) and verifier.key_type.may_sign(purpose)
 
 
 @dataclass(frozen=True)
 class PolicyLog:
-    """A ``log`` line: an Ed25519 (type 0x01) log key whose name is the log's origin."""
+    """A ``log`` line: a log key (type 0x01 Ed25519 or 0x06 ML-DSA-44) named after the origin."""
 
     vkey: str
     url: str | None = None
@@ -128,8 +134,8 @@ class PolicyLog:
 
     def __post_init__(self) -> None:
         verifier = parse_vkey(self.vkey)
-        if not isinstance(verifier, Ed25519Verifier):
-            raise _fail("a log key is not an Ed25519 (type 0x01) vkey", self.vkey)
+        if not _may_sign(verifier, Purpose.CHECKPOINT):
+            raise _fail("a log key's type does not sign checkpoints (0x01, 0x06 do)", self.vkey)
         object.__setattr__(self, "verifier", verifier)
 
     @property
@@ -139,7 +145,7 @@ class PolicyLog:
 
 @dataclass(frozen=True)
 class PolicyWitness:
-    """A ``witness`` line: a policy-local name and a cosignature/v1 (type 0x04) key."""
+    """A ``witness`` line: a policy-local name and a cosigner key (type 0x04 or 0x06)."""
 
     name: str
     vkey: str
@@ -148,8 +154,8 @@ class PolicyWitness:
 
     def __post_init__(self) -> None:
         verifier = parse_vkey(self.vkey)
-        if not isinstance(verifier, CosignatureVerifier):
-            raise _fail("a witness key is not a cosignature/v1 (type 0x04) vkey", self.vkey)
+        if not _may_sign(verifier, Purpose.COSIGNATURE):
+            raise _fail("a witness key is not a cosignature (type 0x04, 0x06) vkey", self.vkey)
         object.__setattr__(self, "verifier", verifier)
 
 
@@ -166,8 +172,8 @@ class PolicyMirror:
 
     def __post_init__(self) -> None:
         verifier = parse_vkey(self.vkey)
-        if not isinstance(verifier, CosignatureVerifier):
-            raise _fail("a mirror key is not a cosignature/v1 (type 0x04) vkey", self.vkey)
+        if not _may_sign(verifier, Purpose.COSIGNATURE):
+            raise _fail("a mirror key is not a cosignature (type 0x04, 0x06) vkey", self.vkey)
         if self.min_index < 0:
             raise _fail("a mirror's minimum index is negative", str(self.min_index))
         object.__setattr__(self, "verifier", verifier)
@@ -628,7 +634,11 @@ def open_trusted_checkpoint(
         if max_age is not None:
             raise PolicyError("freshness (max age) needs a witness policy")
         return open_checkpoint(note, log_key, origin, cosigners=cosigners)
-    extra = [PolicyLog(log_key.vkey)] if isinstance(log_key, Ed25519Verifier) else []
+    extra = (
+        [PolicyLog(log_key.vkey)]
+        if isinstance(log_key, KeyVerifier) and _may_sign(log_key, Purpose.CHECKPOINT)
+        else []
+    )
     verified = verify_checkpoint(note, policy, now, max_age, origin=origin, extra_logs=extra)
     used = verified.log.verifier
     if log_key is not None and (used.name, used.key_id) != (log_key.name, log_key.key_id):
