@@ -86,12 +86,16 @@ def test_exported_members() -> None:
         "CONTENT_TYPE_SIZE",
         "MAX_PROOF_LINES",
         "MAX_REQUEST_SIZE",
+        "MAX_SUBTREE_REQUEST_SIZE",
         "AddCheckpointRequest",
+        "SignSubtreeRequest",
         "format_add_checkpoint",
         "format_cosignature_lines",
+        "format_sign_subtree",
         "format_size_body",
         "parse_add_checkpoint",
         "parse_cosignature_lines",
+        "parse_sign_subtree",
         "parse_size_body",
     }
     for name in witness_module.__all__:

@@ -32,6 +32,8 @@ from overt.cli._util import (
 from overt.errors import ConfigError, FormatError
 
 if TYPE_CHECKING:
+    from overt.formats.note import Verifier
+    from overt.formats.policy import Policy
     from overt.log.log import Log
 
 #: Entries (and bytes) handed to one ``Log.add_many`` call by a bulk add: large enough
@@ -142,6 +144,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--max-age", type=float, metavar="SECONDS", help="require cosignatures this recent"
     )
     p.add_argument("--progress", action="store_true", help="show progress even when not a terminal")
+    p.add_argument(
+        "--mirror", action="append", default=[], metavar="URL_OR_DIR",
+        help="a tlog-mirror's monitoring prefix to read from where the log fails (besides the"
+        " policy's mirror URLs); repeatable",
+    )  # fmt: skip
     p.set_defaults(func=_verify)
 
 
@@ -367,6 +374,8 @@ def _verify(args: argparse.Namespace) -> int:
 
     verifier = load_vkey(args.vkey) if args.vkey else None
     policy = load_policy(args.policy)
+    if args.mirror or (policy is not None and policy.mirrors):
+        return _verify_mirrored(args, verifier, policy)
     source = open_source(args.source)
     try:
         result = verify_log(
@@ -385,3 +394,64 @@ def _verify(args: argparse.Namespace) -> int:
         f"({result.entries} entries checked, {rate:,.0f}/s)"
     )
     return 0
+
+
+def _verify_mirrored(
+    args: argparse.Namespace, verifier: Verifier | None, policy: Policy | None
+) -> int:
+    """``overt log verify`` with mirrors: read where the log fails, demand the mirror quorum."""
+    from overt.log.client import open_source
+    from overt.monitor.mirrors import mirrors_from, verify_mirrored_log
+
+    if verifier is None:
+        logs = policy.logs if policy is not None else ()
+        if len(logs) != 1:
+            raise ConfigError("give --vkey (or a policy with exactly one log line)")
+        verifier = logs[0].verifier
+    source = open_source(args.source)
+    mirrors = mirrors_from(policy, verifier.name, args.mirror)
+    try:
+        result = verify_mirrored_log(
+            source,
+            mirrors,
+            verifier,
+            policy,
+            args.max_age,
+            extra=_witnessed_copies(policy, verifier.name),
+            progress=Progress("verifying", force=args.progress),
+        )
+    finally:
+        source.close()
+        for m in mirrors:
+            m.source.close()
+    if result.origin_problem is not None:
+        print(f"overt: warning: the log is unreachable ({result.origin_problem});"
+              " verified from its mirrors", file=sys.stderr)  # fmt: skip
+    cp = result.log.checkpoint.checkpoint
+    print(f"ok: {cp.origin} size {cp.size} root {cp.root_hash.hex()} ({cp.size} entries checked)")
+    for v in result.views:
+        held = f"holds [{v.mirror.min_index}, {v.holds})" if v.holds else f"no: {v.problem}"
+        print(f"mirror {v.mirror.name}: {held}")
+    if policy is not None and policy.mirror_quorum is not None:
+        print(f"mirror quorum {policy.mirror_quorum} met by {', '.join(result.holding)}")
+    return 0
+
+
+def _witnessed_copies(policy: Policy | None, origin: str) -> list[bytes]:
+    """The policy's witnesses' latest cosigned checkpoints of ``origin`` (those that answer):
+    a mirror's copy of a tree may not carry the witness quorum; theirs add it."""
+    from overt.errors import LogError
+    from overt.monitor.gossip import HTTPWitness, witnesses_from
+
+    notes: list[bytes] = []
+    for w in witnesses_from(policy):
+        try:
+            note = w.source.checkpoint(origin)
+        except LogError:
+            continue
+        finally:
+            if isinstance(w.source, HTTPWitness):
+                w.source.close()
+        if note is not None:
+            notes.append(note)
+    return notes

@@ -1,6 +1,7 @@
 """``overt monitor``: follow a log, prove it append-only, gossip with witnesses, check entries.
 
     overt monitor URL [--vkey VKEY] [--policy FILE] [--state DIR] [--witness URL]...
+                  [--mirror URL]... [--audit-tiles N]
                   [--once] [--interval SECONDS] [--check NAME[=ARG]]... [--webhook URL]
 
 Events and alerts go to stdout as JSON lines (:mod:`overt.monitor.events`). With ``--once``
@@ -10,6 +11,12 @@ once it holds evidence that the log is inconsistent.
 
 The log's key is ``--vkey``, or else the policy's ``log`` line (the one whose
 URL is the monitored URL, or the only one).
+
+Mirrors (c2sp.org/tlog-mirror: the policy's ``mirror`` lines with URLs, and ``--mirror``)
+are read where the log fails, compared with it like witnesses, held to the policy's
+``mirror-quorum``, and ``--audit-tiles`` old entry bundles a poll are re-read from the log
+and a mirror to catch a log that deleted or rewrote entries its mirrors hold
+(:mod:`overt.monitor.follow`).
 """
 
 from __future__ import annotations
@@ -57,6 +64,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=[],
         metavar="URL",
         help="a witness to compare with (besides the policy's witness URLs); repeatable",
+    )
+    p.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a tlog-mirror's monitoring prefix (besides the policy's mirror URLs); repeatable",
+    )
+    p.add_argument(
+        "--audit-tiles",
+        type=int,
+        default=4,
+        metavar="N",
+        help="with mirrors: old entry bundles re-read from the log and a mirror each poll",
     )
     p.add_argument("--once", action="store_true", help="poll once; exit 1 if anything alerted")
     p.add_argument(
@@ -122,6 +143,7 @@ def _monitor(args: argparse.Namespace) -> int:
     from overt.monitor.events import EventSink
     from overt.monitor.follow import Monitor
     from overt.monitor.gossip import HTTPWitness, witnesses_from
+    from overt.monitor.mirrors import mirrors_from
     from overt.monitor.state import MonitorState
 
     policy = load_policy(str(args.policy) if args.policy is not None else None)
@@ -140,6 +162,7 @@ def _monitor(args: argparse.Namespace) -> int:
     sink = EventSink(sys.stdout, args.webhook)
     source = open_source(args.url)
     witnesses = witnesses_from(policy, args.witness)
+    mirrors = mirrors_from(policy, verifier.name, args.mirror)
     try:
         with Monitor(
             source,
@@ -152,6 +175,8 @@ def _monitor(args: argparse.Namespace) -> int:
             checks=checks,
             check_timeout=args.check_timeout,
             name=f"log {args.url}",
+            mirrors=mirrors,
+            audit_tiles=args.audit_tiles,
         ) as monitor:
             if args.once:
                 monitor.poll()
@@ -162,5 +187,7 @@ def _monitor(args: argparse.Namespace) -> int:
         for w in witnesses:
             if isinstance(w.source, HTTPWitness):
                 w.source.close()
+        for m in mirrors:
+            m.source.close()
         source.close()
         sink.close()

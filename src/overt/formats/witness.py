@@ -33,8 +33,29 @@ witness's job (:mod:`overt.witness.core`), under its own error codes. This
 module only checks that it is a syntactically valid signed note. Parsing is
 strict and canonical; ``format_*`` is the exact inverse of ``parse_*``.
 
+Request body of the optional ``POST <submission prefix>/sign-subtree``: a subtree
+(draft-ietf-plants-merkle-tree-certs §4, :mod:`overt.formats.subtree`), its hash, a
+subtree consistency proof to a checkpoint, and that checkpoint carrying the
+witness's own cosignature::
+
+    body         = range-line hash-line *proof-line LF checkpoint
+    range-line   = "subtree" SP start SP end LF   ; canonical decimals, [start, end) a subtree
+    hash-line    = base64(hash) LF                ; the subtree's 32-byte Merkle tree hash
+    proof-line   = base64(hash) LF                ; at most 63 lines
+
+    subtree 8 13
+    mbsQCg+dEIMGlpqeGgk94JutQwKKS2Lo5IuDhKmDjiU=
+    CD82D2LDm0phY0+xKbHyZfq3Hw21lVkuV7Zis5EFg0k=
+
+    example.com/behind-the-sofa
+    14
+    ...
+
+The reply is ``200`` with subtree cosignature lines (ML-DSA-44, timestamp zero;
+:func:`parse_cosignature_lines`), or a status the spec names.
+
 Spec: https://c2sp.org/tlog-witness@v1.0.0. Versioning: this module follows
-v1.0.0; the optional ``sign-subtree`` call is not implemented.
+v1.0.0, both calls.
 """
 
 from __future__ import annotations
@@ -54,17 +75,22 @@ from overt.formats.note import (
     parse_note,
 )
 from overt.formats.strict import b64decode_strict, b64encode, parse_decimal
+from overt.formats.subtree import is_valid_subtree
 
 __all__ = [
     "CONTENT_TYPE_SIZE",
     "MAX_PROOF_LINES",
     "MAX_REQUEST_SIZE",
+    "MAX_SUBTREE_REQUEST_SIZE",
     "AddCheckpointRequest",
+    "SignSubtreeRequest",
     "format_add_checkpoint",
     "format_cosignature_lines",
+    "format_sign_subtree",
     "format_size_body",
     "parse_add_checkpoint",
     "parse_cosignature_lines",
+    "parse_sign_subtree",
     "parse_size_body",
 ]
 
@@ -77,6 +103,12 @@ MAX_PROOF_LINES = 63
 _MAX_HEAD = len("old \n") + len(str(MAX_TREE_SIZE)) + MAX_PROOF_LINES * 45 + 1
 MAX_REQUEST_SIZE = _MAX_HEAD + MAX_NOTE_SIZE
 """Largest request body accepted, in bytes: the longest header and the largest note."""
+
+_MAX_SUBTREE_HEAD = (
+    len("subtree  \n") + 2 * len(str(MAX_TREE_SIZE)) + (1 + MAX_PROOF_LINES) * 45 + 1
+)
+MAX_SUBTREE_REQUEST_SIZE = _MAX_SUBTREE_HEAD + MAX_NOTE_SIZE
+"""Largest sign-subtree request body accepted, in bytes."""
 
 _MAX_REPLY = 64 * 1024
 
@@ -103,11 +135,50 @@ class AddCheckpointRequest:
             raise FormatError(
                 "add-checkpoint old size", "not an int in [0, 2^63)", repr(self.old_size)
             )
-        if len(self.proof) > MAX_PROOF_LINES:
-            raise FormatError("add-checkpoint request", f"more than {MAX_PROOF_LINES} proof lines")
-        for digest in self.proof:
-            if type(digest) is not bytes or len(digest) != HASH_SIZE:
-                raise FormatError("consistency proof hash", f"not {HASH_SIZE} bytes", repr(digest))
+        _check_hashes(self.proof, "add-checkpoint request")
+        object.__setattr__(self, "note", parse_note(self.checkpoint))
+
+
+def _check_hashes(proof: Sequence[bytes], what: str) -> None:
+    if len(proof) > MAX_PROOF_LINES:
+        raise FormatError(what, f"more than {MAX_PROOF_LINES} proof lines")
+    for digest in proof:
+        if type(digest) is not bytes or len(digest) != HASH_SIZE:
+            raise FormatError("consistency proof hash", f"not {HASH_SIZE} bytes", repr(digest))
+
+
+@dataclass(frozen=True)
+class SignSubtreeRequest:
+    """A sign-subtree request: subtree range and hash, subtree consistency proof, checkpoint.
+
+    ``[start, end)`` is a subtree (draft-ietf-plants-merkle-tree-certs §4.1);
+    ``checkpoint`` is the note as sent and ``note`` its parse. Whether ``end`` fits
+    the checkpoint, the proof holds and the witness signed the checkpoint is the
+    witness's decision (:func:`overt.witness.core.verify_subtree_request`).
+
+    Raises:
+        FormatError: on construction, a range that is not a subtree below 2^63, a hash
+            that is not 32 bytes, more than 63 proof hashes, or a checkpoint that is not
+            a signed note.
+    """
+
+    start: int
+    end: int
+    subtree_hash: bytes
+    proof: tuple[bytes, ...]
+    checkpoint: bytes
+    note: Note = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not is_valid_subtree(self.start, self.end) or self.end > MAX_TREE_SIZE:
+            raise FormatError(
+                "sign-subtree range",
+                "not a subtree (0 <= start < end < 2^63, start a multiple of BIT_CEIL(end - start))",
+                f"[{self.start!r}, {self.end!r})",
+            )
+        if type(self.subtree_hash) is not bytes or len(self.subtree_hash) != HASH_SIZE:
+            raise FormatError("subtree hash", f"not {HASH_SIZE} bytes", repr(self.subtree_hash))
+        _check_hashes(self.proof, "sign-subtree request")
         object.__setattr__(self, "note", parse_note(self.checkpoint))
 
 
@@ -136,14 +207,7 @@ def parse_add_checkpoint(body: bytes) -> AddCheckpointRequest:
     if not old.startswith(b"old "):
         raise FormatError("add-checkpoint request", "does not start with an old size line", old)
     old_size = _parse_size(old[4:], "add-checkpoint old size")
-    if len(lines) - 1 > MAX_PROOF_LINES:
-        raise FormatError("add-checkpoint request", f"more than {MAX_PROOF_LINES} proof lines")
-    proof = []
-    for line in lines[1:]:
-        digest = b64decode_strict(line, "consistency proof line")
-        if len(digest) != HASH_SIZE:
-            raise FormatError("consistency proof line", f"not {HASH_SIZE} bytes", line)
-        proof.append(digest)
+    proof = _parse_hash_lines(lines[1:], "add-checkpoint request")
     return AddCheckpointRequest(old_size, tuple(proof), body[split + 2 :])
 
 
@@ -153,6 +217,60 @@ def format_add_checkpoint(request: AddCheckpointRequest) -> bytes:
     (Every field was checked when ``request`` was built.)
     """
     head = [f"old {request.old_size}\n", *(b64encode(h) + "\n" for h in request.proof), "\n"]
+    return "".join(head).encode("ascii") + request.checkpoint
+
+
+def _parse_hash_lines(lines: Sequence[bytes], what: str) -> list[bytes]:
+    if len(lines) > MAX_PROOF_LINES:
+        raise FormatError(what, f"more than {MAX_PROOF_LINES} proof lines")
+    out = []
+    for line in lines:
+        digest = b64decode_strict(line, "consistency proof line")
+        if len(digest) != HASH_SIZE:
+            raise FormatError("consistency proof line", f"not {HASH_SIZE} bytes", line)
+        out.append(digest)
+    return out
+
+
+def parse_sign_subtree(body: bytes) -> SignSubtreeRequest:
+    """Parses a sign-subtree request body.
+
+    Raises:
+        FormatError: oversized; no ``subtree`` line, or one whose start and end are not
+            canonical decimals separated by single spaces, or not a subtree; a hash or
+            proof line that is not the canonical base64 of 32 bytes; more than 63 proof
+            lines; no empty line before the checkpoint; or a checkpoint that is not a
+            signed note.
+    """
+    what = "sign-subtree request"
+    if len(body) > MAX_SUBTREE_REQUEST_SIZE:
+        raise FormatError(what, f"larger than {MAX_SUBTREE_REQUEST_SIZE} bytes")
+    split = body.find(b"\n\n", 0, _MAX_SUBTREE_HEAD + 1)
+    if split < 0:
+        raise FormatError(what, "no empty line within 63 proof lines", body[:80])
+    lines = body[:split].split(b"\n")
+    head = lines[0].split(b" ")
+    if len(head) != 3 or head[0] != b"subtree":
+        raise FormatError(what, "does not start with a 'subtree <start> <end>' line", lines[0])
+    start = _parse_size(head[1], "subtree start")
+    end = _parse_size(head[2], "subtree end")
+    if len(lines) < 2:
+        raise FormatError(what, "no subtree hash line", body[:80])
+    subtree_hash = b64decode_strict(lines[1], "subtree hash line")
+    if len(subtree_hash) != HASH_SIZE:
+        raise FormatError("subtree hash line", f"not {HASH_SIZE} bytes", lines[1])
+    proof = _parse_hash_lines(lines[2:], what)
+    return SignSubtreeRequest(start, end, subtree_hash, tuple(proof), body[split + 2 :])
+
+
+def format_sign_subtree(request: SignSubtreeRequest) -> bytes:
+    """Encodes a sign-subtree request body; the exact inverse of :func:`parse_sign_subtree`."""
+    head = [
+        f"subtree {request.start} {request.end}\n",
+        b64encode(request.subtree_hash) + "\n",
+        *(b64encode(h) + "\n" for h in request.proof),
+        "\n",
+    ]
     return "".join(head).encode("ascii") + request.checkpoint
 
 

@@ -15,7 +15,18 @@
    time: each entry's leaf hash must equal its hash in the level-0 tile, and the tree grown
    from those hashes must be a prefix of the kept checkpoint's tree (a consistency proof from
    the batch's end to the checkpoint, or the root itself at the end); only then do the checks
-   (:mod:`overt.monitor.checks`) see the entries, and the state moves past them.
+   (:mod:`overt.monitor.checks`) see the entries, and the state moves past them;
+6. with mirrors (c2sp.org/tlog-mirror, :mod:`overt.monitor.mirrors`): demands the policy's
+   mirror quorum for the tree kept one poll earlier (mirrors get a poll to catch up), and
+   re-reads ``audit_tiles`` old entry bundles a poll, round robin, from the log and from a
+   mirror: entries the log deleted or rewrote after its mirrors stored them are an alert
+   carrying self-contained evidence (the checkpoint, the original entry and its inclusion
+   proof, and what the log serves instead).
+
+With mirrors, a log that is unreachable or does not serve a tile is read from its mirrors
+(checked against the same signed checkpoint), and when the log's checkpoint cannot be read,
+the largest mirror checkpoint that passes the policy is followed, its cosignatures merged with
+the witnesses' copies of the same tree.
 
 A crash between running the checks on a batch and saving the state re-runs the checks on that
 batch after a restart: checks are at-least-once, the state is never ahead of the checks. So a
@@ -48,13 +59,21 @@ from overt.errors import (
     VerificationError,
 )
 from overt.formats import merkle, tiles
-from overt.formats.checkpoint import SignedCheckpoint, open_checkpoint
-from overt.formats.note import Verifier
-from overt.formats.policy import Policy, open_trusted_checkpoint
+from overt.formats.checkpoint import SignedCheckpoint, open_checkpoint, parse_checkpoint
+from overt.formats.note import Verifier, parse_note
+from overt.formats.policy import MirrorQuorumError, Policy, open_trusted_checkpoint, require_mirrors
+from overt.formats.strict import b64encode
 from overt.log.client import TileSource, tile_reader
 from overt.monitor.checks import DEFAULT_CHECK_TIMEOUT, Check, CheckFailure, run_checks
 from overt.monitor.events import EventSink
 from overt.monitor.gossip import Witness, compare_views, open_witnessed
+from overt.monitor.mirrors import (
+    FallbackSource,
+    Mirror,
+    best_checkpoint,
+    mirror_sizes,
+    prove_entries,
+)
 from overt.monitor.state import MonitorState, Position, make_evidence
 from overt.monitor.verify import TilesMismatchError, verify_successor
 
@@ -81,7 +100,8 @@ class Monitor:
     together before the checks run and the state is saved. A check that raises, or spends more
     than ``check_timeout`` seconds on one entry (None: no limit), is a ``check-failed`` alert
     naming the check and the entry, and the monitor moves on
-    (:func:`overt.monitor.checks.run_checks`).
+    (:func:`overt.monitor.checks.run_checks`). ``mirrors`` are read where the log fails and
+    audited against it (step 6 of the module docstring), ``audit_tiles`` bundles a poll.
     """
 
     def __init__(
@@ -100,16 +120,27 @@ class Monitor:
         fetch_threads: int = 4,
         clock: Callable[[], float] = time.time,
         name: str = "log",
+        mirrors: Sequence[Mirror] = (),
+        audit_tiles: int = 4,
     ) -> None:
         if batch_tiles < 1 or fetch_threads < 1:
             raise ValueError("batch_tiles and fetch_threads must be at least 1")
+        self.origin_source = source
+        self.mirrors = list(mirrors)
+        self.audit_tiles = audit_tiles
+        self._audit_next = 0  # the next full entry bundle the history audit re-reads
+        self._mirror_due = 0  # the mirror quorum must hold [0, this): the size one poll ago
+        if self.mirrors:
+            source = FallbackSource([source, *(m.source for m in self.mirrors)])
         self.source = source
         self.verifier = verifier
         self.state = state
         self.sink = sink
         self.policy = policy
         self.max_age = max_age
-        self.witnesses = list(witnesses)
+        self.witnesses = list(witnesses) + [
+            Witness(f"mirror {m.name}", _MirrorCheckpoint(m), m.verifier) for m in self.mirrors
+        ]
         self.checks = list(checks)
         self.check_timeout = check_timeout
         self.batch_tiles = batch_tiles
@@ -147,7 +178,7 @@ class Monitor:
         """
         alerts = self.sink.alerts
         self._require_clean()
-        note = self.source.read("checkpoint")
+        note = self._read_checkpoint()
         position = self.state.load(self.verifier)
         signed = self._open(note)
         if signed is not None:
@@ -157,6 +188,9 @@ class Monitor:
         self._gossip(position.checkpoint)
         before = position.next
         position = self._catch_up(position)
+        if self.mirrors:
+            self._check_mirrors(position.checkpoint)
+            self._audit_history(position)
         return PollResult(
             position.checkpoint.checkpoint.size,
             position.next,
@@ -218,6 +252,43 @@ class Monitor:
         except InconsistentCheckpointError as err:
             self.sink.alert("evidence-on-file", str(err), origin=self.origin)
             raise
+
+    def _trust(self, note: bytes) -> SignedCheckpoint:
+        return open_trusted_checkpoint(
+            note,
+            self.verifier,
+            self.policy,
+            now=self.clock(),
+            max_age=self.max_age,
+            origin=self.origin,
+        )
+
+    def _read_checkpoint(self) -> bytes:
+        """The log's checkpoint; if the log is unreachable, the best its mirrors serve."""
+        try:
+            return self.origin_source.read("checkpoint")
+        except LogError as err:
+            if not self.mirrors:
+                raise
+            problem = str(err)
+        extra: list[bytes] = []
+        for w in self.witnesses:
+            try:
+                note = w.source.checkpoint(self.origin)
+            except LogError:
+                continue
+            if note is not None:
+                extra.append(note)
+        try:
+            note = best_checkpoint(self.mirrors, self.verifier, self._trust, extra)
+        except (FormatError, VerificationError) as err:
+            raise LogError(f"{problem}; and no mirror checkpoint passes: {err}") from err
+        self.sink.warning(
+            "log-unreachable",
+            f"{problem}; following the checkpoint of size {parse_checkpoint(parse_note(note).text).size} its mirrors serve",
+            origin=self.origin,
+        )
+        return note
 
     def _open(self, note: bytes) -> SignedCheckpoint | None:
         """The log's checkpoint, verified; None (and an alert) if it does not verify."""
@@ -430,6 +501,100 @@ class Monitor:
             )
         return position
 
+    def _check_mirrors(self, kept: SignedCheckpoint) -> None:
+        """The mirror quorum must hold the tree kept one poll ago (an alert if not)."""
+        due, self._mirror_due = self._mirror_due, kept.checkpoint.size
+        if self.policy is None or self.policy.mirror_quorum is None or due == 0:
+            return
+        try:
+            views = mirror_sizes(kept, self.mirrors, self.verifier, self._prove)
+        except InconsistentCheckpointError:
+            return  # the gossip with the same mirrors has saved it as evidence already
+        sizes = {v.mirror.name: v.holds for v in views}
+        for _verifier, sig in kept.cosignatures():
+            key = (sig.name, sig.key_id)
+            m = next(
+                (m for m in self.policy.mirrors if (m.verifier.name, m.verifier.key_id) == key),
+                None,
+            )
+            if m is not None:
+                sizes[m.name] = max(sizes.get(m.name, 0), kept.checkpoint.size)
+        try:
+            require_mirrors(self.policy, sizes, 0, due)
+        except MirrorQuorumError as err:
+            self.sink.alert(
+                "mirror-quorum",
+                str(err),
+                origin=self.origin,
+                first=err.first,
+                end=err.end,
+                holding=list(err.holding),
+                problems={v.mirror.name: v.problem for v in views if v.problem},
+            )
+
+    def _audit_history(self, position: Position) -> None:
+        """Re-read a few old entry bundles from the log and compare them with a mirror's."""
+        full = position.next // _W
+        if full == 0 or self.audit_tiles < 1:
+            return
+        kept = position.checkpoint
+        for _ in range(min(self.audit_tiles, full)):
+            tile = self._audit_next % full
+            self._audit_next = tile + 1
+            if not self._audit_tile(kept, tile):
+                return
+
+    def _audit_tile(self, kept: SignedCheckpoint, tile: int) -> bool:
+        """One bundle; False if the log could not be asked (the audit waits for next poll)."""
+        path = tiles.entries_path(tile)
+        served: list[bytes] | None
+        try:
+            served = tiles.parse_entry_bundle(self.origin_source.read(path), _W)
+        except NotFoundError:
+            served = None
+        except LogError:
+            return False
+        except FormatError:
+            served = []
+        size = kept.checkpoint.size
+        for m in self.mirrors:
+            subtree = tiles.subtree_from_tiles(tile_reader(m.source), size)
+            try:
+                original = tiles.parse_entry_bundle(m.source.read(path), _W)
+                prove_entries(original, tile * _W, kept, subtree)
+            except (LogError, FormatError, VerificationError):
+                continue  # this mirror does not hold it (pruned, behind) or lies: try another
+            if served == original:
+                return True
+            if served is None:
+                index, kind = tile * _W, "history-deleted"
+                what = f"the log no longer serves entries [{index}, {index + _W})"
+            else:
+                index = tile * _W + next(
+                    (i for i, e in enumerate(original) if i >= len(served) or served[i] != e), 0
+                )
+                kind = "history-rewritten"
+                what = f"the log serves another entry {index} than the one in its tree"
+            try:
+                proof = merkle.inclusion_proof(index, size, subtree)
+            except (LogError, FormatError, VerificationError):
+                continue
+            entry = original[index - tile * _W]
+            self.sink.alert(
+                kind,
+                f"{what} (size {size}); mirror {m.name} holds the original",
+                origin=self.origin,
+                index=index,
+                mirror=m.name,
+                checkpoint=kept.raw.decode("utf-8", "replace"),
+                entry=b64encode(entry),
+                proof=[b64encode(h) for h in proof],
+                served=None if served is None or index - tile * _W >= len(served)
+                else b64encode(served[index - tile * _W]),
+            )  # fmt: skip
+            return True
+        return True
+
     def _run_checks(self, batch: Sequence[tuple[int, bytes]]) -> None:
         # A check that raises or times out on an entry is an alert naming both, and the
         # monitor moves on (overt.monitor.checks.run_checks): one hostile entry must not
@@ -444,3 +609,20 @@ class Monitor:
                 )
             else:
                 self.sink.alert("check", res.message, check=res.check, index=res.index)
+
+
+class _MirrorCheckpoint:
+    """A mirror's checkpoint as a :class:`~overt.monitor.gossip.WitnessSource`, for gossip."""
+
+    def __init__(self, mirror: Mirror) -> None:
+        self.mirror = mirror
+        self.url = mirror.name
+
+    def logs(self) -> list[str]:
+        return []
+
+    def checkpoint(self, origin: str) -> bytes | None:
+        try:
+            return self.mirror.source.read("checkpoint")
+        except NotFoundError:
+            return None

@@ -27,11 +27,14 @@ import httpx
 
 from overt._http import fetch
 from overt.errors import FormatError
+from overt.formats.checkpoint import parse_checkpoint
 from overt.formats.note import MAX_NOTE_SIZE, Verifier, parse_note
 from overt.formats.witness import (
     CONTENT_TYPE_SIZE,
     AddCheckpointRequest,
+    SignSubtreeRequest,
     format_add_checkpoint,
+    format_sign_subtree,
     parse_cosignature_lines,
     parse_size_body,
 )
@@ -127,6 +130,70 @@ class WitnessClient:
         if status == 404:
             origin = checkpoint.split(b"\n", 1)[0].decode("utf-8", "replace")
             raise UnknownLogError(origin, f"{url}: 404: {reason}")
+        refusal = _REFUSALS.get(status)
+        if refusal is not None:
+            raise refusal(f"{url}: {status}: {reason}")
+        raise WitnessUnavailableError(f"POST {url}: HTTP {status}: {reason}", status)
+
+    def sign_subtree(
+        self,
+        start: int,
+        end: int,
+        subtree_hash: bytes,
+        proof: Sequence[bytes],
+        checkpoint: bytes,
+    ) -> bytes:
+        """Asks for a subtree cosignature of ``[start, end)`` (c2sp.org/tlog-witness sign-subtree).
+
+        ``checkpoint`` must carry this witness's cosignature and ``proof`` be the subtree
+        consistency proof to it (:func:`overt.formats.subtree.subtree_consistency_proof`).
+        Returns the witness's signature line(s). With ``verifier`` (the witness's ML-DSA-44
+        key) a subtree cosignature by it must be present and verify.
+
+        Raises:
+            FormatError: the arguments do not make a valid request (nothing is sent).
+            WitnessRequestError, WitnessSignatureError, UnknownLogError,
+                WitnessConsistencyError: 400, 403, 404 (also: the witness does not offer
+                sign-subtree), 422.
+            WitnessUnavailableError: no reply, a timeout, another status, a malformed
+                reply, or (with ``verifier``) no cosignature by it.
+            InvalidSignatureError: with ``verifier``, its subtree cosignature is bad.
+        """
+        request = SignSubtreeRequest(start, end, subtree_hash, tuple(proof), checkpoint)
+        url = f"{self.url}/sign-subtree"
+        response = fetch(
+            self._client,
+            "POST",
+            url,
+            MAX_COSIGNATURE_REPLY,
+            WitnessUnavailableError,
+            content=format_sign_subtree(request),
+        )
+        status, reply, reason = response.status, response.content, response.reason
+        if status == 200:
+            try:
+                signatures = parse_cosignature_lines(reply)
+                origin = parse_checkpoint(request.note.text).origin
+            except FormatError as err:
+                raise WitnessUnavailableError(f"POST {url}: malformed reply: {err}", 200) from err
+            if self.verifier is not None:
+                verify = getattr(self.verifier, "verify_subtree", None)
+                if verify is None:
+                    raise FormatError("witness key", "cannot verify subtree cosignatures")
+                mine = [
+                    s
+                    for s in signatures
+                    if (s.name, s.key_id) == (self.verifier.name, self.verifier.key_id)
+                ]
+                if not mine:
+                    raise WitnessUnavailableError(
+                        f"POST {url}: no subtree cosignature by {self.verifier.name}", 200
+                    )
+                for sig in mine:
+                    verify(origin, start, end, subtree_hash, sig.signature)
+            return reply
+        if status == 404:
+            raise UnknownLogError("", f"{url}: 404: {reason}")
         refusal = _REFUSALS.get(status)
         if refusal is not None:
             raise refusal(f"{url}: {status}: {reason}")

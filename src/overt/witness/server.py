@@ -6,6 +6,11 @@ Routes (the submission and monitoring prefixes are both the server root)::
                                       200 text/plain: the cosignature line(s)
                                       409 text/x.tlog.size: "<latest cosigned size>\\n"
                                       400 / 403 / 404 / 422: a plain-text reason
+    POST /sign-subtree                body: subtree range, hash, proof lines, empty line,
+                                      a checkpoint this witness cosigned
+                                      200 text/plain: the subtree cosignature line
+                                      400 / 403 / 404 / 422 (overt.witness.subtree);
+                                      404 if the witness's key cannot sign subtrees
     GET  /logs                        origins this witness has cosigned, one per line
     GET  /checkpoint/<origin>         the latest cosigned checkpoint for an origin
                                       (percent-encoded; the log's signature(s) and this
@@ -56,7 +61,13 @@ from overt._asgi import (
 )
 from overt.errors import FormatError, OvertError
 from overt.formats.cosignature import CosignatureSigner
-from overt.formats.witness import CONTENT_TYPE_SIZE, MAX_REQUEST_SIZE, parse_add_checkpoint
+from overt.formats.witness import (
+    CONTENT_TYPE_SIZE,
+    MAX_REQUEST_SIZE,
+    MAX_SUBTREE_REQUEST_SIZE,
+    parse_add_checkpoint,
+    parse_sign_subtree,
+)
 from overt.witness.core import Cosigned, KnownLogs, Submission, decide, verify_submission
 from overt.witness.errors import (
     WitnessConflictError,
@@ -65,6 +76,7 @@ from overt.witness.errors import (
     WitnessRequestError,
 )
 from overt.witness.state import Decide, WitnessStore
+from overt.witness.subtree import can_sign_subtrees, sign_subtree, unsupported
 
 __all__ = ["Committer", "ServerLimits", "WitnessApp", "serve"]
 
@@ -222,6 +234,12 @@ class WitnessApp:
                 return
             await self._add_checkpoint(scope, receive, send)
             return
+        if path == "/sign-subtree":
+            if method != "POST":
+                await error(send, 405, "use POST /sign-subtree", [(b"allow", b"POST")])
+                return
+            await self._sign_subtree(scope, receive, send)
+            return
         if method not in ("GET", "HEAD"):
             await error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
             return
@@ -284,6 +302,30 @@ class WitnessApp:
             await error(send, err.status, err.reason)
             return
         await reply(send, 200, outcome.lines)
+
+    async def _sign_subtree(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Pure and stateless (overt.witness.subtree): no queue, no transaction.
+        try:
+            body = await read_body(scope, receive, MAX_SUBTREE_REQUEST_SIZE)
+        except BodyTooLargeError:
+            limit = MAX_SUBTREE_REQUEST_SIZE
+            await error(send, 413, f"request body larger than {limit} bytes", [CLOSE])
+            return
+        if body is None:
+            return
+        try:
+            if not can_sign_subtrees(self.signer):
+                raise unsupported(self.signer.name)
+            try:
+                request = parse_sign_subtree(body)
+            except FormatError as err:
+                raise WitnessRequestError(str(err)) from err
+            own = [self.signer.verifier()]
+            lines = sign_subtree(request, self._current_logs(), self.signer, own)
+        except WitnessError as err:
+            await error(send, err.status, err.reason)
+            return
+        await reply(send, 200, lines)
 
     async def _checkpoint(self, origin: str | None, send: Send) -> None:
         record = None if origin is None else await asyncio.to_thread(self.state.get, origin)
