@@ -292,6 +292,14 @@ class _TreeReads:
             self._reader = reader
         return reader
 
+    def subtree_reader(self, size: int | None = None) -> merkle.SubtreeHash:
+        """``MTH(D[lo:hi])`` from the tiles of the tree of ``size`` (default: published);
+        see :mod:`overt.formats.merkle` for the ranges it answers (overt.log.subtrees)."""
+        size = self._published[1] if size is None else size
+        if not 0 <= size <= self._readable_size():
+            raise NotFoundError(f"no tree of size {size} to read subtrees from")
+        return self._subtree(size)
+
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """RFC 6962 inclusion proof of ``index`` in the tree of ``size`` (default: published)."""
         size = self._published[1] if size is None else size

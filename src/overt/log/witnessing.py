@@ -12,6 +12,13 @@ A quiet log's cosignatures are refreshed (the same checkpoint cosigned again
 with new timestamps) every ``refresh`` seconds, so clients that demand a
 maximum checkpoint age keep accepting it.
 
+Witnesses whose key signs subtrees (ML-DSA-44) are then also asked, after each
+published round, to cosign every range the published checkpoint completed
+(``sign-subtree``; :mod:`overt.log.subtrees` stores the cosignatures beside the
+tiles), so entries can be proved against one short, witnessed subtree
+(``overt log proof --subtree``). A refusal there is logged and retried next round;
+it never holds up publishing.
+
 When witnesses are down or refuse, nothing stops: the log keeps accepting and
 integrating entries, the published checkpoint stays at the last witnessed one,
 a warning names the unreachable witnesses, and :attr:`Witnessing.status` (served
@@ -29,7 +36,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from overt.errors import OvertError
+from overt.formats import merkle
+from overt.formats.keytypes import Purpose
+from overt.formats.note import Signature
 from overt.formats.policy import Policy, PolicyLog, PolicyWitness, verify_checkpoint
+from overt.formats.subtree import subtree_consistency_proof, subtree_hash
+from overt.formats.subtree_proof import SubtreeNote
+from overt.formats.witness import parse_cosignature_lines
+from overt.log.subtrees import RANGE_SIZE, SubtreeStore, completed_ranges
 from overt.witness.client import WitnessClient
 from overt.witness.errors import WitnessConflictError
 
@@ -85,6 +99,15 @@ class Round:
 
 ClientFactory = Callable[[PolicyWitness], WitnessClient]
 
+#: Ranges asked of one witness per round at most (a log that gains subtree witnesses
+#: late catches up over several rounds instead of holding one up).
+MAX_SUBTREES_PER_ROUND = 64
+
+
+def _signs_subtrees(witness: PolicyWitness) -> bool:
+    key_type = getattr(witness.verifier, "key_type", None)
+    return key_type is not None and key_type.may_sign(Purpose.SUBTREE)
+
 
 class Witnessing:
     """Runs witnessing rounds for one log (one round at a time)."""
@@ -95,7 +118,12 @@ class Witnessing:
         policy: Policy,
         timeout: float = 5.0,
         clients: ClientFactory | None = None,
+        *,
+        subtrees: SubtreeStore | None = None,
+        range_size: int = RANGE_SIZE,
     ) -> None:
+        """``subtrees`` is where subtree cosignatures go (default: ``DIR/subtrees`` of a log
+        with a ``directory`` and a ``subtree_reader``; else none are asked for)."""
         missing = [w.name for w in policy.witnesses if not w.url]
         if missing:
             raise OvertError(f"witness policy: no URL for witness(es) {', '.join(missing)}")
@@ -112,6 +140,14 @@ class Witnessing:
         self.rounds = 0
         self.last_round: Round | None = None
         self.last_published = 0.0
+        directory = getattr(log, "directory", None)
+        reader = getattr(log, "subtree_reader", None)
+        if subtrees is None and directory is not None and reader is not None:
+            subtrees = SubtreeStore(directory)
+        self.subtrees = subtrees if reader is not None else None
+        self.range_size = range_size
+        # Per witness: the start of the first range it has not cosigned yet, as far as known.
+        self._subtree_next = {w.name: 0 for w in policy.witnesses if _signs_subtrees(w)}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -147,6 +183,7 @@ class Witnessing:
                 self.log.publish_witnessed(cosigned, size)
                 result.published = True
                 self.last_published = time.monotonic()
+                self._cosign_subtrees(cosigned, size, result.cosigned_by)
             else:
                 down = [n for n, w in self.witnesses.items() if not w.up]
                 _logger.warning(
@@ -187,6 +224,57 @@ class Witnessing:
             return line
         state.up, state.error = False, "repeated size conflicts"
         return None
+
+    def _cosign_subtrees(self, cosigned: bytes, size: int, cosigned_by: list[str]) -> None:
+        """Ask each subtree witness that cosigned ``cosigned`` for the ranges it completed."""
+        if self.subtrees is None:
+            return
+        origin = self._log_key.verifier.name
+        reader: merkle.SubtreeHash = self.log.subtree_reader(size)  # type: ignore[attr-defined]
+        for witness in self.policy.witnesses:
+            if witness.name not in self._subtree_next or witness.name not in cosigned_by:
+                continue
+            ranges = completed_ranges(size, self.range_size, self._subtree_next[witness.name])
+            for start, end in ranges[:MAX_SUBTREES_PER_ROUND]:
+                try:
+                    self._cosign_subtree(witness, origin, start, end, size, reader, cosigned)
+                except OvertError as err:
+                    _logger.warning(
+                        "witness %s did not cosign subtree [%d, %d): %s",
+                        witness.name,
+                        start,
+                        end,
+                        err,
+                    )
+                    break
+                self._subtree_next[witness.name] = end
+
+    def _cosign_subtree(
+        self,
+        witness: PolicyWitness,
+        origin: str,
+        start: int,
+        end: int,
+        size: int,
+        reader: merkle.SubtreeHash,
+        cosigned: bytes,
+    ) -> None:
+        assert self.subtrees is not None
+        key = (witness.verifier.name, witness.verifier.key_id)
+        stored = self.subtrees.get(start, end)
+        if stored is not None and any((s.name, s.key_id) == key for s in stored.signatures):
+            return  # cosigned in an earlier run
+        h = subtree_hash(start, end, reader)
+        proof = subtree_consistency_proof(start, end, size, reader)
+        client = self._clients[witness.name]
+        lines = client.sign_subtree(start, end, h, proof, cosigned)
+        mine = [s for s in parse_cosignature_lines(lines) if (s.name, s.key_id) == key]
+        if not mine:
+            raise OvertError(f"no subtree cosignature by {witness.name} in the reply")
+        note = SubtreeNote(origin, start, end, h)
+        # Verify before storing: nothing unverified is kept.
+        witness.verifier.verify_subtree(origin, start, end, h, mine[0].signature)  # type: ignore[attr-defined]
+        self.subtrees.add(note, Signature(*key, mine[0].signature))
 
     def status(self) -> str:
         """Prometheus text exposition of the log's witnessing state."""
