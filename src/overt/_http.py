@@ -59,10 +59,12 @@ def fetch(
     content: bytes | None = None,
     params: Mapping[str, str] | None = None,
     deadline: float | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Reply:
     """One request; the reply's body is read up to ``limit`` bytes within ``deadline`` seconds.
 
-    ``deadline`` defaults to four times the client's read timeout (or 120 s).
+    ``deadline`` defaults to four times the client's read timeout (or 120 s);
+    ``headers`` are sent with the request (e.g. a ``content-encoding``).
 
     Raises:
         Exception: ``error(message)`` if the request fails (network, timeout), the
@@ -80,7 +82,7 @@ def fetch(
             url,
             content=content,
             params=params,
-            headers={"accept-encoding": "gzip"},
+            headers={**(headers or {}), "accept-encoding": "gzip"},
         ) as response:
             status = response.status_code
             cap = limit if 200 <= status < 300 else ERROR_BODY_LIMIT

@@ -60,7 +60,8 @@ against the code)::
     │   └── QuorumMissingError      the witness quorum did not cosign in time (publish.publisher)
     ├── UsageError                  CLI arguments that do not make a command (cli._util; exit 2)
     ├── ConfigError                 a missing or unreadable configuration, key or state file
-    │   └── StateError              a witness state database that cannot be used (witness.state)
+    │   ├── StateError              a witness state database that cannot be used (witness.state)
+    │   └── MirrorStateError        a mirror state database that cannot be used (mirror.state)
     ├── WitnessError                a witness refused a checkpoint; ``.status`` (witness.errors)
     │   ├── WitnessRequestError     400 malformed request
     │   ├── WitnessSignatureError   403 no valid signature by a trusted key
@@ -68,6 +69,12 @@ against the code)::
     │   ├── WitnessConflictError    409 old size is not the witness's size
     │   ├── WitnessConsistencyError 422 not consistent with what it cosigned
     │   └── WitnessUnavailableError 0/5xx no usable reply
+    ├── MirrorError                 a mirror refused an upload; ``.status`` (mirror.errors)
+    │   ├── MirrorRequestError      400 malformed body, or no complete package
+    │   ├── UnknownMirrorLogError   404 an origin the mirror does not mirror
+    │   ├── MirrorConflictError     409 upload_end or upload_start not usable (``.info``)
+    │   ├── MirrorVerificationError 422 no pending checkpoint, or entries not the log's
+    │   └── MirrorUnavailableError  0/5xx no usable reply
     ├── SourceError                 a source tree that cannot be snapshot (source.errors)
     │   ├── NotARepositoryError     a --rev for a directory that is not a git repository
     │   ├── RevisionError           a revision that names no commit

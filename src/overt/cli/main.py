@@ -29,6 +29,7 @@ _GROUPS = (
     "log",
     "proof",
     "witness",
+    "mirror",
     "monitor",
     "publish",
     "rules",

@@ -2,9 +2,10 @@
 
 Layout (``overt witness init DIR --name NAME``)::
 
-    DIR/witness.skey   PRIVATE+KEY+<name>+<id>+<base64>  cosignature/v1 (type 0x04), mode 0600
+    DIR/witness.skey   PRIVATE+KEY+<name>+<id>+<base64>  a cosigner key, mode 0600: Ed25519
+                       cosignature/v1 (type 0x04) or ML-DSA-44 (0x06, ``--key-type ml-dsa-44``)
     DIR/witness.vkey   <name>+<id>+<base64>              what logs and clients put in a policy
-    DIR/logs           one log vkey per line (Ed25519, type 0x01; its name is the origin);
+    DIR/logs           one log vkey per line (type 0x01 or 0x06; its name is the origin);
                        blank lines and lines starting with '#' are ignored
     DIR/state.db       :class:`overt.witness.state.WitnessState`
 
@@ -23,8 +24,15 @@ from pathlib import Path
 
 from overt._secrets import require_private
 from overt.errors import ConfigError, FormatError
-from overt.formats.cosignature import ALG_COSIGNATURE_V1, CosignatureSigner
-from overt.formats.note import Ed25519Verifier, Verifier, generate_key, parse_skey, parse_vkey
+from overt.formats.keytypes import (
+    DEFAULT_ALGORITHM,
+    KeySigner,
+    KeyVerifier,
+    Purpose,
+    choose,
+    generate,
+)
+from overt.formats.note import Verifier, parse_skey, parse_vkey
 from overt.log.fs import atomic_write
 from overt.witness.core import KnownLogs, known_logs
 from overt.witness.state import WitnessState
@@ -47,7 +55,7 @@ VKEY = "witness.vkey"
 LOGS = "logs"
 STATE = "state.db"
 
-_LOGS_HEADER = b"# Logs this witness cosigns: one Ed25519 log vkey per line (name = origin).\n"
+_LOGS_HEADER = b"# Logs this witness cosigns: one log vkey per line (name = origin).\n"
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class WitnessConfig:
     """A loaded witness directory: signer, known logs, and the state file's path."""
 
     directory: Path
-    signer: CosignatureSigner
+    signer: KeySigner
     logs: KnownLogs
 
     @property
@@ -70,17 +78,22 @@ class WitnessConfig:
         return WitnessState(self.directory / STATE)
 
 
-def init_witness(directory: Path | str, name: str) -> str:
+def init_witness(directory: Path | str, name: str, key_type: str = DEFAULT_ALGORITHM) -> str:
     """Creates a witness identity in ``directory``; returns its vkey.
 
+    ``key_type`` is an algorithm name (``ed25519``, ``ml-dsa-44``); the key is that
+    algorithm's cosignature type (overt.formats.keytypes).
+
     Raises:
-        ConfigError: the directory already holds a witness, or cannot be written.
+        ConfigError: the directory already holds a witness, or cannot be written, or
+            ``key_type`` names no cosignature type.
         FormatError: ``name`` is not a valid key name.
     """
     directory = Path(directory)
     if (directory / SKEY).exists():
         raise ConfigError(f"{directory} already holds a witness ({SKEY})")
-    skey, vkey = generate_key(name, ALG_COSIGNATURE_V1)
+    signer = generate(choose(key_type, Purpose.COSIGNATURE), name)
+    skey, vkey = signer.skey, signer.vkey
     try:
         directory.mkdir(parents=True, exist_ok=True)
         if not (directory / LOGS).exists():
@@ -101,7 +114,7 @@ def _read(path: Path, what: str) -> str:
         raise ConfigError(f"cannot read {what} {path}: {err}") from err
 
 
-def _load_signer(directory: Path, clock: Callable[[], float]) -> CosignatureSigner:
+def _load_signer(directory: Path, clock: Callable[[], float]) -> KeySigner:
     path = directory / SKEY
     if not path.is_file():
         raise ConfigError(
@@ -112,8 +125,8 @@ def _load_signer(directory: Path, clock: Callable[[], float]) -> CosignatureSign
         signer = parse_skey(_read(path, "witness key").strip())
     except FormatError as err:
         raise ConfigError(f"{path}: {err}") from err
-    if not isinstance(signer, CosignatureSigner):
-        raise ConfigError(f"{path} is not a cosignature/v1 (type 0x04) key")
+    if not signer.key_type.may_sign(Purpose.COSIGNATURE):
+        raise ConfigError(f"{path} is a {signer.key_type.name} key, not a cosigner key")
     signer.clock = clock
     return signer
 
@@ -183,18 +196,25 @@ def load_witness(directory: Path | str, clock: Callable[[], float] = time.time) 
     return WitnessConfig(directory, signer, read_logs(directory))
 
 
-def trust_log(directory: Path | str, vkey: str) -> tuple[Ed25519Verifier, bool]:
+def trust_log(
+    directory: Path | str, vkey: str, *, key_file: str = SKEY
+) -> tuple[KeyVerifier, bool]:
     """Adds a log key to the witness's logs; returns it and whether it was new.
+
+    ``key_file`` names the key that marks the directory (a mirror's logs file is
+    the same: :func:`overt.mirror.config.trust_log`).
 
     Raises:
         ConfigError: not a witness directory, or the file cannot be written.
         FormatError: a malformed vkey, or one that is not an Ed25519 (type 0x01) log key.
     """
     directory = Path(directory)
-    if not (directory / SKEY).is_file():
-        raise ConfigError(f"{directory} is not a witness directory (no {SKEY})")
+    if not (directory / key_file).is_file():
+        raise ConfigError(
+            f"{directory} is not a {key_file.split('.')[0]} directory (no {key_file})"
+        )
     verifier = parse_vkey(vkey.strip())
-    if not isinstance(verifier, Ed25519Verifier):
+    if not verifier.key_type.may_sign(Purpose.CHECKPOINT):
         raise FormatError("log vkey", "not an Ed25519 (type 0x01) key", vkey)
     logs = read_logs(directory)
     if verifier in logs.get(verifier.name, ()):

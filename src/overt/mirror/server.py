@@ -1,0 +1,533 @@
+"""The mirror's HTTP face: c2sp.org/tlog-mirror submission API and tlog-tiles monitoring API.
+
+Routes (the submission and monitoring prefixes are both the server root)::
+
+    POST /add-checkpoint          as a witness's (c2sp.org/tlog-witness), but only the
+                                  pending checkpoint moves and nothing is cosigned:
+                                  200 (empty body), 409 text/x.tlog.size, 400/403/404/422
+    POST /add-entries             application/octet-stream, gzip accepted
+                                  (overt.formats.mirror): 200 the mirror's cosignature
+                                  line(s); 202 / 409 text/x.tlog.mirror-info; 400/404/422
+    GET  /logs                    "<origin hash> <origin>\\n" per mirrored log
+    GET  /<hash>/checkpoint       the mirror checkpoint: the log's signature(s) and the
+                                  mirror's cosignature/v1 (404 before the first)
+    GET  /<hash>/min-index        the minimum index, decimal (entries below it are not
+                                  served; clients must not count this mirror for them)
+    GET  /<hash>/tile/...         hash tiles and entry bundles the mirror checkpoint covers
+                                  (tlog-tiles); bundles that end at or below the
+                                  minimum index are 404 (pruned)
+
+``<hash>`` is the hex SHA-256 of the log's origin (c2sp.org/tlog-mirror).
+
+``add-entries`` is read as a stream, one package at a time (never the whole
+body): the header is checked as soon as it has arrived (404/422/409 before
+the packages are read), then every package is authenticated
+(:func:`overt.mirror.core.verify_package`) and the authenticated ones are
+stored in groups of up to :data:`COMMIT_PACKAGES` packages
+(:meth:`overt.mirror.store.MirroredTiles.append`, durable) and the stored size
+recorded. Storing a group runs in a thread while the next group is read and
+verified. Bytes after the last authenticated package are discarded: a cut or
+malformed body is answered 202 with the next entry if anything was stored,
+400 if nothing was; a package that does not verify is answered 422 after the
+packages before it are stored. Once the stored size reaches ``upload_end``,
+the root of the stored tree at ``upload_end`` is recomputed from the stored
+tiles and must be the checkpoint's; only then is the checkpoint cosigned,
+recorded (never rewinding) and published, and the reply sent. So a mirror
+never signs what it does not durably hold, however a request ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from overt._asgi import (
+    CLOSE,
+    TEXT,
+    BodyTooLargeError,
+    Receive,
+    Scope,
+    Send,
+    ServerLimits,
+    error,
+    read_body,
+    reply,
+    run,
+)
+from overt.errors import FormatError, NotFoundError, OvertError, TilePathError
+from overt.formats import tiles
+from overt.formats.cosignature import CosignatureSigner
+from overt.formats.mirror import (
+    CONTENT_TYPE_INFO,
+    MAX_HEADER_SIZE,
+    MAX_PACKAGE_SIZE,
+    UploadHeader,
+    format_mirror_info,
+    package_count,
+    package_range,
+    parse_package,
+    parse_upload_header,
+)
+from overt.formats.witness import CONTENT_TYPE_SIZE, MAX_REQUEST_SIZE, parse_add_checkpoint
+from overt.log.backend import TileBackend
+from overt.mirror.core import (
+    MirrorRecord,
+    PendingCheckpoint,
+    advance_pending,
+    check_upload,
+    cosign,
+    mirror_info,
+    verify_package,
+)
+from overt.mirror.errors import (
+    MirrorConflictError,
+    MirrorError,
+    MirrorRequestError,
+    MirrorVerificationError,
+)
+from overt.mirror.state import MirrorState
+from overt.mirror.store import MirroredTiles, origin_hash
+from overt.witness.core import KnownLogs, verify_submission
+from overt.witness.errors import WitnessConflictError, WitnessError, WitnessRequestError
+
+__all__ = ["COMMIT_PACKAGES", "MirrorApp", "serve"]
+
+log = logging.getLogger("overt.mirror")
+
+#: Packages authenticated before they are stored together (one durable write).
+COMMIT_PACKAGES = 32
+_INFO = CONTENT_TYPE_INFO.encode()
+_SIZE = CONTENT_TYPE_SIZE.encode()
+_OCTETS = b"application/octet-stream"
+_IMMUTABLE = b"public, max-age=31536000, immutable"
+_NO_CACHE = b"no-cache"
+#: Decompressed bytes taken from a gzip stream at a time (bounds a gzip bomb's cost).
+_INFLATE_STEP = 1 << 20
+#: Buffered body bytes that can hold no complete package or header: a malformed stream.
+_MAX_BUFFER = MAX_PACKAGE_SIZE + MAX_HEADER_SIZE + _INFLATE_STEP
+
+
+class _BodyEnded(Exception):  # noqa: N818  (private control flow)
+    """The request body ended (or the client went away) before the next item was complete."""
+
+
+class _Body:
+    """A request body read on demand, inflated if gzip, into one buffer."""
+
+    def __init__(self, receive: Receive, gzipped: bool) -> None:
+        self.receive = receive
+        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+        self.buf = bytearray()
+        self.pos = 0
+        self.ended = False
+        self.disconnected = False
+
+    async def more(self) -> None:
+        """Append more bytes to the buffer. Raises _BodyEnded, FormatError (corrupt gzip)."""
+        inflate = self.inflate
+        if inflate is not None and inflate.unconsumed_tail:
+            self._take(inflate.decompress(inflate.unconsumed_tail, _INFLATE_STEP))
+            return
+        if self.ended:
+            raise _BodyEnded
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            self.ended = self.disconnected = True
+            raise _BodyEnded
+        chunk = message.get("body", b"")
+        if not message.get("more_body", False):
+            self.ended = True
+        if inflate is not None:
+            try:
+                chunk = inflate.decompress(chunk, _INFLATE_STEP)
+            except zlib.error as err:
+                raise FormatError("add-entries body", f"corrupt gzip: {err}") from err
+        self._take(chunk)
+
+    def _take(self, chunk: bytes) -> None:
+        if self.pos:
+            del self.buf[: self.pos]
+            self.pos = 0
+        self.buf += chunk
+        if len(self.buf) > _MAX_BUFFER:
+            raise FormatError("add-entries body", "no complete package in the buffered bytes")
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class MirrorApp:
+    """ASGI application of one mirror: its key, the logs it mirrors, its state and tiles.
+
+    ``tiles_for(origin)`` opens the tile backend of one mirrored log (rooted at
+    its ``<hash>/`` prefix). ``reload`` returns the known logs when they changed
+    (None: unchanged); it is asked at most once a second.
+    """
+
+    def __init__(
+        self,
+        state: MirrorState,
+        logs: KnownLogs,
+        signer: CosignatureSigner,
+        tiles_for: Callable[[str], TileBackend],
+        *,
+        reload: Callable[[], KnownLogs | None] | None = None,
+    ) -> None:
+        self.state = state
+        self.signer = signer
+        self.tiles_for = tiles_for
+        self.records: dict[str, MirrorRecord] = state.records()
+        self._copies: dict[str, MirroredTiles] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._checkpoint_lock: asyncio.Lock | None = None
+        self._executor = ThreadPoolExecutor(4, thread_name_prefix="overt-mirror")
+        self._reload = reload
+        self._checked = time.monotonic()
+        self._set_logs(logs)
+
+    def _set_logs(self, logs: KnownLogs) -> None:
+        for origin in logs:
+            if origin not in self.records:
+                self.state.add_log(origin)
+                record = self.state.get(origin)
+                if record is not None:
+                    self.records[origin] = record
+        self.logs = logs
+        self._by_hash = {origin_hash(o): o for o in self.records}
+
+    def _current_logs(self) -> KnownLogs:
+        if self._reload is not None and time.monotonic() - self._checked >= 1.0:
+            self._checked = time.monotonic()
+            try:
+                fresh = self._reload()
+            except OvertError as err:
+                log.error("cannot reload the mirrored logs: %s", err)
+                fresh = None
+            if fresh is not None:
+                self._set_logs(fresh)
+                log.warning("mirrored logs reloaded: %s", ", ".join(sorted(fresh)) or "none")
+        return self.logs
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _lock(self, origin: str) -> asyncio.Lock:
+        lock = self._locks.get(origin)
+        if lock is None:
+            lock = self._locks[origin] = asyncio.Lock()
+        return lock
+
+    async def _copy(self, origin: str) -> MirroredTiles:
+        """The stored copy of ``origin``, opened at its recorded size. Caller holds its lock."""
+        copy = self._copies.get(origin)
+        if copy is None:
+            size = self.records[origin].next_entry
+            copy = await self._run(MirroredTiles, self.tiles_for(origin), size)
+            self._copies[origin] = copy
+        return copy
+
+    # -- ASGI ------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self._route(scope, receive, tracked, path, method)
+        except OvertError as err:
+            # Storage failures only: every refusal is answered where it is found.
+            log.error("request %s %s failed: %s", method, path, err)
+            if not started:
+                await error(tracked, 503, f"mirror unavailable: {err}")
+        except Exception:
+            log.exception("bug: request %s %r failed", method, path)
+            if not started:
+                await error(tracked, 500, "internal error (logged)", [CLOSE])
+
+    async def _route(
+        self, scope: Scope, receive: Receive, send: Send, path: str, method: str
+    ) -> None:
+        if path in ("/add-checkpoint", "/add-entries"):
+            if method != "POST":
+                await error(send, 405, f"use POST {path}", [(b"allow", b"POST")])
+                return
+            if path == "/add-checkpoint":
+                await self._add_checkpoint(scope, receive, send)
+            else:
+                await self._add_entries(scope, receive, send)
+            return
+        if method not in ("GET", "HEAD"):
+            await error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
+            return
+        if path == "/logs":
+            self._current_logs()
+            body = "".join(f"{origin_hash(o)} {o}\n" for o in sorted(self.records)).encode()
+            await reply(send, 200, body)
+            return
+        head, _, rest = path[1:].partition("/")
+        self._current_logs()
+        origin = self._by_hash.get(head)
+        if origin is None:
+            await error(send, 404, f"no mirrored log at /{head}")
+            return
+        await self._read(scope, origin, rest, send)
+
+    # -- monitoring API --------------------------------------------------------
+
+    async def _read(self, scope: Scope, origin: str, rest: str, send: Send) -> None:
+        record = self.records[origin]
+        if rest == "checkpoint":
+            if record.mirror is None:
+                await error(send, 404, f"no mirror checkpoint for {origin!r} yet")
+                return
+            await reply(send, 200, record.mirror.note, headers=[(b"cache-control", _NO_CACHE)])
+            return
+        if rest == "min-index":
+            await reply(
+                send, 200, b"%d\n" % record.min_index, headers=[(b"cache-control", _NO_CACHE)]
+            )
+            return
+        try:
+            where = tiles.parse_tile_path(rest)
+        except TilePathError as err:
+            await error(send, 404 if not rest.startswith("tile/") else 400, str(err))
+            return
+        size = record.mirror_size
+        level = 0 if where.level is None else where.level
+        if tiles.tile_width(level, where.index, size) < where.width:
+            await error(send, 404, f"{rest} is beyond the mirror checkpoint (size {size})")
+            return
+        if where.level is None and where.index * tiles.TILE_WIDTH + where.width <= record.min_index:
+            await error(send, 404, f"{rest} is below the minimum index {record.min_index} (pruned)")
+            return
+        backend = self.tiles_for(origin)
+        try:
+            data = await self._run(backend.read, where.path)
+        except NotFoundError as err:
+            await error(send, 404, str(err))
+            return
+        await reply(send, 200, data, _OCTETS, [(b"cache-control", _IMMUTABLE)])
+
+    # -- add-checkpoint --------------------------------------------------------
+
+    async def _add_checkpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await read_body(scope, receive, MAX_REQUEST_SIZE)
+        except BodyTooLargeError:
+            await error(send, 413, f"request body larger than {MAX_REQUEST_SIZE} bytes", [CLOSE])
+            return
+        if body is None:
+            return
+        if self._checkpoint_lock is None:
+            self._checkpoint_lock = asyncio.Lock()
+        try:
+            try:
+                request = parse_add_checkpoint(body)
+            except FormatError as err:
+                raise WitnessRequestError(str(err)) from err
+            submission = verify_submission(request, self._current_logs())
+            async with self._checkpoint_lock:
+                before = self.records[submission.origin]
+                after = advance_pending(before, submission)
+                await self._run(self.state.set_pending, before, after)
+                current = self.records[submission.origin]
+                self.records[submission.origin] = replace(current, pending=after.pending)
+        except WitnessConflictError as err:
+            await reply(send, 409, b"%d\n" % err.size, _SIZE)
+            return
+        except WitnessError as err:
+            if err.status == 422:
+                log.warning("refused an inconsistent checkpoint: %s", err)
+            await error(send, err.status, err.reason)
+            return
+        await reply(send, 200, b"")
+
+    # -- add-entries -----------------------------------------------------------
+
+    async def _add_entries(self, scope: Scope, receive: Receive, send: Send) -> None:
+        encoding = (_header(scope, b"content-encoding") or b"identity").strip().lower()
+        if encoding not in (b"identity", b"gzip"):
+            await error(
+                send,
+                415,
+                "Content-Encoding must be gzip or identity",
+                [(b"accept-encoding", b"gzip")],
+            )
+            return
+        body = _Body(receive, encoding == b"gzip")
+        try:
+            await self._upload(body, send)
+        except MirrorConflictError as err:
+            await reply(
+                send, 409, format_mirror_info(err.info), _INFO, [(b"accept-encoding", b"gzip")]
+            )
+        except MirrorError as err:
+            if body.disconnected:
+                return
+            if isinstance(err, MirrorVerificationError) and err.index is not None:
+                log.warning("refused entries that do not match the log: %s", err)
+            # The rest of the body is not read: the connection cannot be reused.
+            await error(send, err.status, err.reason, [CLOSE] if not body.ended else None)
+
+    async def _upload(self, body: _Body, send: Send) -> None:
+        try:
+            while (parsed := parse_upload_header(body.buf)) is None:
+                await body.more()
+        except _BodyEnded:
+            raise MirrorRequestError("the body ended inside the add-entries header") from None
+        except FormatError as err:
+            raise MirrorRequestError(str(err)) from err
+        header, body.pos = parsed
+        if header.origin not in self._current_logs():
+            check_upload(None, header)
+        target = check_upload(self.records[header.origin], header)
+        origin = header.origin
+        stored = await self._receive_packages(header, target, body)
+        if body.disconnected:
+            return
+        record = self.records[origin]
+        if record.next_entry < header.upload_end:
+            if stored:
+                info = mirror_info(record, header.upload_end)
+                await reply(
+                    send, 202, format_mirror_info(info), _INFO, [(b"accept-encoding", b"gzip")]
+                )
+                return
+            raise MirrorRequestError("the body ended before a complete entry package")
+        lines = await self._finish(header, target)
+        await reply(send, 200, lines, TEXT, [(b"accept-encoding", b"gzip")])
+
+    async def _receive_packages(
+        self, header: UploadHeader, target: PendingCheckpoint, body: _Body
+    ) -> int:
+        """Reads, authenticates and stores packages; returns how many were stored.
+
+        Raises:
+            MirrorVerificationError: a package does not verify (those before it are stored).
+        """
+        origin, start, end = header.origin, header.upload_start, header.upload_end
+        count = package_count(start, end)
+        first: int | None = None
+        entries: list[bytes] = []
+        hashes: list[bytes] = []
+        groups = 0
+        storing: asyncio.Task[None] | None = None
+        stored = 0
+        try:
+            for i in range(count):
+                rng = package_range(start, end, i)
+                held: list[bytes] = []
+                if rng.start > rng.subtree_start:  # only the first package
+                    async with self._lock(origin):
+                        copy = await self._copy(origin)
+                        held = await self._run(copy.held_hashes, rng.subtree_start, rng.start)
+                try:
+                    while (got := parse_package(body.buf, body.pos, rng.count)) is None:
+                        await body.more()
+                except FormatError:
+                    break
+                except _BodyEnded:
+                    break
+                package, body.pos = got
+                new = verify_package(rng, package, held, target)
+                if first is None:
+                    first = rng.start
+                entries.extend(package.entries)
+                hashes.extend(new)
+                groups += 1
+                if groups == COMMIT_PACKAGES:
+                    if storing is not None:
+                        await storing
+                    storing = asyncio.create_task(self._store(origin, first, entries, hashes))
+                    stored += groups
+                    first, entries, hashes, groups = None, [], [], 0
+        finally:
+            if storing is not None:
+                await storing
+            if first is not None:
+                await self._store(origin, first, entries, hashes)
+                stored += groups
+        return stored
+
+    async def _store(
+        self, origin: str, first: int, entries: list[bytes], hashes: list[bytes]
+    ) -> None:
+        """Durably store authenticated entries, then record the stored size."""
+        async with self._lock(origin):
+            copy = await self._copy(origin)
+            size = await self._run(copy.append, first, entries, hashes)
+            if size > self.records[origin].next_entry:
+                await self._run(self.state.set_next_entry, origin, size)
+                self.records[origin] = replace(self.records[origin], next_entry=size)
+
+    async def _finish(self, header: UploadHeader, target: PendingCheckpoint) -> bytes:
+        """Cosign ``target`` once the stored tree at its size has its root; returns the lines.
+
+        Raises:
+            MirrorConflictError: the mirror checkpoint moved past ``upload_end`` meanwhile.
+        """
+        origin, size = header.origin, header.upload_end
+        async with self._lock(origin):
+            copy = await self._copy(origin)
+            root = await self._run(copy.root, size)
+            if root != target.root_hash:
+                # Unreachable when every package was verified: never sign what is not held.
+                raise OvertError(
+                    f"{origin}: stored tree at size {size} does not match its checkpoint"
+                )
+            record = self.records[origin]
+            if size < record.mirror_size:
+                raise MirrorConflictError(
+                    mirror_info(record), f"the mirror checkpoint is already at {record.mirror_size}"
+                )
+            mirror, lines = cosign(target, self.signer)
+            if await self._run(self.state.set_mirror, mirror):
+                self.records[origin] = replace(self.records[origin], mirror=mirror)
+                try:
+                    await self._run(copy.publish, mirror.note)
+                except OvertError as err:  # served from the state regardless
+                    log.error("cannot write the mirror checkpoint to the tiles: %s", err)
+            return lines
+
+
+def serve(
+    app: MirrorApp,
+    host: str,
+    port: int,
+    ready: Callable[[], None] | None = None,
+    limits: ServerLimits | None = None,
+) -> None:
+    """Runs ``app`` until interrupted (uvicorn) under ``limits``."""
+    try:
+        run(app, host, port, ready, limits)
+    finally:
+        app.close()
