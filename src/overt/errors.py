@@ -46,6 +46,7 @@ against the code)::
     │       ├── CheckpointError         checkpoint
     │       ├── WitnessQuorumError      witness-quorum
     │       ├── FreshnessError          freshness
+    │       ├── DataAvailabilityError   mirror-quorum
     │       ├── AuditError              audit
     │       ├── SourceRequirementError  source (reviews, coverage, findings, rebuilds)
     │       ├── VersionRollbackError    rollback (a version older than the one installed)

@@ -26,7 +26,7 @@ def test_exported_names() -> None:
     assert [c.check for c in CHECKS] == [
         "bundle", "artifact-digest", "publisher-signature", "publisher-key", "key-set-current", "pin",
         "inclusion",
-        "checkpoint", "witness-quorum", "freshness", "audit", "source", "rollback", "consistency",
+        "checkpoint", "witness-quorum", "freshness", "mirror-quorum", "audit", "source", "rollback", "consistency",
     ]  # fmt: skip
     assert gate_errors.__doc__ is not None
     for c in CHECKS:

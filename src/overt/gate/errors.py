@@ -15,6 +15,7 @@ underlying overt error is its ``__cause__``::
     ├── CheckpointError           checkpoint   not signed by a policy log (another log)
     ├── WitnessQuorumError        witness-quorum   cosignatures do not meet the quorum
     ├── FreshnessError            freshness    quorum cosigned too long ago (freeze)
+    ├── DataAvailabilityError     mirror-quorum   too few mirrors cosigned holding the entry
     ├── AuditError                audit        a rule bundle without the required sign-offs
     ├── SourceRequirementError    source       source not reviewed or reproduced as the policy asks
     ├── VersionRollbackError      rollback     older than what this client installed
@@ -34,6 +35,7 @@ __all__ = [
     "BundleError",
     "CheckpointError",
     "ConsistencyError",
+    "DataAvailabilityError",
     "FreshnessError",
     "GateError",
     "InclusionError",
@@ -103,6 +105,14 @@ class FreshnessError(GateError):
     check = "freshness"
 
 
+class DataAvailabilityError(GateError):
+    """The policy has a ``mirror-quorum`` (overt's tlog-policy extension) and the mirrors
+    whose cosignatures on the checkpoint say they hold the publication's entries (from
+    their minimum index on) do not meet it."""
+
+    check = "mirror-quorum"
+
+
 class AuditError(GateError):
     check = "audit"
 
@@ -134,6 +144,7 @@ CHECKS: tuple[type[GateError], ...] = (
     CheckpointError,
     WitnessQuorumError,
     FreshnessError,
+    DataAvailabilityError,
     AuditError,
     SourceRequirementError,
     VersionRollbackError,

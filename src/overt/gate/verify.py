@@ -22,6 +22,10 @@ check that fails, in this order:
 6. ``checkpoint`` / ``witness-quorum``: the checkpoint is signed by a policy
    log and cosigned by the witness quorum (c2sp.org/tlog-policy).
 7. ``freshness``: the quorum cosigned it at most ``max_checkpoint_age`` ago.
+   ``mirror-quorum``: with a ``mirror-quorum`` in the witness policy, the
+   mirrors that cosigned the checkpoint, each from its minimum index on, hold
+   the publication and its attestations (c2sp.org/tlog-mirror; overt's policy
+   extension, :func:`overt.formats.policy.require_mirrors`).
 8. ``audit``: a rule bundle carries the required auditor sign-offs.
    ``source``: with a ``source`` requirement in the policy, a release or update
    carries its provenance, source snapshot, reviews and rebuild summaries, and
@@ -56,7 +60,12 @@ from overt.formats import merkle
 from overt.formats.checkpoint import Checkpoint, parse_checkpoint
 from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, verify_envelope
 from overt.formats.note import parse_note
-from overt.formats.policy import VerifiedCheckpoint, verify_checkpoint
+from overt.formats.policy import (
+    MirrorQuorumError,
+    VerifiedCheckpoint,
+    require_mirrors,
+    verify_checkpoint,
+)
 from overt.formats.statement import (
     Release,
     RuleAudit,
@@ -73,6 +82,7 @@ from overt.gate.errors import (
     BundleError,
     CheckpointError,
     ConsistencyError,
+    DataAvailabilityError,
     FreshnessError,
     GateError,
     InclusionError,
@@ -429,6 +439,7 @@ def _checks(
             f"checkpoint {cp.origin} size {cp.size} was last cosigned by the witness quorum"
             f" {age:.0f} s ago, more than the allowed {policy.max_checkpoint_age:g} s"
         )
+    _mirrored(verified, bundle, policy)
     audits: dict[str, tuple[str, ...]] = {}
     if kind == "rule-bundle":
         audits = _audits(_subject_sha(statement), bundle, policy, cp)
@@ -466,6 +477,19 @@ def _checks(
         audits=audits,
     )
     return Admission(publication, GateState(checkpoints, versions, new_keys))
+
+
+def _mirrored(verified: VerifiedCheckpoint, bundle: Bundle, policy: ClientPolicy) -> None:
+    """The mirror quorum holds every entry the admission rests on (from the checkpoint's
+    mirror cosignatures alone: the gate does no I/O)."""
+    if policy.witnesses.mirror_quorum is None:
+        return
+    indices = [bundle.proof.index, *(a.index for a in bundle.attestations)]
+    sizes = dict.fromkeys(verified.cosigned, verified.checkpoint.size)
+    try:
+        require_mirrors(policy.witnesses, sizes, min(indices), max(indices) + 1)
+    except MirrorQuorumError as err:
+        raise DataAvailabilityError(str(err)) from err
 
 
 def _subject_sha(statement: Statement) -> str:

@@ -1,0 +1,80 @@
+"""The update gate demands data availability: a policy's mirror quorum (c2sp.org/tlog-mirror).
+
+A mirror is a cosigner whose cosignature also says it durably holds the checkpoint's entries,
+from its minimum index on. The gate does no I/O: it counts the mirror cosignatures carried by
+the bundle's checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from overt.gate.errors import DataAvailabilityError, WitnessQuorumError
+from overt.publish.bundle import format_bundle
+
+from .sim import WitnessSimulator, World
+
+
+def _world(europe_min_index: int = 0) -> tuple[World, dict[str, WitnessSimulator]]:
+    world = World()
+    mirrors = {n: WitnessSimulator(f"{n}.mirror.example", world.clock) for n in ("asia", "europe")}
+    world.log.witnesses = [*world.log.witnesses, *mirrors.values()]  # the log collects both
+    return world, mirrors
+
+
+def _policy_doc(world: World, mirrors: dict[str, WitnessSimulator], europe_min: int = 0) -> dict:
+    doc = world.policy_doc()
+    min_index = f" min-index={europe_min}" if europe_min else ""
+    doc["witness_policy"] = (
+        str(doc["witness_policy"])
+        + f"mirror asia-m {mirrors['asia'].vkey}\n"
+        + f"mirror europe-m {mirrors['europe'].vkey}{min_index}\n"
+        + "group holders 2 asia-m europe-m\nmirror-quorum holders\n"
+    )
+    return doc
+
+
+def _admit(world: World, doc: dict, artifact: bytes, bundle: bytes, state: Path | None) -> object:
+    import json
+
+    from overt.gate import UpdateGate, parse_client_policy
+
+    policy = parse_client_policy(json.dumps(doc).encode())
+    with UpdateGate(policy, state, clock=world.clock) as gate:
+        return gate.admit(artifact, bundle)
+
+
+def test_two_mirrors_and_a_witness_quorum_in_one_policy_admit(tmp_path: Path) -> None:
+    world, mirrors = _world()
+    artifact, bundle = world.publish("1.0.0")
+    pub = _admit(world, _policy_doc(world, mirrors), artifact, format_bundle(bundle), tmp_path)
+    assert set(pub.checkpoint.cosigned) == {"asia", "europe", "asia-m", "europe-m"}  # type: ignore[attr-defined]
+
+
+def test_a_checkpoint_the_mirrors_did_not_store_is_refused() -> None:
+    world, mirrors = _world()
+    mirrors["europe"].online = False  # europe's mirror is down: it cannot hold the entry
+    artifact, bundle = world.publish("1.0.0")
+    with pytest.raises(DataAvailabilityError, match="held by asia-m") as err:
+        _admit(world, _policy_doc(world, mirrors), artifact, format_bundle(bundle), None)
+    assert err.value.check == "mirror-quorum"
+
+
+def test_a_pruned_mirror_never_counts_for_an_entry_below_its_minimum_index() -> None:
+    world, mirrors = _world()
+    artifact, bundle = world.publish("1.0.0")  # logged at index 0
+    with pytest.raises(DataAvailabilityError, match=r"entries \[0, 1\)"):
+        _admit(
+            world, _policy_doc(world, mirrors, europe_min=1), artifact, format_bundle(bundle), None
+        )
+
+
+def test_mirror_cosignatures_do_not_stand_in_for_the_witness_quorum() -> None:
+    world, mirrors = _world()
+    for w in world.witnesses:
+        w.online = False
+    artifact, bundle = world.publish("1.0.0")
+    with pytest.raises(WitnessQuorumError):
+        _admit(world, _policy_doc(world, mirrors), artifact, format_bundle(bundle), None)
