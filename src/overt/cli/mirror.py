@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("dir", type=Path, help="the mirror directory to create")
     p.add_argument("--name", required=True, help="mirror (and key) name, e.g. eu.example/mirror")
     p.add_argument(
+        "--key-type",
+        default="ed25519",
+        choices=("ed25519", "ml-dsa-44"),
+        help="cosignature key: Ed25519 cosignature/v1, or ML-DSA-44 (also signs subtrees)",
+    )
+    p.add_argument(
         "--tiles",
         metavar="URL",
         help="keep the mirrored logs' tiles at file:///PATH or s3://BUCKET/PREFIX (default: DIR/tiles)",
@@ -99,7 +105,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _init(args: argparse.Namespace) -> int:
     from overt.mirror.config import init_mirror
 
-    print(init_mirror(args.dir, args.name, tiles=args.tiles, db=args.db))
+    print(init_mirror(args.dir, args.name, key_type=args.key_type, tiles=args.tiles, db=args.db))
     return 0
 
 

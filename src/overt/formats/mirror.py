@@ -18,8 +18,8 @@ min(upload_end, rounded_start + 256 (i + 1))``, so packages align with entry
 bundles. Its hashes are a *subtree consistency proof*
 (draft-ietf-plants-merkle-tree-certs, "Subtree Consistency Proofs") of the
 subtree ``[rounded_start + 256 i, end)`` to the checkpoint of size
-``upload_end`` (:func:`subtree_consistency_proof`,
-:func:`verify_subtree_consistency`). The number of entries in a package is not
+``upload_end`` (:func:`overt.formats.subtree.subtree_consistency_proof`,
+:func:`overt.formats.subtree.verify_subtree_consistency`). The number of entries in a package is not
 in the body: it follows from the header and the package's position.
 
 Worked example: ``upload_start = 300, upload_end = 700`` gives three packages,
@@ -47,8 +47,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from overt.errors import FormatError, ProofError
-from overt.formats import merkle
+from overt.errors import FormatError
 from overt.formats.checkpoint import MAX_TREE_SIZE
 from overt.formats.merkle import HASH_SIZE
 from overt.formats.strict import b64decode_strict, b64encode, parse_decimal
@@ -78,8 +77,6 @@ __all__ = [
     "parse_package",
     "parse_upload",
     "parse_upload_header",
-    "subtree_consistency_proof",
-    "verify_subtree_consistency",
 ]
 
 CONTENT_TYPE_ENTRIES = "application/octet-stream"
@@ -400,120 +397,3 @@ def parse_mirror_info(body: bytes) -> MirrorInfo:
     if len(ticket) > MAX_TICKET_SIZE:
         raise FormatError("mirror-info ticket", "longer than 65535 bytes")
     return MirrorInfo(size, next_entry, ticket)
-
-
-# --- subtree consistency proofs ------------------------------------------------------------
-#
-# draft-ietf-plants-merkle-tree-certs, "Subtrees" and "Subtree Consistency Proofs": a subtree
-# [start, end) has start a multiple of BIT_CEIL(end - start); its proof to the tree of size n
-# follows the tree's recursion down to the node where the subtree is a prefix, and then is
-# RFC 9162's SUBPROOF of that prefix (with the subtree hash known to the verifier):
-#
-#   SUBTREE_PROOF(start, end, D[n]) = SUBTREE_SUBPROOF(start, end, D[n], true)
-#   SUBTREE_SUBPROOF(start, end, D[n], b):
-#     start == 0 and end == n:  {} if b else {MTH(D[n])}
-#     end <= k:                 SUBTREE_SUBPROOF(start, end, D[0:k], b) ++ MTH(D[k:n])
-#     start >= k:               SUBTREE_SUBPROOF(start - k, end - k, D[k:n], b) ++ MTH(D[0:k])
-#     otherwise (start == 0):   SUBTREE_SUBPROOF(0, end - k, D[k:n], false) ++ MTH(D[0:k])
-#   with k the largest power of two smaller than n. A subtree starting at 0 makes this
-#   RFC 9162's consistency proof from size ``end``.
-
-
-def _check_subtree(start: int, end: int, size: int) -> None:
-    if not 0 <= start < end <= size:
-        raise ProofError(f"subtree [{start}, {end}) is not inside a tree of size {size}")
-    width = end - start
-    if start % (1 << (width - 1).bit_length()):
-        raise ProofError(f"[{start}, {end}) is not a subtree (start not aligned to its width)")
-
-
-def subtree_consistency_proof(
-    start: int, end: int, size: int, subtree: merkle.SubtreeHash
-) -> list[bytes]:
-    """The subtree consistency proof of ``[start, end)`` to the tree of ``size``.
-
-    ``subtree(lo, hi)`` returns ``MTH(D[lo:hi])`` (a complete subtree, or one
-    ending at ``size``), as for :func:`overt.formats.merkle.consistency_proof`.
-
-    Raises:
-        ProofError: ``[start, end)`` is not a subtree of the tree of ``size``.
-    """
-    _check_subtree(start, end, size)
-    out: list[bytes] = []  # outermost hash first; reversed at the end
-    lo, n, known = 0, size, True
-    while not (start == 0 and end == n):
-        k = 1 << ((n - 1).bit_length() - 1)
-        if end <= k:
-            out.append(subtree(lo + k, lo + n))
-            n = k
-        elif start >= k:
-            out.append(subtree(lo, lo + k))
-            lo, start, end, n = lo + k, start - k, end - k, n - k
-        else:
-            out.append(subtree(lo, lo + k))
-            lo, end, n, known = lo + k, end - k, n - k, False
-    if not known:
-        out.append(subtree(lo, lo + n))
-    out.reverse()
-    return out
-
-
-def verify_subtree_consistency(
-    start: int,
-    end: int,
-    size: int,
-    subtree_hash: bytes,
-    proof: Sequence[bytes],
-    root: bytes,
-) -> None:
-    """Checks that ``subtree_hash`` is ``MTH(D[start:end])`` of the tree of ``size`` and ``root``.
-
-    Raises:
-        ProofError: not a subtree of that tree, a hash that is not 32 bytes, a proof
-            of the wrong length, or one that does not lead to ``subtree_hash`` and ``root``.
-    """
-    _check_subtree(start, end, size)
-    if len(subtree_hash) != HASH_SIZE or len(root) != HASH_SIZE:
-        raise ProofError("a subtree or root hash is not 32 bytes")
-    if any(len(h) != HASH_SIZE for h in proof):
-        raise ProofError("a proof hash is not 32 bytes")
-    # Walk the recursion top-down; the proof lists its hashes innermost first. A step is
-    # (sibling on the left?, does the subtree's own hash grow too?).
-    steps: list[tuple[bool, bool]] = []
-    lo_start, lo_end = start, end
-    n, known = size, True
-    while not (start == 0 and end == n):
-        k = 1 << ((n - 1).bit_length() - 1)
-        if end <= k:
-            steps.append((False, False))
-            n = k
-        elif start >= k:
-            steps.append((True, False))
-            start, end, n = start - k, end - k, n - k
-        else:
-            steps.append((True, True))  # the subtree spans both children: it grows too
-            end, n, known = end - k, n - k, False
-    expected = len(steps) + (0 if known else 1)
-    if len(proof) != expected:
-        raise ProofError(f"subtree consistency proof has {len(proof)} hashes, expected {expected}")
-    pos = 0
-    if known:
-        fr = sr = subtree_hash
-    else:
-        fr = sr = proof[0]
-        pos = 1
-    node = merkle.node_hash
-    for left, both in reversed(steps):
-        h = proof[pos]
-        pos += 1
-        if not left:
-            sr = node(sr, h)
-        else:
-            sr = node(h, sr)
-            if both:
-                fr = node(h, fr)
-    if fr != subtree_hash or sr != root:
-        raise ProofError(
-            f"subtree consistency proof of [{lo_start}, {lo_end}) does not lead to the subtree hash"
-            f" and the root of size {size}"
-        )

@@ -54,10 +54,10 @@ from overt.formats.mirror import (
     package_count,
     package_range,
     parse_mirror_info,
-    subtree_consistency_proof,
 )
 from overt.formats.note import MAX_NOTE_SIZE, Verifier, parse_note
 from overt.formats.strict import parse_decimal
+from overt.formats.subtree import subtree_consistency_proof
 from overt.formats.witness import (
     AddCheckpointRequest,
     format_add_checkpoint,

@@ -2,10 +2,12 @@
 
 Layout (``overt mirror init DIR --name NAME``)::
 
-    DIR/mirror.skey    PRIVATE+KEY+<name>+<id>+<base64>  cosignature/v1 (type 0x04), mode 0600
+    DIR/mirror.skey    PRIVATE+KEY+<name>+<id>+<base64>  a cosigner key, mode 0600: Ed25519
+                       cosignature/v1 (0x04) or ML-DSA-44 (0x06, ``--key-type ml-dsa-44``,
+                       which also signs subtrees: ``POST /sign-subtree``)
     DIR/mirror.vkey    <name>+<id>+<base64>              what clients put in a policy
-    DIR/logs           one log vkey per line (Ed25519, type 0x01; its name is the origin),
-                       as a witness's (overt.witness.config)
+    DIR/logs           one log vkey per line (its name is the origin), as a
+                       witness's (overt.witness.config)
     DIR/mirror.json    {"version": 1, "tiles": URL?, "db": URL?}
     DIR/tiles/         the mirrored logs' tiles, one ``<hex sha256(origin)>/`` each
                        (unless "tiles" names a file:/// or s3:// URL)
@@ -29,8 +31,15 @@ from pathlib import Path
 
 from overt._secrets import require_private
 from overt.errors import ConfigError, FormatError, LogLockedError
-from overt.formats.cosignature import ALG_COSIGNATURE_V1, CosignatureSigner
-from overt.formats.note import Ed25519Verifier, generate_key, parse_skey
+from overt.formats.keytypes import (
+    DEFAULT_ALGORITHM,
+    KeySigner,
+    KeyVerifier,
+    Purpose,
+    choose,
+    generate,
+)
+from overt.formats.note import parse_skey
 from overt.log.backend import TileBackend
 from overt.log.fs import TileStore, atomic_write
 from overt.log.stores import open_tiles
@@ -64,7 +73,7 @@ class MirrorConfig:
     """A loaded mirror directory."""
 
     directory: Path
-    signer: CosignatureSigner
+    signer: KeySigner
     logs: KnownLogs
     tiles_url: str | None
     db_url: str
@@ -93,9 +102,17 @@ class MirrorConfig:
 
 
 def init_mirror(
-    directory: Path | str, name: str, *, tiles: str | None = None, db: str | None = None
+    directory: Path | str,
+    name: str,
+    *,
+    key_type: str = DEFAULT_ALGORITHM,
+    tiles: str | None = None,
+    db: str | None = None,
 ) -> str:
     """Creates a mirror in ``directory``; returns its vkey.
+
+    ``key_type`` is an algorithm name (``ed25519``, ``ml-dsa-44``); the key is that
+    algorithm's cosignature type (overt.formats.keytypes).
 
     ``tiles`` (``file:///PATH`` or ``s3://BUCKET/PREFIX``) and ``db``
     (``sqlite:///PATH`` or ``postgresql://...``) move the copy and the state
@@ -109,7 +126,8 @@ def init_mirror(
     directory = Path(directory)
     if (directory / SKEY).exists():
         raise ConfigError(f"{directory} already holds a mirror ({SKEY})")
-    skey, vkey = generate_key(name, ALG_COSIGNATURE_V1)
+    signer = generate(choose(key_type, Purpose.COSIGNATURE), name)
+    skey, vkey = signer.skey, signer.vkey
     if tiles is not None:
         open_tiles(tiles)  # refuses a malformed URL before anything is written
     config: dict[str, object] = {"version": 1}
@@ -165,19 +183,19 @@ def load_mirror(directory: Path | str, clock: Callable[[], float] = time.time) -
         raise ConfigError(f"cannot read {path}: {err}") from err
     except FormatError as err:
         raise ConfigError(f"{path}: {err}") from err
-    if not isinstance(signer, CosignatureSigner):
-        raise ConfigError(f"{path} is not a cosignature/v1 (type 0x04) key")
+    if not signer.key_type.may_sign(Purpose.COSIGNATURE):
+        raise ConfigError(f"{path} is a {signer.key_type.name} key, not a cosigner key")
     signer.clock = clock
     tiles, db = _config(directory)
     return MirrorConfig(directory, signer, read_logs(directory), tiles, db)
 
 
-def trust_log(directory: Path | str, vkey: str) -> tuple[Ed25519Verifier, bool]:
+def trust_log(directory: Path | str, vkey: str) -> tuple[KeyVerifier, bool]:
     """Adds a log key to the mirror's logs; returns it and whether it was new.
 
     Raises:
         ConfigError: not a mirror directory, or the file cannot be written.
-        FormatError: a malformed vkey, or one that is not an Ed25519 (type 0x01) log key.
+        FormatError: a malformed vkey, or one that is not a log key.
     """
     return witness_config.trust_log(directory, vkey, key_file=SKEY)
 

@@ -35,16 +35,17 @@ from dataclasses import dataclass, replace
 
 from overt.errors import ConfigError, ProofError
 from overt.formats import merkle
-from overt.formats.cosignature import CosignatureSigner, cosignature_timestamp
+from overt.formats.cosignature import cosignature_timestamp
+from overt.formats.keytypes import KeySigner
 from overt.formats.merkle import EMPTY_ROOT, verify_consistency
 from overt.formats.mirror import (
     EntryPackage,
     MirrorInfo,
     PackageRange,
     UploadHeader,
-    verify_subtree_consistency,
 )
 from overt.formats.note import Note, Signature, format_note, parse_note
+from overt.formats.subtree import verify_subtree_consistency
 from overt.formats.witness import format_cosignature_lines
 from overt.mirror.errors import (
     MirrorConflictError,
@@ -231,7 +232,7 @@ def verify_package(
     subtree = merkle.root_hash([*held, *hashes])
     try:
         verify_subtree_consistency(
-            rng.subtree_start, rng.end, target.size, subtree, package.proof, target.root_hash
+            rng.subtree_start, rng.end, target.size, subtree, target.root_hash, package.proof
         )
     except ProofError as err:
         raise MirrorVerificationError(
@@ -240,9 +241,7 @@ def verify_package(
     return hashes
 
 
-def cosign(
-    target: PendingCheckpoint, signer: CosignatureSigner
-) -> tuple[CosignedCheckpoint, bytes]:
+def cosign(target: PendingCheckpoint, signer: KeySigner) -> tuple[CosignedCheckpoint, bytes]:
     """The mirror checkpoint for ``target`` and the reply's cosignature line(s).
 
     Call only once every entry up to ``target.size`` is durable and the stored

@@ -5,6 +5,8 @@ Routes (the submission and monitoring prefixes are both the server root)::
     POST /add-checkpoint          as a witness's (c2sp.org/tlog-witness), but only the
                                   pending checkpoint moves and nothing is cosigned:
                                   200 (empty body), 409 text/x.tlog.size, 400/403/404/422
+    POST /sign-subtree            as a witness's, for a checkpoint this mirror cosigned
+                                  (an ML-DSA-44 mirror key only; else 404)
     POST /add-entries             application/octet-stream, gzip accepted
                                   (overt.formats.mirror): 200 the mirror's cosignature
                                   line(s); 202 / 409 text/x.tlog.mirror-info; 400/404/422
@@ -62,7 +64,7 @@ from overt._asgi import (
 )
 from overt.errors import FormatError, NotFoundError, OvertError, TilePathError
 from overt.formats import tiles
-from overt.formats.cosignature import CosignatureSigner
+from overt.formats.keytypes import KeySigner
 from overt.formats.mirror import (
     CONTENT_TYPE_INFO,
     MAX_HEADER_SIZE,
@@ -74,7 +76,13 @@ from overt.formats.mirror import (
     parse_package,
     parse_upload_header,
 )
-from overt.formats.witness import CONTENT_TYPE_SIZE, MAX_REQUEST_SIZE, parse_add_checkpoint
+from overt.formats.witness import (
+    CONTENT_TYPE_SIZE,
+    MAX_REQUEST_SIZE,
+    MAX_SUBTREE_REQUEST_SIZE,
+    parse_add_checkpoint,
+    parse_sign_subtree,
+)
 from overt.log.backend import TileBackend
 from overt.mirror.core import (
     MirrorRecord,
@@ -95,6 +103,7 @@ from overt.mirror.state import MirrorState
 from overt.mirror.store import MirroredTiles, origin_hash
 from overt.witness.core import KnownLogs, verify_submission
 from overt.witness.errors import WitnessConflictError, WitnessError, WitnessRequestError
+from overt.witness.subtree import can_sign_subtrees, sign_subtree, unsupported
 
 __all__ = ["COMMIT_PACKAGES", "MirrorApp", "serve"]
 
@@ -178,7 +187,7 @@ class MirrorApp:
         self,
         state: MirrorState,
         logs: KnownLogs,
-        signer: CosignatureSigner,
+        signer: KeySigner,
         tiles_for: Callable[[str], TileBackend],
         *,
         reload: Callable[[], KnownLogs | None] | None = None,
@@ -276,14 +285,16 @@ class MirrorApp:
     async def _route(
         self, scope: Scope, receive: Receive, send: Send, path: str, method: str
     ) -> None:
-        if path in ("/add-checkpoint", "/add-entries"):
+        if path in ("/add-checkpoint", "/add-entries", "/sign-subtree"):
             if method != "POST":
                 await error(send, 405, f"use POST {path}", [(b"allow", b"POST")])
                 return
             if path == "/add-checkpoint":
                 await self._add_checkpoint(scope, receive, send)
-            else:
+            elif path == "/add-entries":
                 await self._add_entries(scope, receive, send)
+            else:
+                await self._sign_subtree(scope, receive, send)
             return
         if method not in ("GET", "HEAD"):
             await error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
@@ -370,6 +381,34 @@ class MirrorApp:
             await error(send, err.status, err.reason)
             return
         await reply(send, 200, b"")
+
+    # -- sign-subtree ----------------------------------------------------------
+
+    async def _sign_subtree(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # As a witness's (overt.witness.subtree, pure): the reference checkpoint must
+        # carry this mirror's own cosignature, which it made only once it held every
+        # entry up to it; so a subtree of it is held too.
+        try:
+            body = await read_body(scope, receive, MAX_SUBTREE_REQUEST_SIZE)
+        except BodyTooLargeError:
+            limit = MAX_SUBTREE_REQUEST_SIZE
+            await error(send, 413, f"request body larger than {limit} bytes", [CLOSE])
+            return
+        if body is None:
+            return
+        try:
+            if not can_sign_subtrees(self.signer):
+                raise unsupported(self.signer.name)
+            try:
+                request = parse_sign_subtree(body)
+            except FormatError as err:
+                raise WitnessRequestError(str(err)) from err
+            own = [self.signer.verifier()]
+            lines = sign_subtree(request, self._current_logs(), self.signer, own)
+        except WitnessError as err:
+            await error(send, err.status, err.reason)
+            return
+        await reply(send, 200, lines)
 
     # -- add-entries -----------------------------------------------------------
 
