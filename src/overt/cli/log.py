@@ -127,6 +127,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         " (the proof is built from its published tiles)",
     )
     p.add_argument("index", type=_index, help="the entry's index")
+    p.add_argument(
+        "--subtree",
+        action="store_true",
+        help="prove it against its witnessed 256-entry range instead (a short proof that never"
+        " changes; needs ML-DSA-44 witnesses; directory only)",
+    )
     p.set_defaults(func=_proof)
 
     p = cmds.add_parser("witnesses", help="set the log's witnesses and quorum (a tlog-policy file)")
@@ -336,7 +342,15 @@ def _proof(args: argparse.Namespace) -> int:
 
     # Read-only: the published checkpoint and tiles, no lock, so it works beside a server.
     source: str = args.source
-    if not source.startswith(("http://", "https://")):
+    if args.subtree:
+        from overt.cli._util import UsageError
+        from overt.log.subtrees import SubtreeStore, subtree_proof
+
+        if source.startswith(("http://", "https://")):
+            raise UsageError("--subtree reads the log directory's subtrees/, not a URL")
+        view = LogView.open(source)
+        proof = subtree_proof(SubtreeStore(source), view.subtree_reader(), args.index)
+    elif not source.startswith(("http://", "https://")):
         proof = LogView.open(source).proof(args.index)
     else:
         from overt.errors import NotFoundError

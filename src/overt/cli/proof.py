@@ -1,12 +1,17 @@
-"""``overt proof verify``: check an offline c2sp.org/tlog-proof against an entry."""
+"""``overt proof verify``: check an offline c2sp.org/tlog-proof (or an overt subtree proof,
+:mod:`overt.formats.subtree_proof`) against an entry."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from overt.cli._util import load_policy, load_vkey, read_input
 from overt.errors import FormatError, PolicyError
+
+if TYPE_CHECKING:
+    from overt.formats.policy import Policy
 
 #: Top-level commands this module registers, with their one-line help.
 COMMANDS = {
@@ -33,6 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _verify(args: argparse.Namespace) -> int:
     from overt.formats.merkle import leaf_hash
     from overt.formats.proof import parse_proof, verify_proof
+    from overt.formats.subtree_proof import HEADER as SUBTREE_HEADER
 
     verifier = load_vkey(args.vkey)
     raw = read_input(args.proof)
@@ -40,6 +46,8 @@ def _verify(args: argparse.Namespace) -> int:
     if not entry:
         raise FormatError("entry", "empty file")
     policy = load_policy(args.policy)
+    if raw.startswith(SUBTREE_HEADER + b"\n"):
+        return _verify_subtree(args, raw, leaf_hash(entry), verifier.name, policy)
     if args.max_age is not None and policy is None:
         raise PolicyError("--max-age needs --policy (freshness comes from witness cosignatures)")
     verified = verify_proof(
@@ -53,4 +61,25 @@ def _verify(args: argparse.Namespace) -> int:
     )
     cp = verified.checkpoint.checkpoint
     print(f"ok: entry {verified.proof.index} is in {cp.origin} at size {cp.size}")
+    return 0
+
+
+def _verify_subtree(
+    args: argparse.Namespace, raw: bytes, leaf: bytes, origin: str, policy: Policy | None
+) -> int:
+    from overt.formats.subtree_proof import verify_subtree_proof
+
+    # The witnesses vouch for the subtree (the log key names the origin): a policy is needed.
+    if policy is None:
+        raise PolicyError("a subtree proof is vouched for by witnesses: give --policy")
+    if args.max_age is not None:
+        raise PolicyError("--max-age: subtree cosignatures carry no time (they never go stale)")
+    if args.origin is not None and args.origin != origin:
+        raise PolicyError(f"--origin {args.origin} is not the log key's origin {origin}")
+    verified = verify_subtree_proof(raw, leaf, policy, origin=origin)
+    st = verified.proof.subtree
+    print(
+        f"ok: entry {verified.proof.index} is in {st.origin} subtree [{st.start}, {st.end}),"
+        f" cosigned by {', '.join(verified.cosigned_by)}"
+    )
     return 0
