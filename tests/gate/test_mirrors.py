@@ -78,3 +78,45 @@ def test_mirror_cosignatures_do_not_stand_in_for_the_witness_quorum() -> None:
     artifact, bundle = world.publish("1.0.0")
     with pytest.raises(WitnessQuorumError):
         _admit(world, _policy_doc(world, mirrors), artifact, format_bundle(bundle), None)
+
+
+def _mirrors_cosign_later(world: World, mirrors: dict[str, WitnessSimulator]) -> bytes:
+    """The log grows; the mirrors, having stored it, cosign its new checkpoint."""
+    world.publish("1.0.1")
+    note = world.log.checkpoint()
+    for m in mirrors.values():
+        m.online = True
+        note = m.cosign(note)
+    return note
+
+
+def test_mirrors_that_cosigned_a_later_checkpoint_count_with_a_consistency_proof() -> None:
+    import json
+
+    from overt.gate import UpdateGate, parse_client_policy
+
+    world, mirrors = _world()
+    for m in mirrors.values():
+        m.online = False  # mirrors cosign after the log publishes: not on the bundle's checkpoint
+    artifact, bundle = world.publish("1.0.0")
+    later = _mirrors_cosign_later(world, mirrors)
+    size = bundle.proof.checkpoint.split(b"\n")[1]
+    asked: list[int] = []
+
+    def fetch(cp: object) -> list[tuple[bytes, list[bytes]]]:
+        old = int(size)
+        asked.append(old)
+        return [(later, world.log.consistency_proof(old, world.log.tree.size))]
+
+    policy = parse_client_policy(json.dumps(_policy_doc(world, mirrors)).encode())
+    with UpdateGate(policy, None, clock=world.clock, fetch_mirrors=fetch) as gate:
+        gate.admit(artifact, format_bundle(bundle))
+    assert asked == [int(size)]
+    # A proof that does not hold (or a checkpoint of another tree) counts for nothing.
+    with (
+        UpdateGate(
+            policy, None, clock=world.clock, fetch_mirrors=lambda cp: [(later, [b"\x00" * 32])]
+        ) as gate,
+        pytest.raises(DataAvailabilityError),
+    ):
+        gate.admit(artifact, format_bundle(bundle))

@@ -26,7 +26,10 @@ from overt.cli._util import read_input
 from overt.errors import ConfigError, FormatError
 
 if TYPE_CHECKING:
+    from overt.formats.checkpoint import Checkpoint
+    from overt.formats.policy import Policy
     from overt.formats.statement import Predicate
+    from overt.gate.verify import MirrorFetcher
     from overt.publish.keys import PublisherKey, PublisherSigner
 
 
@@ -316,7 +319,8 @@ def _verify(args: argparse.Namespace) -> int:
     bundle = read_input(args.bundle)
     log = args.log or next((lg.url for lg in policy.all_logs() if lg.url), None)
     fetch = _fetcher(log) if (log and args.state) else None
-    with UpdateGate(policy, args.state, fetch_consistency=fetch) as gate:  # type: ignore[arg-type]
+    mirrors = _mirror_fetcher(policy.witnesses)
+    with UpdateGate(policy, args.state, fetch_consistency=fetch, fetch_mirrors=mirrors) as gate:  # type: ignore[arg-type]
         pub = gate.admit(artifact, bundle)
     cp = pub.checkpoint.checkpoint
     print(
@@ -325,6 +329,25 @@ def _verify(args: argparse.Namespace) -> int:
         f" cosigned by {', '.join(sorted(pub.checkpoint.cosigned)) or 'no witness'}"
     )
     return 0
+
+
+def _mirror_fetcher(policy: Policy) -> MirrorFetcher | None:
+    """With a mirror quorum: ask the policy's mirrors (those with URLs) for checkpoints they
+    cosigned after the bundle's, with proofs from their tiles (the gate verifies them)."""
+    if policy.mirror_quorum is None or not any(m.url for m in policy.mirrors):
+        return None
+
+    def fetch(checkpoint: Checkpoint) -> list[tuple[bytes, list[bytes]]]:
+        from overt.monitor.mirrors import mirror_evidence, mirrors_from
+
+        mirrors = mirrors_from(policy, checkpoint.origin)
+        try:
+            return mirror_evidence(mirrors, checkpoint)
+        finally:
+            for m in mirrors:
+                m.source.close()
+
+    return fetch
 
 
 def _keygen(args: argparse.Namespace) -> int:

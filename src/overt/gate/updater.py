@@ -41,7 +41,13 @@ from overt.formats.checkpoint import parse_checkpoint
 from overt.formats.note import parse_note
 from overt.formats.strict import load_json
 from overt.gate.policy import ClientPolicy
-from overt.gate.verify import ConsistencyFetcher, GateState, VerifiedPublication, verify_publication
+from overt.gate.verify import (
+    ConsistencyFetcher,
+    GateState,
+    MirrorFetcher,
+    VerifiedPublication,
+    verify_publication,
+)
 from overt.publish.bundle import Bundle
 from overt.publish.keys import parse_publisher_key
 from overt.publish.keyset import KeyState
@@ -131,10 +137,12 @@ class UpdateGate:
         *,
         clock: Callable[[], float] = time.time,
         fetch_consistency: ConsistencyFetcher | None = None,
+        fetch_mirrors: MirrorFetcher | None = None,
     ) -> None:
         self.policy = policy
         self.clock = clock
         self.fetch_consistency = fetch_consistency
+        self.fetch_mirrors = fetch_mirrors
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._state = GateState()
         self._stamp: tuple[int, int, int] | None = None
@@ -258,7 +266,13 @@ class UpdateGate:
         self, digest: bytes | Callable[[], bytes], bundle: bytes | Bundle
     ) -> VerifiedPublication:
         admission = verify_publication(
-            digest, bundle, self.policy, self._state, self.clock(), self.fetch_consistency
+            digest,
+            bundle,
+            self.policy,
+            self._state,
+            self.clock(),
+            self.fetch_consistency,
+            self.fetch_mirrors,
         )
         if admission.state != self._state:
             if self.state_dir is not None:

@@ -25,7 +25,10 @@ check that fails, in this order:
    ``mirror-quorum``: with a ``mirror-quorum`` in the witness policy, the
    mirrors that cosigned the checkpoint, each from its minimum index on, hold
    the publication and its attestations (c2sp.org/tlog-mirror; overt's policy
-   extension, :func:`overt.formats.policy.require_mirrors`).
+   extension, :func:`overt.formats.policy.require_mirrors`). Mirrors cosign
+   after the log publishes, so a shell may also plug in a
+   :data:`MirrorFetcher`: mirror-cosigned checkpoints of the same log, each
+   with a consistency proof from the bundle's checkpoint, count as well.
 8. ``audit``: a rule bundle carries the required auditor sign-offs.
    ``source``: with a ``source`` requirement in the policy, a release or update
    carries its provenance, source snapshot, reviews and rebuild summaries, and
@@ -57,11 +60,12 @@ from overt.errors import (
     VerificationError,
 )
 from overt.formats import merkle
-from overt.formats.checkpoint import Checkpoint, parse_checkpoint
+from overt.formats.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
 from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, verify_envelope
 from overt.formats.note import parse_note
 from overt.formats.policy import (
     MirrorQuorumError,
+    Policy,
     VerifiedCheckpoint,
     require_mirrors,
     verify_checkpoint,
@@ -102,12 +106,18 @@ __all__ = [
     "Admission",
     "ConsistencyFetcher",
     "GateState",
+    "MirrorFetcher",
     "VerifiedPublication",
     "verify_publication",
 ]
 
 #: ``fetch(old_size, new_size) -> proof hashes``, e.g. ``LogClient.consistency_proof``.
 ConsistencyFetcher = Callable[[int, int], Sequence[bytes]]
+
+#: ``fetch(checkpoint) -> [(mirror's signed note, consistency proof from checkpoint)]``:
+#: checkpoints mirrors cosigned, e.g. :func:`overt.monitor.mirrors.mirror_evidence`.
+#: Untrusted: each is verified (the log's signature, the mirrors' cosignatures, the proof).
+MirrorFetcher = Callable[[Checkpoint], Sequence[tuple[bytes, Sequence[bytes]]]]
 
 
 @dataclass(frozen=True)
@@ -371,6 +381,7 @@ def verify_publication(
     state: GateState,
     now: float,
     fetch_consistency: ConsistencyFetcher | None = None,
+    fetch_mirrors: MirrorFetcher | None = None,
 ) -> Admission:
     """Run every check (see the module docstring); return the admission or raise.
 
@@ -393,7 +404,16 @@ def verify_publication(
     admission: Admission | None = None
     try:
         admission = _checks(
-            statement, envelope, parsed, policy, state, now, cp, note, fetch_consistency
+            statement,
+            envelope,
+            parsed,
+            policy,
+            state,
+            now,
+            cp,
+            note,
+            fetch_consistency,
+            fetch_mirrors,
         )
     except GateError as err:
         first = err
@@ -422,6 +442,7 @@ def _checks(
     cp: Checkpoint,
     note: bytes,
     fetch: ConsistencyFetcher | None,
+    fetch_mirrors: MirrorFetcher | None = None,
 ) -> Admission:
     keys, keyids = _publisher(envelope, bundle, policy, state, now)
     predicate = _pin(statement, policy)
@@ -439,7 +460,7 @@ def _checks(
             f"checkpoint {cp.origin} size {cp.size} was last cosigned by the witness quorum"
             f" {age:.0f} s ago, more than the allowed {policy.max_checkpoint_age:g} s"
         )
-    _mirrored(verified, bundle, policy)
+    _mirrored(verified, bundle, policy, fetch_mirrors)
     audits: dict[str, tuple[str, ...]] = {}
     if kind == "rule-bundle":
         audits = _audits(_subject_sha(statement), bundle, policy, cp)
@@ -479,17 +500,61 @@ def _checks(
     return Admission(publication, GateState(checkpoints, versions, new_keys))
 
 
-def _mirrored(verified: VerifiedCheckpoint, bundle: Bundle, policy: ClientPolicy) -> None:
-    """The mirror quorum holds every entry the admission rests on (from the checkpoint's
-    mirror cosignatures alone: the gate does no I/O)."""
-    if policy.witnesses.mirror_quorum is None:
+def _mirrored(
+    verified: VerifiedCheckpoint,
+    bundle: Bundle,
+    policy: ClientPolicy,
+    fetch: MirrorFetcher | None,
+) -> None:
+    """The mirror quorum holds every entry the admission rests on: the mirror cosignatures
+    on the bundle's checkpoint, and those on later checkpoints ``fetch`` proves consistent."""
+    witnesses = policy.witnesses
+    if witnesses.mirror_quorum is None:
         return
     indices = [bundle.proof.index, *(a.index for a in bundle.attestations)]
+    first, end = min(indices), max(indices) + 1
     sizes = dict.fromkeys(verified.cosigned, verified.checkpoint.size)
     try:
-        require_mirrors(policy.witnesses, sizes, min(indices), max(indices) + 1)
+        require_mirrors(witnesses, sizes, first, end)
+        return
+    except MirrorQuorumError as err:
+        if fetch is None:
+            raise DataAvailabilityError(str(err)) from err
+    try:
+        evidence = fetch(verified.checkpoint)
+    except Exception as err:  # the fetcher is the caller's I/O: a refusal, whatever it raises
+        raise DataAvailabilityError(f"cannot fetch mirror checkpoints: {err}") from err
+    for note, proof in evidence:
+        for name, size in _mirror_cosigned(note, proof, verified, witnesses).items():
+            sizes[name] = max(sizes.get(name, 0), size)
+    try:
+        require_mirrors(witnesses, sizes, first, end)
     except MirrorQuorumError as err:
         raise DataAvailabilityError(str(err)) from err
+
+
+def _mirror_cosigned(
+    note: bytes, proof: Sequence[bytes], verified: VerifiedCheckpoint, policy: Policy
+) -> dict[str, int]:
+    """``{mirror: size}`` for the policy mirrors that cosigned ``note``, a checkpoint of the
+    same log proven (by ``proof``) to extend the verified one; empty if anything fails."""
+    cp = verified.checkpoint
+    try:
+        signed = open_checkpoint(
+            note, verified.log.verifier, cp.origin, cosigners=[m.verifier for m in policy.mirrors]
+        )
+        big = signed.checkpoint
+        if big.size < cp.size:
+            return {}
+        if big.size == cp.size:
+            if big.root_hash != cp.root_hash:
+                return {}
+        else:
+            merkle.verify_consistency(cp.size, big.size, cp.root_hash, big.root_hash, proof)
+    except (FormatError, VerificationError):
+        return {}
+    names = {(m.verifier.name, m.verifier.key_id): m.name for m in policy.mirrors}
+    return {names[(sig.name, sig.key_id)]: big.size for _v, sig in signed.cosignatures()}
 
 
 def _subject_sha(statement: Statement) -> str:

@@ -40,7 +40,7 @@ from overt.errors import (
     VerificationError,
 )
 from overt.formats import merkle, tiles
-from overt.formats.checkpoint import SignedCheckpoint, open_checkpoint
+from overt.formats.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint
 from overt.formats.note import MAX_SIGNATURES, Note, Verifier, format_note, parse_note
 from overt.formats.policy import Policy, mirror_prefix, open_trusted_checkpoint, require_mirrors
 from overt.log.client import TileSource, VerifiedLog, open_source, tile_reader, verify_log
@@ -53,6 +53,7 @@ __all__ = [
     "MirroredLog",
     "best_checkpoint",
     "merge_cosignatures",
+    "mirror_evidence",
     "mirror_sizes",
     "mirrors_from",
     "open_mirrored",
@@ -412,3 +413,29 @@ def verify_mirrored_log(
     if policy is not None:
         holding = require_mirrors(policy, sizes, 0, log.checkpoint.checkpoint.size)
     return MirroredLog(log, tuple(views), holding, origin_problem)
+
+
+def mirror_evidence(
+    mirrors: Sequence[Mirror], checkpoint: Checkpoint
+) -> list[tuple[bytes, list[bytes]]]:
+    """Each mirror's checkpoint with a consistency proof from ``checkpoint`` (the gate's
+    :data:`~overt.gate.verify.MirrorFetcher`), the proof computed from the mirror's tiles.
+
+    Nothing is verified here (the gate does it); a mirror that cannot be read, or is behind
+    ``checkpoint``, is left out.
+    """
+    out: list[tuple[bytes, list[bytes]]] = []
+    for m in mirrors:
+        try:
+            note = m.source.read("checkpoint")
+            size = parse_checkpoint(parse_note(note).text).size
+            if size < checkpoint.size or checkpoint.size == 0:
+                continue
+            proof: list[bytes] = []
+            if size > checkpoint.size:
+                subtree = tiles.subtree_from_tiles(tile_reader(m.source), size)
+                proof = merkle.consistency_proof(checkpoint.size, size, subtree)
+        except (LogError, FormatError, VerificationError):
+            continue
+        out.append((note, proof))
+    return out
