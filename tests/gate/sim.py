@@ -82,7 +82,8 @@ class LogSimulator:
     """An in-memory tlog with a real key; implements ``LogWriter`` for ``publish``."""
 
     def __init__(self, origin: str = "log.example/overt", key: Ed25519PrivateKey | None = None):
-        self.signer = Ed25519Signer(origin, key or Ed25519PrivateKey.generate())
+        self.key = key or Ed25519PrivateKey.generate()
+        self.signer = Ed25519Signer(origin, self.key)
         self.tree = MemoryTree()
         self.entries: list[bytes] = []
         self.index: dict[bytes, int] = {}
@@ -127,7 +128,7 @@ class LogSimulator:
 
     def fork(self) -> LogSimulator:
         """Another view of this log: same key and history so far, then diverging."""
-        other = LogSimulator(self.signer.name, self.signer._private)
+        other = LogSimulator(self.signer.name, self.key)
         other.witnesses = self.witnesses
         other.add_many(self.entries)
         return other

@@ -103,7 +103,7 @@ def _forged_fork_checkpoint(story: Story, chain: list[bytes]) -> bytes:
     shows it to the witnesses now: honest witnesses refuse to cosign it."""
     keyset_log = story.world.keyset_log
     assert keyset_log is not None
-    fork = LogSimulator(keyset_log.signer.name, keyset_log.signer._private)
+    fork = LogSimulator(keyset_log.signer.name, keyset_log.key)
     fork.witnesses = story.world.witnesses
     fork.add_many(chain)
     return fork.checkpoint()

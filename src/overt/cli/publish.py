@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import math
 import os
@@ -58,6 +59,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--rule-count", type=int, default=0, help="rule-bundle: number of rules")
     p.add_argument("--name", help="subject name (default: the file's name)")
     p.add_argument("--chain", type=Path, help="key-set chain file (default KEY.chain if present)")
+    p.add_argument(
+        "--keyset-log", metavar="URL_OR_DIR",
+        help="the publisher's key-set log: the chain is made its entries and its freshly"
+        " cosigned checkpoint goes in the bundle (for policies with keyset_log)",
+    )  # fmt: skip
     p.add_argument(
         "--attest", type=Path, action="append", default=[], metavar="ENVELOPE",
         help="a signed attestation to log beside it (e.g. an auditor's sign-off); repeatable",
@@ -136,6 +142,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     r.add_argument("--chain", required=True, type=Path, help="the publisher's key-set chain file")
     r.add_argument("--log", required=True, metavar="URL_OR_DIR", help="the transparency log")
+    _keyset_log_arg(r)
     r.add_argument("--name", help="name of a created NEW_KEY (default: OLD_KEY's name)")
     r.add_argument("--keep-old", action="store_true", help="keep OLD_KEY valid beside NEW_KEY")
     r.add_argument(
@@ -152,6 +159,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         r.add_argument("--key", required=True, type=Path, help="a current private key (signs)")
         r.add_argument("--chain", required=True, type=Path, help="the key-set chain file")
         r.add_argument("--log", required=True, metavar="URL_OR_DIR", help="the transparency log")
+        _keyset_log_arg(r)
         if name == "keyset":
             r.add_argument("--add", action="append", default=[], metavar="PUB", help="key to add")
             r.add_argument(
@@ -166,6 +174,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         )
         _log_args(r)
         r.set_defaults(func=_keyset)
+
+
+def _keyset_log_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--keyset-log", metavar="URL_OR_DIR",
+        help="the publisher's key-set log: the new key set is logged there too (endpoints"
+        " whose policy names it learn of it within its max_age)",
+    )  # fmt: skip
+
+
+def _keyset_token() -> str | None:
+    """A key-set log server's write token: ``OVERT_KEYSET_LOG_TOKEN`` (it is another log)."""
+    return os.environ.get("OVERT_KEYSET_LOG_TOKEN")
 
 
 def _log_args(p: argparse.ArgumentParser) -> None:
@@ -248,15 +269,22 @@ def _publish(args: argparse.Namespace) -> int:
         cache = chain_path.resolve().with_name(chain_path.resolve().name + ".scan")
         found = logged_keysets(log, cache if chain_path.is_file() else None)
         check_chain_against_log(state, keysets, signer.key, found)
-        (bundle,) = publish(
-            log,
-            signer,
-            [item],
-            keysets=keysets,
-            attestations=attestations,
-            consistency_from=args.consistency_from,
-            cosign=_local_witnesses(args.unsafe_local_witness),
-        )
+        with contextlib.ExitStack() as stack:
+            keyset_log = None
+            if args.keyset_log is not None:
+                keyset_log = stack.enter_context(
+                    open_log_writer(args.keyset_log, _keyset_token(), args.timeout)
+                )
+            (bundle,) = publish(
+                log,
+                signer,
+                [item],
+                keysets=keysets,
+                attestations=attestations,
+                consistency_from=args.consistency_from,
+                cosign=_local_witnesses(args.unsafe_local_witness),
+                keyset_log=keyset_log,  # type: ignore[arg-type]
+            )
     if source:
         import dataclasses
 
@@ -270,7 +298,7 @@ def _publish(args: argparse.Namespace) -> int:
 def _local_witnesses(paths: Sequence[Path]) -> Callable[[bytes], bytes] | None:
     if not paths:
         return None
-    from overt.formats.cosignature import CosignatureSigner
+    from overt.formats.keytypes import Purpose
     from overt.formats.note import parse_note, parse_skey, sign_note
 
     signers = []
@@ -282,8 +310,8 @@ def _local_witnesses(paths: Sequence[Path]) -> Callable[[bytes], bytes] | None:
                 " needs the witness's private key (witness.skey)"
             )
         signer = parse_skey(text)
-        if not isinstance(signer, CosignatureSigner):
-            raise ConfigError(f"{path} is not a cosignature/v1 witness key")
+        if not signer.key_type.may_sign(Purpose.COSIGNATURE):
+            raise ConfigError(f"{path} is not a witness (cosignature) key")
         signers.append(signer)
 
     def cosign(note: bytes) -> bytes:
@@ -389,12 +417,17 @@ def _log_keyset(
     from overt.publish.keyset import make_keyset_entry
     from overt.publish.publisher import open_log_writer
 
-    state, _ = read_chain(chain)
+    state, entries = read_chain(chain)
     if not keys:
         raise FormatError("key set", "no key would remain valid")
     entry = make_keyset_entry(state, [signer], keys, revoke, threshold)
     with open_log_writer(args.log, args.token, args.timeout) as log:
         (index,) = log.add_many([entry])
+    if args.keyset_log is not None:
+        from overt.publish.publisher import keyset_checkpoint
+
+        with open_log_writer(args.keyset_log, _keyset_token(), args.timeout) as keyset_log:
+            keyset_checkpoint(keyset_log, [*entries, entry])  # type: ignore[arg-type]
     append_chain(chain, entry)
     return state.sequence + 1, index
 

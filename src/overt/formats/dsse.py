@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from overt.errors import FormatError, InvalidSignatureError, PolicyError, UnknownKeyError
+from overt.formats.keytypes import RawPublicKey
 from overt.formats.strict import (
     b64encode,
     dump_json_canonical,
@@ -210,11 +210,11 @@ def sign_envelope(
 
 def verify_envelope(
     envelope: Envelope,
-    keys: Mapping[str, Ed25519PublicKey],
+    keys: Mapping[str, RawPublicKey],
     threshold: int = 1,
     payload_type: str | None = PAYLOAD_TYPE_IN_TOTO,
 ) -> VerifiedEnvelope:
-    """Verify the envelope's signatures against trusted Ed25519 keys by key ID.
+    """Verify the envelope's signatures against trusted keys (Ed25519, ML-DSA-44) by key ID.
 
     Signatures whose ``keyid`` is not in ``keys`` (or absent) are ignored, as
     the spec's keyid is only a hint; a signature under a trusted key ID that

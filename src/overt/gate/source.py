@@ -51,8 +51,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from overt.errors import (
     FormatError,
     InvalidSignatureError,
@@ -61,6 +59,7 @@ from overt.errors import (
     UnknownKeyError,
 )
 from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, parse_envelope, verify_envelope
+from overt.formats.keytypes import RawPublicKey
 from overt.formats.slsa_provenance import PROVENANCE_PREDICATE, Provenance
 from overt.formats.source_review import REVIEW_PREDICATE, SEVERITIES, ReviewPredicate, severity_rank
 from overt.formats.source_snapshot import parse_snapshot
@@ -191,7 +190,7 @@ def _keyid(vkey: str) -> str:
     return parse_publisher_key(vkey).keyid
 
 
-def _signers(envelope: Envelope, keys: Mapping[str, Ed25519PublicKey]) -> tuple[str, ...]:
+def _signers(envelope: Envelope, keys: Mapping[str, RawPublicKey]) -> tuple[str, ...]:
     """The keys (of ``keys``) that signed ``envelope``; () when none did.
 
     Raises:
@@ -211,7 +210,7 @@ def check_source(
     artifact_sha256: str,
     attestations: Sequence[bytes | Envelope],
     source: bytes,
-    publisher_keys: Mapping[str, Ed25519PublicKey],
+    publisher_keys: Mapping[str, RawPublicKey],
     req: SourceRequirement,
     now: float | None = None,
 ) -> SourceEvidence:
@@ -234,7 +233,7 @@ def _check(
     artifact_sha256: str,
     attestations: Sequence[bytes | Envelope],
     source: bytes,
-    publisher_keys: Mapping[str, Ed25519PublicKey],
+    publisher_keys: Mapping[str, RawPublicKey],
     req: SourceRequirement,
     now: float | None,
 ) -> SourceEvidence:
@@ -263,7 +262,7 @@ def _when(text: str) -> float:
 def _check_sbom(
     artifact_sha256: str,
     parsed: Sequence[tuple[Envelope, Statement]],
-    publisher_keys: Mapping[str, Ed25519PublicKey],
+    publisher_keys: Mapping[str, RawPublicKey],
     req: SbomRequirement,
     now: float,
 ) -> tuple[str, ...]:
@@ -322,7 +321,7 @@ def _check_chain(
     artifact_sha256: str,
     parsed: Sequence[tuple[Envelope, Statement]],
     source: bytes,
-    publisher_keys: Mapping[str, Ed25519PublicKey],
+    publisher_keys: Mapping[str, RawPublicKey],
     req: SourceRequirement,
 ) -> SourceEvidence:
     """Steps 1 to 5 of the module notes."""

@@ -1,16 +1,23 @@
-"""Publisher keys: Ed25519 keys that sign overt publications (DSSE envelopes).
+"""Publisher keys: Ed25519 or ML-DSA-44 keys that sign overt publications (DSSE envelopes).
 
 A publisher key travels in the signed-note key text formats
-(c2sp.org/signed-note, :mod:`overt.formats.note`), type byte ``0x01``::
+(c2sp.org/signed-note, :mod:`overt.formats.keytypes`), by type byte::
 
-    public  (KEY.pub):  NAME+KEYID8+base64(0x01 || 32-byte public key)
-    private (KEY):      PRIVATE+KEY+NAME+KEYID8+base64(0x01 || 32-byte seed)   ; mode 0600
+    public  (KEY.pub):  NAME+KEYID8+base64(type || public key)
+    private (KEY):      PRIVATE+KEY+NAME+KEYID8+base64(type || 32-byte seed)   ; mode 0600
 
-Example public key: ``acme.example/release+1a2b3c4d+AX5k...``. In a DSSE
-envelope the signature's ``keyid`` is :attr:`PublisherKey.keyid`, the lowercase
-hex SHA-256 of the raw 32-byte public key (the name is not part of it, so a
-key keeps its DSSE key ID when renamed). Key-set statements
-(:mod:`overt.publish.keyset`) list keys by their public text.
+    0x01  Ed25519     32-byte public key, 64-byte DSSE signatures (existing endpoints)
+    0x06  ML-DSA-44   1312-byte public key, 2420-byte DSSE signatures (post-quantum)
+
+Example public key: ``acme.example/release+1a2b3c4d+AX5k...``. The DSSE
+signature is the algorithm's plain signature over the envelope's PAE (pure
+ML-DSA-44, empty context), not a note signature: the type byte only names the
+algorithm and the key ID rule. In a DSSE envelope the signature's ``keyid`` is
+:attr:`PublisherKey.keyid`, the lowercase hex SHA-256 of the raw public key (the
+name is not part of it, so a key keeps its DSSE key ID when renamed). Key-set
+statements (:mod:`overt.publish.keyset`) list keys by their public text.
+
+Witness keys (``0x04``, cosignature/v1) are not publisher keys.
 """
 
 from __future__ import annotations
@@ -20,29 +27,69 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from overt.errors import ConfigError, FormatError
-from overt.formats.note import Ed25519Signer, Ed25519Verifier, generate_key, parse_skey, parse_vkey
+from overt.formats.keytypes import (
+    ALG_ED25519,
+    ML_DSA_44,
+    KeySigner,
+    KeyType,
+    Purpose,
+    RawPublicKey,
+    choose,
+    generate,
+    key_type,
+    parse_skey,
+    parse_vkey,
+)
 
 __all__ = [
+    "PUBLISHER_KEY_TYPES",
     "PublisherKey",
     "PublisherSigner",
     "generate_publisher_key",
     "load_publisher_key",
     "load_publisher_signer",
     "parse_publisher_key",
+    "publisher_key_type",
     "write_key_files",
 ]
+
+#: ``--key-type`` names of the publisher key types, the default first.
+PUBLISHER_KEY_TYPES = ("ed25519", "ml-dsa-44")
+
+
+def publisher_key_type(algorithm: str) -> KeyType:
+    """The key type of a publisher key of ``algorithm`` (``ed25519``, ``ml-dsa-44``).
+
+    Raises:
+        ConfigError: not a publisher key algorithm.
+    """
+    if algorithm == "ed25519":
+        return key_type(ALG_ED25519)
+    if algorithm == ML_DSA_44.name:
+        return choose(ML_DSA_44.name, Purpose.CHECKPOINT)
+    raise ConfigError(
+        f"no publisher key type {algorithm!r}; choose one of {', '.join(PUBLISHER_KEY_TYPES)}"
+    )
+
+
+def _check_type(kt: KeyType, text: str) -> None:
+    name = kt.algorithm.name
+    if name not in PUBLISHER_KEY_TYPES or kt is not publisher_key_type(name):
+        raise FormatError(
+            "publisher key", "not an Ed25519 (type 0x01) or ML-DSA-44 (type 0x06) key", text
+        )
 
 
 @dataclass(frozen=True)
 class PublisherKey:
-    """A publisher's public key (Ed25519)."""
+    """A publisher's public key (Ed25519 or ML-DSA-44)."""
 
     vkey: str
-    public_key: Ed25519PublicKey = field(compare=False, repr=False)
+    public_key: RawPublicKey = field(compare=False, repr=False)
     raw: bytes = field(compare=False, repr=False)
+    #: ``ed25519`` or ``ml-dsa-44``: a hybrid key set requires one signature of each.
+    algorithm: str = field(default="ed25519", compare=False)
 
     @property
     def name(self) -> str:
@@ -55,26 +102,29 @@ class PublisherKey:
 
 
 def parse_publisher_key(vkey: str) -> PublisherKey:
-    """Parse a publisher public key (an Ed25519, type 0x01, signed-note vkey).
+    """Parse a publisher public key (a type 0x01 Ed25519 or 0x06 ML-DSA-44 vkey).
 
     Raises:
-        FormatError: malformed, or not a plain Ed25519 key.
+        FormatError: malformed, or not a publisher key type.
     """
     verifier = parse_vkey(vkey)
-    if not isinstance(verifier, Ed25519Verifier):
-        raise FormatError("publisher key", "not an Ed25519 (type 0x01) key", vkey)
-    return PublisherKey(vkey, verifier.public_key, verifier.public_key.public_bytes_raw())
+    _check_type(verifier.key_type, vkey)
+    return PublisherKey(
+        vkey, verifier.public_key, verifier.public_bytes, verifier.key_type.algorithm.name
+    )
 
 
 @dataclass(frozen=True)
 class PublisherSigner:
-    """A publisher's private key; ``sign`` makes raw Ed25519 signatures (for DSSE PAE)."""
+    """A publisher's private key; ``sign`` makes the algorithm's raw signature (for DSSE PAE)."""
 
-    signer: Ed25519Signer = field(repr=False)
+    signer: KeySigner = field(repr=False)
     key: PublisherKey
 
     def sign(self, data: bytes, /) -> bytes:
-        return self.signer.sign(data)
+        # The algorithm's plain signature over the PAE: KeySigner.sign would make a
+        # note signature (for 0x06 a timestamped cosignature message), not DSSE's.
+        return self.signer._private.sign(data)
 
     @property
     def keyid(self) -> str:
@@ -83,19 +133,23 @@ class PublisherSigner:
 
 def _signer_from_skey(skey: str) -> PublisherSigner:
     signer = parse_skey(skey)
-    if not isinstance(signer, Ed25519Signer):
-        raise FormatError("publisher key", "not an Ed25519 (type 0x01) private key")
+    try:
+        _check_type(signer.key_type, "")
+    except FormatError:
+        raise FormatError(
+            "publisher key", "not an Ed25519 (type 0x01) or ML-DSA-44 (type 0x06) private key"
+        ) from None
     return PublisherSigner(signer, parse_publisher_key(signer.vkey))
 
 
-def generate_publisher_key(name: str) -> tuple[str, PublisherSigner]:
+def generate_publisher_key(name: str, algorithm: str = "ed25519") -> tuple[str, PublisherSigner]:
     """A fresh publisher key: ``(private key text, signer)``. Keep the text secret.
 
     Raises:
-        FormatError: ``name`` is not a valid key name.
+        FormatError: ``name`` is not a valid key name; ConfigError: unknown ``algorithm``.
     """
-    skey, _vkey = generate_key(name)
-    return skey, _signer_from_skey(skey)
+    signer = generate(publisher_key_type(algorithm), name)
+    return signer.skey, _signer_from_skey(signer.skey)
 
 
 def write_key_files(path: Path, skey: str, signer: PublisherSigner) -> Path:

@@ -44,8 +44,6 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from overt.errors import FormatError, OvertError, VerificationError
 from overt.formats import merkle
 from overt.formats.checkpoint import Checkpoint
@@ -56,6 +54,7 @@ from overt.formats.dsse import (
     sign_envelope,
     verify_envelope,
 )
+from overt.formats.keytypes import RawPublicKey
 from overt.formats.statement import (
     KeySet,
     format_statement,
@@ -98,7 +97,7 @@ class KeyState:
     def pinned(cls, first_key: PublisherKey) -> KeyState:
         return cls(0, (first_key,), frozenset(), 1, None)
 
-    def trusted(self) -> dict[str, Ed25519PublicKey]:
+    def trusted(self) -> dict[str, RawPublicKey]:
         """DSSE key ID -> public key, for the keys valid now."""
         return {k.keyid: k.public_key for k in self.keys}
 
