@@ -1,0 +1,270 @@
+"""The mirror over HTTP: the submission API's statuses, attacks on it, the monitoring API."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from overt.formats import tiles
+from overt.formats.checkpoint import open_checkpoint, parse_checkpoint
+from overt.formats.mirror import (
+    UploadHeader,
+    format_upload_header,
+    parse_mirror_info,
+    parse_package,
+)
+from overt.formats.note import parse_note, parse_vkey
+from overt.formats.witness import AddCheckpointRequest, format_add_checkpoint
+from overt.log.client import HTTPSource, verify_log
+from overt.log.log import Log
+from overt.mirror import __all__ as mirror_all
+from overt.mirror.client import MirrorClient
+from overt.mirror.errors import MirrorConflictError, MirrorVerificationError
+from overt.mirror.store import origin_hash
+
+from .sim import ORIGIN, MirrorUnderTest, grow, make_log, memory_tree, upload_body
+
+
+class Setup:
+    def __init__(self, log: Log, log_dir: Path, mirror: MirrorUnderTest, url: str) -> None:
+        self.log, self.log_dir, self.mirror, self.url = log, log_dir, mirror, url
+
+    def add_checkpoint(self, old: int = 0) -> httpx.Response:
+        proof = [] if old in (0, self.log.size) else self.log.consistency_proof(old)
+        body = format_add_checkpoint(AddCheckpointRequest(old, tuple(proof), self.log.checkpoint()))
+        return httpx.post(f"{self.url}/add-checkpoint", content=body)
+
+    def add_entries(self, body: bytes, **headers: str) -> httpx.Response:
+        return httpx.post(f"{self.url}/add-entries", content=body, headers=headers)
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.url}/{origin_hash(ORIGIN)}/{path}")
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    log = make_log(tmp_path / "log", 300)
+    mirror = MirrorUnderTest(tmp_path / "mirror", tmp_path / "log")
+    with mirror.serve() as url:
+        yield Setup(log, tmp_path / "log", mirror, url)
+    log.close()
+
+
+def test_package_exports() -> None:
+    assert "MirrorPusher" in mirror_all and "MirrorError" in mirror_all
+
+
+def test_push_mirrors_the_log_byte_for_byte_and_cosigns(setup: Setup) -> None:
+    with setup.mirror.pusher() as pusher:
+        result = pusher.push()
+    assert (result.size, result.sent) == (300, 300)
+    note = setup.get("checkpoint").content
+    assert note == result.note
+    log_key = parse_vkey((setup.log_dir / "log.vkey").read_text().strip())
+    mirror_key = parse_vkey(setup.mirror.vkey)
+    assert open_checkpoint(note, log_key).checkpoint.size == 300
+    text = parse_note(note).text
+    (sig,) = [s for s in parse_note(note).signatures if s.name == mirror_key.name]
+    mirror_key.verify(text, sig.signature)
+    for path in ("tile/0/001.p/44", "tile/entries/000", "tile/entries/001.p/44", "tile/1/000.p/1"):
+        assert setup.get(path).content == (setup.log_dir / "tiles" / path).read_bytes()
+    # A client reads the mirror like any tiled log, and it verifies.
+    with HTTPSource(f"{setup.url}/{origin_hash(ORIGIN)}") as source:
+        verify_log(source, log_key)
+    assert setup.get("min-index").content == b"0\n"
+
+
+def test_a_down_mirror_is_caught_up_by_the_next_push(setup: Setup) -> None:
+    with setup.mirror.pusher() as pusher:
+        pusher.push()
+        grow(setup.log, 9000)
+        result = pusher.push()
+    assert (result.size, result.sent) == (9300, 9000)  # only what it missed
+    assert parse_checkpoint(parse_note(setup.get("checkpoint").content).text).size == 9300
+
+
+def test_add_checkpoint_moves_the_pending_checkpoint_only(setup: Setup) -> None:
+    reply = setup.add_checkpoint(0)
+    assert (reply.status_code, reply.content) == (200, b"")
+    assert setup.get("checkpoint").status_code == 404  # nothing cosigned yet
+    again = setup.add_checkpoint(0)  # as a witness: the old size must be the pending size
+    assert (again.status_code, again.content) == (409, b"300\n")
+    assert again.headers["content-type"] == "text/x.tlog.size"
+    assert setup.mirror.record().pending_size == 300
+
+
+def test_add_entries_statuses(setup: Setup) -> None:
+    tree = memory_tree(300)
+    body = upload_body(ORIGIN, 0, 300, tree)
+    # 422: no pending checkpoint yet.
+    assert setup.add_entries(body).status_code == 422
+    # 404: an origin the mirror does not mirror.
+    other = format_upload_header(UploadHeader("other.test/log", 0, 0))
+    assert setup.add_entries(other).status_code == 404
+    assert setup.add_checkpoint(0).status_code == 200
+    # 409: upload_end is not a pending size (mirror-info names the pending size).
+    wrong = setup.add_entries(format_upload_header(UploadHeader(ORIGIN, 0, 299)))
+    assert wrong.status_code == 409
+    assert wrong.headers["content-type"] == "text/x.tlog.mirror-info"
+    assert parse_mirror_info(wrong.content).size == 300
+    # 409: upload_start past the next entry.
+    ahead = setup.add_entries(format_upload_header(UploadHeader(ORIGIN, 10, 300)))
+    assert ahead.status_code == 409 and parse_mirror_info(ahead.content).next_entry == 0
+    # 400: the header is cut short; or no package arrived.
+    assert setup.add_entries(body[:5]).status_code == 400
+    assert (
+        setup.add_entries(
+            body[: len(format_upload_header(UploadHeader(ORIGIN, 0, 300)))]
+        ).status_code
+        == 400
+    )
+    # 415: an encoding the spec does not name.
+    assert setup.add_entries(body, **{"content-encoding": "br"}).status_code == 415
+    # 200 (gzip): everything, and the mirror's cosignature.
+    rest = body
+    done = setup.add_entries(gzip.compress(rest), **{"content-encoding": "gzip"})
+    assert done.status_code == 200, done.text
+    assert done.content.startswith("\u2014 mirror.test/m1 ".encode())
+    assert setup.mirror.record().mirror_size == 300
+
+
+def test_prefix_upload_is_202_with_the_next_entry(setup: Setup) -> None:
+    tree = memory_tree(300)
+    assert setup.add_checkpoint(0).status_code == 200
+    body = upload_body(ORIGIN, 0, 300, tree)
+    header = format_upload_header(UploadHeader(ORIGIN, 0, 300))
+    got = parse_package(body, len(header), 256)
+    assert got is not None
+    reply = setup.add_entries(body[: got[1]])
+    assert reply.status_code == 202
+    info = parse_mirror_info(reply.content)
+    assert (info.size, info.next_entry) == (300, 256)
+    assert setup.get("checkpoint").status_code == 404  # not yet: 256 < 300
+
+
+def test_malicious_uploader_entries_not_matching_the_tree_are_refused_nothing_committed(
+    setup: Setup,
+) -> None:
+    assert setup.add_checkpoint(0).status_code == 200
+    tree = memory_tree(300)
+    forged = [b"entry %d" % i for i in range(300)]
+    forged[17] = b"backdoored build"
+    reply = setup.add_entries(upload_body(ORIGIN, 0, 300, tree, forged))
+    assert reply.status_code == 422
+    assert "not the log's" in reply.text
+    record = setup.mirror.record()
+    assert (record.next_entry, record.mirror) == (0, None)
+    assert not (setup.mirror.tiles / "tile" / "entries").exists()
+    assert setup.get("checkpoint").status_code == 404
+    # A forged second package: the first (genuine) one is kept, the forged one is not.
+    forged = [b"entry %d" % i for i in range(300)]
+    forged[280] = b"backdoored build"
+    reply = setup.add_entries(upload_body(ORIGIN, 0, 300, tree, forged))
+    assert reply.status_code == 422
+    assert setup.mirror.record().next_entry == 256
+    assert setup.get("checkpoint").status_code == 404
+
+
+def test_mirror_asked_to_cosign_beyond_what_it_holds_is_refused(setup: Setup) -> None:
+    assert setup.add_checkpoint(0).status_code == 200
+    client = MirrorClient(setup.url)
+    # No entries sent at all: the mirror holds nothing up to 300.
+    with pytest.raises(MirrorConflictError):
+        client.add_entries(UploadHeader(ORIGIN, 300, 300), [])
+    reply = setup.add_entries(format_upload_header(UploadHeader(ORIGIN, 0, 300)))
+    assert reply.status_code == 400
+    # Half of them: 202, never 200.
+    tree = memory_tree(300)
+    body = upload_body(ORIGIN, 0, 300, tree)
+    header_len = len(format_upload_header(UploadHeader(ORIGIN, 0, 300)))
+    got = parse_package(body, header_len, 256)
+    assert got is not None
+    assert setup.add_entries(body[: got[1]]).status_code == 202
+    with pytest.raises(MirrorConflictError):
+        client.add_entries(UploadHeader(ORIGIN, 300, 300), [])
+    assert setup.mirror.record().mirror is None
+    assert setup.get("checkpoint").status_code == 404
+    client.close()
+
+
+def test_every_single_byte_change_of_an_upload_never_gets_a_cosignature(tmp_path: Path) -> None:
+    log = make_log(tmp_path / "log", 5)
+    mirror = MirrorUnderTest(tmp_path / "mirror", tmp_path / "log")
+    body = upload_body(ORIGIN, 0, 5, memory_tree(5))
+    with mirror.serve() as url, httpx.Client() as http:
+        setup = Setup(log, tmp_path / "log", mirror, url)
+        assert setup.add_checkpoint(0).status_code == 200
+        for i in range(len(body)):
+            mutated = body[:i] + bytes((body[i] ^ 0x01,)) + body[i + 1 :]
+            reply = http.post(f"{url}/add-entries", content=mutated)
+            assert reply.status_code in (400, 404, 409, 422), (i, reply.status_code, reply.text)
+        for cut in range(len(body)):
+            reply = http.post(f"{url}/add-entries", content=body[:cut])
+            assert reply.status_code in (400, 409), (cut, reply.status_code)
+        assert mirror.record().mirror is None
+        assert http.post(f"{url}/add-entries", content=body).status_code == 200
+    log.close()
+
+
+def test_log_deletes_and_rewrites_old_entries_after_mirroring_mirror_serves_the_originals(
+    setup: Setup,
+) -> None:
+    with setup.mirror.pusher() as pusher:
+        pusher.push()
+    originals = {
+        path: (setup.log_dir / "tiles" / path).read_bytes()
+        for path in ("tile/entries/000", "tile/entries/001.p/44", "tile/0/000")
+    }
+    # The log rewrites its first bundle and deletes the second.
+    rewritten = tiles.format_entry_bundle([b"rewritten %d" % i for i in range(256)])
+    (setup.log_dir / "tiles" / "tile/entries/000").write_bytes(rewritten)
+    (setup.log_dir / "tiles" / "tile/entries/001.p/44").unlink()
+    for path, data in originals.items():
+        assert setup.get(path).content == data
+    shutil.rmtree(setup.log_dir / "tiles" / "tile")
+    assert setup.get("tile/entries/000").content == originals["tile/entries/000"]
+
+
+def test_pruned_bundles_are_not_served_and_the_minimum_index_is(setup: Setup) -> None:
+    with setup.mirror.pusher() as pusher:
+        pusher.push()
+    from overt.mirror.config import load_mirror
+
+    config = load_mirror(setup.mirror.directory)
+    with config.open_state() as state:
+        state.set_min_index(ORIGIN, 256)
+    # (A running server reads its records at start: restart it.)
+    with setup.mirror.serve() as url:
+        assert httpx.get(f"{url}/{origin_hash(ORIGIN)}/min-index").content == b"256\n"
+        assert httpx.get(f"{url}/{origin_hash(ORIGIN)}/tile/entries/000").status_code == 404
+        assert httpx.get(f"{url}/{origin_hash(ORIGIN)}/tile/entries/001.p/44").status_code == 200
+        assert httpx.get(f"{url}/{origin_hash(ORIGIN)}/tile/0/000").status_code == 200
+        with MirrorClient(url) as client:
+            assert client.min_index(ORIGIN) == 256
+
+
+def test_read_endpoints_refuse_what_the_mirror_checkpoint_does_not_cover(setup: Setup) -> None:
+    assert setup.get("tile/entries/000").status_code == 404
+    assert setup.get("tile/0/000.p/5").status_code == 404
+    assert setup.get("nonsense").status_code == 404
+    assert httpx.get(f"{setup.url}/{'0' * 64}/checkpoint").status_code == 404
+    assert httpx.get(f"{setup.url}/add-entries").status_code == 405
+    assert httpx.post(f"{setup.url}/logs").status_code == 405
+    logs = httpx.get(f"{setup.url}/logs").text
+    assert logs == f"{origin_hash(ORIGIN)} {ORIGIN}\n"
+
+
+def test_client_maps_422_and_409(setup: Setup) -> None:
+    client = MirrorClient(setup.url)
+    with pytest.raises(MirrorVerificationError):
+        client.add_entries(UploadHeader(ORIGIN, 0, 0), [])
+    assert setup.add_checkpoint(0).status_code == 200
+    with pytest.raises(MirrorConflictError) as err:
+        client.add_entries(UploadHeader(ORIGIN, 0, 7), [])
+    assert err.value.info.size == 300
+    client.close()
