@@ -103,5 +103,10 @@ def test_log_refuses_to_sign_over_a_checkpoint_moved_behind_it(tmp_path: Path) -
 
 
 def test_exported_members() -> None:
-    assert backend.__all__ == ["CheckpointConflictError", "CheckpointLock", "TileBackend"]
+    assert backend.__all__ == [
+        "CheckpointConflictError",
+        "CheckpointLock",
+        "TileBackend",
+        "read_edge",
+    ]
     assert integration.__all__ == ["EMPTY_EDGE", "Edge", "Integration", "integrate", "root_of"]

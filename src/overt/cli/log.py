@@ -23,6 +23,7 @@ from overt._secrets import require_private
 from overt.cli._util import (
     Progress,
     UsageError,
+    add_key_type_argument,
     check_listen,
     listen_address,
     load_policy,
@@ -58,6 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = cmds.add_parser("init", help="create a log (new key pair); prints its verifier key")
     p.add_argument("dir", type=Path, help="the log directory to create")
     p.add_argument("--origin", required=True, help="checkpoint origin, e.g. example.com/overt")
+    add_key_type_argument(p, "log")
     p.add_argument(
         "--tiles",
         metavar="URL",
@@ -69,6 +71,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="URL",
         help="keep the dedup index in sqlite:///PATH or postgresql://... (one schema per log;"
         " migrated on start; else DIR/index.db)",
+    )
+    p.add_argument(
+        "--shared",
+        action="store_true",
+        help="several `overt log serve` front ends (copies of DIR) share the log: sequence and"
+        " checkpoint in the --db postgresql:// database, tiles at --tiles (docs/operators.md)",
     )
     p.set_defaults(func=_init)
 
@@ -175,7 +183,17 @@ def parse_listen(listen: str) -> tuple[str, int]:
 def _init(args: argparse.Namespace) -> int:
     from overt.log.log import Log
 
-    with Log.create(args.dir, args.origin, tiles=args.tiles, index=args.db) as log:
+    if args.shared:
+        from overt.log.shared import SharedLog
+
+        if args.tiles is None or args.db is None:
+            raise ConfigError("--shared needs --db postgresql://... and --tiles URL")
+        with SharedLog.create(args.dir, args.origin, tiles=args.tiles, index=args.db) as shared:
+            print(shared.vkey)
+        return 0
+    with Log.create(
+        args.dir, args.origin, tiles=args.tiles, index=args.db, key_type=args.key_type
+    ) as log:
         print(log.vkey)
     return 0
 
@@ -313,8 +331,8 @@ def _flush(log: Log, batch: list[bytes]) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from overt.log.log import Log
     from overt.log.server import serve
+    from overt.log.shared import open_log
 
     host, port = args.listen
     limits = limits_from_args(args)
@@ -323,7 +341,7 @@ def _serve(args: argparse.Namespace) -> int:
         # The same refusal as `overt witness serve`: secrets only the owner can read.
         require_private(args.dir / "log.skey", "log key")
         require_private(args.dir / "token", "log token")
-    with Log.open(args.dir) as log:
+    with open_log(args.dir) as log:
 
         def ready() -> None:
             print(f"overt log {log.origin}: serving {args.dir} on http://{host}:{port}", flush=True)

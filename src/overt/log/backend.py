@@ -28,8 +28,10 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from overt.errors import LogError
+from overt.formats import tiles
+from overt.log.integration import Edge
 
-__all__ = ["CheckpointConflictError", "CheckpointLock", "TileBackend"]
+__all__ = ["CheckpointConflictError", "CheckpointLock", "TileBackend", "read_edge"]
 
 
 class CheckpointConflictError(LogError):
@@ -91,3 +93,29 @@ class CheckpointLock(Protocol):
                 ``old`` or (rarely) ``new``: :meth:`fetch` says which.
         """
         ...
+
+
+def read_edge(store: TileBackend, size: int) -> Edge:
+    """The right edge of the tree of ``size`` from its stored partial tiles and bundle.
+
+    Only reads; the caller checks the edge's root against its checkpoint
+    (:func:`overt.log.integration.root_of`). Raises NotFoundError, LogError,
+    OSError, FormatError (a damaged tile or bundle).
+    """
+    partials: list[list[bytes]] = []
+    level = 0
+    while size >> (tiles.TILE_HEIGHT * level):
+        count = size >> (tiles.TILE_HEIGHT * level)
+        width = count % tiles.TILE_WIDTH
+        if width:
+            data = store.read(tiles.tile_path(level, count // tiles.TILE_WIDTH, width))
+            partials.append(tiles.read_tile_hashes(data, width))
+        else:
+            partials.append([])
+        level += 1
+    width = size % tiles.TILE_WIDTH
+    bundle: list[bytes] = []
+    if width:
+        raw = store.read(tiles.entries_path(size // tiles.TILE_WIDTH, width))
+        bundle = tiles.parse_entry_bundle(raw, width)
+    return Edge(size, partials, bundle)

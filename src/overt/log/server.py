@@ -31,6 +31,12 @@ Concurrent writers are batched twice: every request queues its entry with the
 fsync (:meth:`overt.log.Log.sequence`), and integrates everything sequenced so
 far into tiles and a new checkpoint (:meth:`overt.log.Log.integrate`) in a
 loop behind it.
+
+A shared log (:class:`overt.log.shared.SharedLog`, several front ends) is
+served the same way: sequencing is one database transaction per batch, and the
+integration loop also runs every ``poll`` seconds, since other front ends
+sequence too: on the front end holding the lease it integrates, on the others
+it adopts the latest checkpoint (which wakes their ``?proof=1`` waiters).
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from overt.formats import tiles
 from overt.log.log import MAX_BATCH, Log, check_entry
 
 if TYPE_CHECKING:
+    from overt.log.shared import SharedLog
     from overt.log.witnessing import Witnessing
 
 __all__ = ["LogApp", "Sequencer", "ServerLimits", "serve"]
@@ -88,14 +95,17 @@ class Sequencer:
 
     def __init__(
         self,
-        log: Log,
+        log: Log | SharedLog,
         max_batch: int = MAX_BATCH,
         witnessing: Witnessing | None = None,
         retry: float = 2.0,
         refresh: float = 60.0,
         backoff: tuple[float, float] = (0.05, 5.0),
+        poll: float | None = None,
     ) -> None:
         self.log = log
+        # A shared log: integrate (or catch up) at least this often, whatever arrives here.
+        self.poll = poll
         self.witnessing = witnessing
         self.retry = retry
         self.refresh = refresh
@@ -207,13 +217,22 @@ class Sequencer:
             timeout = self.retry if self._unwitnessed() else self.refresh
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._staged.wait(), timeout)
+        elif self.poll is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._staged.wait(), self.poll)
         else:
             await self._staged.wait()
         self._staged.clear()
+        before = self.log.size
         try:
             # A log that failed to store a batch integrates again to recover.
             pending = self.log.sequenced_size > self.log.size
-            if pending or self.log.failure is not None:
+            if self.poll is not None:
+                # Shared: the pass integrates a batch (lease holder) or catches up.
+                self.attempts += 1
+                await asyncio.to_thread(self.log.integrate)
+                self.integrations += 1
+            elif pending or self.log.failure is not None:
                 self.attempts += 1
                 before = self.log.size
                 await asyncio.to_thread(self.log.integrate)
@@ -231,7 +250,10 @@ class Sequencer:
             _, _, future = heapq.heappop(self._waiters)
             if not future.done():
                 future.set_result(None)
-        if self.log.sequenced_size > self.log.size:
+        if self.poll is not None:
+            if self.log.size > before:  # progress: there may be more at once
+                self._staged.set()
+        elif self.log.sequenced_size > self.log.size:
             self._staged.set()
         return True
 
@@ -240,10 +262,15 @@ class LogApp:
     """ASGI application serving one :class:`Log`."""
 
     def __init__(
-        self, log: Log, token: str | None = None, witnessing: Witnessing | None = None
+        self,
+        log: Log | SharedLog,
+        token: str | None = None,
+        witnessing: Witnessing | None = None,
+        poll: float | None = None,
     ) -> None:
         self.log = log
         self.witnessing = witnessing
+        self.poll = poll
         self.token = (token if token is not None else log.token).encode()
         self.sequencer: Sequencer | None = None
 
@@ -297,7 +324,7 @@ class LogApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.sequencer = Sequencer(self.log, witnessing=self.witnessing)
+                self.sequencer = Sequencer(self.log, witnessing=self.witnessing, poll=self.poll)
                 self.sequencer.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -309,12 +336,21 @@ class LogApp:
     def _metrics(self) -> str:
         if self.witnessing is not None:
             return self.witnessing.status()
-        return (
+        text = (
             "# TYPE overt_log_integrated_size gauge\n"
             f"overt_log_integrated_size {self.log.size}\n"
             "# TYPE overt_log_published_size gauge\n"
             f"overt_log_published_size {self.log.published_size}\n"
         )
+        if self.poll is not None:  # a shared log: which front end integrates
+            lease = getattr(self.log, "holds_lease", False)
+            text += (
+                "# TYPE overt_log_sequenced_size gauge\n"
+                f"overt_log_sequenced_size {self.log.sequenced_size}\n"
+                "# TYPE overt_log_sequencer_lease gauge\n"
+                f"overt_log_sequencer_lease {int(lease)}\n"
+            )
+        return text
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:
@@ -348,7 +384,7 @@ class LogApp:
             await error(send, 400, str(err))
             return
         if self.sequencer is None:  # served without lifespan support
-            self.sequencer = Sequencer(self.log, witnessing=self.witnessing)
+            self.sequencer = Sequencer(self.log, witnessing=self.witnessing, poll=self.poll)
         index = await self.sequencer.add(entry)
         headers = [(b"overt-index", str(index).encode())]
         if not query:
@@ -401,7 +437,7 @@ def _accepts_gzip(scope: Scope) -> bool:
 
 
 def serve(
-    log: Log,
+    log: Log | SharedLog,
     host: str,
     port: int,
     ready: Callable[[], None] | None = None,
@@ -412,8 +448,12 @@ def serve(
     With a witness policy in the log directory, checkpoints are witnessed before
     they are published (overt.log.witnessing).
     """
+    from overt.log.shared import POLL, SharedLog
     from overt.log.witnessing import Witnessing
 
+    if isinstance(log, SharedLog):
+        run(LogApp(log, poll=POLL), host, port, ready, limits)
+        return
     witnessing = Witnessing(log, log.policy) if log.policy is not None else None
     try:
         run(LogApp(log, witnessing=witnessing), host, port, ready, limits)

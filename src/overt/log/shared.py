@@ -1,0 +1,557 @@
+"""Several ``overt log serve`` front ends on one log: sequencing in PostgreSQL, integration
+under a lease.
+
+A *shared* log (``overt log init --shared``) keeps everything that changes in its
+PostgreSQL schema and its tiles in a store every front end reaches (``s3://`` or a
+shared ``file:///``); each front end has a copy of the log directory for the keys,
+the token and ``log.json``. The tables (migration ``0002``, beside the dedup table)::
+
+    log_sequence(id = 1, next)        the next index to assign
+    log_pending(idx PRIMARY KEY, entry) sequenced (acknowledged), not yet integrated
+    log_checkpoint(id = 1, size, note)  the latest signed checkpoint, compare-and-swapped
+    dedup(leaf_hash PRIMARY KEY, idx)   every sequenced entry's leaf hash
+
+**Sequencing** (any front end, :meth:`SharedLog.sequence`): one transaction locks
+the ``log_sequence`` row (``SELECT ... FOR UPDATE``), looks the batch's leaf hashes
+up in ``dedup``, inserts the new entries into ``dedup`` and ``log_pending`` at
+consecutive indices and advances ``next``. Indices are returned once that commit
+returned (durable with PostgreSQL's default ``synchronous_commit = on``): that is
+when ``POST /add`` acknowledges, as on one front end. The row lock orders the
+transactions, so committed pending rows always run contiguously from the
+integrated size, and a hash is never given two indices (dedup by leaf hash).
+
+**Integration** (one front end at a time, :meth:`SharedLog.integrate`): the holder
+of the *lease*, a session-level advisory lock held on a connection of its own,
+reads the pending run, computes the tiles (:mod:`overt.log.integration`), uploads
+them, then swaps the checkpoint row (``UPDATE ... WHERE note = <the one it built
+on>``) in the transaction that deletes the rows it integrated, and only then
+uploads the published checkpoint. The other front ends re-read the checkpoint row
+every :data:`POLL` seconds to serve reads and ``?proof=1``, and try to take the
+lease every :data:`LEASE_RETRY` seconds.
+
+Why nothing acknowledged is lost or moved and the tree never forks, whatever dies
+when (``docs/adr/0012-several-front-ends-one-sequencing-table.md``):
+
+- an acknowledged entry is in ``log_pending`` until a checkpoint covering it is
+  committed, and the bundles holding it were durable before that commit;
+- the tiles of a range of indices depend only on the entries at those indices,
+  fixed when they were sequenced: a lease holder that has not yet noticed that it
+  lost the lease and its successor upload byte-identical objects to the same paths;
+- the checkpoint row moves only by compare-and-swap from the checkpoint an
+  integrator built on, so a stale integrator's swap fails (it then reloads);
+- the lease only avoids duplicate work: when its holder dies, PostgreSQL ends the
+  session and releases the lock, and another front end takes it.
+
+Front ends serve the checkpoint row's note (verified with the log's key), so what
+they serve never goes backwards. Witnesses are not supported on a shared log yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from overt.errors import ConfigError, FormatError, LogError, VerificationError
+from overt.formats import merkle, tiles
+from overt.formats.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from overt.formats.note import Signer, Verifier, parse_skey, parse_vkey
+from overt.log._files import read_token
+from overt.log.backend import CheckpointConflictError, TileBackend, read_edge
+from overt.log.fs import atomic_write
+from overt.log.integration import Edge, integrate, root_of
+from overt.log.log import MAX_BATCH, Log, _TreeReads, check_entry
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["LEASE_RETRY", "POLL", "SharedLog", "open_log"]
+
+_logger = logging.getLogger("overt.log")
+
+#: Seconds between two reads of the checkpoint row by a front end without the lease
+#: (and between two looks for pending entries by the lease holder when idle).
+POLL = 0.02
+#: Seconds between two attempts to take the lease.
+LEASE_RETRY = 0.5
+#: Seconds between two checks that the lease's session is still alive.
+_LEASE_CHECK = 1.0
+# libpq: give up connecting after 5 s, notice a silent peer within ~10 s.
+_CONNECT: dict[str, Any] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
+
+
+def open_log(directory: Path | str) -> Log | SharedLog:
+    """The log in ``directory`` for serving: a :class:`SharedLog` if its log.json says
+    ``"shared": true``, else :meth:`Log.open`. Raises ConfigError, LogError."""
+    directory = Path(directory)
+    if _config(directory).get("shared") is True:
+        return SharedLog(directory)
+    return Log.open(directory)
+
+
+def _config(directory: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((directory / "log.json").read_text())
+    except FileNotFoundError as err:
+        raise ConfigError(
+            f"{directory} is not an overt log (no log.json); see `overt log init`"
+        ) from err
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{directory} is not an overt log: {err}") from err
+    if not isinstance(config, dict):
+        raise ConfigError(f"{directory}/log.json is not a JSON object")
+    return config
+
+
+def _db_error(err: BaseException, what: str) -> LogError:
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return LogError(f"database: cannot {what}: {reason}")
+
+
+def _as_log_error(err: Exception, what: str) -> LogError | None:
+    """``err`` as the LogError callers expect if it is a storage or database failure;
+    None for anything else (a bug, which propagates as it is)."""
+    import psycopg
+
+    if isinstance(err, LogError):
+        return err
+    if isinstance(err, psycopg.Error):
+        return _db_error(err, what)
+    if isinstance(err, (OSError, FormatError)):
+        return LogError(f"storage failure: {err}")
+    return None
+
+
+class _Connection:
+    """One dedicated PostgreSQL connection, opened on first use and after a failure."""
+
+    def __init__(self, url: str, *, autocommit: bool = False) -> None:
+        self.url, self.autocommit = url, autocommit
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def get(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.url, autocommit=self.autocommit, **_CONNECT)
+        return self._conn
+
+    def drop(self) -> None:
+        """Close the connection (after a failure its state is unknown); never raises."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as err:  # already broken: nothing to release
+                _logger.debug("closing a failed connection: %s", err)
+
+
+class SharedLog(_TreeReads):
+    """One front end of a log shared through PostgreSQL (see the module docstring).
+
+    Thread-safe: :meth:`sequence` and :meth:`integrate` may run on different
+    threads; reads and proofs run beside both (they only read published tiles).
+    """
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = directory = Path(directory)
+        config = _config(directory)
+        try:
+            self.origin: str = config["origin"]
+            self.signer: Signer = parse_skey((directory / "log.skey").read_text().strip())
+            self.vkey: str = (directory / "log.vkey").read_text().strip()
+        except (OSError, ValueError, KeyError) as err:
+            raise ConfigError(f"{directory} is not an overt log: {err}") from err
+        self.verifier: Verifier = parse_vkey(self.vkey)
+        if (directory / "witnesses.policy").exists():
+            raise ConfigError(
+                f"{directory}: witnesses are not supported on a shared log yet"
+                " (remove witnesses.policy or serve it from one front end)"
+            )
+        self.policy = None
+        index, tiles_url = config.get("index"), config.get("tiles")
+        if not isinstance(index, str) or not index.startswith("postgresql"):
+            raise ConfigError(f"{directory}: a shared log needs its index on postgresql://")
+        if not isinstance(tiles_url, str):
+            raise ConfigError(
+                f"{directory}: a shared log needs a tiles URL every front end reaches"
+            )
+        from overt.db import engine_from_url, upgrade
+        from overt.log.stores import open_tiles
+
+        engine = engine_from_url(index)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+        self._url = "postgresql://" + index.split("://", 1)[1]
+        self.store: TileBackend = open_tiles(tiles_url)
+        self._seq_db = _Connection(self._url)
+        self._int_db = _Connection(self._url)
+        self._lease_db = _Connection(self._url, autocommit=True)
+        digest = hashlib.sha256(b"overt log lease\0" + self.origin.encode()).digest()
+        self._lease_key = int.from_bytes(digest[:8], "big", signed=True)
+        self._leader = False
+        self._lease_tried = self._lease_checked = float("-inf")
+        # Only the lease holder has an edge: the tree it extends.
+        self._edge: Edge | None = None
+        self._state_lock = threading.Lock()
+        self._int_lock = threading.Lock()
+        self._failure: str | None = None
+        self._next = 0
+        self.tile_cache = tiles.TileCache(1024)
+        self._reader: tiles.TileReader | None = None
+        self._closed = False
+        try:
+            self._create_rows()
+            self._refresh()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def create(cls, directory: Path | str, origin: str, *, tiles: str, index: str) -> SharedLog:
+        """Create a shared log: an ordinary log directory marked ``"shared": true`` whose
+        checkpoint and sequence live in ``index`` (a ``postgresql://`` URL). Copy the
+        directory to every front end. Raises ConfigError, LogError."""
+        if not index.startswith("postgresql"):
+            raise ConfigError(
+                "a shared log needs --db postgresql://... (the front ends meet there)"
+            )
+        directory = Path(directory)
+        Log.create(directory, origin, tiles=tiles, index=index).close()
+        config = _config(directory)
+        config["shared"] = True
+        try:
+            atomic_write(directory / "log.json", json.dumps(config).encode() + b"\n")
+        except OSError as err:
+            raise ConfigError(f"cannot mark {directory} shared: {err}") from err
+        return cls(directory)
+
+    def close(self) -> None:
+        """Release the lease and every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._int_lock:
+            self._drop_lease()
+            self._int_db.drop()
+        self._seq_db.drop()
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> SharedLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def token(self) -> str:
+        """The bearer token for ``POST /add``. Raises ConfigError."""
+        return read_token(self.directory)
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Size of the latest signed checkpoint this front end knows."""
+        return self._signed[1]
+
+    @property
+    def sequenced_size(self) -> int:
+        """Entries sequenced by any front end, as this one last saw it."""
+        return self._next
+
+    @property
+    def failure(self) -> str | None:
+        """The last storage or database failure, until a pass succeeds."""
+        return self._failure
+
+    @property
+    def holds_lease(self) -> bool:
+        """Whether this front end is the one integrating (the sequencer)."""
+        return self._leader
+
+    def latest_signed(self) -> tuple[bytes, int]:
+        return self._signed
+
+    def _readable_size(self) -> int:
+        return self._published[1]
+
+    def _integrated_size(self) -> int | None:
+        return self._signed[1]
+
+    def _read(self, relpath: str) -> bytes:
+        return self.store.read(relpath)
+
+    def _open(self, note: bytes) -> Checkpoint:
+        """The checkpoint row's note, verified with the log's key. Raises LogError."""
+        try:
+            checkpoint = open_checkpoint(note, self.verifier).checkpoint
+        except (FormatError, VerificationError) as err:
+            raise LogError(
+                f"the database holds a checkpoint that is not this log's: {err}"
+            ) from err
+        return checkpoint
+
+    def _create_rows(self) -> None:
+        """First open: the empty tree's checkpoint and the counter (the same on every
+        front end: Ed25519 signatures are deterministic). Raises LogError."""
+        empty = sign_checkpoint(Checkpoint(self.origin, 0, merkle.EMPTY_ROOT), self.signer)
+        try:
+            conn = self._int_db.get()
+            with conn.cursor() as cur:
+                cur.execute(
+                    "INSERT INTO log_checkpoint (id, size, note) VALUES (1, 0, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    (empty,),
+                )
+                cur.execute(
+                    "INSERT INTO log_sequence (id, next) VALUES (1, 0) ON CONFLICT DO NOTHING"
+                )
+            conn.commit()
+        except Exception as err:
+            self._int_db.drop()
+            raise _db_error(err, "initialise the shared log") from err
+
+    def _refresh(self) -> None:
+        """Adopt the checkpoint row and the counter (front ends without the lease).
+
+        Raises LogError: unreachable, or a checkpoint that is not this log's or is
+        behind what this front end already served (a database restored to an older
+        state: refused, never served).
+        """
+        try:
+            conn = self._int_db.get()
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT c.note, s.next FROM log_checkpoint c, log_sequence s"
+                    " WHERE c.id = 1 AND s.id = 1"
+                )
+                row = cur.fetchone()
+            conn.commit()
+        except Exception as err:
+            self._int_db.drop()
+            raise _db_error(err, "read the checkpoint") from err
+        if row is None:
+            raise LogError("the shared log's checkpoint row is missing")
+        note, following = bytes(row[0]), int(row[1])
+        known = getattr(self, "_signed", None)
+        if known is None or note != known[0]:
+            checkpoint = self._open(note)
+            if known is not None and checkpoint.size <= known[1]:
+                raise LogError(
+                    f"the database's checkpoint (size {checkpoint.size}) is not ahead of the"
+                    f" one this front end served (size {known[1]}): refusing to go back"
+                )
+            self._signed = self._published = (note, checkpoint.size)
+        with self._state_lock:
+            self._next = max(self._next, following)
+
+    # -- sequencing (any front end) -----------------------------------------
+
+    def sequence(self, entries: Sequence[bytes]) -> list[int]:
+        """Assign indices in the database, durably; returns them once committed.
+
+        Duplicates (of sequenced entries or within ``entries``) get the existing
+        index. Raises EntryError (nothing sequenced) for a bad entry, LogError if
+        the database fails (the entries may or may not be sequenced then; none is
+        acknowledged, and sending them again returns their index if they were).
+        """
+        for entry in entries:
+            check_entry(entry)
+        hashes = [merkle.leaf_hash(e) for e in entries]
+        try:
+            indices, end = self._sequence(entries, hashes)
+        except Exception as err:
+            self._seq_db.drop()
+            error = _as_log_error(err, "sequence entries")
+            if error is None:
+                raise
+            raise error from err
+        with self._state_lock:
+            self._next = max(self._next, end)
+        return indices
+
+    def _sequence(self, entries: Sequence[bytes], hashes: list[bytes]) -> tuple[list[int], int]:
+        conn = self._seq_db.get()
+        with conn.cursor() as cur:
+            # The row lock orders every front end's sequencing transactions.
+            cur.execute("SELECT next FROM log_sequence WHERE id = 1 FOR UPDATE")
+            row = cur.fetchone()
+            if row is None:
+                raise LogError("the shared log's sequence row is missing")
+            first = int(row[0])
+            cur.execute(
+                "SELECT leaf_hash, idx FROM dedup WHERE leaf_hash = ANY(%s)",
+                (list(set(hashes)),),
+            )
+            known = {bytes(h): int(i) for h, i in cur}
+            indices: list[int] = []
+            new_entries: list[bytes] = []
+            new_hashes: list[bytes] = []
+            for entry, h in zip(entries, hashes, strict=True):
+                index = known.get(h)
+                if index is None:
+                    index = known[h] = first + len(new_entries)
+                    new_entries.append(entry)
+                    new_hashes.append(h)
+                indices.append(index)
+            end = first + len(new_entries)
+            if new_entries:
+                numbers = list(range(first, end))
+                cur.execute(
+                    "WITH d AS (INSERT INTO dedup (leaf_hash, idx)"
+                    " SELECT * FROM unnest(%s::bytea[], %s::bigint[])),"
+                    " p AS (INSERT INTO log_pending (idx, entry)"
+                    " SELECT * FROM unnest(%s::bigint[], %s::bytea[]))"
+                    " UPDATE log_sequence SET next = %s WHERE id = 1",
+                    (new_hashes, numbers, numbers, new_entries, end),
+                )
+        # Durable once this returns: only then do the indices count.
+        conn.commit()
+        return indices, end
+
+    # -- integration (the lease holder) -------------------------------------
+
+    def integrate(self) -> int:
+        """One pass: integrate a batch if this front end holds (or takes) the lease,
+        else adopt the checkpoint row. Returns the signed size it knows.
+
+        Raises LogError (nothing acknowledged is affected; the next pass retries).
+        """
+        with self._int_lock:
+            if self._closed:
+                raise LogError("log is closed")
+            try:
+                self._pass()
+            except Exception as err:
+                self._failure = str(err) or type(err).__name__
+                # Whatever failed, the next pass starts again from the database.
+                self._edge = None
+                self._int_db.drop()
+                if isinstance(err, CheckpointConflictError):
+                    self._drop_lease()
+                error = _as_log_error(err, "integrate")
+                if error is None:
+                    raise
+                if error is err:
+                    raise
+                raise error from err
+            self._failure = None
+            return self._signed[1]
+
+    def _pass(self) -> None:
+        now = time.monotonic()
+        if self._leader and now - self._lease_checked >= _LEASE_CHECK:
+            self._lease_checked = now
+            if not self._lease_alive():
+                _logger.warning("lost the sequencer lease (its database session ended)")
+                self._drop_lease()
+        if not self._leader and now - self._lease_tried >= LEASE_RETRY:
+            self._lease_tried = now
+            self._take_lease()
+        if not self._leader:
+            self._refresh()
+            return
+        if self._edge is None:
+            self._load_edge()
+        self._integrate_batch()
+
+    def _take_lease(self) -> None:
+        try:
+            conn = self._lease_db.get()
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._lease_key,)).fetchone()
+        except Exception as err:
+            self._lease_db.drop()
+            raise _db_error(err, "try the sequencer lease") from err
+        if row is not None and row[0] is True:
+            self._leader = True
+            self._lease_checked = time.monotonic()
+            _logger.warning("took the sequencer lease: this front end integrates")
+
+    def _lease_alive(self) -> bool:
+        try:
+            self._lease_db.get().execute("SELECT 1").fetchone()
+        except Exception:
+            return False
+        return True
+
+    def _drop_lease(self) -> None:
+        """Stop integrating; closing the session releases the advisory lock."""
+        self._leader = False
+        self._edge = None
+        self._lease_db.drop()
+
+    def _load_edge(self) -> None:
+        """The tree to extend: the checkpoint row and its tiles; publish it if the
+        previous holder died before it did. Raises LogError, OSError, FormatError."""
+        self._refresh()
+        note, size = self._signed
+        checkpoint = self._open(note)
+        edge = read_edge(self.store, size)
+        if root_of(size, edge.partials) != checkpoint.root_hash:
+            raise LogError(f"the stored tiles do not match the checkpoint at size {size}")
+        self.store.write_checkpoint(note)
+        self._edge = edge
+
+    def _integrate_batch(self) -> None:
+        edge = self._edge
+        assert edge is not None
+        conn = self._int_db.get()
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT idx, entry FROM log_pending WHERE idx >= %s ORDER BY idx LIMIT %s",
+                (edge.size, MAX_BATCH),
+            )
+            rows = cur.fetchall()
+        conn.commit()
+        if not rows:
+            self._refresh_next()
+            return
+        if int(rows[0][0]) != edge.size or int(rows[-1][0]) != edge.size + len(rows) - 1:
+            raise LogError(f"pending entries from {edge.size} are not contiguous")
+        entries = [bytes(e) for _, e in rows]
+        hashes = [merkle.leaf_hash(e) for e in entries]
+        writes, new_edge, root = integrate(edge, entries, hashes)
+        # Tiles first, durable; then the checkpoint that commits to them.
+        self.store.write_batch(writes)
+        old = self._signed[0]
+        note = sign_checkpoint(Checkpoint(self.origin, new_edge.size, root), self.signer)
+        with conn.cursor() as cur:
+            cur.execute(
+                "UPDATE log_checkpoint SET note = %s, size = %s WHERE id = 1 AND note = %s",
+                (note, new_edge.size, old),
+            )
+            if cur.rowcount != 1:
+                conn.rollback()
+                raise CheckpointConflictError(old, None)
+            cur.execute("DELETE FROM log_pending WHERE idx < %s", (new_edge.size,))
+        conn.commit()
+        self._edge = new_edge
+        self._signed = (note, new_edge.size)
+        with self._state_lock:
+            self._next = max(self._next, new_edge.size)
+        self.store.write_checkpoint(note)
+        self._published = self._signed
+
+    def _refresh_next(self) -> None:
+        conn = self._int_db.get()
+        row = conn.execute("SELECT next FROM log_sequence WHERE id = 1").fetchone()
+        conn.commit()
+        if row is not None:
+            with self._state_lock:
+                self._next = max(self._next, int(row[0]))
