@@ -98,7 +98,7 @@ from overt.formats.note import Signer, Verifier, generate_key, parse_note, parse
 from overt.formats.policy import Policy, parse_policy
 from overt.formats.proof import TlogProof, format_proof
 from overt.log._files import read_token, read_vkey
-from overt.log.backend import CheckpointLock, TileBackend
+from overt.log.backend import CheckpointLock, TileBackend, read_edge
 from overt.log.fs import CheckpointFile, TileStore, atomic_write, read_beneath
 from overt.log.integration import Edge, integrate, root_of
 from overt.log.journal import Journal, replay
@@ -353,6 +353,12 @@ class Log(_TreeReads):
             self.origin: str = config["origin"]
             if config.get("version") != _FORMAT_VERSION:
                 raise ConfigError(f"{directory}: unsupported log format {config.get('version')!r}")
+            if config.get("shared") is True:
+                # Its checkpoint and sequence are in the database (overt.log.shared).
+                raise ConfigError(
+                    f"{directory} is shared by several front ends: append with POST /add to"
+                    " `overt log serve`, read with `overt log proof` or `overt log verify URL`"
+                )
             self.signer: Signer = parse_skey((directory / "log.skey").read_text().strip())
             self.vkey: str = (directory / "log.vkey").read_text().strip()
         except (OSError, ValueError, KeyError) as err:
@@ -544,22 +550,7 @@ class Log(_TreeReads):
             latest = self.checkpoint_lock.fetch()
             signed = parse_checkpoint(parse_note(latest).text)
             size = signed.size
-            partials: list[list[bytes]] = []
-            level = 0
-            while size >> (tiles.TILE_HEIGHT * level):
-                count = size >> (tiles.TILE_HEIGHT * level)
-                width = count % tiles.TILE_WIDTH
-                if width:
-                    data = self.store.read(tiles.tile_path(level, count // tiles.TILE_WIDTH, width))
-                    partials.append(tiles.read_tile_hashes(data, width))
-                else:
-                    partials.append([])
-                level += 1
-            width = size % tiles.TILE_WIDTH
-            bundle: list[bytes] = []
-            if width:
-                raw = self.store.read(tiles.entries_path(size // tiles.TILE_WIDTH, width))
-                bundle = tiles.parse_entry_bundle(raw, width)
+            _, partials, bundle = read_edge(self.store, size)
             try:
                 served = self.store.read("checkpoint")
                 served_size = parse_checkpoint(parse_note(served).text).size
