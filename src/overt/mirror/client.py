@@ -34,6 +34,7 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -314,34 +315,60 @@ class MirrorPusher:
         if self.next_entry == 0:
             self.next_entry = self._mirror_size(origin)
         start, sent, conflicts = min(self.next_entry, size), 0, 0
-        while True:
-            chunk = min(package_count(start, size), REQUEST_PACKAGES)
-            packages = [self._package(start, size, i, subtree) for i in range(chunk)]
+        # The next request's packages are read and proven while this one is in flight
+        # (the mirror is busy verifying and storing meanwhile); used if it goes on from
+        # where this one ends, as it does unless another client moved the mirror.
+        ahead: tuple[int, Future[list[bytes]]] | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="overt-push") as pool:
             try:
-                done = self.client.add_entries(
-                    UploadHeader(origin, start, size), packages, compress=self.compress
-                )
-            except MirrorConflictError as err:
-                conflicts += 1
-                if conflicts > 3:
-                    raise
-                self.next_entry = err.info.next_entry
-                if err.info.size != size:
-                    # Our size is no longer a pending size there: make it pending again.
-                    self.pending_size = err.info.size
-                    self._add_checkpoint(note, size, subtree)
-                start = min(err.info.next_entry, size)
-                continue
-            if done.lines is not None:
-                sent += size - start
-                self.next_entry = max(self.next_entry, size)
-                return PushResult(size, sent, self._cosigned(note, done.lines))
-            assert done.info is not None
-            if done.info.next_entry <= start:
-                raise MirrorUnavailableError(f"{self.client.url}: 202 without progress at {start}")
-            sent += min(done.info.next_entry, size) - start
-            start = self.next_entry = min(done.info.next_entry, size)
-            conflicts = 0
+                while True:
+                    if ahead is not None and ahead[0] == start:
+                        packages = ahead[1].result()
+                    else:
+                        packages = self._packages(start, size, subtree)
+                    ahead = None
+                    if packages:
+                        end = package_range(start, size, len(packages) - 1).end
+                        if end < size:
+                            ahead = (end, pool.submit(self._packages, end, size, subtree))
+                    try:
+                        done = self.client.add_entries(
+                            UploadHeader(origin, start, size), packages, compress=self.compress
+                        )
+                    except MirrorConflictError as err:
+                        conflicts += 1
+                        if conflicts > 3:
+                            raise
+                        self.next_entry = err.info.next_entry
+                        if err.info.size != size:
+                            # Our size is no longer pending there: make it pending again
+                            # (after the read-ahead: the tile cache is not shared).
+                            if ahead is not None:
+                                ahead[1].result()
+                            self.pending_size = err.info.size
+                            self._add_checkpoint(note, size, subtree)
+                        start = min(err.info.next_entry, size)
+                        continue
+                    if done.lines is not None:
+                        sent += size - start
+                        self.next_entry = max(self.next_entry, size)
+                        return PushResult(size, sent, self._cosigned(note, done.lines))
+                    assert done.info is not None
+                    if done.info.next_entry <= start:
+                        raise MirrorUnavailableError(
+                            f"{self.client.url}: 202 without progress at {start}"
+                        )
+                    sent += min(done.info.next_entry, size) - start
+                    start = self.next_entry = min(done.info.next_entry, size)
+                    conflicts = 0
+            finally:
+                if ahead is not None:
+                    ahead[1].cancel()
+
+    def _packages(self, start: int, size: int, subtree: Callable[[int, int], bytes]) -> list[bytes]:
+        """The first packages (at most 32) of the canonical sequence of ``[start, size)``."""
+        chunk = min(package_count(start, size), REQUEST_PACKAGES)
+        return [self._package(start, size, i, subtree) for i in range(chunk)]
 
     def _mirror_size(self, origin: str) -> int:
         """The size of the mirror's checkpoint: where to start uploading (a hint, so unverified;
