@@ -9,6 +9,7 @@ checkpoint's root), which must turn the same steps red on both sides.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from tests.portal.conftest import PortalLog
 
-from overt.formats.note import format_note, parse_note, parse_vkey
+from overt.formats.note import format_note, parse_note, parse_vkey, sign_note
 from overt.formats.policy import parse_policy
 from overt.portal.app import Portal, PortalConfig
 from overt.portal.checks import browser_quorum, checkpoint_steps, entry_steps
@@ -234,6 +235,33 @@ def test_an_ml_dsa_cosignature_is_left_to_the_server_not_failed_in_the_browser(
     case = {"checkpoint": _b64(_with_cosignature(without_asia, pq, bytes(2428))), "trust": needs_pq}
     (missing,) = _run_js([case])
     assert {s["name"]: s["ok"] for s in missing["steps"]}["witness quorum"] is False
+
+
+def test_an_ml_dsa_log_signature_is_left_to_the_server_not_failed_in_the_browser() -> None:
+    # A log that follows tlog-checkpoint's SHOULD signs with an ML-DSA-44 cosignature (0x06).
+    from overt.formats.checkpoint import Checkpoint, sign_checkpoint
+    from overt.formats.cosignature import COSIGNATURE_V1, ML_DSA_44_COSIGNATURE
+    from overt.formats.keytypes import generate
+
+    log = generate(ML_DSA_44_COSIGNATURE, "pq.example/log")
+    witness = generate(COSIGNATURE_V1, "w.example/w")
+    empty = hashlib.sha256(b"").digest()
+    note = sign_checkpoint(Checkpoint(log.name, 0, empty), log)
+    note = note[:-1] + b"\n" + sign_note(parse_note(note).text, [witness]).split(b"\n\n")[1]
+    trust = {
+        "log": log.vkey,
+        "witnesses": [{"name": "w", "vkey": witness.vkey}],
+        "quorum": {"top": "w", "groups": []},
+    }
+    other = {**trust, "log": generate(ML_DSA_44_COSIGNATURE, "pq.example/log").vkey}
+    js = _run_js([{"checkpoint": _b64(note), "trust": t} for t in (trust, other)])
+    steps, unsigned = ({s["name"]: s for s in r["steps"]} for r in js)
+    assert steps["log signature"]["ok"] is None
+    assert "checked on the server" in steps["log signature"]["detail"]
+    assert steps["cosignature w"]["ok"] is True
+    assert steps["witness quorum"]["ok"] is None  # the browser cannot claim the whole checkpoint
+    assert unsigned["log signature"]["ok"] is False  # another key's note: no signature at all
+    assert unsigned["witness quorum"]["ok"] is False
 
 
 def test_the_log_pages_checkpoint_checks_agree_in_node(portal_log: PortalLog) -> None:

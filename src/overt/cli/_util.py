@@ -19,6 +19,26 @@ if TYPE_CHECKING:
     from overt.formats.policy import Policy
 
 
+KEY_TYPES = ("ed25519", "ml-dsa-44")
+"""The algorithms ``--key-type`` accepts: those of :mod:`overt.formats.keytypes`, spelled out
+here because ``overt --help`` must not import the formats (tests/test_keytypes.py holds the
+two equal)."""
+
+DEFAULT_KEY_TYPE = "ed25519"
+"""``overt.formats.keytypes.DEFAULT_ALGORITHM`` (docs/adr/0014-post-quantum-keys.md)."""
+
+
+def add_key_type_argument(parser: argparse.ArgumentParser, role: str) -> None:
+    """``--key-type``: the signature algorithm of the key that ``init`` creates."""
+    parser.add_argument(
+        "--key-type",
+        choices=KEY_TYPES,
+        default=DEFAULT_KEY_TYPE,
+        help=f"the {role}'s signature algorithm; ml-dsa-44 is post-quantum, its signatures"
+        " are 2.4 kB (default: %(default)s)",
+    )
+
+
 class UsageError(OvertError):
     """Arguments that argparse accepts but that do not make a command (exit 2, like argparse)."""
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from overt._asgi import add_limit_arguments, limits_from_args
-from overt.cli._util import check_listen, listen_address, vkey_text
+from overt.cli._util import add_key_type_argument, check_listen, listen_address, vkey_text
 from overt.errors import ConfigError
 
 #: Top-level commands this module registers, with their one-line help.
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = cmds.add_parser("init", help="create a witness identity; prints its verifier key")
     p.add_argument("dir", type=Path, help="the witness directory to create")
     p.add_argument("--name", required=True, help="witness (and key) name, e.g. asia.example/w")
+    add_key_type_argument(p, "witness")
     p.set_defaults(func=_init)
 
     p = cmds.add_parser("trust", help="witness a log (by origin): add its verifier key")
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _init(args: argparse.Namespace) -> int:
     from overt.witness.config import init_witness
 
-    print(init_witness(args.dir, args.name))
+    print(init_witness(args.dir, args.name, args.key_type))
     return 0
 
 

@@ -58,6 +58,7 @@ Versioning: a message layout is named by its header or label (``cosignature/v1``
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -105,6 +106,7 @@ ALG_ML_DSA_44 = 0x06
 
 _SUBTREE_LABEL = b"subtree/v1\n\0"
 _HASH_SIZE = 32
+_EMPTY_HASH = hashlib.sha256(b"").digest()
 
 
 def _check_timestamp(timestamp: int) -> None:
@@ -142,7 +144,8 @@ def subtree_message(
     Raises:
         FormatError: a name or origin not 1-255 bytes, a timestamp out of range or not
             zero with ``start`` not zero, ``start > end`` (or ``start == end`` not zero),
-            a size above 2^63 - 1, or a hash that is not 32 bytes.
+            a size above 2^63 - 1, a hash that is not 32 bytes, or an empty tree whose
+            hash is not SHA-256 of the empty string.
     """
     _check_timestamp(timestamp)
     if type(start) is not int or type(end) is not int or not 0 <= start <= end <= MAX_TREE_SIZE:
@@ -153,6 +156,8 @@ def subtree_message(
         raise FormatError("subtree", "a subtree not at 0 has timestamp zero", f"{timestamp}")
     if len(root_hash) != _HASH_SIZE:
         raise FormatError("subtree hash", f"not {_HASH_SIZE} bytes", root_hash)
+    if start == end and root_hash != _EMPTY_HASH:
+        raise FormatError("subtree hash", "an empty tree's hash is SHA-256 of nothing", root_hash)
     return b"".join(
         (
             _SUBTREE_LABEL,
@@ -175,10 +180,6 @@ def _ml_dsa_checkpoint_message(name: str, timestamp: int, text: bytes) -> bytes:
     return subtree_message(name, timestamp, cp.origin, 0, cp.size, cp.root_hash)
 
 
-def _ml_dsa_subtree_message(name: str, origin: str, start: int, end: int, hash_: bytes) -> bytes:
-    return subtree_message(name, 0, origin, start, end, hash_)
-
-
 COSIGNATURE_V1 = register(
     KeyType(
         alg=ALG_COSIGNATURE_V1,
@@ -199,7 +200,7 @@ ML_DSA_44_COSIGNATURE = register(
         purposes=frozenset({Purpose.CHECKPOINT, Purpose.COSIGNATURE, Purpose.SUBTREE}),
         message=_ml_dsa_checkpoint_message,
         timestamped=True,
-        subtree_message=_ml_dsa_subtree_message,
+        subtree_message=subtree_message,
         max_name_size=255,
     )
 )

@@ -64,6 +64,7 @@ from overt.formats.strict import b64encode as _b64encode
 
 __all__ = [
     "ALG_ED25519",
+    "DEFAULT_ALGORITHM",
     "ED25519",
     "ED25519_NOTE",
     "MAX_TIMESTAMP",
@@ -90,6 +91,10 @@ __all__ = [
 
 ALG_ED25519 = 0x01
 """Signature type byte of plain Ed25519 note signatures."""
+
+DEFAULT_ALGORITHM = "ed25519"
+"""What ``overt log init`` and ``overt witness init`` choose without ``--key-type``
+(docs/adr/0014-post-quantum-keys.md says why; ``ml-dsa-44`` is one flag away)."""
 
 MAX_TIMESTAMP = (1 << 63) - 1
 """Largest timestamp a timestamped signature may carry (tlog-cosignature)."""
@@ -239,8 +244,9 @@ class Purpose(enum.Enum):
 #: the text is nothing this type signs (e.g. not a checkpoint).
 MessageRule = Callable[[str, int, bytes], bytes]
 
-#: ``subtree(key name, origin, start, end, root hash) -> bytes signed`` (timestamp zero).
-SubtreeRule = Callable[[str, str, int, int, bytes], bytes]
+#: ``subtree(key name, timestamp, origin, start, end, root hash) -> bytes signed``; raises
+#: FormatError for a subtree it cannot encode (and a timestamp with ``start`` not zero).
+SubtreeRule = Callable[[str, int, str, int, int, bytes], bytes]
 
 
 @dataclass(frozen=True)
@@ -418,17 +424,26 @@ class KeyVerifier:
     def verify_subtree(
         self, origin: str, start: int, end: int, root_hash: bytes, signature: bytes
     ) -> None:
-        """Returns if ``signature`` is this key's subtree cosignature of ``[start, end)``.
+        """Returns if ``signature`` is this key's cosignature of the subtree ``[start, end)``.
+
+        A checkpoint cosignature (timestamp not zero) is one of ``[0, size)`` too, as
+        in torchwood's ``VerifySubtree``; a subtree not at 0 has timestamp zero.
 
         Raises:
-            InvalidSignatureError: it is not, its timestamp is not zero, or the key's
-                type does not sign subtrees.
+            InvalidSignatureError: it is not, or the key's type does not sign subtrees.
             FormatError: a subtree that no message can encode.
         """
         rule = self.key_type.subtree_message
-        if rule is None or _timestamp_or_fail(self, signature) != 0:
+        if rule is None:
             raise InvalidSignatureError(self.name, self.key_id)
-        self._verify(rule(self.name, origin, start, end, root_hash), signature[8:])
+        timestamp = _timestamp_or_fail(self, signature)
+        try:
+            message = rule(self.name, timestamp, origin, start, end, root_hash)
+        except FormatError as err:
+            if timestamp == 0:
+                raise  # the subtree itself cannot be encoded
+            raise InvalidSignatureError(self.name, self.key_id) from err
+        self._verify(message, signature[8:])
 
     def _verify(self, message: bytes, raw_signature: bytes) -> None:
         if not self.key_type.algorithm.verify(self.public_key, raw_signature, message):
@@ -511,7 +526,7 @@ class KeySigner(KeyVerifier):
         rule = self.key_type.subtree_message
         if rule is None:
             raise ConfigError(f"{self.key_type.name} keys do not sign subtrees ({self.name})")
-        return bytes(8) + self._private.sign(rule(self.name, origin, start, end, root_hash))
+        return bytes(8) + self._private.sign(rule(self.name, 0, origin, start, end, root_hash))
 
 
 class OfKeyType(type):

@@ -94,7 +94,8 @@ from overt.errors import (
 )
 from overt.formats import merkle, tiles
 from overt.formats.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint
-from overt.formats.note import Signer, Verifier, generate_key, parse_note, parse_skey, parse_vkey
+from overt.formats.keytypes import DEFAULT_ALGORITHM, Purpose, choose, generate
+from overt.formats.note import Signer, Verifier, parse_note, parse_skey, parse_vkey
 from overt.formats.policy import Policy, parse_policy
 from overt.formats.proof import TlogProof, format_proof
 from overt.log._files import read_token, read_vkey
@@ -437,8 +438,13 @@ class Log(_TreeReads):
         *,
         tiles: str | None = None,
         index: str | None = None,
+        key_type: str = DEFAULT_ALGORITHM,
     ) -> Log:
-        """Create a new empty log with a fresh Ed25519 key.
+        """Create a new empty log with a fresh key of ``key_type``.
+
+        ``key_type`` is ``ed25519`` (signed-note type 0x01) or ``ml-dsa-44`` (an ML-DSA-44
+        cosignature, type 0x06, as tlog-checkpoint recommends): the registered type of
+        that algorithm that signs checkpoints (:func:`overt.formats.keytypes.choose`).
 
         ``tiles`` (a ``file:///`` or ``s3://`` URL, see
         :func:`overt.log.stores.open_tiles`) puts the tiles elsewhere than
@@ -452,6 +458,11 @@ class Log(_TreeReads):
         directory = Path(directory)
         if not _ORIGIN.fullmatch(origin):
             raise ConfigError(f"invalid origin {origin!r}: printable ASCII without spaces or '+'")
+        kind = choose(key_type, Purpose.CHECKPOINT)
+        try:
+            kind.check_name(origin)
+        except FormatError as err:
+            raise ConfigError(f"origin {origin!r} cannot name a {key_type} key: {err}") from err
         config: dict[str, object] = {"version": _FORMAT_VERSION, "origin": origin}
         if tiles is not None:
             config["tiles"] = tiles
@@ -468,7 +479,8 @@ class Log(_TreeReads):
             raise ConfigError(f"cannot create the log directory {directory}: {err}") from err
         fd = _lock(directory)
         try:
-            skey, vkey = generate_key(origin)
+            signer = generate(kind, origin)
+            skey, vkey = signer.skey, signer.vkey
             atomic_write(directory / "log.skey", skey.encode() + b"\n", mode=0o600)
             atomic_write(directory / "log.vkey", vkey.encode() + b"\n")
             atomic_write(directory / "token", secrets.token_hex(32).encode() + b"\n", mode=0o600)

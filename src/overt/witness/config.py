@@ -189,7 +189,7 @@ def load_witness(directory: Path | str, clock: Callable[[], float] = time.time) 
 
     Raises:
         ConfigError: a missing or unreadable file, a key readable by others, or a
-            key that is not a cosignature/v1 key.
+            key whose type does not cosign (overt.formats.keytypes.Purpose.COSIGNATURE).
     """
     directory = Path(directory)
     signer = _load_signer(directory, clock)
@@ -206,7 +206,7 @@ def trust_log(
 
     Raises:
         ConfigError: not a witness directory, or the file cannot be written.
-        FormatError: a malformed vkey, or one that is not an Ed25519 (type 0x01) log key.
+        FormatError: a malformed vkey, or one whose type does not sign checkpoints.
     """
     directory = Path(directory)
     if not (directory / key_file).is_file():
@@ -215,7 +215,7 @@ def trust_log(
         )
     verifier = parse_vkey(vkey.strip())
     if not verifier.key_type.may_sign(Purpose.CHECKPOINT):
-        raise FormatError("log vkey", "not an Ed25519 (type 0x01) key", vkey)
+        raise FormatError("log vkey", "its type does not sign checkpoints (0x01, 0x06 do)", vkey)
     logs = read_logs(directory)
     if verifier in logs.get(verifier.name, ()):
         return verifier, False

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 
 from overt.errors import ConfigError, FormatError, InvalidSignatureError, ProofError
 from overt.formats.checkpoint import Checkpoint, parse_checkpoint
-from overt.formats.cosignature import CosignatureSigner, cosignature_timestamp
+from overt.formats.cosignature import cosignature_timestamp
+from overt.formats.keytypes import KeySigner, KeyVerifier, Purpose
 from overt.formats.merkle import EMPTY_ROOT, verify_consistency
-from overt.formats.note import Ed25519Verifier, Signature, Verifier
+from overt.formats.note import Signature, Verifier
 from overt.formats.witness import AddCheckpointRequest, format_cosignature_lines
 from overt.witness.errors import (
     UnknownLogError,
@@ -102,12 +103,12 @@ def known_logs(verifiers: Iterable[Verifier]) -> dict[str, tuple[Verifier, ...]]
     """Groups log keys by origin (a log key is named after its origin).
 
     Raises:
-        ConfigError: a key that is not an Ed25519 (type 0x01) log key.
+        ConfigError: a key whose type does not sign checkpoints (a log key is 0x01 or 0x06).
     """
     out: dict[str, tuple[Verifier, ...]] = {}
     for v in verifiers:
-        if not isinstance(v, Ed25519Verifier):
-            raise ConfigError(f"log key {v.name} is not an Ed25519 (type 0x01) key")
+        if not (isinstance(v, KeyVerifier) and v.key_type.may_sign(Purpose.CHECKPOINT)):
+            raise ConfigError(f"log key {v.name} is of a type that does not sign checkpoints")
         if v not in out.get(v.name, ()):
             out[v.name] = (*out.get(v.name, ()), v)
     return out
@@ -155,7 +156,7 @@ def verify_submission(request: AddCheckpointRequest, logs: KnownLogs) -> Submiss
 
 
 def decide(
-    stored: CosignedCheckpoint | None, submission: Submission, signer: CosignatureSigner
+    stored: CosignedCheckpoint | None, submission: Submission, signer: KeySigner
 ) -> Cosigned:
     """Step 2: check a verified submission against the stored record, and cosign.
 
@@ -206,7 +207,7 @@ def add_checkpoint(
     stored: CosignedCheckpoint | None,
     logs: KnownLogs,
     request: AddCheckpointRequest,
-    signer: CosignatureSigner,
+    signer: KeySigner,
 ) -> Cosigned:
     """Both steps: :func:`verify_submission`, then :func:`decide` against ``stored``.
 

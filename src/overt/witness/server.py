@@ -60,7 +60,7 @@ from overt._asgi import (
     run,
 )
 from overt.errors import FormatError, OvertError
-from overt.formats.cosignature import CosignatureSigner
+from overt.formats.keytypes import KeySigner
 from overt.formats.witness import (
     CONTENT_TYPE_SIZE,
     MAX_REQUEST_SIZE,
@@ -91,9 +91,7 @@ MAX_BATCH = 512
 class Committer:
     """Decides and stores queued submissions in batches, one transaction per batch."""
 
-    def __init__(
-        self, state: WitnessStore, signer: CosignatureSigner, max_batch: int = MAX_BATCH
-    ) -> None:
+    def __init__(self, state: WitnessStore, signer: KeySigner, max_batch: int = MAX_BATCH) -> None:
         self.state = state
         self.decide: Decide = lambda stored, submission: decide(stored, submission, signer)
         self.max_batch = max_batch
@@ -165,7 +163,7 @@ class WitnessApp:
         self,
         state: WitnessStore,
         logs: KnownLogs,
-        signer: CosignatureSigner,
+        signer: KeySigner,
         max_batch: int = MAX_BATCH,
         *,
         reload: Callable[[], KnownLogs | None] | None = None,
