@@ -8,13 +8,18 @@ an 8-byte big-endian length, then that many bytes of JSON.
 Requests::
 
     {"op": "static", "cpu_seconds": s, "files": [[path, text], ...],
-     "depth": n, "condition_tokens": n, "analyse": bool}
+     "depth": n, "condition_tokens": n, "analyse": bool,
+     "dynamic": {"canaries": null | [canary, ...]}}          # "dynamic" optional
     {"op": "dynamic", "cpu_seconds": s, "files": [[path, text], ...],
-     "externals": [name, ...], "canaries": null | [canary, ...]}
+     "canaries": null | [canary, ...], "samples": [[path, rule, base64], ...]}
 
 Replies: ``{"files": [result, ...]}`` for ``static`` (one result per file, see
 :func:`_static_file`), ``{"errors": {path: msg}, "hits": [[path, rule,
-[canary]], ...]}`` for ``dynamic``. Before each request the CPU-time soft
+[canary]], ...], "proofs": [[path, rule], ...]}`` for ``dynamic``. With
+``"dynamic"``, the static op also compiles and scans, batch by batch as it
+parses (:class:`overt.rules.dynamic.Batches`), every file that parsed and has
+no include, and adds ``errors``, ``hits`` and ``proofs`` to its reply: the
+text is sent once, and no file's compiled rules outlive its batch. Before each request the CPU-time soft
 limit (``RLIMIT_CPU``) is moved to the time used so far plus ``cpu_seconds``:
 a request that spins is killed by ``SIGXCPU``.
 
@@ -160,23 +165,38 @@ def _handle(req: dict[str, Any]) -> dict[str, Any]:
     files = [(str(p), str(t)) for p, t in req["files"]]
     if req["op"] == "static":
         limits = Limits(depth=int(req["depth"]), condition_tokens=int(req["condition_tokens"]))
-        return {"files": [_static_file(p, t, limits, bool(req["analyse"])) for p, t in files]}
+        spec = req.get("dynamic")
+        batches = None if spec is None else dynamic_mod.Batches(_canaries(spec["canaries"]))
+        results = []
+        for path, text in files:
+            res = _static_file(path, text, limits, bool(req["analyse"]))
+            results.append(res)
+            if batches is not None and "parsed" in res and not res["parsed"]["includes"]:
+                samples = [(path, r, base64.b64decode(b)) for r, b, _ in res.get("samples", [])]
+                batches.add(path, text, samples)
+        if batches is None:
+            return {"files": results}
+        return {"files": results, **_dynamic_reply(batches)}
     if req["op"] == "dynamic":
-        compiled = dynamic_mod.compile_files(files, req["externals"], threads=1)
-        hits = dynamic_mod.scan(compiled, _canaries(req["canaries"]))
+        batches = dynamic_mod.Batches(_canaries(req["canaries"]))
         mine = {p for p, _t in files}
-        samples = [
-            (str(p), str(r), base64.b64decode(str(b)))
-            for p, r, b in req.get("samples", [])
-            if str(p) in mine
-        ]
-        proofs = dynamic_mod.prove(compiled, samples)
-        return {
-            "errors": compiled.errors,
-            "hits": [[p, r, sorted(names)] for (p, r), names in hits.items()],
-            "proofs": [[p, r] for p, r in sorted(proofs)],
-        }
+        by_path: dict[str, list[tuple[str, str, bytes]]] = {}
+        for p, r, b in req.get("samples", []):
+            if str(p) in mine:
+                by_path.setdefault(str(p), []).append((str(p), str(r), base64.b64decode(str(b))))
+        for path, text in files:
+            batches.add(path, text, by_path.get(path, []))
+        return _dynamic_reply(batches)
     raise ValueError(f"unknown op {req['op']!r}")
+
+
+def _dynamic_reply(batches: dynamic_mod.Batches) -> dict[str, Any]:
+    errors, hits, proofs = batches.finish()
+    return {
+        "errors": errors,
+        "hits": [[p, r, sorted(names)] for (p, r), names in hits.items()],
+        "proofs": [[p, r] for p, r in sorted(proofs)],
+    }
 
 
 def _read_exact(fh: BinaryIO, n: int) -> bytes:

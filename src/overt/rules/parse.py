@@ -37,6 +37,7 @@ parser produced a :class:`Rule`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -275,6 +276,13 @@ def tokenize_condition(text: str) -> list[ConditionToken]:
     Unknown characters are kept as one-character ``op`` tokens, so the
     function never fails: the condition has already been accepted by a parser.
     """
+    return list(_tokenize(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _tokenize(text: str) -> tuple[ConditionToken, ...]:
+    # Cached: the analysis reads a rule's condition several times (its context, its
+    # requirement sets, the file's who-uses-whom index, the rules that use it).
     out: list[ConditionToken] = []
     i = 0
     while i < len(text):
@@ -298,7 +306,7 @@ def tokenize_condition(text: str) -> list[ConditionToken]:
             out.append(ConditionToken("str", tok, unescape_yara(tok[1:-1])))
         else:
             out.append(ConditionToken(kind, tok))
-    return out
+    return tuple(out)
 
 
 # -- yaramod ------------------------------------------------------------------
