@@ -6,7 +6,7 @@ log; the proofs are checked by :func:`overt.formats.subtree_proof.verify_subtree
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,11 +18,14 @@ from overt.errors import NotFoundError, PolicyError, ProofError
 from overt.formats.cosignature import ALG_ML_DSA_44, CosignatureSigner
 from overt.formats.keytypes import generate, key_type
 from overt.formats.merkle import leaf_hash
+from overt.formats.note import Signature
 from overt.formats.policy import Policy, parse_policy
 from overt.formats.subtree_proof import parse_subtree_proof, verify_subtree_proof
+from overt.formats.witness import format_cosignature_lines, parse_cosignature_lines
 from overt.log.log import Log
 from overt.log.subtrees import SubtreeStore, completed_ranges, subtree_proof
 from overt.log.witnessing import Witnessing
+from overt.witness.client import WitnessClient
 from overt.witness.core import known_logs
 from overt.witness.server import WitnessApp
 from overt.witness.state import WitnessState
@@ -137,3 +140,41 @@ def test_completed_ranges() -> None:
     assert completed_ranges(16, 4) == [(0, 4), (4, 8), (8, 12), (12, 16)]
     with pytest.raises(ValueError):
         completed_ranges(16, 3)
+
+
+class TamperingClient(WitnessClient):
+    """A witness connection whose sign-subtree replies are damaged in transit while ``tamper``."""
+
+    tamper = True
+
+    def sign_subtree(
+        self, start: int, end: int, subtree_hash: bytes, proof: Sequence[bytes], checkpoint: bytes
+    ) -> bytes:
+        lines = super().sign_subtree(start, end, subtree_hash, proof, checkpoint)
+        if not TamperingClient.tamper:
+            return lines
+        (sig,) = parse_cosignature_lines(lines)
+        bad = bytearray(sig.signature)
+        bad[100] ^= 1
+        return format_cosignature_lines([Signature(sig.name, sig.key_id, bytes(bad))])
+
+
+def test_a_bad_subtree_cosignature_is_never_stored_and_the_range_is_asked_again(
+    world: World,
+) -> None:
+    assert world.log.policy is not None
+    TamperingClient.tamper = True
+    witnessing = Witnessing(
+        world.log, world.log.policy, clients=lambda w: TamperingClient(w.url or "", timeout=5.0)
+    )
+    try:
+        world.log.add_many([b"entry %d" % i for i in range(256)])
+        assert witnessing.cosign_latest().published
+        assert SubtreeStore(world.log.directory).get(0, 256) is None
+        TamperingClient.tamper = False
+        world.log.add_many([b"one more"])
+        assert witnessing.cosign_latest().published
+    finally:
+        witnessing.close()
+    note = SubtreeStore(world.log.directory).get(0, 256)
+    assert note is not None and len(note.signatures) == 2

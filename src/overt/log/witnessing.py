@@ -226,55 +226,80 @@ class Witnessing:
         return None
 
     def _cosign_subtrees(self, cosigned: bytes, size: int, cosigned_by: list[str]) -> None:
-        """Ask each subtree witness that cosigned ``cosigned`` for the ranges it completed."""
+        """Ask each subtree witness that cosigned ``cosigned`` for the ranges it completed.
+
+        Hashes and proofs are computed here, the witnesses are asked in parallel, and the
+        verified cosignatures are stored one after the other (no lost update of a note).
+        """
         if self.subtrees is None:
+            return
+        asked = [
+            w
+            for w in self.policy.witnesses
+            if w.name in self._subtree_next and w.name in cosigned_by
+        ]
+        plans = {
+            w.name: completed_ranges(size, self.range_size, self._subtree_next[w.name])[
+                :MAX_SUBTREES_PER_ROUND
+            ]
+            for w in asked
+        }
+        needed = sorted({r for ranges in plans.values() for r in ranges})
+        if not needed:
             return
         origin = self._log_key.verifier.name
         reader: merkle.SubtreeHash = self.log.subtree_reader(size)  # type: ignore[attr-defined]
-        for witness in self.policy.witnesses:
-            if witness.name not in self._subtree_next or witness.name not in cosigned_by:
-                continue
-            ranges = completed_ranges(size, self.range_size, self._subtree_next[witness.name])
-            for start, end in ranges[:MAX_SUBTREES_PER_ROUND]:
-                try:
-                    self._cosign_subtree(witness, origin, start, end, size, reader, cosigned)
-                except OvertError as err:
-                    _logger.warning(
-                        "witness %s did not cosign subtree [%d, %d): %s",
-                        witness.name,
-                        start,
-                        end,
-                        err,
-                    )
-                    break
-                self._subtree_next[witness.name] = end
+        notes = {
+            (start, end): (
+                SubtreeNote(origin, start, end, subtree_hash(start, end, reader)),
+                subtree_consistency_proof(start, end, size, reader),
+            )
+            for start, end in needed
+        }
+        answers = list(
+            self._pool.map(lambda w: self._ask_subtrees(w, plans[w.name], notes, cosigned), asked)
+        )
+        for witness, signed in zip(asked, answers, strict=True):
+            for note, signature in signed:
+                if signature is not None:
+                    self.subtrees.add(note, signature)
+                self._subtree_next[witness.name] = note.end
 
-    def _cosign_subtree(
+    def _ask_subtrees(
         self,
         witness: PolicyWitness,
-        origin: str,
-        start: int,
-        end: int,
-        size: int,
-        reader: merkle.SubtreeHash,
+        ranges: list[tuple[int, int]],
+        notes: dict[tuple[int, int], tuple[SubtreeNote, list[bytes]]],
         cosigned: bytes,
-    ) -> None:
+    ) -> list[tuple[SubtreeNote, Signature | None]]:
+        """The verified subtree cosignatures of one witness, in order, up to its first refusal
+        (None: the range already carries its cosignature, from an earlier run)."""
         assert self.subtrees is not None
         key = (witness.verifier.name, witness.verifier.key_id)
-        stored = self.subtrees.get(start, end)
-        if stored is not None and any((s.name, s.key_id) == key for s in stored.signatures):
-            return  # cosigned in an earlier run
-        h = subtree_hash(start, end, reader)
-        proof = subtree_consistency_proof(start, end, size, reader)
         client = self._clients[witness.name]
-        lines = client.sign_subtree(start, end, h, proof, cosigned)
-        mine = [s for s in parse_cosignature_lines(lines) if (s.name, s.key_id) == key]
-        if not mine:
-            raise OvertError(f"no subtree cosignature by {witness.name} in the reply")
-        note = SubtreeNote(origin, start, end, h)
-        # Verify before storing: nothing unverified is kept.
-        witness.verifier.verify_subtree(origin, start, end, h, mine[0].signature)  # type: ignore[attr-defined]
-        self.subtrees.add(note, Signature(*key, mine[0].signature))
+        out: list[tuple[SubtreeNote, Signature | None]] = []
+        for start, end in ranges:
+            note, proof = notes[(start, end)]
+            try:
+                stored = self.subtrees.get(start, end)
+                if stored is not None and any((s.name, s.key_id) == key for s in stored.signatures):
+                    out.append((note, None))
+                    continue
+                lines = client.sign_subtree(start, end, note.subtree_hash, proof, cosigned)
+                mine = [s for s in parse_cosignature_lines(lines) if (s.name, s.key_id) == key]
+                if not mine:
+                    raise OvertError(f"no subtree cosignature by {witness.name} in the reply")
+                # Verify before storing: nothing unverified is kept.
+                witness.verifier.verify_subtree(  # type: ignore[attr-defined]
+                    note.origin, start, end, note.subtree_hash, mine[0].signature
+                )
+            except OvertError as err:
+                _logger.warning(
+                    "witness %s did not cosign subtree [%d, %d): %s", witness.name, start, end, err
+                )
+                break
+            out.append((note, Signature(*key, mine[0].signature)))
+        return out
 
     def status(self) -> str:
         """Prometheus text exposition of the log's witnessing state."""
