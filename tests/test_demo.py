@@ -23,8 +23,8 @@ from overt.demo import check_ports
 from overt.formats.note import parse_vkey
 from overt.telemetry.ledger import read_log_entries, verify_ledger
 
-# The log, three witnesses, the telemetry collector.
-PORTS = 6
+# The log, three witnesses, the telemetry collector, the portal, three mirrors.
+PORTS = 9
 
 
 def _free_port_block() -> int:
@@ -88,6 +88,11 @@ def test_make_run_smoke(tmp_path: Path) -> None:
             wvkey = (tmp_path / f"witness-{region}" / "witness.vkey").read_text().strip()
             assert wvkey in out.stdout
         assert str(tmp_path / "policy.txt") in out.stdout
+        # Each regional center also runs a mirror; all three hold the entry just appended.
+        for i, region in enumerate(("asia", "europe", "americas")):
+            mvkey = (tmp_path / f"mirror-{region}" / "mirror.vkey").read_text().strip()
+            assert f"http://127.0.0.1:{port + 6 + i}  {mvkey}" in out.stdout
+        assert "is held by the mirrors asia-m, europe-m, americas-m." in out.stdout
         assert str(tmp_path / "log" / "token") in out.stdout
         # The privacy officer's path: collector URL, receipt-log key, ledger, the commands.
         col = tmp_path / "collector"
@@ -124,14 +129,22 @@ def test_make_run_smoke(tmp_path: Path) -> None:
             "log",
             "verify",
             str(tmp_path / "log"),
-            "--policy",
-            str(policy),
+            "--vkey",
+            str(tmp_path / "log" / "log.vkey"),
         ],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert verify.returncode == 0, verify.stderr
+    # The clients' policy also demands that 2 of the 3 centers' mirrors hold the log: with
+    # the demo stopped, nobody can show that any more, and the same check refuses.
+    held = subprocess.run(
+        [sys.executable, "-m", "overt.cli.main", "log", "verify", str(tmp_path / "log"),
+         "--policy", str(policy)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert held.returncode == 1 and "mirror quorum 'centers' not met" in held.stderr, held.stderr
     # Two demo entries, the telemetry policy and the region key, published once, and the
     # portal's history, published once: two releases, an update, two rule bundles, two audits;
     # the source chain: two snapshots, two reviewer keys, two reviews, a release and its

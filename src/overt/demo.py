@@ -1,8 +1,10 @@
 """``make run``: the Transparency Center on the embedded default (filesystem + SQLite).
 
-Starts, on 127.0.0.1, one transparency log, three witnesses (the regional
-transparency centers: Asia, Europe, Americas) and a monitor, with a 2-of-3
-witness policy; every piece is a real ``overt`` process with its state under
+Starts, on 127.0.0.1, one transparency log, three regional transparency
+centers (Asia, Europe, Americas), each running a witness and a mirror
+(c2sp.org/tlog-mirror, fed by ``overt mirror push --follow``), and a monitor,
+with a policy of 2 of 3 witnesses cosigning and 2 of 3 mirrors holding the
+data; every piece is a real ``overt`` process with its state under
 ``.demo/``. Prints the keys and the commands to append to and verify the log.
 Stop with Ctrl-C; the state stays in ``.demo/`` for the next run.
 
@@ -32,7 +34,7 @@ policy, walks the telemetry path, then stops (used by the test suite).
 
 Before anything is written, the demo takes ``DIR/demo.lock`` (a second
 ``make run`` on the same state stops there, whatever its ports) and checks
-that its six ports are free. Every failure is one line on stderr and exit 1.
+that its nine ports are free (the mirrors take the three after the portal). Every failure is one line on stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -65,10 +67,11 @@ from overt.witness.config import init_witness, trust_log
 ORIGIN = "localhost/overt-demo"
 REGIONS = ("asia", "europe", "americas")
 # Ports: the log on PORT, the witnesses on the next three, the telemetry collector after them,
-# then the Transparency Center portal.
+# then the Transparency Center portal, then the three centers' mirrors (c2sp.org/tlog-mirror).
 COLLECTOR_OFFSET = 1 + len(REGIONS)
 PORTAL_OFFSET = COLLECTOR_OFFSET + 1
-PORTS = PORTAL_OFFSET + 1
+MIRROR_OFFSET = PORTAL_OFFSET + 1
+PORTS = MIRROR_OFFSET + len(REGIONS)
 CUSTOMER = "acme"
 TELEMETRY_REGION = "eu"
 ANALYST = "analyst@vendor.example"
@@ -148,7 +151,10 @@ def setup(base: Path, port: int) -> Path:
         trust_log(directory, vkey)
         wvkey = (directory / "witness.vkey").read_text().strip()
         lines.append(f"witness {region} {wvkey} http://127.0.0.1:{port + i}")
+    for i, region in enumerate(REGIONS):
+        lines.append(f"mirror {region}-m {_mirror(base, region, vkey)} {_mirror_url(port, i)}")
     lines += [f"group regions 2 {' '.join(REGIONS)}", "quorum regions"]
+    lines += [f"group centers 2 {' '.join(r + '-m' for r in REGIONS)}", "mirror-quorum centers"]
     policy = "\n".join(lines).encode() + b"\n"
     parse_policy(policy)  # refuse to write a policy clients could not read
     policy_path = base / "policy.txt"
@@ -157,6 +163,44 @@ def setup(base: Path, port: int) -> Path:
         log.set_policy(policy)
         atomic_write(policy_path, policy)
     return policy_path
+
+
+def _mirror(base: Path, region: str, log_vkey: str) -> str:
+    """Create (once) a center's mirror of the log; returns its verifier key."""
+    from overt.mirror.config import init_mirror
+    from overt.mirror.config import trust_log as mirror_trust
+
+    directory = base / f"mirror-{region}"
+    if not (directory / "mirror.skey").exists():
+        init_mirror(directory, f"{region}.mirror.transparency.example")
+    mirror_trust(directory, log_vkey)
+    return (directory / "mirror.vkey").read_text().strip()
+
+
+def _mirror_url(port: int, i: int) -> str:
+    return f"http://127.0.0.1:{port + MIRROR_OFFSET + i}"
+
+
+def _wait_mirrored(port: int, size: int, timeout: float = 30.0) -> list[str]:
+    """The regions whose mirror cosigned a checkpoint of at least ``size`` entries
+    (waiting up to ``timeout`` for all three)."""
+    from overt.formats.checkpoint import parse_checkpoint
+    from overt.formats.note import parse_note
+    from overt.formats.policy import mirror_prefix
+
+    deadline = time.monotonic() + timeout
+    while True:
+        held = []
+        for i, region in enumerate(REGIONS):
+            try:
+                reply = httpx.get(f"{mirror_prefix(_mirror_url(port, i), ORIGIN)}/checkpoint")
+                if parse_checkpoint(parse_note(reply.content).text).size >= size:
+                    held.append(region)
+            except (httpx.HTTPError, OvertError):
+                pass
+        if len(held) == len(REGIONS) or time.monotonic() > deadline:
+            return held
+        time.sleep(0.2)
 
 
 # The customer's events: what an endpoint product would hand to the filter.
@@ -663,6 +707,16 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     logs = open(base / "services.log", "ab")  # noqa: SIM115 (closed in finally)
     try:
+        mirrors = []  # started first: they start while the witnesses do
+        for i, region in enumerate(REGIONS):
+            listen = _mirror_url(port, i).removeprefix("http://")
+            proc = subprocess.Popen(
+                _overt("mirror", "serve", str(base / f"mirror-{region}"), "--listen", listen),
+                stdout=logs,
+                stderr=logs,
+            )
+            procs.append(proc)
+            mirrors.append(proc)
         for i, region in enumerate(REGIONS, 1):
             wdir = base / f"witness-{region}"
             proc = subprocess.Popen(
@@ -679,6 +733,16 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
         )
         procs.append(proc)
         _wait_http(f"{url}/checkpoint", proc)
+        for i, (region, proc) in enumerate(zip(REGIONS, mirrors, strict=True)):
+            mdir = base / f"mirror-{region}"
+            _wait_http(_mirror_url(port, i), proc)
+            push = _overt(
+                "mirror", "push", _mirror_url(port, i), "--log", url,
+                "--log-key", str(log_dir / "log.vkey"),
+                "--mirror-key", str(mdir / "mirror.vkey"),
+                "--follow", "--interval", "1",
+            )  # fmt: skip
+            procs.append(subprocess.Popen(push, stdout=logs, stderr=logs))
         with LogClient(url, read_token(log_dir), timeout=30) as client:
             entry = b"overt demo: the Transparency Center started at %d\n" % int(time.time())
             index, raw = client.add(entry)
@@ -691,6 +755,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
             max_age=300,
         )
         cosigners = len(verified.checkpoint.cosignatures())
+        mirrored = _wait_mirrored(port, index + 1)
         proc = subprocess.Popen(
             _overt(
                 "collector", "serve", str(tel.collector),
@@ -740,10 +805,16 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
         )
         print(f"overt Transparency Center portal: {portal_url}", flush=True)
         print(_banner(base, url, read_vkey(log_dir), policy_path, index, cosigners), flush=True)
+        print(_mirror_banner(base, port, index, mirrored), flush=True)
         print(_source_banner(chain), flush=True)
         print(_telemetry_banner(tel, walked), flush=True)
         if smoke:
-            time.sleep(1.0)
+            # Until the monitor has checked the entries (a few seconds on a busy machine).
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and procs[-1].poll() is None:
+                if b'"event":"entries"' in (base / "monitor.jsonl").read_bytes():
+                    break
+                time.sleep(0.2)
             if procs[-1].poll() not in (None, 0):
                 raise OvertError("the monitor stopped; see " + str(base / "services.log"))
             return 0
@@ -797,6 +868,22 @@ verify the whole log under the witness policy, cosigned in the last 10 minutes:
   {overt} log verify {url} --policy {policy} --max-age 600
 see integrated vs published sizes and witness states:
   curl -sS {url}/metrics""".rstrip()
+
+
+def _mirror_banner(base: Path, port: int, index: int, mirrored: list[str]) -> str:
+    overt = ".venv/bin/overt" if Path(".venv/bin/overt").exists() else "overt"
+    mirrors = "\n".join(
+        f"  {region + '-m':<11} {_mirror_url(port, i)}  "
+        f"{(base / f'mirror-{region}' / 'mirror.vkey').read_text().strip()}"
+        for i, region in enumerate(REGIONS)
+    )
+    held = ", ".join(r + "-m" for r in mirrored) or "no mirror yet"
+    return f"""
+mirrors (c2sp.org/tlog-mirror; each center keeps the data; policy: 2 of 3 must hold it):
+{mirrors}
+entry {index} is held by the mirrors {held}.
+verify the log from the mirrors alone, as if the log were down:
+  {overt} log verify http://127.0.0.1:9 --policy {base}/policy.txt""".rstrip()
 
 
 def _source_banner(run: SourceRun) -> str:
