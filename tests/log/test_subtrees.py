@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from overt.cli import main as cli_main
 from overt.errors import NotFoundError, PolicyError, ProofError
 from overt.formats.cosignature import ALG_ML_DSA_44, CosignatureSigner
 from overt.formats.keytypes import generate, key_type
@@ -23,6 +25,7 @@ from overt.formats.policy import Policy, parse_policy
 from overt.formats.subtree_proof import parse_subtree_proof, verify_subtree_proof
 from overt.formats.witness import format_cosignature_lines, parse_cosignature_lines
 from overt.log.log import Log
+from overt.log.server import LogApp
 from overt.log.subtrees import SubtreeStore, completed_ranges, subtree_proof
 from overt.log.witnessing import Witnessing
 from overt.witness.client import WitnessClient
@@ -178,3 +181,26 @@ def test_a_bad_subtree_cosignature_is_never_stored_and_the_range_is_asked_again(
         witnessing.close()
     note = SubtreeStore(world.log.directory).get(0, 256)
     assert note is not None and len(note.signatures) == 2
+
+
+def test_the_log_server_serves_subtree_notes_and_url_proofs(
+    world: World,
+    asgi_server: Callable[[Any], Server],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _add(world, 300)
+    server = asgi_server(LogApp(world.log))
+    note = httpx.get(f"{server.url}/subtree/0-256")
+    assert note.status_code == 200
+    assert note.content == (world.log.directory / "subtrees" / "0-256").read_bytes()
+    assert httpx.get(f"{server.url}/subtree/256-512").status_code == 404  # not complete yet
+    for bad in ("00-256", "0-256x", "0", "-256", "0--256"):
+        assert httpx.get(f"{server.url}/subtree/{bad}").status_code == 400, bad
+    assert httpx.post(f"{server.url}/subtree/0-256").status_code == 405
+    assert cli_main.main(["log", "proof", server.url, "42", "--subtree"]) == 0
+    from_url = capsys.readouterr().out.encode()
+    assert from_url == subtree_proof(
+        SubtreeStore(world.log.directory), world.log.subtree_reader(), 42
+    )
+    assert cli_main.main(["log", "proof", server.url, "290", "--subtree"]) == 1
+    assert "404" in capsys.readouterr().err

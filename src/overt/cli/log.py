@@ -139,7 +139,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--subtree",
         action="store_true",
         help="prove it against its witnessed 256-entry range instead (a short proof that never"
-        " changes; needs ML-DSA-44 witnesses; directory only)",
+        " changes; needs ML-DSA-44 witnesses)",
     )
     p.set_defaults(func=_proof)
 
@@ -361,13 +361,17 @@ def _proof(args: argparse.Namespace) -> int:
     # Read-only: the published checkpoint and tiles, no lock, so it works beside a server.
     source: str = args.source
     if args.subtree:
-        from overt.cli._util import UsageError
-        from overt.log.subtrees import SubtreeStore, subtree_proof
+        from overt.log.subtrees import SubtreeStore, fetch_subtree_note, subtree_proof
 
         if source.startswith(("http://", "https://")):
-            raise UsageError("--subtree reads the log directory's subtrees/, not a URL")
-        view = LogView.open(source)
-        proof = subtree_proof(SubtreeStore(source), view.subtree_reader(), args.index)
+            from overt.log.client import HTTPSource
+
+            with HTTPSource(source) as http:
+                note = fetch_subtree_note(http.client, source, args.index)
+                proof = subtree_proof(note, LogView(http).subtree_reader(), args.index)
+        else:
+            view = LogView.open(source)
+            proof = subtree_proof(SubtreeStore(source), view.subtree_reader(), args.index)
     elif not source.startswith(("http://", "https://")):
         proof = LogView.open(source).proof(args.index)
     else:

@@ -6,6 +6,9 @@ Routes (``<prefix>`` is the server root)::
     GET  /metrics                         integrated/published sizes, witness states (Prometheus)
     GET  /tile/<L>/<N>[.p/<W>]            application/octet-stream, immutable
     GET  /tile/entries/<N>[.p/<W>]        application/octet-stream, immutable, gzip if accepted
+    GET  /subtree/<start>-<end>           a witnessed range's subtree note (overt.log.subtrees):
+                                          text/plain, max-age=60 (it may gain cosignatures); 404
+                                          until a witness cosigned it
     POST /add                             body: one entry (1..65535 bytes)
                                           Authorization: Bearer <token>
                                           200 as soon as the entry is durable (sequenced):
@@ -312,6 +315,11 @@ class LogApp:
             await self._add(scope, receive, send)
         elif path == "/metrics" and method == "GET":
             await reply(send, 200, self._metrics().encode(), b"text/plain; version=0.0.4")
+        elif path.startswith("/subtree/"):
+            if method not in ("GET", "HEAD"):
+                await error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
+                return
+            await self._subtree(path[len("/subtree/") :], send)
         elif path == "/checkpoint" or path.startswith("/tile/"):
             if method not in ("GET", "HEAD"):
                 await error(send, 405, "read endpoints take GET", [(b"allow", b"GET, HEAD")])
@@ -392,6 +400,26 @@ class LogApp:
             return
         await self.sequencer.wait_integrated(index)
         await reply(send, 200, self.log.proof(index), headers=headers)
+
+    async def _subtree(self, name: str, send: Send) -> None:
+        from overt.log.subtrees import SubtreeStore, parse_range_name
+
+        directory = getattr(self.log, "directory", None)
+        where = parse_range_name(name)
+        if where is None:
+            await error(
+                send, 400, f"not a range: {_preview(name.encode())} (use /subtree/START-END)"
+            )
+            return
+        note = (
+            None
+            if directory is None
+            else await asyncio.to_thread(SubtreeStore(directory).read, *where)
+        )
+        if note is None:
+            await error(send, 404, f"no witnessed subtree {name}")
+            return
+        await reply(send, 200, note, headers=[(b"cache-control", b"max-age=60")])
 
     async def _read(self, scope: Scope, path: str, send: Send) -> None:
         if path == "/checkpoint":

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from overt.errors import FormatError, LogError, NotFoundError
 from overt.formats import merkle
-from overt.formats.note import Signature
+from overt.formats.note import MAX_NOTE_SIZE, Signature
 from overt.formats.subtree import subtree_inclusion_proof
 from overt.formats.subtree_proof import (
     SubtreeNote,
@@ -37,11 +38,16 @@ from overt.formats.subtree_proof import (
 from overt.formats.tiles import TILE_WIDTH
 from overt.log.fs import atomic_write
 
+if TYPE_CHECKING:
+    import httpx
+
 __all__ = [
     "RANGE_SIZE",
     "SUBTREES",
     "SubtreeStore",
     "completed_ranges",
+    "fetch_subtree_note",
+    "parse_range_name",
     "subtree_proof",
 ]
 
@@ -119,6 +125,15 @@ class SubtreeStore:
             raise LogError(f"cannot store subtree note {note.start}-{note.end}: {err}") from err
         return new
 
+    def read(self, start: int, end: int) -> bytes | None:
+        """The stored note's bytes for ``[start, end)`` (what ``GET /subtree/...`` serves).
+
+        Raises:
+            LogError: see :meth:`get`.
+        """
+        note = self.get(start, end)
+        return None if note is None else format_subtree_note(note)
+
     def find(self, index: int) -> SubtreeNote | None:
         """The smallest stored range that holds entry ``index``, or None.
 
@@ -142,18 +157,59 @@ class SubtreeStore:
         return None if best is None else self.get(*best)
 
 
+def parse_range_name(name: str) -> tuple[int, int] | None:
+    """``(start, end)`` from a canonical ``<start>-<end>`` name, or None."""
+    m = _NAME.fullmatch(name)
+    if m is None or len(name) > 41:
+        return None
+    return int(m.group(1)), int(m.group(2))
+
+
+def fetch_subtree_note(
+    client: httpx.Client, url: str, index: int, range_size: int = RANGE_SIZE
+) -> SubtreeNote:
+    """The note of the range holding ``index`` from the log server at ``url``
+    (``GET /subtree/<start>-<end>``), parsed strictly (not yet verified).
+
+    Raises:
+        NotFoundError: the server has no cosigned note for that range (yet).
+        FormatError: the reply is not that range's subtree note.
+        LogError: the request failed, or the reply is too large.
+    """
+    from overt._http import fetch
+
+    start = index // range_size * range_size
+    end = start + range_size
+    where = f"{url.rstrip('/')}/subtree/{start}-{end}"
+    response = fetch(client, "GET", where, MAX_NOTE_SIZE, LogError)
+    if response.status == 404:
+        raise NotFoundError(f"GET {where}: 404 (no witnessed subtree holds entry {index} yet)")
+    if response.status != 200:
+        raise LogError(f"GET {where}: HTTP {response.status}")
+    note = parse_subtree_note(response.content)
+    if (note.start, note.end) != (start, end):
+        raise FormatError(
+            "subtree note", f"asked for [{start}, {end})", f"[{note.start}, {note.end})"
+        )
+    return note
+
+
 def subtree_proof(
-    store: SubtreeStore, subtree: merkle.SubtreeHash, index: int, extra: bytes | None = None
+    store: SubtreeStore | SubtreeNote,
+    subtree: merkle.SubtreeHash,
+    index: int,
+    extra: bytes | None = None,
 ) -> bytes:
     """The subtree proof (:mod:`overt.formats.subtree_proof`) of entry ``index``.
 
-    ``subtree`` answers complete ranges of the log (its tiles).
+    ``store`` is the log's notes, or the note of the range already fetched
+    (:func:`fetch_subtree_note`); ``subtree`` answers complete ranges of the log (its tiles).
 
     Raises:
         NotFoundError: no cosigned range holds ``index`` yet.
         LogError: see :meth:`SubtreeStore.get`.
     """
-    note = store.find(index)
+    note = store.find(index) if isinstance(store, SubtreeStore) else store
     if note is None or not note.signatures:
         raise NotFoundError(
             f"no witnessed subtree holds entry {index} yet (ranges are cosigned once complete,"
