@@ -30,6 +30,7 @@ against the code)::
     │   ├── StaleError              a checkpoint or cosignature that is too old
     │   ├── OriginError             a checkpoint of another log (formats.checkpoint)
     │   ├── KeySetError             a publisher key-set chain that does not follow (publish.keyset)
+    │   │   └── HybridSignatureError  a hybrid key set's algorithm did not sign (publish.keyset)
     │   ├── ReceiptError            a disclosure receipt the log does not bear out (disclosure.errors)
     │   ├── LedgerTamperedError     an egress ledger that does not verify (telemetry.errors)
     │   ├── CollectorReceiptError   a collector receipt that does not verify (telemetry.errors)

@@ -212,7 +212,7 @@ class World:
         kind: str = "update",
         channel: str = "stable",
         product: str = "agent",
-        signer: PublisherSigner | None = None,
+        signer: PublisherSigner | Sequence[PublisherSigner] | None = None,
         log: LogSimulator | None = None,
         attestations: Sequence[bytes] = (),
         consistency_from: Sequence[int] = (),

@@ -48,6 +48,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--log", required=True, metavar="URL_OR_DIR", help="log server URL or directory")
     p.add_argument("--key", required=True, type=Path, help="publisher private key file")
     p.add_argument(
+        "--also-key", type=Path, action="append", default=[], metavar="KEY",
+        help="another current key that signs too (a hybrid key set: one Ed25519 and one"
+        " ML-DSA-44 key); repeatable",
+    )  # fmt: skip
+    p.add_argument(
         "--kind", required=True, choices=["release", "update", "rule-bundle"], help="what it is"
     )
     p.add_argument("--product", required=True, help="product name, as endpoints pin it")
@@ -123,6 +128,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g.add_argument("key", type=Path, metavar="KEY", help="private key file to create")
     g.add_argument("--name", required=True, help="key name, e.g. vendor.example/release")
     g.add_argument(
+        "--key-type", choices=["ed25519", "ml-dsa-44"], default="ed25519",
+        help="signature algorithm (ml-dsa-44: post-quantum; endpoints before it refuse it)",
+    )  # fmt: skip
+    g.add_argument(
         "--new-publisher",
         action="store_true",
         help="start a second publisher identity beside an existing chain in KEY's folder",
@@ -172,6 +181,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         r.add_argument(
             "--threshold", type=int, default=1, help="signatures needed for the next set"
         )
+        r.add_argument(
+            "--require", action="append", default=[], choices=["ed25519", "ml-dsa-44", "none"],
+            help="hybrid: every publication (and the next key set) must be signed by a key"
+            " of this algorithm too; repeat for each (default: as the current set; none: drop)",
+        )  # fmt: skip
+        r.add_argument(
+            "--also-key", type=Path, action="append", default=[], metavar="KEY",
+            help="another current key that signs the new set (hybrid); repeatable",
+        )  # fmt: skip
         _log_args(r)
         r.set_defaults(func=_keyset)
 
@@ -240,16 +258,19 @@ def _publish(args: argparse.Namespace) -> int:
     )
 
     signer = load_publisher_signer(args.key)
+    signers = [signer, *(load_publisher_signer(p) for p in args.also_key)]
     artifact = read_input(str(args.file))
     chain_path = args.chain or _chain_path(args.key)
     keysets: Sequence[bytes] = ()
     state = KeyState.pinned(signer.key)
     if args.chain is not None or chain_path.is_file():
         state, keysets = read_chain(chain_path)
-        if signer.keyid not in state.trusted():
-            raise ConfigError(
-                f"{args.key} is not a key of the current key set {state.sequence} in {chain_path}"
-            )
+        for path, s in zip([args.key, *args.also_key], signers, strict=True):
+            if s.keyid not in state.trusted():
+                raise ConfigError(
+                    f"{path} is not a key of the current key set {state.sequence} in {chain_path}"
+                )
+    state.check_hybrid([s.keyid for s in signers], "this publication")
     attestations = [read_input(str(p)).strip() for p in args.attest]
     item = Publication(
         args.name or args.file.name, hashlib.sha256(artifact).hexdigest(), _predicate(args)
@@ -277,7 +298,7 @@ def _publish(args: argparse.Namespace) -> int:
                 )
             (bundle,) = publish(
                 log,
-                signer,
+                signers,
                 [item],
                 keysets=keysets,
                 attestations=attestations,
@@ -393,7 +414,7 @@ def _keygen(args: argparse.Namespace) -> int:
             f" (a second chain makes bundles fresh endpoints refuse); to start a separate"
             f" publisher identity, pass --new-publisher"
         )
-    skey, signer = generate_publisher_key(args.name)
+    skey, signer = generate_publisher_key(args.name, args.key_type)
     pub = write_key_files(args.key, skey, signer)
     create_chain(chain, signer.key)
     print(signer.key.vkey)
@@ -406,11 +427,12 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _log_keyset(
     args: argparse.Namespace,
-    signer: PublisherSigner,
+    signer: PublisherSigner | Sequence[PublisherSigner],
     chain: Path,
     keys: Sequence[PublisherKey],
     revoke: Sequence[PublisherKey],
     threshold: int,
+    require: Sequence[str] = (),
 ) -> tuple[int, int]:
     """Log the next key set of ``chain`` and append it; returns (sequence, log index)."""
     from overt.publish.chain import append_chain, read_chain
@@ -420,7 +442,10 @@ def _log_keyset(
     state, entries = read_chain(chain)
     if not keys:
         raise FormatError("key set", "no key would remain valid")
-    entry = make_keyset_entry(state, [signer], keys, revoke, threshold)
+    from overt.publish.keys import PublisherSigner
+
+    signers = [signer] if isinstance(signer, PublisherSigner) else list(signer)
+    entry = make_keyset_entry(state, signers, keys, revoke, threshold, require)
     with open_log_writer(args.log, args.token, args.timeout) as log:
         (index,) = log.add_many([entry])
     if args.keyset_log is not None:
@@ -446,7 +471,9 @@ def _keyset(args: argparse.Namespace) -> int:
         new = load_publisher_key(p)
         if new.keyid not in {k.keyid for k in keys}:
             keys.append(new)
-    sequence, index = _log_keyset(args, signer, args.chain, keys, revoke, args.threshold)
+    signers = [signer, *(load_publisher_signer(p) for p in args.also_key)]
+    require = [a for a in args.require if a != "none"] if args.require else state.require
+    sequence, index = _log_keyset(args, signers, args.chain, keys, revoke, args.threshold, require)
     print(f"key set {sequence} logged as entry {index}: {len(keys)} key(s) valid")
     return 0
 
@@ -478,7 +505,7 @@ def _rotate_to(args: argparse.Namespace) -> int:
     keys.append(new.key)
     revoke = [old.key] if args.revoke_old else []
     threshold = min(state.threshold, len(keys))
-    sequence, index = _log_keyset(args, old, args.chain, keys, revoke, threshold)
+    sequence, index = _log_keyset(args, old, args.chain, keys, revoke, threshold, state.require)
     if not new_chain.exists():
         new_chain.symlink_to(os.path.relpath(args.chain.resolve(), new_chain.parent.resolve()))
     print(

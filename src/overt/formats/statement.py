@@ -129,6 +129,8 @@ _NUM = r"(0|[1-9][0-9]*)"
 _IDENT = r"(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
 _VERSION = re.compile(rf"{_NUM}(\.{_NUM}){{0,3}}(-{_IDENT}(\.{_IDENT})*)?")
 _MAX_FIELD = 256
+#: A key text in a key set: an ML-DSA-44 vkey is about 1,800 characters (keytypes' cap).
+_MAX_KEY_TEXT = 1 << 13
 
 
 def _fail(reason: str, data: object = "") -> FormatError:
@@ -290,6 +292,9 @@ class KeySet:
 
     Signed by ``threshold`` keys of the *previous* key set (the pinned first key
     for sequence 1). ``previous`` chains it to the previous key-set entry.
+    ``require`` (optional, omitted when empty): key algorithms (``ed25519``,
+    ``ml-dsa-44``) of which every publication, and the next key set, must carry a
+    signature by one of these keys: a hybrid set during a post-quantum migration.
     """
 
     sequence: int
@@ -297,17 +302,21 @@ class KeySet:
     revoked: tuple[str, ...] = ()
     threshold: int = 1
     previous: str | None = None
+    require: tuple[str, ...] = ()
 
     predicate_type = KEY_SET
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        obj: dict[str, Any] = {
             "sequence": self.sequence,
             "keys": list(self.keys),
             "revoked": list(self.revoked),
             "threshold": self.threshold,
             "previous": self.previous,
         }
+        if self.require:
+            obj["require"] = list(self.require)
+        return obj
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> KeySet:
@@ -315,7 +324,7 @@ class KeySet:
         for key in ("keys", "revoked"):
             value = obj.get(key)
             if not isinstance(value, list) or not all(
-                isinstance(k, str) and k and len(k) <= _MAX_FIELD for k in value
+                isinstance(k, str) and k and len(k) <= _MAX_KEY_TEXT for k in value
             ):
                 raise _fail(f"predicate member {key!r} is not a list of strings", value)
             if len(set(value)) != len(value):
@@ -337,7 +346,18 @@ class KeySet:
         sequence = _int(obj, "sequence", 1)
         if (sequence == 1) != (previous is None):
             raise _fail("'previous' must be null exactly for sequence 1", previous)
-        return cls(sequence, keys, revoked, threshold, previous)
+        require: tuple[str, ...] = ()
+        if "require" in obj:
+            value = obj["require"]
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(a, str) and a and len(a) <= 32 for a in value)
+                or len(set(value)) != len(value)
+            ):
+                raise _fail("predicate member 'require' is not a non-empty list of names", value)
+            require = tuple(value)
+        return cls(sequence, keys, revoked, threshold, previous, require)
 
 
 @dataclass(frozen=True)

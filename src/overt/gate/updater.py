@@ -7,7 +7,8 @@ persisted in a directory::
     STATE_DIR/state.json   {"version": 1, "publisher": VKEY,
                             "checkpoints": {ORIGIN: SIGNED_NOTE, ...},
                             "versions": [{"line", "product", "channel", "version"}, ...],
-                            "keys": {"sequence", "keys", "revoked", "threshold", "digest"} | null}
+                            "keys": {"sequence", "keys", "revoked", "threshold", "digest",
+                                     ["require"]} | null}
     STATE_DIR/lock         flock'd while an admission reads and writes the state
 
 Crash consistency: the state is only written after every check passed, as a
@@ -78,6 +79,8 @@ def dump_state(state: GateState, policy: ClientPolicy) -> bytes:
             "threshold": k.threshold,
             "digest": k.digest,
         }
+        if k.require:
+            keys["require"] = list(k.require)
     doc = {
         "version": STATE_VERSION,
         "publisher": policy.publisher.vkey,
@@ -117,6 +120,7 @@ def load_state(data: bytes, policy: ClientPolicy) -> GateState:
                 frozenset(k["revoked"]),
                 k["threshold"],
                 k["digest"],
+                tuple(k.get("require", ())),
             )
     except (ValueError, KeyError, TypeError, AttributeError, FormatError) as err:
         raise ConfigError(f"corrupt gate state: {err}") from err

@@ -11,7 +11,9 @@ check that fails, in this order:
 3. ``publisher-signature`` / ``publisher-key``: the key-set chain in the bundle
    follows from the client's key state (or the pinned first key), and the
    envelope is signed by a key of the current set; a revoked or rotated-out
-   key is refused. ``key-set-current``: with a ``keyset_log`` in the policy, the
+   key is refused, and so is a publication that a hybrid key set's algorithms
+   (``require``: Ed25519 and ML-DSA-44) did not all sign. ``key-set-current``:
+   with a ``keyset_log`` in the policy, the
    chain is every entry of the publisher's key-set log under a checkpoint its
    witness quorum cosigned within ``keyset_log.max_age`` (so the set used is
    the newest one, even for a client with no state).
@@ -100,7 +102,12 @@ from overt.gate.errors import (
 from overt.gate.policy import ClientPolicy
 from overt.gate.source import check_source
 from overt.publish.bundle import Bundle, parse_bundle
-from overt.publish.keyset import KeyState, follow_keyset, verify_current_keyset
+from overt.publish.keyset import (
+    HybridSignatureError,
+    KeyState,
+    follow_keyset,
+    verify_current_keyset,
+)
 
 __all__ = [
     "Admission",
@@ -204,8 +211,11 @@ def _publisher(
             raise PublisherKeyError(f"publisher key-set chain refused: {err}") from err
     try:
         verified = verify_envelope(envelope, keys.trusted())
+        keys.check_hybrid(verified.keyids, "the publication")
     except InvalidSignatureError as err:
         raise PublisherSignatureError(f"bad signature by a current publisher key ({err})") from err
+    except HybridSignatureError as err:
+        raise PublisherSignatureError(str(err)) from err
     except UnknownKeyError as err:
         ids = [s.keyid for s in envelope.signatures if s.keyid]
         revoked = [i for i in ids if i in keys.revoked]

@@ -62,10 +62,16 @@ from overt.formats.statement import (
     parse_predicate,
     parse_statement,
 )
-from overt.publish.keys import PublisherKey, PublisherSigner, parse_publisher_key
+from overt.publish.keys import (
+    PUBLISHER_KEY_TYPES,
+    PublisherKey,
+    PublisherSigner,
+    parse_publisher_key,
+)
 
 __all__ = [
     "KEY_SET_SUBJECT",
+    "HybridSignatureError",
     "KeySetError",
     "KeyState",
     "check_chain_against_log",
@@ -83,6 +89,10 @@ class KeySetError(VerificationError):
     """A key-set chain that does not follow: a gap, a fork, a bad link, a revived key."""
 
 
+class HybridSignatureError(KeySetError):
+    """Signed, but not by a key of every algorithm a hybrid key set requires."""
+
+
 @dataclass(frozen=True)
 class KeyState:
     """Where a client is in the publisher's key-set chain."""
@@ -92,6 +102,8 @@ class KeyState:
     revoked: frozenset[str]  # DSSE key IDs
     threshold: int
     digest: str | None  # sha256 hex of the latest key-set entry (None: only the pinned key)
+    #: Algorithms each of which must sign (a hybrid set, see :func:`check_hybrid`).
+    require: tuple[str, ...] = ()
 
     @classmethod
     def pinned(cls, first_key: PublisherKey) -> KeyState:
@@ -100,6 +112,23 @@ class KeyState:
     def trusted(self) -> dict[str, RawPublicKey]:
         """DSSE key ID -> public key, for the keys valid now."""
         return {k.keyid: k.public_key for k in self.keys}
+
+    def check_hybrid(self, keyids: Iterable[str], what: str) -> None:
+        """Refuse ``what`` unless its verified signers (``keyids``, keys of this set)
+        include one key of each algorithm this set requires.
+
+        Raises:
+            HybridSignatureError: an algorithm this set requires signed nothing.
+        """
+        if not self.require:
+            return
+        signed = {k.algorithm for k in self.keys if k.keyid in set(keyids)}
+        missing = [a for a in self.require if a not in signed]
+        if missing:
+            raise HybridSignatureError(
+                f"{what} lacks a {missing[0]} signature: key set {self.sequence} requires"
+                f" one by a key of each of {', '.join(self.require)} (hybrid)"
+            )
 
 
 def keyset_digest(entry: bytes) -> str:
@@ -117,8 +146,12 @@ def make_keyset_entry(
     keys: Sequence[PublisherKey],
     revoke: Sequence[PublisherKey] = (),
     threshold: int = 1,
+    require: Sequence[str] = (),
 ) -> bytes:
     """Build and sign key set ``state.sequence + 1``; returns the log entry bytes.
+
+    ``require`` makes it a hybrid set: algorithms (``ed25519``, ``ml-dsa-44``) each of
+    which must sign every publication and the next key set.
 
     The entry is checked with :func:`follow_keyset` before it is returned, so a
     set the clients would refuse is never logged.
@@ -137,6 +170,7 @@ def make_keyset_entry(
         revoked=tuple(k.vkey for k in revoke),
         threshold=threshold,
         previous=state.digest,
+        require=tuple(require),
     )
     statement = make_statement(KEY_SET_SUBJECT, _subject_digest(vkeys), body)
     envelope = sign_envelope(
@@ -178,7 +212,8 @@ def follow_keyset(start: KeyState | PublisherKey, entries: Sequence[bytes]) -> K
             raise KeySetError(f"key set {body.sequence} follows key set {state.sequence}")
         if body.previous != state.digest:
             raise KeySetError(f"key set {body.sequence} does not link to key set {state.sequence}")
-        verify_envelope(envelope, state.trusted(), threshold=state.threshold)
+        signers = verify_envelope(envelope, state.trusted(), threshold=state.threshold).keyids
+        state.check_hybrid(signers, f"key set {body.sequence}")
         if statement.subjects[0].name != KEY_SET_SUBJECT or statement.subjects[0].sha256 != (
             _subject_digest(body.keys)
         ):
@@ -192,7 +227,16 @@ def follow_keyset(start: KeyState | PublisherKey, entries: Sequence[bytes]) -> K
             raise KeySetError(f"key set {body.sequence} lists revoked key {back[0]}")
         if body.threshold > len(keys):
             raise KeySetError(f"key set {body.sequence} threshold exceeds its keys")
-        state = KeyState(body.sequence, keys, frozenset(revoked), body.threshold, digest)
+        have = {k.algorithm for k in keys}
+        for algorithm in body.require:
+            if algorithm not in PUBLISHER_KEY_TYPES or algorithm not in have:
+                raise KeySetError(
+                    f"key set {body.sequence} requires {algorithm!r} signatures but holds no"
+                    f" such key (publisher key types: {', '.join(PUBLISHER_KEY_TYPES)})"
+                )
+        state = KeyState(
+            body.sequence, keys, frozenset(revoked), body.threshold, digest, body.require
+        )
     return state
 
 

@@ -200,22 +200,24 @@ class Publication:
     predicate: Predicate | tuple[str, Mapping[str, Any]]
 
 
-def make_entry(signer: PublisherSigner, item: Publication) -> bytes:
-    """The log entry of ``item``: its statement in a DSSE envelope signed by ``signer``.
+def make_entry(signer: PublisherSigner | Sequence[PublisherSigner], item: Publication) -> bytes:
+    """The log entry of ``item``: its statement in a DSSE envelope signed by ``signer``
+    (or by each of several: one key of each algorithm a hybrid key set requires).
 
     Raises:
         FormatError: a malformed digest or predicate.
     """
+    signers = [signer] if isinstance(signer, PublisherSigner) else list(signer)
     statement = make_statement(item.name, item.sha256, item.predicate)
     envelope = sign_envelope(
-        PAYLOAD_TYPE_IN_TOTO, format_statement(statement), [(signer.keyid, signer)]
+        PAYLOAD_TYPE_IN_TOTO, format_statement(statement), [(s.keyid, s) for s in signers]
     )
     return format_envelope(envelope)
 
 
 def publish(
     log: LogWriter,
-    signer: PublisherSigner,
+    signer: PublisherSigner | Sequence[PublisherSigner],
     items: Sequence[Publication],
     *,
     keysets: Sequence[bytes] = (),
