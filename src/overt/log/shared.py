@@ -207,6 +207,7 @@ class SharedLog(_TreeReads):
         # Only the lease holder has an edge: the tree it extends.
         self._edge: Edge | None = None
         self._state_lock = threading.Lock()
+        self._seq_lock = threading.Lock()  # one transaction at a time on _seq_db
         self._int_lock = threading.Lock()
         self._failure: str | None = None
         self._next = 0
@@ -247,7 +248,8 @@ class SharedLog(_TreeReads):
         with self._int_lock:
             self._drop_lease()
             self._int_db.drop()
-        self._seq_db.drop()
+        with self._seq_lock:
+            self._seq_db.drop()
         close = getattr(self.store, "close", None)
         if close is not None:
             close()
@@ -375,9 +377,11 @@ class SharedLog(_TreeReads):
             check_entry(entry)
         hashes = [merkle.leaf_hash(e) for e in entries]
         try:
-            indices, end = self._sequence(entries, hashes)
+            with self._seq_lock:
+                indices, end = self._sequence(entries, hashes)
         except Exception as err:
-            self._seq_db.drop()
+            with self._seq_lock:
+                self._seq_db.drop()
             error = _as_log_error(err, "sequence entries")
             if error is None:
                 raise

@@ -1,0 +1,336 @@
+"""Several front ends on one log (overt.log.shared): PostgreSQL (the real one, a schema
+per test) and moto's S3 emulator (not Amazon S3), started here on 127.0.0.1.
+
+The first tests drive two :class:`SharedLog` objects in this process; the others run
+two real ``overt log serve`` processes under load and break something: kill -9 of
+the sequencer, PostgreSQL unreachable, the object store unreachable for 10 s. The
+network faults are a TCP proxy cut in front of PostgreSQL or moto (the machine's
+PostgreSQL is shared with other tests and cannot be restarted safely; moto keeps
+its buckets in memory). After each: the log recovers by itself, every acknowledged
+entry is at its index in the bucket's bundles, no entry is there twice, every
+checkpoint served is consistent with the final one (no fork), and Go's sumdb/tlog
+client verifies the result.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from tests.backends._cluster import (
+    Checkpoints,
+    FrontEnd,
+    Load,
+    Proxy,
+    check_log,
+    running,
+    wait_published,
+    wait_until,
+)
+from tests.backends.conftest import PostgresSchema
+from tests.interop.test_go_tlog import GOPATH, PROGRAM
+
+from overt.cli.main import main
+from overt.errors import ConfigError, LogError
+from overt.formats import merkle
+from overt.formats.note import parse_vkey
+from overt.log.backend import CheckpointConflictError
+from overt.log.client import verify_log
+from overt.log.log import Log
+from overt.log.shared import SharedLog
+from overt.log.stores import open_tiles
+
+boto3 = pytest.importorskip("boto3")
+
+ORIGIN = "shared.example/log"
+
+
+def _db_url(postgres: PostgresSchema, port: int = 5432) -> str:
+    return f"postgresql://postgres@127.0.0.1:{port}/test?options=-csearch_path%3D{postgres.schema}"
+
+
+@pytest.fixture
+def bucket(endpoint: str, request: pytest.FixtureRequest) -> str:
+    name = "fe-" + request.node.name.lower().replace("_", "-")[:50].strip("-")
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+def _pair(tmp_path: Path, tiles: str, db: str) -> tuple[SharedLog, SharedLog]:
+    a = SharedLog.create(tmp_path / "a", ORIGIN, tiles=tiles, index=db)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    return a, SharedLog(tmp_path / "b")
+
+
+def test_front_ends_sequence_into_one_log_and_one_integrates(
+    tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
+) -> None:
+    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
+    a, b = _pair(tmp_path, tiles, _db_url(postgres))
+    try:
+        # Dedup by leaf hash across front ends and within a batch, as on one.
+        assert a.sequence([b"x", b"y", b"x"]) == [0, 1, 0]
+        assert b.sequence([b"y", b"z"]) == [1, 2]
+        a.integrate()  # takes the lease, integrates everything sequenced
+        assert a.holds_lease and a.size == 3
+        b.integrate()  # no lease: adopts the checkpoint
+        assert not b.holds_lease and b.size == b.published_size == 3
+        assert b.checkpoint() == a.checkpoint()
+        proof = b.proof(2)  # from the bucket's tiles
+        assert b"index 2\n" in proof
+        verified = verify_log(open_tiles(tiles), parse_vkey(a.vkey))
+        assert verified.checkpoint.checkpoint.size == 3
+        # The holder closes (or dies): the lease moves, and so does integration.
+        a.close()
+        time.sleep(0.6)  # LEASE_RETRY
+        assert b.sequence([b"w"]) == [3]
+        b.integrate()
+        assert b.holds_lease and b.size == 4
+        assert b.entry(3) == b"w"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_stale_sequencer_cannot_fork_the_log(
+    tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
+) -> None:
+    """The lease holder loses its session mid-batch (a network blip) without noticing;
+    its successor integrates the same entries. The stale one's tiles are byte for byte
+    the successor's, and its checkpoint swap fails: one tree."""
+    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
+    a, b = _pair(tmp_path, tiles, _db_url(postgres))
+    try:
+        a.sequence([b"e%d" % i for i in range(300)])
+        a.integrate()
+        assert a.holds_lease and a.size == 300
+        a.sequence([b"f%d" % i for i in range(300)])
+        # a's session ends (PostgreSQL releases its advisory lock) but a has not checked yet.
+        pid = a._lease_db.get().info.backend_pid
+        with b._int_db.get().cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        b._int_db.get().commit()
+        upload = a.store.write_batch
+
+        def successor_first(items: list[tuple[str, bytes]]) -> None:
+            b.integrate()  # b takes the lease and integrates the same 300 entries
+            assert b.holds_lease and b.size == 600
+            upload(items)
+
+        a.store.write_batch = successor_first  # type: ignore[method-assign]
+        a._lease_checked = time.monotonic()  # a believes it still holds the lease
+        with pytest.raises(CheckpointConflictError):
+            a.integrate()
+        assert not a.holds_lease
+        a.store.write_batch = upload  # type: ignore[method-assign]
+        a.integrate()
+        assert a.size == b.size == 600 and a.checkpoint() == b.checkpoint()
+        view = verify_log(open_tiles(tiles), parse_vkey(a.vkey))
+        assert view.checkpoint.checkpoint.size == 600
+    finally:
+        a.close()
+        b.close()
+
+
+def test_database_restored_behind_a_front_end_is_refused(
+    tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
+) -> None:
+    """A checkpoint row older than what a front end served is never served (rollback)."""
+    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
+    a, b = _pair(tmp_path, tiles, _db_url(postgres))
+    try:
+        a.sequence([b"one"])
+        a.integrate()
+        empty = b.checkpoint()
+        b.integrate()
+        served = b.checkpoint()
+        with a._int_db.get().cursor() as cur:
+            cur.execute("UPDATE log_checkpoint SET note = %s, size = 0", (empty,))
+        a._int_db.get().commit()
+        with pytest.raises(LogError, match="refusing to go back"):
+            b.integrate()
+        assert b.checkpoint() == served
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_shared_log_is_refused_by_log_add_and_needs_postgresql(
+    tmp_path: Path,
+    postgres: PostgresSchema,
+    endpoint: str,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
+    SharedLog.create(tmp_path / "log", ORIGIN, tiles=tiles, index=_db_url(postgres)).close()
+    (tmp_path / "e").write_bytes(b"entry")
+    assert main(["log", "add", str(tmp_path / "log"), str(tmp_path / "e")]) == 1
+    err = capsys.readouterr().err
+    assert "shared by several front ends" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(ConfigError):
+        Log.open(tmp_path / "log")
+    with pytest.raises(ConfigError, match="postgresql"):
+        SharedLog.create(tmp_path / "other", ORIGIN, tiles=tiles, index="sqlite:///x.db")
+
+
+def _cluster(tmp_path: Path, tiles: str, db: str) -> list[FrontEnd]:
+    SharedLog.create(tmp_path / "a", ORIGIN, tiles=tiles, index=db).close()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    return [FrontEnd(tmp_path / "a", "a"), FrontEnd(tmp_path / "b", "b")]
+
+
+@pytest.fixture(scope="module")
+def go_client(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """Go's sumdb/tlog client of tests/interop, built once; None without Go (the
+    tests' own checks still run, and the interop tests say that they skipped)."""
+    if shutil.which("go") is None or not (GOPATH / "src/golang.org/x/mod/sumdb/tlog").is_dir():
+        return None
+    work = tmp_path_factory.mktemp("go")
+    (work / "main.go").write_text(PROGRAM)
+    env = dict(
+        os.environ, GO111MODULE="off", GOPATH=str(GOPATH), GOCACHE=str(work / "cache"), GOFLAGS=""
+    )
+    build = ["go", "build", "-o", str(work / "client"), str(work / "main.go")]
+    subprocess.run(build, env=env, check=True, cwd=work, timeout=300)
+    return work / "client"
+
+
+def _go_verifies(go_client: Path | None, url: str, vkey: str) -> None:
+    if go_client is None:
+        return
+    out = subprocess.run([str(go_client), url, vkey], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"ok {ORIGIN} ")
+
+
+def test_the_sequencer_killed_mid_load_is_replaced_and_loses_nothing(
+    tmp_path: Path,
+    postgres: PostgresSchema,
+    endpoint: str,
+    bucket: str,
+    go_client: Path | None,
+) -> None:
+    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
+    store = open_tiles(tiles)
+    front_ends = _cluster(tmp_path, tiles, _db_url(postgres))
+    token = (tmp_path / "a" / "token").read_text().strip()
+    vkey = (tmp_path / "a" / "log.vkey").read_text().strip()
+    with running(front_ends), Checkpoints(front_ends, store) as polled:
+        wait_until(lambda: any(fe.holds_lease() for fe in front_ends), 10, "a lease holder")
+        leader = next(fe for fe in front_ends if fe.holds_lease())
+        other = next(fe for fe in front_ends if fe is not leader)
+        with Load(front_ends, token) as load:
+            wait_until(lambda: load.count() >= 200, 30, "200 acknowledged entries")
+            leader.kill()  # mid-batch: integration runs continuously under load
+            killed_at = load.count()
+            takeover = wait_until(other.holds_lease, 10, "the other front end taking the lease")
+            wait_until(lambda: load.count() >= killed_at + 200, 30, "200 more after the kill")
+        assert takeover < 5, f"takeover took {takeover:.1f} s"
+        wait_published(other, max(load.acked.values()) + 1)
+        # The killed one comes back as a front end without the lease, on the same tree.
+        leader.start()
+        wait_published(leader, max(load.acked.values()) + 1)
+        assert not leader.holds_lease()
+        check_log(store, vkey, load.acked, polled.seen)
+        _go_verifies(go_client, other.url, vkey)
+        _go_verifies(go_client, leader.url, vkey)
+
+
+def test_postgresql_unreachable_mid_load_recovers_by_itself(
+    tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
+) -> None:
+    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
+    store = open_tiles(tiles)
+    proxy = Proxy(("127.0.0.1", 5432))
+    try:
+        front_ends = _cluster(tmp_path, tiles, _db_url(postgres, proxy.port))
+        token = (tmp_path / "a" / "token").read_text().strip()
+        vkey = (tmp_path / "a" / "log.vkey").read_text().strip()
+        with running(front_ends), Checkpoints(front_ends, store) as polled:
+            with Load(front_ends, token) as load:
+                wait_until(lambda: load.count() >= 200, 30, "200 acknowledged entries")
+                proxy.cut()
+                time.sleep(0.5)
+                during = load.count()
+                time.sleep(2.5)
+                assert load.count() == during, "acknowledged without a database"
+                proxy.restore()
+                wait_until(lambda: load.count() >= during + 200, 30, "200 more after restore")
+            assert load.failures > 0
+            wait_until(lambda: any(fe.holds_lease() for fe in front_ends), 10, "a lease holder")
+            for fe in front_ends:
+                wait_published(fe, max(load.acked.values()) + 1)
+            check_log(store, vkey, load.acked, polled.seen)
+    finally:
+        proxy.close()
+
+
+def test_object_store_unreachable_for_10_s_recovers_by_itself(
+    tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
+) -> None:
+    """Sequencing goes on while tiles cannot be written (entries wait in the database);
+    integration resumes when the store answers again."""
+    port = urlsplit(endpoint).port
+    assert port is not None
+    proxy = Proxy(("127.0.0.1", port))
+    try:
+        tiles = f"s3://{bucket}/log?endpoint=http://127.0.0.1:{proxy.port}"
+        store = open_tiles(f"s3://{bucket}/log?endpoint={endpoint}")  # the checks' own path
+        front_ends = _cluster(tmp_path, tiles, _db_url(postgres))
+        token = (tmp_path / "a" / "token").read_text().strip()
+        vkey = (tmp_path / "a" / "log.vkey").read_text().strip()
+        with running(front_ends), Checkpoints(front_ends, store) as polled:
+            with Load(front_ends, token) as load:
+                wait_until(lambda: load.count() >= 200, 30, "200 acknowledged entries")
+                proxy.cut()
+                time.sleep(1)
+                stuck = max(fe.metrics()["overt_log_published_size"] for fe in front_ends)
+                time.sleep(9)
+                assert max(fe.metrics()["overt_log_published_size"] for fe in front_ends) == stuck
+                during = load.count()
+                proxy.restore()
+            assert during > 200  # POST /add kept acknowledging: sequencing needs no store
+            for fe in front_ends:
+                wait_published(fe, max(load.acked.values()) + 1)
+            check_log(store, vkey, load.acked, polled.seen)
+    finally:
+        proxy.close()
+
+
+def test_leaf_hash_dedup_holds_across_front_ends_under_load(
+    tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
+) -> None:
+    """The same entries sent to both front ends at once get one index each."""
+    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
+    a, b = _pair(tmp_path, tiles, _db_url(postgres))
+    try:
+        from concurrent.futures import ThreadPoolExecutor
+
+        batches = [[b"dup %d" % i for i in range(n, n + 50)] for n in range(0, 500, 25)]
+        with ThreadPoolExecutor(4) as pool:
+            results = list(
+                pool.map(
+                    lambda t: t[0].sequence(t[1]),
+                    [(a, x) for x in batches] + [(b, x) for x in batches],
+                )
+            )
+        index: dict[bytes, int] = {}
+        for batch, got in zip(batches + batches, results, strict=True):
+            for entry, i in zip(batch, got, strict=True):
+                assert index.setdefault(entry, i) == i
+        assert sorted(index.values()) == list(range(len(index)))
+        for _ in range(20):
+            if a.integrate() >= len(index) and b.integrate() >= len(index):
+                break
+        assert [merkle.leaf_hash(a.entry(i)) for i in range(len(index))] == [
+            merkle.leaf_hash(e) for e, _ in sorted(index.items(), key=lambda kv: kv[1])
+        ]
+    finally:
+        a.close()
+        b.close()
