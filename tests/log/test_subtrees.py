@@ -175,6 +175,10 @@ def test_a_bad_subtree_cosignature_is_never_stored_and_the_range_is_asked_again(
         assert witnessing.cosign_latest().published
         assert SubtreeStore(world.log.directory).get(0, 256) is None
         TamperingClient.tamper = False
+        world.log.add_many([b"one more, the witness backing off"])
+        assert witnessing.cosign_latest().published
+        assert SubtreeStore(world.log.directory).get(0, 256) is None  # backing off
+        witnessing._subtree_retry_at.clear()  # the back-off has passed
         world.log.add_many([b"one more"])
         assert witnessing.cosign_latest().published
     finally:

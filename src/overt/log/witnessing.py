@@ -103,6 +103,10 @@ ClientFactory = Callable[[PolicyWitness], WitnessClient]
 #: late catches up over several rounds instead of holding one up).
 MAX_SUBTREES_PER_ROUND = 64
 
+#: Seconds before a witness that refused a subtree (or could not be reached) is asked again:
+#: rounds run after every integration, and a witness without sign-subtree answers 404 to all.
+SUBTREE_RETRY = 30.0
+
 
 def _signs_subtrees(witness: PolicyWitness) -> bool:
     key_type = getattr(witness.verifier, "key_type", None)
@@ -148,6 +152,7 @@ class Witnessing:
         self.range_size = range_size
         # Per witness: the start of the first range it has not cosigned yet, as far as known.
         self._subtree_next = {w.name: 0 for w in policy.witnesses if _signs_subtrees(w)}
+        self._subtree_retry_at: dict[str, float] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -236,7 +241,9 @@ class Witnessing:
         asked = [
             w
             for w in self.policy.witnesses
-            if w.name in self._subtree_next and w.name in cosigned_by
+            if w.name in self._subtree_next
+            and w.name in cosigned_by
+            and self._subtree_retry_at.get(w.name, 0.0) <= time.monotonic()
         ]
         plans = {
             w.name: completed_ranges(size, self.range_size, self._subtree_next[w.name])[
@@ -295,8 +302,14 @@ class Witnessing:
                 )
             except OvertError as err:
                 _logger.warning(
-                    "witness %s did not cosign subtree [%d, %d): %s", witness.name, start, end, err
+                    "witness %s did not cosign subtree [%d, %d): %s (asking again in %.0f s)",
+                    witness.name,
+                    start,
+                    end,
+                    err,
+                    SUBTREE_RETRY,
                 )
+                self._subtree_retry_at[witness.name] = time.monotonic() + SUBTREE_RETRY
                 break
             out.append((note, Signature(*key, mine[0].signature)))
         return out

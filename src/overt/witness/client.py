@@ -160,6 +160,15 @@ class WitnessClient:
             InvalidSignatureError: with ``verifier``, its subtree cosignature is bad.
         """
         request = SignSubtreeRequest(start, end, subtree_hash, tuple(proof), checkpoint)
+        verify = None
+        if self.verifier is not None:
+            verify = getattr(self.verifier, "verify_subtree", None)
+            if verify is None:
+                raise FormatError("witness key", "cannot verify subtree cosignatures")
+        try:
+            origin = parse_checkpoint(request.note.text).origin
+        except FormatError:
+            origin = ""  # the witness will say 400; nothing is verified without an origin
         url = f"{self.url}/sign-subtree"
         response = fetch(
             self._client,
@@ -173,13 +182,9 @@ class WitnessClient:
         if status == 200:
             try:
                 signatures = parse_cosignature_lines(reply)
-                origin = parse_checkpoint(request.note.text).origin
             except FormatError as err:
                 raise WitnessUnavailableError(f"POST {url}: malformed reply: {err}", 200) from err
-            if self.verifier is not None:
-                verify = getattr(self.verifier, "verify_subtree", None)
-                if verify is None:
-                    raise FormatError("witness key", "cannot verify subtree cosignatures")
+            if self.verifier is not None and verify is not None:
                 mine = [
                     s
                     for s in signatures
@@ -193,7 +198,7 @@ class WitnessClient:
                     verify(origin, start, end, subtree_hash, sig.signature)
             return reply
         if status == 404:
-            raise UnknownLogError("", f"{url}: 404: {reason}")
+            raise UnknownLogError(origin, f"{url}: 404: {reason}")
         refusal = _REFUSALS.get(status)
         if refusal is not None:
             raise refusal(f"{url}: {status}: {reason}")
