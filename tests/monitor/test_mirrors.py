@@ -256,26 +256,27 @@ def _alerts(sink: EventSink, kind: str) -> list[Any]:
     return [e for e in sink.events if e.kind == kind]
 
 
-def test_log_rewrites_history_after_mirroring_monitor_alerts_with_evidence() -> None:
+@pytest.mark.parametrize("index", [300, 550])  # in a full bundle, in the last partial one
+def test_log_rewrites_history_after_mirroring_monitor_alerts_with_evidence(index: int) -> None:
     c = Center()
     c.sync()
     sink = EventSink(io.StringIO())
     with _monitor(c, c.log, sink, audit_tiles=8) as m:
         m.poll()
         assert sink.alerts == 0
-        # The log rewrites entry 300 (bundle and tile) after its mirrors stored the original.
-        c.log.served_bundles[300] = b"a quieter history"
-        c.log.served_tiles[300] = leaf_hash(b"a quieter history")
+        # The log rewrites an entry (bundle and tile) after its mirrors stored the original.
+        c.log.served_bundles[index] = b"a quieter history"
+        c.log.served_tiles[index] = leaf_hash(b"a quieter history")
         m.poll()
     [alert] = _alerts(sink, "history-rewritten")
-    assert alert.data["index"] == 300 and alert.data["mirror"] == "asia"
+    assert alert.data["index"] == index and alert.data["mirror"] == "asia"
     # The evidence stands on its own: the log-signed checkpoint, the original entry and its
     # inclusion proof, and what the log serves now.
     signed = open_checkpoint(alert.data["checkpoint"].encode(), c.log.verifier)
     original = base64.b64decode(alert.data["entry"])
     proof = [base64.b64decode(h) for h in alert.data["proof"]]
     cp = signed.checkpoint
-    merkle.verify_inclusion(leaf_hash(original), 300, cp.size, proof, cp.root_hash)
+    merkle.verify_inclusion(leaf_hash(original), index, cp.size, proof, cp.root_hash)
     assert base64.b64decode(alert.data["served"]) == b"a quieter history" != original
 
 

@@ -533,23 +533,29 @@ class Monitor:
             )
 
     def _audit_history(self, position: Position) -> None:
-        """Re-read a few old entry bundles from the log and compare them with a mirror's."""
-        full = position.next // _W
-        if full == 0 or self.audit_tiles < 1:
+        """Re-read a few checked entry bundles from the log and compare them with a mirror's."""
+        checked = position.next
+        count = (checked + _W - 1) // _W
+        if count == 0 or self.audit_tiles < 1:
             return
         kept = position.checkpoint
-        for _ in range(min(self.audit_tiles, full)):
-            tile = self._audit_next % full
+        for _ in range(min(self.audit_tiles, count)):
+            tile = self._audit_next % count
             self._audit_next = tile + 1
-            if not self._audit_tile(kept, tile):
+            if not self._audit_tile(kept, tile, min(_W, checked - tile * _W)):
                 return
 
-    def _audit_tile(self, kept: SignedCheckpoint, tile: int) -> bool:
-        """One bundle; False if the log could not be asked (the audit waits for next poll)."""
-        path = tiles.entries_path(tile)
+    def _audit_tile(self, kept: SignedCheckpoint, tile: int, width: int) -> bool:
+        """One bundle; False if the log could not be asked (the audit waits for next poll).
+
+        A partial bundle may since have been completed: the full one, cut, is read instead.
+        """
+        path = tiles.entries_path(tile, width)
         served: list[bytes] | None
         try:
-            served = tiles.parse_entry_bundle(self.origin_source.read(path), _W)
+            served = tiles.parse_entry_bundle(
+                FallbackSource([self.origin_source]).read(path), width
+            )
         except NotFoundError:
             served = None
         except LogError:
@@ -560,7 +566,7 @@ class Monitor:
         for m in self.mirrors:
             subtree = tiles.subtree_from_tiles(tile_reader(m.source), size)
             try:
-                original = tiles.parse_entry_bundle(m.source.read(path), _W)
+                original = tiles.parse_entry_bundle(FallbackSource([m.source]).read(path), width)
                 prove_entries(original, tile * _W, kept, subtree)
             except (LogError, FormatError, VerificationError):
                 continue  # this mirror does not hold it (pruned, behind) or lies: try another
@@ -568,7 +574,7 @@ class Monitor:
                 return True
             if served is None:
                 index, kind = tile * _W, "history-deleted"
-                what = f"the log no longer serves entries [{index}, {index + _W})"
+                what = f"the log no longer serves entries [{index}, {index + width})"
             else:
                 index = tile * _W + next(
                     (i for i, e in enumerate(original) if i >= len(served) or served[i] != e), 0
