@@ -53,8 +53,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DIR",
         help="the portal's own folder: its entry index (SQLite) and partner accounts",
     )
+    p.add_argument(
+        "--log",
+        metavar="URL_OR_DIR",
+        help="where partners' signed reviews and audits are logged (with --state)",
+    )
+    p.add_argument("--token", help="bearer token of --log's server (default $OVERT_LOG_TOKEN)")
     add_limit_arguments(p)
     p.set_defaults(func=_serve, long_running=True)
+
+    p = cmds.add_parser("user", help="partner accounts of the portal's partners' area")
+    users = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
+    users.required = True
+    a = users.add_parser("add", help="create or replace an account (the password on stdin)")
+    a.add_argument("name", metavar="NAME", help="1-64 of [a-z0-9._-]")
+    a.add_argument("--role", required=True, choices=("reviewer", "auditor", "admin"))
+    a.add_argument(
+        "--vkey",
+        help="a reviewer's or auditor's own publisher key (inline or a file), its key set logged",
+    )
+    a.add_argument("--state", required=True, type=Path, metavar="DIR", help="the portal's --state")
+    a.set_defaults(func=_user_add)
+
+    p = cmds.add_parser("sign", help="sign a statement the partners' area handed out, offline")
+    p.add_argument("statement", metavar="STATEMENT", help="the statement file (- for stdin)")
+    p.add_argument("--key", required=True, type=Path, help="your private key file")
+    p.add_argument("--out", type=Path, help="the envelope file (default: stdout)")
+    p.set_defaults(func=_sign)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -75,6 +100,8 @@ def _serve(args: argparse.Namespace) -> int:
             artifacts=args.artifacts,
             access_log=args.access_log,
             state=args.state,
+            log=args.log,
+            log_token=args.token,
         )
     )
     portal.snapshot()  # a log that cannot be read fails here, in one line, not per page
@@ -87,4 +114,34 @@ def _serve(args: argparse.Namespace) -> int:
     except SystemExit as err:
         if err.code:
             raise ConfigError(f"cannot serve on {host}:{port} (exit {err.code})") from err
+    return 0
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    import sys
+
+    from overt.cli._util import vkey_text
+    from overt.portal.accounts import AccountStore, Role
+
+    password = sys.stdin.readline().rstrip("\n")
+    vkey = vkey_text(args.vkey) if args.vkey else None
+    args.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    account = AccountStore(args.state).add(args.name, Role(args.role), password, vkey)
+    print(f"account {account.name} ({account.role.value}) in {args.state / 'accounts.json'}")
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    import sys
+
+    from overt.cli._util import read_input
+    from overt.log.fs import atomic_write
+    from overt.portal.partners import sign_statement
+    from overt.publish.keys import load_publisher_signer
+
+    envelope = sign_statement(read_input(args.statement), load_publisher_signer(args.key))
+    if args.out is None:
+        sys.stdout.write(envelope.decode() + "\n")
+    else:
+        atomic_write(args.out, envelope)
     return 0

@@ -33,7 +33,9 @@ running ``overt log serve``); it re-reads the checkpoint at most once a second.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import json
 import re
 import threading
@@ -77,16 +79,27 @@ _HERE = Path(__file__).parent
 _STATIC = {
     "verify.js": b"text/javascript; charset=utf-8",
     "portal.js": b"text/javascript; charset=utf-8",
+    "sign.js": b"text/javascript; charset=utf-8",
     "portal.css": b"text/css; charset=utf-8",
 }
 _HTML = b"text/html; charset=utf-8"
+_PARTNERS = re.compile(r"/login|/logout|/partners(/.*)?")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
 _RULES = re.compile(r"/rules/(0|[1-9][0-9]{0,18})")
 _MAX_ARTIFACT = 64 << 20  # bytes: larger files in the artifacts folder are not read
 _ENTRY = re.compile(r"/entries/(0|[1-9][0-9]{0,18})(/entry|/proof|/tile|/bundle)?")
 #: Logged statements a bundle carries as attestations about its artifact.
-_ATTESTING = frozenset({"rule-audit", "provenance", "sbom", "statement", "advisory"})
+_ATTESTING = frozenset(
+    {"rule-audit", "provenance", "sbom", "statement", "advisory", "review", "rebuild", "sbom-scan"}
+)
 _GATED = 100  # newest releases and rule bundles whose gate verdict a page shows
+#: The products make run (and docs/telemetry.md) publish a telemetry policy and a
+#: region collector's key under.
+_POLICY_PRODUCT = "overt-telemetry-policy"
+_COLLECTOR_KEY_PRODUCT = "overt-telemetry-collector-key"
+_HISTORY_DIFFS = 50  # newest policy revisions shown as diffs
+_HISTORY_BARS = 40  # newest rule bundles in the findings chart
+_LISTED = 200  # newest releases on the releases page (the rest: /entries?kind=release)
 _MAX_QUERY = 512
 _MAX_ALERTS = 50
 _HISTORY = 200
@@ -104,6 +117,9 @@ class PortalConfig:
     artifacts: Path | None = None  # published files (a download mirror), found by sha256
     access_log: Path | None = None  # a telemetry collector's access log directory
     state: Path | None = None  # the portal's own folder: entry index, partner accounts
+    log: str | None = None  # where partners' signed envelopes are logged: a URL or directory
+    log_token: str | None = None  # the bearer token for a log URL (else $OVERT_LOG_TOKEN)
+    secure_cookies: bool = True  # the session cookie's Secure flag (off only for plain-HTTP tests)
     disclosure_url: str | None = None  # the disclosure service's intake
     refresh: float = 1.0  # re-read the checkpoint at most this often (seconds)
     clock: Callable[[], float] = field(default=time.time, compare=False)
@@ -169,6 +185,11 @@ class Portal:
         )
         self.env.filters["age"] = _age
         self.static = {name: (_HERE / "static" / name).read_bytes() for name in _STATIC}
+        self.area = None
+        if config.state is not None:
+            from overt.portal.area import PartnersArea
+
+            self.area = PartnersArea(self)
 
     # -- the log, read-only ----------------------------------------------------
 
@@ -213,13 +234,29 @@ class Portal:
             (b"referrer-policy", b"no-referrer"),
             (b"cache-control", b"no-cache"),
         ]
+        if _PARTNERS.fullmatch(scope["path"]):
+            if self.area is None:
+                await error(
+                    send, 404, "the partners' area is off (overt portal serve --state)", headers
+                )
+                return
+            try:
+                status, body, ctype, extra = await self.area(scope, receive, send, headers)
+            except OvertError as err:
+                await error(send, 503, f"the log cannot be read: {err}", headers)
+                return
+            await reply(send, status, body, ctype, [*headers, *extra])
+            return
         if scope["method"] not in ("GET", "HEAD"):
             await error(send, 405, "the portal is read-only", [*headers, (b"allow", b"GET, HEAD")])
             return
+        path, query = scope["path"], scope.get("query_string", b"").decode("latin-1")
         try:
-            status, body, ctype, extra = self.handle(
-                scope["path"], scope.get("query_string", b"").decode("latin-1")
-            )
+            # A page rendered for the current snapshot is answered at once; anything else
+            # (reading the log, rendering, an index scan) runs in a worker thread, so a slow
+            # search does not hold up the other clients (SQLite releases the GIL).
+            hit = self.cached(path, query)
+            status, body, ctype, extra = hit or await asyncio.to_thread(self.handle, path, query)
         except _HTTPError as err:
             await error(send, err.status, err.message, headers)
             return
@@ -241,6 +278,17 @@ class Portal:
             await send({"type": "http.response.body", "body": b""})
             return
         await reply(send, status, body, ctype, [*headers, *extra])
+
+    def cached(
+        self, path: str, query: str
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]] | None:
+        """The answer rendered for the current snapshot, if it is still current."""
+        snap = self._snapshot
+        if snap is None or self._cached_for is not snap:
+            return None
+        if self.config.clock() - snap.read_at >= self.config.refresh:
+            return None
+        return self._cache.get((path, query))
 
     def handle(self, path: str, query: str) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         """``(status, body, content type, headers)`` for a GET of ``path?query``.
@@ -536,20 +584,80 @@ class Portal:
         for row in rows:
             audits = [r for r in self.index.related(row) if r.kind == "rule-audit"]
             bundles.append((row, audits))
-        return self._render("rules.html", bundles=bundles, gate=self._gate(snap, rows))
+        return self._render(
+            "rules.html",
+            bundles=bundles,
+            gate=self._gate(snap, rows),
+            findings=self._findings_over_time(snap, bundles),
+        )
+
+    def _findings_over_time(
+        self, snap: _Snapshot, bundles: list[tuple[DecodedEntry, list[DecodedEntry]]]
+    ) -> dict[str, Any]:
+        """Bars of the findings the logged audits counted, per rule bundle in log order
+        (the newest ``_HISTORY_BARS``; each bundle's newest audit; severities high and
+        critical, and all), as an inline SVG the template draws without script."""
+        points: list[tuple[str, int, int]] = []
+        for row, audits in reversed(bundles[:_HISTORY_BARS]):
+            if not audits:
+                continue
+            predicate = self._row(snap, audits[-1].index).predicate or {}
+            counts = predicate.get("counts")
+            if not isinstance(counts, dict):
+                continue
+            values = {k: v for k, v in counts.items() if isinstance(v, int) and v >= 0}
+            serious = values.get("high", 0) + values.get("critical", 0)
+            points.append((f"{row.product} {row.version}".strip(), serious, sum(values.values())))
+        return _bars(points)
 
     def _releases_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
-        releases = []
-        for row in self.index.search(kind="release", limit=500) + self.index.search(
-            kind="update", limit=500
-        ):
-            evidence: dict[str, int] = {}
-            for r in self.index.related(row):
-                evidence[r.kind] = evidence.get(r.kind, 0) + 1
-            releases.append((row, evidence))
-        releases.sort(key=lambda pair: -pair[0].index)
+        rows = self.index.search(kind="release", limit=_LISTED) + self.index.search(
+            kind="update", limit=_LISTED
+        )
+        rows = sorted(rows, key=lambda r: -r.index)[:_LISTED]
+        evidence = self.index.evidence(rows)
+        releases = [(row, evidence[row.index]) for row in rows]
         gate = self._gate(snap, [row for row, _ in releases])
-        return self._render("releases.html", releases=releases, gate=gate)
+        vulns = self._vulnerabilities(snap, [r for r in rows if "sbom" in evidence[r.index]])
+        return self._render("releases.html", releases=releases, gate=gate, vulns=vulns)
+
+    def _vulnerabilities(self, snap: _Snapshot, rows: list[DecodedEntry]) -> dict[int, Any]:
+        """Each release's known vulnerabilities, from the newest logged scan verdict
+        (overt.sbom.verdict: ``overt sbom check`` signed by a scanner) of its logged SBOM:
+        ``{"severity", "components": [(name, version, severity, ids)], "scan": index}``,
+        or ``{"severity": None}`` for an SBOM no scan is logged of (the newest ``_GATED``)."""
+        from overt.sbom.verdict import ScanVerdict, sbom_digest
+
+        out: dict[int, Any] = {}
+        for row in rows[:_GATED]:
+            sboms = [
+                r for r in self.index.related(row) if r.kind == "sbom" and r.digest == row.digest
+            ]
+            verdict: dict[str, Any] = {"severity": None}
+            for sbom in reversed(sboms):
+                predicate = self._row(snap, sbom.index).predicate
+                if predicate is None:
+                    continue
+                scans = self.index.search(kind="sbom-scan", digest=sbom_digest(predicate), limit=1)
+                if not scans:
+                    continue
+                scan = self._row(snap, scans[0].index).predicate
+                try:
+                    parsed = ScanVerdict.from_json(scan or {})
+                except FormatError:
+                    continue  # a malformed verdict says nothing
+                components = [
+                    (c.name, c.version, c.severity, ", ".join(c.advisories))
+                    for c in parsed.vulnerable
+                ]
+                verdict = {
+                    "severity": parsed.max_severity,
+                    "components": components,
+                    "scan": scans[0].index,
+                }
+                break
+            out[row.index] = verdict
+        return out
 
     def _telemetry_page(self, snap: _Snapshot, params: dict[str, str]) -> str:
         policy_text = None
@@ -559,15 +667,50 @@ class Portal:
                 policy_text = json.dumps(json.loads(path.read_bytes()), indent=2, sort_keys=True)
             except (OSError, ValueError) as err:
                 policy_text = f"(cannot read {path}: {err})"
-        revisions = [r for r in self.index.search(text="policy", limit=200) if r.subject]
-        keys = [r for r in self.index.search(text="key", limit=200) if r.subject]
+        revisions = self.index.search(product=_POLICY_PRODUCT, limit=200)
+        keys = self.index.search(product=_COLLECTOR_KEY_PRODUCT, limit=200)
         return self._render(
             "telemetry.html",
             policy_text=policy_text,
             revisions=revisions,
+            diffs=self._policy_diffs(revisions),
             keys=keys,
             access=self._access_stats(),
         )
+
+    def _policy_diffs(self, revisions: list[DecodedEntry]) -> list[dict[str, Any]]:
+        """The logged policy revisions as diffs, newest first: each revision's JSON against
+        the one logged before it (files from ``--artifacts``, found by their logged digest)."""
+        import difflib
+
+        texts: list[tuple[DecodedEntry, list[str] | None]] = []
+        for row in reversed(revisions[:_HISTORY_DIFFS]):  # oldest first
+            data = self.artifact(row.digest)
+            try:
+                doc = json.loads(data) if data is not None else None
+                lines = json.dumps(doc, indent=2, sort_keys=True).splitlines() if doc else None
+            except ValueError:
+                lines = None
+            texts.append((row, lines))
+        diffs = []
+        for (old_row, old), (row, new) in itertools.pairwise(texts):
+            entry: dict[str, Any] = {"row": row, "previous": old_row, "lines": None}
+            if old is not None and new is not None:
+                entry["lines"] = [
+                    line
+                    for line in difflib.unified_diff(
+                        old,
+                        new,
+                        f"version {old_row.version}",
+                        f"version {row.version}",
+                        lineterm="",
+                    )
+                ]
+            diffs.append(entry)
+        if texts:
+            first, lines = texts[0]
+            diffs.append({"row": first, "previous": None, "lines": lines})
+        return diffs[::-1]
 
     def _access_stats(self) -> dict[str, Any] | None:
         """Reads of customers' data from a collector's access log, verified against its key
@@ -664,6 +807,24 @@ class Portal:
             history = [history[round(i * step)] for i in range(_HISTORY)]
         return history
 
+    def log_entry(self, entry: bytes) -> int:
+        """Log ``entry`` in ``config.log`` (a partner's accepted envelope); its index.
+
+        Blocks until the log acknowledges it (witnessed, when the log has witnesses).
+
+        Raises:
+            LogError, ConfigError: no log to write to, or it refused the entry.
+        """
+        from overt.publish.publisher import open_log_writer
+
+        if self.config.log is None:
+            raise ConfigError("no log to write to (--log)")
+        with open_log_writer(self.config.log, self.config.log_token, 30.0) as log:
+            (index,) = log.add_many([entry])
+        with self._lock:
+            self._snapshot = None  # the next page reads the log again and shows it
+        return index
+
     def _alerts(self) -> list[str]:
         path = self.config.monitor_events
         if path is None:
@@ -724,3 +885,30 @@ def _chart(history: list[tuple[float, int]], width: int = 600, height: int = 120
         "height": height,
         "samples": len(history),
     }
+
+
+def _bars(
+    points: list[tuple[str, int, int]], width: int = 600, height: int = 120
+) -> dict[str, Any]:
+    """SVG bars for ``(label, serious, all)`` points: one bar of ``all`` per point, its
+    ``serious`` part drawn over it; coordinates only (the template escapes the labels)."""
+    top = max((total for _, _, total in points), default=0)
+    slot = width / max(len(points), 1)
+    bars = []
+    for i, (label, serious, total) in enumerate(points):
+        scale = height / top if top else 0.0
+        h_all, h_serious = total * scale, serious * scale
+        bars.append(
+            {
+                "label": label,
+                "serious": serious,
+                "total": total,
+                "x": f"{i * slot + slot * 0.1:.1f}",
+                "w": f"{slot * 0.8:.1f}",
+                "y_all": f"{height - h_all:.1f}",
+                "h_all": f"{h_all:.1f}",
+                "y_serious": f"{height - h_serious:.1f}",
+                "h_serious": f"{h_serious:.1f}",
+            }
+        )
+    return {"bars": bars, "top": top, "width": width, "height": height}

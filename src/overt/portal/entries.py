@@ -57,6 +57,10 @@ _EXTRA_KINDS = {
     SLSA_PROVENANCE: "provenance",
     DISCLOSURE_ADVISORY: "advisory",
     CYCLONEDX: "sbom",
+    "https://overt.dev/source-snapshot/v1": "source-snapshot",
+    "https://overt.dev/source-review/v1": "review",
+    "https://slsa.dev/verification_summary/v1": "rebuild",
+    "https://overt.dev/sbom-scan/v1": "sbom-scan",
 }
 _MAX_TEXT = 4096
 
@@ -133,7 +137,7 @@ class EntryReader(Protocol):
 
 
 #: Bumped when the tables change: an index file of another schema is rebuilt.
-_SCHEMA = "2"
+_SCHEMA = "3"
 _BATCH = 64  # entry bundles (16,384 entries) per transaction while catching up
 _MAX_PREDICATE = 4096  # bytes of a statement's scalar predicate fields kept for list pages
 
@@ -407,6 +411,49 @@ class EntryIndex:
             found = self._fetch(conn, and_(or_(*same), c.idx != row.index), limit)
         return found[::-1]
 
+    def evidence(self, rows: Iterable[DecodedEntry]) -> dict[int, dict[str, int]]:
+        """For each row, how many other entries of each kind :meth:`related` would list
+        (same digest, or same product and version): two queries for all the rows."""
+        from sqlalchemy import select
+
+        rows = list(rows)
+        c = self._rows.c
+        digests = {r.digest for r in rows if r.digest}
+        pairs = {(r.product, r.version) for r in rows if r.product and r.version}
+        found: dict[int, tuple[str, str, str, str]] = {}
+        with self._failures("search"), self._engine.connect() as conn:
+            columns = select(c.idx, c.kind, c.digest, c.product, c.version)
+            for chunk in _chunks(sorted(digests)):
+                for i, kind, digest, product, version in conn.execute(
+                    columns.where(c.digest.in_(chunk))
+                ):
+                    found[i] = (kind, digest, product, version)
+            for product in sorted({p for p, _ in pairs}):
+                versions = sorted(v for p, v in pairs if p == product)
+                for chunk in _chunks(versions):
+                    query = columns.where(c.product == product, c.version.in_(chunk))
+                    for i, kind, digest, product_, version in conn.execute(query):
+                        found[i] = (kind, digest, product_, version)
+        by_digest: dict[str, list[tuple[int, str]]] = {}
+        by_pair: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for i, (kind, digest, product, version) in found.items():
+            if digest:
+                by_digest.setdefault(digest, []).append((i, kind))
+            by_pair.setdefault((product, version), []).append((i, kind))
+        out: dict[int, dict[str, int]] = {}
+        for r in rows:
+            seen = {r.index}
+            counts: Counter[str] = Counter()
+            for i, kind in [
+                *(by_digest.get(r.digest, []) if r.digest else []),
+                *(by_pair.get((r.product, r.version), []) if r.product and r.version else []),
+            ]:
+                if i not in seen:
+                    seen.add(i)
+                    counts[kind] += 1
+            out[r.index] = dict(sorted(counts.items()))
+        return out
+
     def kinds(self) -> dict[str, int]:
         """How many entries of each kind."""
         with self._failures("read"), self._engine.connect() as conn:
@@ -441,6 +488,12 @@ class EntryIndex:
         with self._failures("read"), self._engine.connect() as conn:
             query = self._growth.select().order_by(self._growth.c.size)
             return [(float(t), int(n)) for t, n in conn.execute(query).all()]
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    """Bound parameters per query well below SQLite's limit."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _pragmas(dbapi_conn: Any, _record: Any) -> None:

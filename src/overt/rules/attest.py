@@ -25,12 +25,18 @@ import hashlib
 from dataclasses import dataclass
 
 from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, format_envelope, sign_envelope
-from overt.formats.statement import RULE_AUDIT, RuleAudit, format_statement, make_statement
+from overt.formats.statement import (
+    RULE_AUDIT,
+    RuleAudit,
+    Statement,
+    format_statement,
+    make_statement,
+)
 from overt.publish.keys import PublisherSigner
 from overt.rules.audit import Report, audit_bundle_bytes, audit_predicate
 from overt.rules.detectors import Severity
 
-__all__ = ["DEFAULT_AUDIT", "Attestation", "attest_bundle", "make_attestation"]
+__all__ = ["DEFAULT_AUDIT", "Attestation", "attest_bundle", "audit_statement", "make_attestation"]
 
 #: The audit name overt's rule auditor signs off by default.
 DEFAULT_AUDIT = "no-espionage"
@@ -59,6 +65,29 @@ def make_attestation(
     Raises:
         FormatError: an audit name the statement cannot carry.
     """
+    statement = audit_statement(name, data, report, audit, fail_on)
+    envelope = sign_envelope(
+        PAYLOAD_TYPE_IN_TOTO, format_statement(statement), [(signer.keyid, signer)]
+    )
+    passed = statement.predicate["result"] == "pass"
+    return Attestation(
+        format_envelope(envelope), report, passed, statement.subjects[0].digest["sha256"]
+    )
+
+
+def audit_statement(
+    name: str,
+    data: bytes,
+    report: Report,
+    audit: str = DEFAULT_AUDIT,
+    fail_on: Severity = Severity.HIGH,
+) -> Statement:
+    """The unsigned rule-audit statement of ``report`` on the bundle ``data``: what
+    :func:`make_attestation` signs, and what the portal hands an auditor to sign offline.
+
+    Raises:
+        FormatError: an audit name the statement cannot carry.
+    """
     sha256 = hashlib.sha256(data).hexdigest()
     passed = not report.fails(fail_on)
     body = {
@@ -68,10 +97,7 @@ def make_attestation(
     }
     statement = make_statement(name, sha256, (RULE_AUDIT, body))
     RuleAudit.from_json(statement.predicate)  # what the gate will read must parse
-    envelope = sign_envelope(
-        PAYLOAD_TYPE_IN_TOTO, format_statement(statement), [(signer.keyid, signer)]
-    )
-    return Attestation(format_envelope(envelope), report, passed, sha256)
+    return statement
 
 
 def attest_bundle(
