@@ -25,13 +25,15 @@ from overt.formats.checkpoint import open_checkpoint
 from overt.formats.cosignature import CosignatureSigner, cosign_line
 from overt.formats.merkle import leaf_hash
 from overt.formats.note import parse_note
-from overt.formats.policy import MirrorQuorumError, Policy, parse_policy
+from overt.formats.policy import MirrorQuorumError, Policy, mirror_prefix, parse_policy
+from overt.log.client import HTTPSource
 from overt.monitor.events import EventSink
 from overt.monitor.follow import Monitor
 from overt.monitor.gossip import Witness
 from overt.monitor.mirrors import (
     FallbackSource,
     Mirror,
+    MirroredLog,
     merge_cosignatures,
     verify_mirrored_log,
 )
@@ -56,6 +58,7 @@ class MirrorSimulator:
         self.origin = log.origin
         self.copy = LogSimulator(log.origin, log.signer)
         self.note: bytes | None = None
+        self.min_index = 0  # served at <prefix>/min-index
 
     @property
     def vkey(self) -> str:
@@ -71,6 +74,8 @@ class MirrorSimulator:
             if self.note is None:
                 raise NotFoundError("no checkpoint yet")
             return self.note
+        if path == "min-index":
+            return b"%d\n" % self.min_index
         return self.copy.read(path)
 
     def close(self) -> None:
@@ -129,6 +134,13 @@ class Center:
         self.log.checkpoint_override = None
         self.log.checkpoint_override = self.witness.cosign(self.log.checkpoint())
 
+    def verify_offline(self) -> MirroredLog:
+        """``overt log verify`` with the log down: the mirrors, and the witness's copy."""
+        witnessed = self.witness.latest[self.log.origin]
+        return verify_mirrored_log(
+            Offline(), self.mirrors(), self.log.verifier, self.policy(), extra=[witnessed]
+        )
+
     def sync(self) -> None:
         self.publish()
         self.asia.sync(self.log)
@@ -141,13 +153,7 @@ class Center:
 def test_origin_log_offline_clients_verify_from_mirrors_alone() -> None:
     c = Center()
     c.sync()
-    result = verify_mirrored_log(
-        Offline(),
-        c.mirrors(),
-        c.log.verifier,
-        c.policy(),
-        extra=[c.witness.latest[c.log.origin]],  # the witness's copy carries its cosignature
-    )
+    result = c.verify_offline()  # the witness's copy carries its cosignature
     assert result.origin_problem is not None and "connection refused" in result.origin_problem
     assert result.log.checkpoint.checkpoint.size == 600
     assert result.holding == ("asia", "europe")
@@ -162,13 +168,7 @@ def test_origin_log_offline_one_mirror_holding_is_below_the_mirror_quorum() -> N
     c.publish()
     c.asia.sync(c.log)  # europe lags at 600: it holds less than the tree verified (610)
     with pytest.raises(MirrorQuorumError, match=r"\[0, 610\): held by asia") as err:
-        verify_mirrored_log(
-            Offline(),
-            c.mirrors(),
-            c.log.verifier,
-            c.policy(),
-            extra=[c.witness.latest[c.log.origin]],
-        )
+        c.verify_offline()
     assert err.value.holding == ("asia",)
 
 
@@ -185,13 +185,7 @@ def test_origin_offline_and_a_mirror_that_lies_about_an_entry_is_caught() -> Non
     c.asia.copy.served_bundles[7] = b"not what was logged"
     c.europe.copy.served_bundles[7] = b"not what was logged"
     with pytest.raises(ProofError):
-        verify_mirrored_log(
-            Offline(),
-            c.mirrors(),
-            c.log.verifier,
-            c.policy(),
-            extra=[c.witness.latest[c.log.origin]],
-        )
+        c.verify_offline()
 
 
 def test_origin_offline_without_the_witness_quorum_is_refused() -> None:
@@ -324,3 +318,23 @@ def test_monitor_alerts_when_the_mirror_quorum_falls_behind() -> None:
         m.poll()
     [alert] = _alerts(sink, "mirror-quorum")
     assert alert.data["holding"] == ["asia"] and alert.data["end"] == 610
+
+
+def test_a_mirror_pruned_beyond_the_policy_never_counts_below_the_index_it_serves() -> None:
+    c = Center()
+    c.sync()
+    c.europe.min_index = 256  # europe pruned; the policy still says it holds everything
+    with serve(c.asia) as asia, serve(c.europe) as europe:
+        mirrors = [
+            Mirror(n, HTTPSource(mirror_prefix(url, c.log.origin)), m.signer.verifier())
+            for n, url, m in (("asia", asia, c.asia), ("europe", europe, c.europe))
+        ]
+        with pytest.raises(MirrorQuorumError, match="held by asia"):
+            verify_mirrored_log(c.log, mirrors, c.log.verifier, c.policy())
+        c.europe.min_index = 0
+        assert verify_mirrored_log(c.log, mirrors, c.log.verifier, c.policy()).holding == (
+            "asia",
+            "europe",
+        )
+        for m in mirrors:
+            m.source.close()

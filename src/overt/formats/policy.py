@@ -558,7 +558,11 @@ class MirrorQuorumError(PolicyError):
 
 
 def mirrors_holding(
-    policy: Policy, sizes: Mapping[str, int], first: int, end: int
+    policy: Policy,
+    sizes: Mapping[str, int],
+    first: int,
+    end: int,
+    floors: Mapping[str, int] | None = None,
 ) -> tuple[str, ...]:
     """The policy's mirrors that hold every entry of ``[first, end)``.
 
@@ -567,16 +571,25 @@ def mirrors_holding(
     one consistent with it): a mirror's cosignature says it durably holds
     entries ``[min_index, size)``. A mirror counts only if ``min_index <=
     first`` and ``end <= size``; witnesses and unknown names never count.
+    ``floors`` are minimum indexes learnt elsewhere (what a mirror serves as
+    its own): the higher of the policy's and these applies.
     """
+    floors = floors or {}
     return tuple(
         m.name
         for m in policy.mirrors
-        if m.name in sizes and m.min_index <= first and end <= sizes[m.name]
+        if m.name in sizes
+        and max(m.min_index, floors.get(m.name, 0)) <= first
+        and end <= sizes[m.name]
     )
 
 
 def require_mirrors(
-    policy: Policy, sizes: Mapping[str, int], first: int, end: int
+    policy: Policy,
+    sizes: Mapping[str, int],
+    first: int,
+    end: int,
+    floors: Mapping[str, int] | None = None,
 ) -> tuple[str, ...]:
     """Demand the mirror quorum for entries ``[first, end)``; return the mirrors that count.
 
@@ -586,7 +599,7 @@ def require_mirrors(
     Raises:
         MirrorQuorumError: the mirrors holding the range do not meet the quorum.
     """
-    holding = mirrors_holding(policy, sizes, first, end) if first < end else ()
+    holding = mirrors_holding(policy, sizes, first, end, floors) if first < end else ()
     if first >= end or policy.mirror_quorum_met(holding):
         return holding
     raise MirrorQuorumError(

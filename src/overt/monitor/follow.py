@@ -73,6 +73,7 @@ from overt.monitor.mirrors import (
     best_checkpoint,
     mirror_sizes,
     prove_entries,
+    witness_copies,
 )
 from overt.monitor.state import MonitorState, Position, make_evidence
 from overt.monitor.verify import TilesMismatchError, verify_successor
@@ -271,21 +272,15 @@ class Monitor:
             if not self.mirrors:
                 raise
             problem = str(err)
-        extra: list[bytes] = []
-        for w in self.witnesses:
-            try:
-                note = w.source.checkpoint(self.origin)
-            except LogError:
-                continue
-            if note is not None:
-                extra.append(note)
+        extra = witness_copies(self.witnesses, self.origin)
         try:
             note = best_checkpoint(self.mirrors, self.verifier, self._trust, extra)
         except (FormatError, VerificationError) as err:
             raise LogError(f"{problem}; and no mirror checkpoint passes: {err}") from err
+        size = parse_checkpoint(parse_note(note).text).size
         self.sink.warning(
             "log-unreachable",
-            f"{problem}; following the checkpoint of size {parse_checkpoint(parse_note(note).text).size} its mirrors serve",
+            f"{problem}; following the checkpoint of size {size} its mirrors serve",
             origin=self.origin,
         )
         return note
@@ -293,14 +288,7 @@ class Monitor:
     def _open(self, note: bytes) -> SignedCheckpoint | None:
         """The log's checkpoint, verified; None (and an alert) if it does not verify."""
         try:
-            signed = open_trusted_checkpoint(
-                note,
-                self.verifier,
-                self.policy,
-                now=self.clock(),
-                max_age=self.max_age,
-                origin=self.origin,
-            )
+            signed = self._trust(note)
         except (FormatError, VerificationError) as err:
             self.sink.alert(
                 "bad-checkpoint",
@@ -519,8 +507,9 @@ class Monitor:
             )
             if m is not None:
                 sizes[m.name] = max(sizes.get(m.name, 0), kept.checkpoint.size)
+        floors = {v.mirror.name: v.min_index for v in views}
         try:
-            require_mirrors(self.policy, sizes, 0, due)
+            require_mirrors(self.policy, sizes, 0, due, floors)
         except MirrorQuorumError as err:
             self.sink.alert(
                 "mirror-quorum",

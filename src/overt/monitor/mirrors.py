@@ -25,10 +25,12 @@ tile or bundle falls back to the full one, cut to the width asked (tlog-tiles al
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from overt._http import fetch
 from overt.errors import (
     FormatError,
     InconsistentCheckpointError,
@@ -43,8 +45,15 @@ from overt.formats import merkle, tiles
 from overt.formats.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint
 from overt.formats.note import MAX_SIGNATURES, Note, Verifier, format_note, parse_note
 from overt.formats.policy import Policy, mirror_prefix, open_trusted_checkpoint, require_mirrors
-from overt.log.client import TileSource, VerifiedLog, open_source, tile_reader, verify_log
-from overt.monitor.gossip import AHEAD_UNPROVEN, BEHIND, compare_views
+from overt.log.client import (
+    HTTPSource,
+    TileSource,
+    VerifiedLog,
+    open_source,
+    tile_reader,
+    verify_log,
+)
+from overt.monitor.gossip import AHEAD_UNPROVEN, BEHIND, Witness, compare_views
 
 __all__ = [
     "FallbackSource",
@@ -59,7 +68,9 @@ __all__ = [
     "open_mirrored",
     "prove_entries",
     "prover",
+    "served_min_index",
     "verify_mirrored_log",
+    "witness_copies",
 ]
 
 
@@ -197,13 +208,33 @@ class MirrorView:
 
     ``holds`` is the tree size of the kept checkpoint's tree the mirror is proven to hold
     (its own size if behind, the kept size if the same or ahead); 0 when it proved nothing,
-    and then ``problem`` says why.
+    and then ``problem`` says why. ``min_index`` is the higher of the policy's and the one
+    the mirror serves (``GET <prefix>/min-index``): it holds nothing below it.
     """
 
     mirror: Mirror
     signed: SignedCheckpoint | None
     holds: int
     problem: str | None = None
+    min_index: int = 0
+
+
+def served_min_index(mirror: Mirror) -> int:
+    """The minimum index a mirror serves (tlog-mirror pruning; 0 if it does not say).
+
+    Raises:
+        LogError: the mirror answered something that is not a decimal.
+    """
+    source = mirror.source
+    if not isinstance(source, HTTPSource):
+        return 0
+    url = f"{source.url}/min-index"
+    reply = fetch(source.client, "GET", url, 32, LogError)
+    if reply.status != 200:
+        return 0
+    if re.fullmatch(rb"(0|[1-9][0-9]{0,18})\n?", reply.content) is None:
+        raise LogError(f"GET {url}: not a minimum index: {reply.content[:32]!r}")
+    return int(reply.content)
 
 
 def mirror_sizes(
@@ -241,7 +272,12 @@ def mirror_sizes(
         elif relation == AHEAD_UNPROVEN:
             views.append(MirrorView(m, signed, 0, "ahead of the kept tree, not proven"))
             continue
-        views.append(MirrorView(m, signed, size))
+        try:
+            floor = max(m.min_index, served_min_index(m))
+        except LogError as err:
+            views.append(MirrorView(m, signed, 0, f"min-index: {err}"))
+            continue
+        views.append(MirrorView(m, signed, size, min_index=floor))
     return views
 
 
@@ -403,6 +439,7 @@ def verify_mirrored_log(
     log = verify_log(source, verifier, verifier.name, progress, note, policy, max_age)
     views = mirror_sizes(log.checkpoint, mirrors, verifier, prover(source))
     sizes = {v.mirror.name: v.holds for v in views}
+    floors = {v.mirror.name: v.min_index for v in views}
     if policy is not None:
         names = {(m.verifier.name, m.verifier.key_id): m.name for m in policy.mirrors}
         for v, sig in log.checkpoint.cosignatures():
@@ -411,7 +448,7 @@ def verify_mirrored_log(
                 sizes[name] = max(sizes.get(name, 0), log.checkpoint.checkpoint.size)
     holding: tuple[str, ...] = ()
     if policy is not None:
-        holding = require_mirrors(policy, sizes, 0, log.checkpoint.checkpoint.size)
+        holding = require_mirrors(policy, sizes, 0, log.checkpoint.checkpoint.size, floors)
     return MirroredLog(log, tuple(views), holding, origin_problem)
 
 
@@ -439,3 +476,17 @@ def mirror_evidence(
             continue
         out.append((note, proof))
     return out
+
+
+def witness_copies(witnesses: Sequence[Witness], origin: str) -> list[bytes]:
+    """The latest checkpoints of ``origin`` the witnesses cosigned (those that answer): a
+    mirror's copy of a tree may not carry the witness quorum; theirs add it."""
+    notes: list[bytes] = []
+    for w in witnesses:
+        try:
+            note = w.source.checkpoint(origin)
+        except LogError:
+            continue
+        if note is not None:
+            notes.append(note)
+    return notes
