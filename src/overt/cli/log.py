@@ -466,7 +466,7 @@ def _verify_mirrored(
     cp = result.log.checkpoint.checkpoint
     print(f"ok: {cp.origin} size {cp.size} root {cp.root_hash.hex()} ({cp.size} entries checked)")
     for v in result.views:
-        held = f"holds [{v.mirror.min_index}, {v.holds})" if v.holds else f"no: {v.problem}"
+        held = f"holds [{v.min_index}, {v.holds})" if v.holds else f"no: {v.problem}"
         print(f"mirror {v.mirror.name}: {held}")
     if policy is not None and policy.mirror_quorum is not None:
         print(f"mirror quorum {policy.mirror_quorum} met by {', '.join(result.holding)}")
@@ -474,20 +474,14 @@ def _verify_mirrored(
 
 
 def _witnessed_copies(policy: Policy | None, origin: str) -> list[bytes]:
-    """The policy's witnesses' latest cosigned checkpoints of ``origin`` (those that answer):
-    a mirror's copy of a tree may not carry the witness quorum; theirs add it."""
-    from overt.errors import LogError
+    """The policy's witnesses' latest cosigned checkpoints of ``origin`` (those that answer)."""
     from overt.monitor.gossip import HTTPWitness, witnesses_from
+    from overt.monitor.mirrors import witness_copies
 
-    notes: list[bytes] = []
-    for w in witnesses_from(policy):
-        try:
-            note = w.source.checkpoint(origin)
-        except LogError:
-            continue
-        finally:
+    witnesses = witnesses_from(policy)
+    try:
+        return witness_copies(witnesses, origin)
+    finally:
+        for w in witnesses:
             if isinstance(w.source, HTTPWitness):
                 w.source.close()
-        if note is not None:
-            notes.append(note)
-    return notes
