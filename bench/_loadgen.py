@@ -1,12 +1,15 @@
 """A small keep-alive HTTP/1.1 load generator for ``POST /add`` (run as a separate process).
 
-    python -m bench._loadgen URL TOKEN --clients 64 --seconds 5 --size 1024
+    python -m bench._loadgen URL[,URL...] TOKEN --clients 64 --seconds 5 --size 1024 [--acks FILE]
 
 Each client owns one connection and sends one request at a time, as an updater
-would. A poller reads ``/checkpoint`` every few milliseconds, so that the time
-to integration of every entry (request sent -> first checkpoint covering its
-index seen) is measured from the outside, like a client would see it. Prints
-one JSON object.
+would; with several URLs (front ends of one log) the clients are spread over
+them. A poller reads the first URL's ``/checkpoint`` every few milliseconds, so
+that the time to integration of every entry (request sent -> first checkpoint
+covering its index seen) is measured from the outside, like a client would see
+it. ``--acks FILE`` writes one ``INDEX HEX`` line per acknowledged entry (the
+entry is HEX padded with dots to ``--size``), for checking them against the
+tiles. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ async def request(
 class Run:
     def __init__(self) -> None:
         self.sent: list[tuple[float, int]] = []  # (start, index)
+        self.acked: list[tuple[int, str]] = []  # (index, hex)
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.sizes: list[tuple[float, int]] = []  # (first seen, checkpoint size)
@@ -50,7 +54,8 @@ async def _client(host: str, port: int, token: str, size: int, until: float, run
     head = f"POST /add HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Length: {size}\r\n\r\n".encode()
     try:
         while time.perf_counter() < until:
-            body = os.urandom(16).hex().encode().ljust(size, b".")
+            unique = os.urandom(16).hex()
+            body = unique.encode().ljust(size, b".")
             started = time.perf_counter()
             status, reply = await request(reader, writer, head + body)
             if not status.startswith(b"HTTP/1.1 200"):
@@ -58,6 +63,7 @@ async def _client(host: str, port: int, token: str, size: int, until: float, run
                 continue
             run.latencies.append(time.perf_counter() - started)
             run.sent.append((started, int(reply)))
+            run.acked.append((int(reply), unique))
     finally:
         writer.close()
 
@@ -85,14 +91,17 @@ def _pct(values: list[float], p: float) -> float:
 
 
 async def _main(args: argparse.Namespace) -> dict[str, object]:
-    url = urlsplit(args.url)
-    host, port = url.hostname or "127.0.0.1", url.port or 80
+    urls = [urlsplit(u) for u in args.url.split(",")]
+    targets = [(u.hostname or "127.0.0.1", u.port or 80) for u in urls]
     run = Run()
-    poller = asyncio.create_task(_poller(host, port, run))
+    poller = asyncio.create_task(_poller(*targets[0], run))
     started = time.perf_counter()
     until = started + args.seconds
     await asyncio.gather(
-        *(_client(host, port, args.token, args.size, until, run) for _ in range(args.clients))
+        *(
+            _client(*targets[n % len(targets)], args.token, args.size, until, run)
+            for n in range(args.clients)
+        )
     )
     elapsed = time.perf_counter() - started
     run.done = True
@@ -105,6 +114,9 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
         integration.append(seen - start)
     integration.sort()
     run.latencies.sort()
+    if args.acks:
+        with open(args.acks, "w") as out:
+            out.writelines(f"{index} {unique}\n" for index, unique in run.acked)
     return {
         "requests": len(run.latencies),
         "errors": len(run.errors),
@@ -126,6 +138,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--acks", help="write 'INDEX HEX' per acknowledged entry here")
     args = parser.parse_args()
     try:
         import uvloop

@@ -1,14 +1,18 @@
-"""Scale-out figures: ``overt log serve`` with its dedup index on PostgreSQL and its tiles
-on S3-compatible storage (moto's server mode, an *emulator*, on 127.0.0.1), 64
-concurrent submitters, beside the embedded default measured by ``bench_log``.
+"""Scale-out figures: two ``overt log serve`` front ends on one shared log (sequencing and
+the checkpoint in PostgreSQL, tiles on S3-compatible storage: moto's server mode, an
+*emulator*, on 127.0.0.1), 64 concurrent submitters spread over both.
 
-One front end: several front ends on one log (a sequencer lease) are not
-implemented yet, so this is the single-sequencer figure on the scale-out
-backends. Needs PostgreSQL at ``OVERT_BENCH_POSTGRES`` (default the test
-database on 127.0.0.1:5432) and ``moto[server]``; without them it reports
-nothing and says why. For scale: Trillian publishes 400-500 entries/s on
-MySQL, Tessera ~10,000 entries/s with its POSIX driver on 7 cores; the issue's
-target is 10,000 entries/s on this 2-core machine.
+Every acknowledged entry is then checked against the bucket's entry bundles: the
+``lost`` figure counts acknowledged entries not at their index, ``duplicated``
+entries in the log more than once; both must be 0. The run is 20 s (the issue
+asks for 60 s: 20 s keeps ``make bench`` bounded and the rate was steady after a
+few seconds), 3 s with ``--quick``. Everything runs on the same 2 cores: the load
+generator, both front ends, PostgreSQL and moto (moto's own CPU included). Needs
+PostgreSQL at ``OVERT_BENCH_POSTGRES`` (default the test database on
+127.0.0.1:5432) and ``moto[server]``; without them it reports nothing and says
+why. For scale: Trillian publishes 400-500 entries/s on MySQL, Tessera ~10,000
+entries/s with its POSIX driver on 7 cores; the issue's target is 10,000 entries/s
+on this 2-core machine.
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ import uuid
 from pathlib import Path
 
 from bench import Result, free_port
-from overt.log.log import Log
+from overt.formats import tiles
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES = os.environ.get("OVERT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 ORIGIN = "bench.example/scale"
+FRONT_ENDS = 2
+CLIENTS = 64
+SIZE = 1024
 
 
 def _wait_port(port: int, seconds: float) -> bool:
@@ -77,7 +84,8 @@ def run(quick: bool) -> list[Result]:
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
             Bucket="bench"
         )
-        return _http(work, endpoint, f"{POSTGRES}?options=-csearch_path%3D{schema}", env, quick)
+        index = f"{POSTGRES}?options=-csearch_path%3D{schema}"
+        return _http(work, f"s3://bench/log?endpoint={endpoint}", index, env, quick)
     finally:
         emulator.terminate()
         emulator.wait(10)
@@ -87,30 +95,42 @@ def run(quick: bool) -> list[Result]:
         admin.dispose()
 
 
-def _http(work: Path, endpoint: str, index: str, env: dict[str, str], quick: bool) -> list[Result]:
-    directory = work / "log"
-    tiles = f"s3://bench/log?endpoint={endpoint}"
-    Log.create(directory, ORIGIN, tiles=tiles, index=index).close()
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "overt.cli.main", "log", "serve", str(directory)),
-            *("--listen", f"127.0.0.1:{port}"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=dict(env, PYTHONUNBUFFERED="1"),
-        text=True,
-    )
+def _http(work: Path, tiles_url: str, index: str, env: dict[str, str], quick: bool) -> list[Result]:
+    from overt.log.shared import SharedLog
+
+    first = work / "fe0"
+    SharedLog.create(first, ORIGIN, tiles=tiles_url, index=index).close()
+    directories = [first]
+    for n in range(1, FRONT_ENDS):
+        shutil.copytree(first, work / f"fe{n}")
+        directories.append(work / f"fe{n}")
+    ports = [free_port() for _ in directories]
+    servers = [
+        subprocess.Popen(
+            [
+                *(sys.executable, "-m", "overt.cli.main", "log", "serve", str(directory)),
+                *("--listen", f"127.0.0.1:{port}"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=dict(env, PYTHONUNBUFFERED="1"),
+            text=True,
+        )
+        for directory, port in zip(directories, ports, strict=True)
+    ]
     try:
-        assert server.stdout is not None
-        server.stdout.readline()
-        token = (directory / "token").read_text().strip()
+        for server in servers:
+            assert server.stdout is not None
+            server.stdout.readline()
+        token = (first / "token").read_text().strip()
         seconds = 3.0 if quick else 20.0
+        urls = ",".join(f"http://127.0.0.1:{port}" for port in ports)
+        acks = work / "acks"
         out = subprocess.run(
             [
-                *(sys.executable, "-m", "bench._loadgen", f"http://127.0.0.1:{port}", token),
-                *("--clients", "64", "--seconds", str(seconds)),
+                *(sys.executable, "-m", "bench._loadgen", urls, token),
+                *("--clients", str(CLIENTS), "--seconds", str(seconds), "--size", str(SIZE)),
+                *("--acks", str(acks)),
             ],
             capture_output=True,
             text=True,
@@ -118,18 +138,22 @@ def _http(work: Path, endpoint: str, index: str, env: dict[str, str], quick: boo
             cwd=ROOT,
         )
         stats = json.loads(out.stdout)
+        lost, duplicated, size = _check(first, acks)
     finally:
-        server.terminate()
-        server.wait(10)
-        if server.stdout:
-            server.stdout.close()
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(10)
+            if server.stdout:
+                server.stdout.close()
     note = (
-        f"1 front end; index on PostgreSQL, tiles on moto's S3 emulator; {stats['requests']}"
-        f" requests, {stats['errors']} errors {stats['first_error']}"
+        f"{FRONT_ENDS} front ends, one shared log: sequencing and checkpoint in PostgreSQL,"
+        f" tiles on moto's S3 emulator; {stats['requests']} requests in {seconds:.0f} s,"
+        f" {stats['errors']} errors {stats['first_error']}"
     ).strip()
     return [
         Result(
-            "POST /add on PostgreSQL + S3 emulator, 64 clients",
+            f"POST /add, {FRONT_ENDS} front ends on PostgreSQL + S3 emulator, {CLIENTS} clients",
             stats["rate"],
             "entries/s",
             ">= 10000",
@@ -145,4 +169,39 @@ def _http(work: Path, endpoint: str, index: str, env: dict[str, str], quick: boo
             stats["integration_p99"] <= 1.0,
             f"{stats['checkpoints']} checkpoints seen by a poller",
         ),
+        Result(
+            "  acknowledged entries lost or duplicated",
+            lost + duplicated,
+            "entries",
+            "0",
+            lost + duplicated == 0,
+            f"{lost} lost, {duplicated} duplicated; every acknowledged index read back from"
+            f" the bucket's bundles (log size {size})",
+        ),
     ]
+
+
+def _check(directory: Path, acks: Path) -> tuple[int, int, int]:
+    """(acknowledged entries not at their index, entries in the log twice, log size),
+    read back from the store once a front end published everything acknowledged."""
+    from overt.log.shared import SharedLog
+
+    expected: dict[int, bytes] = {}
+    for line in acks.read_text().splitlines():
+        number, unique = line.split()
+        expected[int(number)] = unique.encode().ljust(SIZE, b".")
+    log = SharedLog(directory)
+    try:
+        deadline = time.monotonic() + 60
+        while log.published_size <= max(expected, default=-1) and time.monotonic() < deadline:
+            log.integrate()
+            time.sleep(0.05)
+        size = log.published_size
+        entries: list[bytes] = []
+        for n in range(0, size, tiles.TILE_WIDTH):
+            width = min(tiles.TILE_WIDTH, size - n)
+            entries += tiles.parse_entry_bundle(log.read_bundle(n // tiles.TILE_WIDTH, width))
+    finally:
+        log.close()
+    lost = sum(1 for i, entry in expected.items() if i >= size or entries[i] != entry)
+    return lost, size - len(set(entries)), size

@@ -11,10 +11,10 @@ the token and ``log.json``. The tables (migration ``0002``, beside the dedup tab
     log_checkpoint(id = 1, size, note)  the latest signed checkpoint, compare-and-swapped
     dedup(leaf_hash PRIMARY KEY, idx)   every sequenced entry's leaf hash
 
-**Sequencing** (any front end, :meth:`SharedLog.sequence`): one transaction locks
+**Sequencing** (any front end, :meth:`SharedLog.sequence`): one statement locks
 the ``log_sequence`` row (``SELECT ... FOR UPDATE``), looks the batch's leaf hashes
 up in ``dedup``, inserts the new entries into ``dedup`` and ``log_pending`` at
-consecutive indices and advances ``next``. Indices are returned once that commit
+consecutive indices and advances ``next``; then it commits. Indices are returned once that commit
 returned (durable with PostgreSQL's default ``synchronous_commit = on``): that is
 when ``POST /add`` acknowledges, as on one front end. The row lock orders the
 transactions, so committed pending rows always run contiguously from the
@@ -89,6 +89,33 @@ _CONNECT: dict[str, Any] = {
     "keepalives_interval": 2,
     "keepalives_count": 3,
 }
+
+
+# Sequencing, in one statement: lock the counter row (every front end's sequencing
+# transactions queue here), number the batch's hashes that dedup does not hold
+# from the counter on, insert them into dedup and log_pending, advance the
+# counter. Returns (leaf hash, index, counter after) for every hash of the batch.
+_SEQUENCE = """
+WITH seq AS (SELECT next FROM log_sequence WHERE id = 1 FOR UPDATE),
+input AS (
+    SELECT h, e, ord FROM unnest(%s::bytea[], %s::bytea[]) WITH ORDINALITY AS t(h, e, ord)
+),
+known AS (
+    SELECT d.leaf_hash AS h, d.idx FROM dedup d JOIN input i ON d.leaf_hash = i.h
+),
+new AS (
+    SELECT i.h, i.e, (SELECT next FROM seq) + row_number() OVER (ORDER BY i.ord) - 1 AS idx
+    FROM input i WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.h = i.h)
+),
+d AS (INSERT INTO dedup (leaf_hash, idx) SELECT h, idx FROM new),
+p AS (INSERT INTO log_pending (idx, entry) SELECT idx, e FROM new),
+u AS (
+    UPDATE log_sequence SET next = next + (SELECT count(*) FROM new) WHERE id = 1
+    RETURNING next
+)
+SELECT h, idx, (SELECT next FROM u) FROM known
+UNION ALL SELECT h, idx, (SELECT next FROM u) FROM new
+"""
 
 
 def open_log(directory: Path | str) -> Log | SharedLog:
@@ -391,43 +418,29 @@ class SharedLog(_TreeReads):
         return indices
 
     def _sequence(self, entries: Sequence[bytes], hashes: list[bytes]) -> tuple[list[int], int]:
+        """One statement and its commit (two round trips); retried once if another
+        front end sequenced one of these entries meanwhile (unique violation)."""
+        import psycopg
+
+        batch: dict[bytes, bytes] = {}  # leaf hash -> entry, first occurrence first
+        for entry, h in zip(entries, hashes, strict=True):
+            batch.setdefault(h, entry)
         conn = self._seq_db.get()
-        with conn.cursor() as cur:
-            # The row lock orders every front end's sequencing transactions.
-            cur.execute("SELECT next FROM log_sequence WHERE id = 1 FOR UPDATE")
-            row = cur.fetchone()
-            if row is None:
-                raise LogError("the shared log's sequence row is missing")
-            first = int(row[0])
-            cur.execute(
-                "SELECT leaf_hash, idx FROM dedup WHERE leaf_hash = ANY(%s)",
-                (list(set(hashes)),),
-            )
-            known = {bytes(h): int(i) for h, i in cur}
-            indices: list[int] = []
-            new_entries: list[bytes] = []
-            new_hashes: list[bytes] = []
-            for entry, h in zip(entries, hashes, strict=True):
-                index = known.get(h)
-                if index is None:
-                    index = known[h] = first + len(new_entries)
-                    new_entries.append(entry)
-                    new_hashes.append(h)
-                indices.append(index)
-            end = first + len(new_entries)
-            if new_entries:
-                numbers = list(range(first, end))
-                cur.execute(
-                    "WITH d AS (INSERT INTO dedup (leaf_hash, idx)"
-                    " SELECT * FROM unnest(%s::bytea[], %s::bigint[])),"
-                    " p AS (INSERT INTO log_pending (idx, entry)"
-                    " SELECT * FROM unnest(%s::bigint[], %s::bytea[]))"
-                    " UPDATE log_sequence SET next = %s WHERE id = 1",
-                    (new_hashes, numbers, numbers, new_entries, end),
-                )
-        # Durable once this returns: only then do the indices count.
-        conn.commit()
-        return indices, end
+        for attempt in (1, 2):
+            try:
+                rows = conn.execute(_SEQUENCE, (list(batch), list(batch.values()))).fetchall()
+                conn.commit()  # durable once this returns: only then do the indices count
+                break
+            except psycopg.errors.UniqueViolation:
+                # The statement's snapshot predates the row lock it waited for: a
+                # hash the other front end committed meanwhile looked new. Again,
+                # with a fresh snapshot.
+                conn.rollback()
+                if attempt == 2:
+                    raise
+        known = {bytes(h): int(i) for h, i, _ in rows}
+        end = max((int(n) for _, _, n in rows), default=0)
+        return [known[h] for h in hashes], end
 
     # -- integration (the lease holder) -------------------------------------
 
