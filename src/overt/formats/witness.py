@@ -1,4 +1,4 @@
-"""The wire formats of the witness protocol (c2sp.org/tlog-witness@v1.0.0, add-checkpoint).
+"""The wire formats of the witness protocol (c2sp.org/tlog-witness@v1.0.0, add-checkpoint, sign-subtree).
 
 Request body of ``POST <submission prefix>/add-checkpoint``::
 

@@ -2,7 +2,9 @@
 
 - :mod:`overt.witness.core`: the I/O-free decision (verify, check, cosign).
 - :mod:`overt.witness.state`: the durable per-log record (SQLite, compare-and-set).
-- :mod:`overt.witness.server`: ``POST /add-checkpoint``, ``GET /logs``, ``GET /checkpoint/<origin>``.
+- :mod:`overt.witness.subtree`: the I/O-free ``sign-subtree`` decision (ML-DSA-44 witnesses).
+- :mod:`overt.witness.server`: ``POST /add-checkpoint``, ``POST /sign-subtree``, ``GET /logs``,
+  ``GET /checkpoint/<origin>``.
 - :mod:`overt.witness.client`: :class:`WitnessClient`, for logs and monitors.
 - :mod:`overt.witness.config`: the witness directory (key, trusted logs, state).
 - :mod:`overt.witness.errors`: refusals, each with the spec's HTTP status.
