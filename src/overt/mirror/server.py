@@ -41,6 +41,7 @@ never signs what it does not durably hold, however a request ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import zlib
@@ -122,6 +123,19 @@ _INFLATE_STEP = 1 << 20
 _MAX_BUFFER = MAX_PACKAGE_SIZE + MAX_HEADER_SIZE + _INFLATE_STEP
 
 
+#: Seconds a request waits for one in progress before it (409 Conflict).
+_WAIT = 30.0
+
+
+class _Upload:
+    """One add-entries request in progress: its interval and how far it has authenticated."""
+
+    __slots__ = ("end", "start", "verified")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end, self.verified = start, end, start
+
+
 class _BodyEnded(Exception):  # noqa: N818  (private control flow)
     """The request body ended (or the client went away) before the next item was complete."""
 
@@ -199,6 +213,10 @@ class MirrorApp:
         self._copies: dict[str, MirroredTiles] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._checkpoint_lock: asyncio.Lock | None = None
+        # add-entries requests in progress, per origin, and a condition notified
+        # whenever one of them authenticates or stores entries, or ends.
+        self._active: dict[str, set[_Upload]] = {}
+        self._progress: dict[str, asyncio.Condition] = {}
         self._executor = ThreadPoolExecutor(4, thread_name_prefix="overt-mirror")
         self._reload = reload
         self._checked = time.monotonic()
@@ -238,6 +256,49 @@ class MirrorApp:
         if lock is None:
             lock = self._locks[origin] = asyncio.Lock()
         return lock
+
+    def _condition(self, origin: str) -> asyncio.Condition:
+        cond = self._progress.get(origin)
+        if cond is None:
+            cond = self._progress[origin] = asyncio.Condition()
+        return cond
+
+    async def _notify(self, origin: str) -> None:
+        cond = self._condition(origin)
+        async with cond:
+            cond.notify_all()
+
+    def _accepted(self, origin: str) -> int:
+        """The next entry, counting entries that requests in progress have authenticated
+        (contiguously from what is stored) and are storing."""
+        n = self.records[origin].next_entry
+        uploads = self._active.get(origin, ())
+        moved = True
+        while moved:
+            moved = False
+            for u in uploads:
+                if u.start <= n < u.verified:
+                    n, moved = u.verified, True
+        return n
+
+    def _may_reach(self, origin: str, index: int, me: _Upload | None = None) -> bool:
+        """Whether another request in progress may yet authenticate entries up to ``index``."""
+        return any(
+            u.start <= index and self.records[origin].next_entry < u.end and u is not me
+            for u in self._active.get(origin, ())
+        )
+
+    async def _wait(
+        self, origin: str, ready: Callable[[], bool], me: _Upload | None, index: int
+    ) -> None:
+        """Wait (bounded) until ``ready()``, while another request may still bring it about."""
+        cond = self._condition(origin)
+        async with cond:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    cond.wait_for(lambda: ready() or not self._may_reach(origin, index, me)),
+                    _WAIT,
+                )
 
     async def _copy(self, origin: str) -> MirroredTiles:
         """The stored copy of ``origin``, opened at its recorded size. Caller holds its lock."""
@@ -448,8 +509,13 @@ class MirrorApp:
         header, body.pos = parsed
         if header.origin not in self._current_logs():
             check_upload(None, header)
-        target = check_upload(self.records[header.origin], header)
-        origin = header.origin
+        origin, start = header.origin, header.upload_start
+        if start > self._accepted(origin):
+            # A client may send its next request while the previous one is still being
+            # authenticated (pipelining): wait for it rather than answer 409 at once.
+            await self._wait(origin, lambda: self._accepted(origin) >= start, None, start)
+        record = replace(self.records[origin], next_entry=self._accepted(origin))
+        target = check_upload(record, header)
         stored = await self._receive_packages(header, target, body)
         if body.disconnected:
             return
@@ -481,11 +547,14 @@ class MirrorApp:
         groups = 0
         storing: asyncio.Task[None] | None = None
         stored = 0
+        me = _Upload(start, end)
+        self._active.setdefault(origin, set()).add(me)
         try:
             for i in range(count):
                 rng = package_range(start, end, i)
                 held: list[bytes] = []
                 if rng.start > rng.subtree_start:  # only the first package
+                    await self._stored(origin, rng.start, me)
                     async with self._lock(origin):
                         copy = await self._copy(origin)
                         held = await self._run(copy.held_hashes, rng.subtree_start, rng.start)
@@ -498,6 +567,8 @@ class MirrorApp:
                     break
                 package, body.pos = got
                 new = verify_package(rng, package, held, target)
+                me.verified = rng.end
+                await self._notify(origin)
                 if first is None:
                     first = rng.start
                 entries.extend(package.entries)
@@ -506,27 +577,51 @@ class MirrorApp:
                 if groups == COMMIT_PACKAGES:
                     if storing is not None:
                         await storing
-                    storing = asyncio.create_task(self._store(origin, first, entries, hashes))
+                    storing = asyncio.create_task(self._store(origin, first, entries, hashes, me))
                     stored += groups
                     first, entries, hashes, groups = None, [], [], 0
         finally:
-            if storing is not None:
-                await storing
-            if first is not None:
-                await self._store(origin, first, entries, hashes)
-                stored += groups
+            try:
+                if storing is not None:
+                    await storing
+                if first is not None:
+                    await self._store(origin, first, entries, hashes, me)
+                    stored += groups
+            finally:
+                self._active[origin].discard(me)
+                await self._notify(origin)
         return stored
 
+    async def _stored(self, origin: str, index: int, me: _Upload) -> None:
+        """Wait until entries up to ``index`` are stored, if a request in progress is storing
+        them. Raises MirrorConflictError: they are not, and no request will."""
+        if self.records[origin].next_entry >= index:
+            return
+        await self._wait(origin, lambda: self.records[origin].next_entry >= index, me, index)
+        record = self.records[origin]
+        if record.next_entry < index:
+            raise MirrorConflictError(
+                mirror_info(record), f"entries before {index} are no longer on their way"
+            )
+
     async def _store(
-        self, origin: str, first: int, entries: list[bytes], hashes: list[bytes]
+        self, origin: str, first: int, entries: list[bytes], hashes: list[bytes], me: _Upload
     ) -> None:
-        """Durably store authenticated entries, then record the stored size."""
+        """Durably store authenticated entries (after those before them), then record the
+        stored size.
+
+        Raises:
+            MirrorConflictError: the entries before ``first`` were not stored (the request
+                that was storing them failed): nothing is stored.
+        """
+        await self._stored(origin, first, me)
         async with self._lock(origin):
             copy = await self._copy(origin)
             size = await self._run(copy.append, first, entries, hashes)
             if size > self.records[origin].next_entry:
                 await self._run(self.state.set_next_entry, origin, size)
                 self.records[origin] = replace(self.records[origin], next_entry=size)
+        await self._notify(origin)
 
     async def _finish(self, header: UploadHeader, target: PendingCheckpoint) -> bytes:
         """Cosign ``target`` once the stored tree at its size has its root; returns the lines.
