@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -268,3 +270,47 @@ def test_client_maps_422_and_409(setup: Setup) -> None:
         client.add_entries(UploadHeader(ORIGIN, 0, 7), [])
     assert err.value.info.size == 300
     client.close()
+
+
+def _slowly(body: bytes) -> Iterator[bytes]:
+    yield body[: len(body) // 2]
+    time.sleep(0.3)
+    yield body[len(body) // 2 :]
+
+
+@pytest.mark.parametrize("forged", [False, True])
+def test_a_pipelined_request_waits_for_the_one_in_progress(setup: Setup, forged: bool) -> None:
+    """The second request starts where the first will end: it waits for it (200), or,
+    if the first turns out not to be the log's, is refused (409) and nothing past the
+    first's genuine entries is stored or cosigned."""
+    assert setup.add_checkpoint(0).status_code == 200
+    tree = memory_tree(300)
+    items = [b"entry %d" % i for i in range(300)]
+    if forged:
+        items[100] = b"backdoored build"
+    whole = upload_body(ORIGIN, 0, 300, tree, items)
+    header_len = len(format_upload_header(UploadHeader(ORIGIN, 0, 300)))
+    got = parse_package(whole, header_len, 256)
+    assert got is not None
+    first = whole[: got[1]]  # [0, 256) as a prefix of [0, 300)
+    second = upload_body(ORIGIN, 256, 300, tree)
+    replies: dict[str, httpx.Response] = {}
+    thread = threading.Thread(
+        target=lambda: replies.__setitem__(
+            "first", httpx.post(f"{setup.url}/add-entries", content=_slowly(first))
+        )
+    )
+    thread.start()
+    time.sleep(0.1)
+    replies["second"] = setup.add_entries(second)
+    thread.join(10)
+    record = setup.mirror.record()
+    if forged:
+        assert replies["first"].status_code == 422
+        assert replies["second"].status_code == 409
+        assert parse_mirror_info(replies["second"].content).next_entry == 0
+        assert (record.next_entry, record.mirror) == (0, None)
+    else:
+        assert replies["first"].status_code == 202
+        assert replies["second"].status_code == 200
+        assert record.mirror_size == 300
