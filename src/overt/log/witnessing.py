@@ -38,7 +38,7 @@ from typing import Protocol
 from overt.errors import OvertError
 from overt.formats import merkle
 from overt.formats.keytypes import Purpose
-from overt.formats.note import Signature
+from overt.formats.note import Note, Signature, format_note, parse_note
 from overt.formats.policy import Policy, PolicyLog, PolicyWitness, verify_checkpoint
 from overt.formats.subtree import subtree_consistency_proof, subtree_hash
 from overt.formats.subtree_proof import SubtreeNote
@@ -285,6 +285,12 @@ class Witnessing:
         key = (witness.verifier.name, witness.verifier.key_id)
         client = self._clients[witness.name]
         out: list[tuple[SubtreeNote, Signature | None]] = []
+        # tlog-witness: the reference checkpoint SHOULD only carry the witness's own signatures.
+        full = parse_note(cosigned)
+        own = tuple(s for s in full.signatures if (s.name, s.key_id) == key)
+        if not own:  # unreachable: only witnesses that cosigned this checkpoint are asked
+            return out
+        reference = format_note(Note(text=full.text, signatures=own))
         for start, end in ranges:
             note, proof = notes[(start, end)]
             try:
@@ -292,7 +298,7 @@ class Witnessing:
                 if stored is not None and any((s.name, s.key_id) == key for s in stored.signatures):
                     out.append((note, None))
                     continue
-                lines = client.sign_subtree(start, end, note.subtree_hash, proof, cosigned)
+                lines = client.sign_subtree(start, end, note.subtree_hash, proof, reference)
                 mine = [s for s in parse_cosignature_lines(lines) if (s.name, s.key_id) == key]
                 if not mine:
                     raise OvertError(f"no subtree cosignature by {witness.name} in the reply")
