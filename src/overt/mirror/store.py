@@ -28,10 +28,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from overt.errors import FormatError, LogError
 from overt.formats import merkle, tiles
-from overt.log.backend import TileBackend
-from overt.log.integration import Edge, integrate, root_of
+from overt.log.backend import TileBackend, read_edge
+from overt.log.integration import integrate, root_of
 
-__all__ = ["MirroredTiles", "log_path", "origin_hash", "prefixed_tiles_url", "read_edge"]
+__all__ = ["MirroredTiles", "origin_hash", "prefixed_tiles_url"]
 
 
 def origin_hash(origin: str) -> str:
@@ -39,44 +39,11 @@ def origin_hash(origin: str) -> str:
     return hashlib.sha256(origin.encode("utf-8")).hexdigest()
 
 
-def log_path(origin: str, relpath: str) -> str:
-    """``<hex sha256(origin)>/<relpath>``."""
-    return f"{origin_hash(origin)}/{relpath}"
-
-
 def prefixed_tiles_url(url: str, origin: str) -> str:
     """The ``--tiles`` URL of one mirrored log: ``url`` with ``/<origin hash>`` appended to its path."""
     parts = urlsplit(url)
     path = parts.path.rstrip("/") + "/" + origin_hash(origin)
     return urlunsplit(parts._replace(path=path))
-
-
-def read_edge(backend: TileBackend, size: int) -> Edge:
-    """The right edge of the stored tree of ``size`` (its partial tiles and bundle).
-
-    Raises:
-        LogError: a tile or bundle is missing, unreadable or of the wrong size.
-    """
-    partials: list[list[bytes]] = []
-    try:
-        level = 0
-        while size >> (tiles.TILE_HEIGHT * level):
-            count = size >> (tiles.TILE_HEIGHT * level)
-            width = count % tiles.TILE_WIDTH
-            if width:
-                data = backend.read(tiles.tile_path(level, count // tiles.TILE_WIDTH, width))
-                partials.append(tiles.read_tile_hashes(data, width))
-            else:
-                partials.append([])
-            level += 1
-        width = size % tiles.TILE_WIDTH
-        bundle: list[bytes] = []
-        if width:
-            raw = backend.read(tiles.entries_path(size // tiles.TILE_WIDTH, width))
-            bundle = tiles.parse_entry_bundle(raw, width)
-    except (OSError, FormatError) as err:
-        raise LogError(f"cannot read the stored tree of size {size}: {err}") from err
-    return Edge(size, partials, bundle)
 
 
 class MirroredTiles:
@@ -88,7 +55,10 @@ class MirroredTiles:
     def __init__(self, backend: TileBackend, size: int) -> None:
         """Opens the copy whose stored size is ``size``. Raises LogError."""
         self.backend = backend
-        self.edge = read_edge(backend, size)
+        try:
+            self.edge = read_edge(backend, size)
+        except (OSError, FormatError) as err:
+            raise LogError(f"cannot read the stored tree of size {size}: {err}") from err
         self.cache = tiles.TileCache(256)
 
     @property
