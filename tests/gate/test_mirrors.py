@@ -120,3 +120,63 @@ def test_mirrors_that_cosigned_a_later_checkpoint_count_with_a_consistency_proof
         pytest.raises(DataAvailabilityError),
     ):
         gate.admit(artifact, format_bundle(bundle))
+
+
+def test_overt_verify_asks_the_policys_mirrors_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real log, a real mirror server fed by the push client, and ``overt verify``: the
+    mirror cosigns after the log published (and after it grew), so the gate counts it
+    through a consistency proof computed from the mirror's own tiles."""
+    import json
+
+    from tests.mirror.sim import MirrorUnderTest
+
+    from overt.cli import main as cli_main
+    from overt.log.log import Log
+
+    monkeypatch.chdir(tmp_path)
+
+    def overt(*argv: str) -> tuple[int, str]:
+        code = cli_main.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out + err
+
+    Log.create(tmp_path / "log", "mirror.test/log").close()
+    assert overt("publisher", "keygen", "vendor.key", "--name", "vendor.example/release")[0] == 0
+    assert overt("witness", "init", "asia", "--name", "asia.witness.example")[0] == 0
+    (tmp_path / "agent.msi").write_bytes(b"agent 1.0.0\n")
+    code, out = overt(
+        "publish", "agent.msi", "--log", "log", "--key", "vendor.key", "--kind", "update",
+        "--product", "agent", "--version", "1.0.0",
+        "--unsafe-local-witness", "asia/witness.skey",
+    )  # fmt: skip
+    assert code == 0, out
+    with Log.open(tmp_path / "log") as log:
+        log.add_many([b"a later entry"])  # the log grows before the mirror catches up
+        log.integrate()
+    held, empty = MirrorUnderTest(tmp_path / "m1", tmp_path / "log"), None
+    with held.serve() as url:
+        empty = MirrorUnderTest(tmp_path / "m2", tmp_path / "log")
+        with empty.serve() as url2:
+            with held.pusher() as pusher:
+                pusher.push()
+            witnesses = (tmp_path / "asia" / "witness.vkey").read_text().strip()
+            policy = {
+                "version": 1,
+                "logs": [(tmp_path / "log" / "log.vkey").read_text().strip()],
+                "publisher": (tmp_path / "vendor.key.pub").read_text().strip(),
+                "pins": [{"product": "agent", "channels": ["stable"]}],
+                "max_checkpoint_age": 86400,
+            }
+            for name, mirror in (("held", (held, url)), ("empty", (empty, url2))):
+                policy["witness_policy"] = (
+                    f"witness asia {witnesses}\nquorum asia\n"
+                    f"mirror m {mirror[0].vkey} {mirror[1]}\nmirror-quorum m\n"
+                )
+                (tmp_path / f"{name}.json").write_text(json.dumps(policy))
+            argv = ("verify", "agent.msi", "--bundle", "agent.msi.overt", "--policy")
+            code, out = overt(*argv, "held.json")
+            assert code == 0, out
+            code, out = overt(*argv, "empty.json")  # this mirror holds nothing
+            assert code == 1 and "mirror-quorum: mirror quorum 'm' not met" in out, out
