@@ -137,6 +137,34 @@ def test_a_stale_sequencer_cannot_fork_the_log(
         b.close()
 
 
+def test_a_checkpoint_whose_upload_failed_is_published_by_the_next_pass(
+    tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
+) -> None:
+    """The swap committed, the checkpoint object's PUT failed: the next pass publishes it
+    (and serves it) without waiting for another entry."""
+    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
+    a, b = _pair(tmp_path, tiles, _db_url(postgres))
+    try:
+        a.integrate()
+        a.sequence([b"only"])
+        publish = a.store.write_checkpoint
+
+        def unreachable(note: bytes) -> None:
+            raise LogError("object storage: cannot access checkpoint: unreachable")
+
+        a.store.write_checkpoint = unreachable  # type: ignore[method-assign]
+        with pytest.raises(LogError, match="unreachable"):
+            a.integrate()
+        assert a.size == 1 and a.published_size == 0
+        a.store.write_checkpoint = publish  # type: ignore[method-assign]
+        a.integrate()
+        assert a.published_size == 1
+        assert a.store.read("checkpoint") == a.checkpoint() == a.latest_signed()[0]
+    finally:
+        a.close()
+        b.close()
+
+
 def test_database_restored_behind_a_front_end_is_refused(
     tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
 ) -> None:

@@ -522,7 +522,9 @@ class SharedLog(_TreeReads):
         edge = read_edge(self.store, size)
         if root_of(size, edge.partials) != checkpoint.root_hash:
             raise LogError(f"the stored tiles do not match the checkpoint at size {size}")
+        # The previous holder may have died (or failed) between its swap and this upload.
         self.store.write_checkpoint(note)
+        self._published = self._signed
         self._edge = edge
 
     def _integrate_batch(self) -> None:
