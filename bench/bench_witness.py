@@ -135,12 +135,21 @@ def _serve(args: argparse.Namespace) -> None:
 # --- the harness entry point -----------------------------------------------------------
 
 
-def bench_add_checkpoint(work: Path, clients: int, seconds: float) -> list[Result]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_add_checkpoint(
+    work: Path, clients: int, seconds: float, key_type: str = "ed25519", target: float = TARGET
+) -> list[Result]:
+    """The witness's figures; ``key_type`` is its key's algorithm (bench_pq: ml-dsa-44)."""
     from overt.formats.note import generate_key
     from overt.witness.config import init_witness, trust_log
 
     directory = work / "witness"
-    init_witness(directory, "bench.example/witness")
+    init_witness(directory, "bench.example/witness", key_type)
     skeys = []
     for i in range(clients):
         skey, vkey = generate_key(f"bench.example/log{i}")
@@ -166,6 +175,7 @@ def bench_add_checkpoint(work: Path, clients: int, seconds: float) -> list[Resul
             raise RuntimeError(f"witness server did not start: {line}{server.stdout.read()}")
         # Enough precomputed checkpoints for 10,000 requests/s over the run.
         steps = int(10000 * seconds / clients) + 10
+        cpu_before = _cpu_seconds(server.pid)
         out = subprocess.run(
             [
                 *me,
@@ -184,29 +194,35 @@ def bench_add_checkpoint(work: Path, clients: int, seconds: float) -> list[Resul
             env=env,
         )
         stats = json.loads(out.stdout)
+        # The load generator builds its checkpoints before the clock starts: from here on
+        # the server's CPU time is the requests' (what a shared machine cannot hide).
+        server_cpu = _cpu_seconds(server.pid) - cpu_before
     finally:
         server.terminate()
         server.wait(10)
         if server.stdout:
             server.stdout.close()
     rate = float(stats["rate"])
+    per_request = server_cpu / max(1, int(stats["requests"]))
     note = (
         f"{stats['requests']} requests, {stats['errors']} errors, {clients} logs;"
-        f" load generator busy {float(stats['loadgen_cpu']):.2f} cores"
+        f" load generator busy {float(stats['loadgen_cpu']):.2f} cores;"
+        f" server CPU {per_request * 1e3:.2f} ms/request"
     )
     if stats["first_error"]:
         note += f"; first error: {stats['first_error']}"
+    kind = "" if key_type == "ed25519" else f" ({key_type} witness key)"
     return [
         Result(
-            f"witness POST /add-checkpoint, {clients} logs, keep-alive, durable",
+            f"witness POST /add-checkpoint{kind}, {clients} logs, keep-alive, durable",
             rate,
             "requests/s",
-            f">= {TARGET:.0f}",
-            rate >= TARGET and stats["errors"] == 0,
+            f">= {target:.0f}",
+            rate >= target and stats["errors"] == 0,
             note,
         ),
-        Result("witness add-checkpoint latency p50", float(stats["p50_ms"]), "ms"),
-        Result("witness add-checkpoint latency p99", float(stats["p99_ms"]), "ms"),
+        Result(f"witness add-checkpoint{kind} latency p50", float(stats["p50_ms"]), "ms"),
+        Result(f"witness add-checkpoint{kind} latency p99", float(stats["p99_ms"]), "ms"),
     ]
 
 

@@ -148,7 +148,11 @@ class RawPrivateKey(Protocol):
 class Algorithm:
     """A signature algorithm as ``cryptography`` implements it, with its fixed sizes.
 
-    ``name`` is what ``--key-type`` accepts (``ed25519``, ``ml-dsa-44``).
+    ``name`` is what ``--key-type`` accepts (``ed25519``, ``ml-dsa-44``). ``slow_signing``
+    marks an algorithm whose signatures cost about a millisecond of CPU (``cryptography``
+    releases the GIL meanwhile): a server signs those on a thread pool, off its event loop
+    and its state lock (overt.witness.server), where a 30-microsecond Ed25519 signature
+    would only pay for the thread hop.
     """
 
     name: str
@@ -158,6 +162,7 @@ class Algorithm:
     generate: Callable[[], RawPrivateKey]
     _from_seed: Callable[[bytes], RawPrivateKey]
     _from_public: Callable[[bytes], RawPublicKey]
+    slow_signing: bool = False
 
     def private_from_seed(self, seed: bytes) -> RawPrivateKey:
         """The private key of a seed.
@@ -215,6 +220,7 @@ ML_DSA_44 = Algorithm(
     generate=mldsa.MLDSA44PrivateKey.generate,
     _from_seed=mldsa.MLDSA44PrivateKey.from_seed_bytes,
     _from_public=mldsa.MLDSA44PublicKey.from_public_bytes,
+    slow_signing=True,
 )
 """ML-DSA-44 (FIPS 204), pure mode, empty context."""
 

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from overt.errors import ConfigError, FormatError, InvalidSignatureError, ProofError
 from overt.formats.checkpoint import Checkpoint, parse_checkpoint
 from overt.formats.cosignature import cosignature_timestamp
-from overt.formats.keytypes import KeySigner, KeyVerifier, Purpose
+from overt.formats.keytypes import KeyVerifier, Purpose
 from overt.formats.merkle import EMPTY_ROOT, verify_consistency
-from overt.formats.note import Signature, Verifier
+from overt.formats.note import Signature, Signer, Verifier
 from overt.formats.witness import AddCheckpointRequest, format_cosignature_lines
 from overt.witness.errors import (
     UnknownLogError,
@@ -155,9 +155,7 @@ def verify_submission(request: AddCheckpointRequest, logs: KnownLogs) -> Submiss
     return Submission(request, checkpoint, tuple(good))
 
 
-def decide(
-    stored: CosignedCheckpoint | None, submission: Submission, signer: KeySigner
-) -> Cosigned:
+def decide(stored: CosignedCheckpoint | None, submission: Submission, signer: Signer) -> Cosigned:
     """Step 2: check a verified submission against the stored record, and cosign.
 
     ``stored`` is the latest record for the submission's origin (None: never
@@ -207,7 +205,7 @@ def add_checkpoint(
     stored: CosignedCheckpoint | None,
     logs: KnownLogs,
     request: AddCheckpointRequest,
-    signer: KeySigner,
+    signer: Signer,
 ) -> Cosigned:
     """Both steps: :func:`verify_submission`, then :func:`decide` against ``stored``.
 

@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -68,7 +69,14 @@ from overt.formats.witness import (
     parse_add_checkpoint,
     parse_sign_subtree,
 )
-from overt.witness.core import Cosigned, KnownLogs, Submission, decide, verify_submission
+from overt.witness.core import (
+    Cosigned,
+    CosignedCheckpoint,
+    KnownLogs,
+    Submission,
+    decide,
+    verify_submission,
+)
 from overt.witness.errors import (
     WitnessConflictError,
     WitnessConsistencyError,
@@ -88,12 +96,34 @@ _SIZE = CONTENT_TYPE_SIZE.encode()
 MAX_BATCH = 512
 
 
+class _SignedAhead:
+    """``signer``, with the signature it already made over ``text`` (and only that text)."""
+
+    def __init__(self, signer: KeySigner, text: bytes, signature: bytes) -> None:
+        self.name, self.key_id = signer.name, signer.key_id
+        self._signer, self._text, self._signature = signer, text, signature
+
+    def sign(self, text: bytes) -> bytes:
+        return self._signature if text == self._text else self._signer.sign(text)
+
+
 class Committer:
-    """Decides and stores queued submissions in batches, one transaction per batch."""
+    """Decides and stores queued submissions in batches, one transaction per batch.
+
+    With a slow-signing key (ML-DSA-44, ~1 ms of CPU per signature) each request's
+    cosignature is made ahead, on a thread pool as wide as the machine, once the
+    submission has verified and before it joins the queue; ``decide`` still decides inside
+    the transaction and only then uses that signature. A signature made for a submission
+    that ``decide`` refuses is dropped, never sent or stored. Otherwise the one writer
+    thread would sign every cosignature inside its transaction, one at a time.
+    """
 
     def __init__(self, state: WitnessStore, signer: KeySigner, max_batch: int = MAX_BATCH) -> None:
         self.state = state
-        self.decide: Decide = lambda stored, submission: decide(stored, submission, signer)
+        self.signer = signer
+        # id(submission) -> (text, signature), for submissions waiting in the queue.
+        self._ahead: dict[int, tuple[bytes, bytes]] = {}
+        self.decide: Decide = self._decide
         self.max_batch = max_batch
         self._queue: list[tuple[Submission, asyncio.Future[Cosigned]]] = []
         self._wakeup = asyncio.Event()
@@ -101,7 +131,17 @@ class Committer:
         # One writer thread: SQLite serializes writers anyway, and one thread keeps
         # one connection.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="overt-witness-state")
+        self._signing: ThreadPoolExecutor | None = None
+        if signer.key_type.algorithm.slow_signing:
+            self._signing = ThreadPoolExecutor(
+                os.cpu_count() or 2, thread_name_prefix="overt-witness-sign"
+            )
         self.batches = 0
+
+    def _decide(self, stored: CosignedCheckpoint | None, submission: Submission) -> Cosigned:
+        ahead = self._ahead.pop(id(submission), None)
+        signer = self.signer if ahead is None else _SignedAhead(self.signer, *ahead)
+        return decide(stored, submission, signer)
 
     def start(self) -> None:
         if self._task is None:
@@ -118,14 +158,24 @@ class Committer:
                 future.cancel()
         self._queue.clear()
         self._executor.shutdown(wait=True)
+        if self._signing is not None:
+            self._signing.shutdown(wait=True)
 
     async def submit(self, submission: Submission) -> Cosigned:
         """Returns the durable outcome, or raises the refusal (WitnessError) or StateError."""
         self.start()
-        future: asyncio.Future[Cosigned] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if self._signing is not None:
+            text = submission.request.note.text
+            signature = await loop.run_in_executor(self._signing, self.signer.sign, text)
+            self._ahead[id(submission)] = (text, signature)
+        future: asyncio.Future[Cosigned] = loop.create_future()
         self._queue.append((submission, future))
         self._wakeup.set()
-        return await future
+        try:
+            return await future
+        finally:
+            self._ahead.pop(id(submission), None)  # refused, or failed: never used
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
