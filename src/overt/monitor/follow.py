@@ -17,7 +17,7 @@
    the batch's end to the checkpoint, or the root itself at the end); only then do the checks
    (:mod:`overt.monitor.checks`) see the entries, and the state moves past them;
 6. with mirrors (c2sp.org/tlog-mirror, :mod:`overt.monitor.mirrors`): demands the policy's
-   mirror quorum for the tree kept one poll earlier (mirrors get a poll to catch up), and
+   mirror quorum for the tree kept before this poll (mirrors get a poll to catch up), and
    re-reads ``audit_tiles`` old entry bundles a poll, round robin, from the log and from a
    mirror: entries the log deleted or rewrote after its mirrors stored them are an alert
    carrying self-contained evidence (the checkpoint, the original entry and its inclusion
@@ -130,7 +130,6 @@ class Monitor:
         self.mirrors = list(mirrors)
         self.audit_tiles = audit_tiles
         self._audit_next = 0  # the next full entry bundle the history audit re-reads
-        self._mirror_due = 0  # the mirror quorum must hold [0, this): the size one poll ago
         if self.mirrors:
             source = FallbackSource([source, *(m.source for m in self.mirrors)])
         self.source = source
@@ -181,6 +180,9 @@ class Monitor:
         self._require_clean()
         note = self._read_checkpoint()
         position = self.state.load(self.verifier)
+        # The mirrors must hold the tree kept before this poll (they cosign after the log
+        # publishes, so the newest tree may not be mirrored yet): with --state, across runs.
+        due = position.checkpoint.checkpoint.size if position is not None else 0
         signed = self._open(note)
         if signed is not None:
             position = self._advance(position, signed)
@@ -190,7 +192,7 @@ class Monitor:
         before = position.next
         position = self._catch_up(position)
         if self.mirrors:
-            self._check_mirrors(position.checkpoint)
+            self._check_mirrors(position.checkpoint, due)
             self._audit_history(position)
         return PollResult(
             position.checkpoint.checkpoint.size,
@@ -489,9 +491,8 @@ class Monitor:
             )
         return position
 
-    def _check_mirrors(self, kept: SignedCheckpoint) -> None:
-        """The mirror quorum must hold the tree kept one poll ago (an alert if not)."""
-        due, self._mirror_due = self._mirror_due, kept.checkpoint.size
+    def _check_mirrors(self, kept: SignedCheckpoint, due: int) -> None:
+        """The mirror quorum must hold entries ``[0, due)`` of the kept tree (an alert if not)."""
         if self.policy is None or self.policy.mirror_quorum is None or due == 0:
             return
         try:
