@@ -42,6 +42,11 @@ native code would take the monitor down with it.
     A rebuild summary reporting a mismatch; a release that GRACE entries later still lacks
     reviews, a matching rebuild or an SBOM (KINDS: ``review,rebuild,sbom``)
     (:mod:`overt.source.monitor`).
+
+Not a check here: a log that deletes or rewrites entries after its mirrors stored them
+(``history-deleted``, ``history-rewritten``). A check sees each entry once, when it is
+first proven; a later rewrite only shows when old bundles are read again, which the
+monitor itself does with mirrors (:mod:`overt.monitor.follow`, ``--audit-tiles``).
 """
 
 from __future__ import annotations
