@@ -338,3 +338,24 @@ def test_a_mirror_pruned_beyond_the_policy_never_counts_below_the_index_it_serve
         )
         for m in mirrors:
             m.source.close()
+
+
+def test_monitor_cli_follows_the_mirrors_with_the_log_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    c = Center()
+    c.sync()
+    with serve(c.asia) as asia, serve(c.europe) as europe, serve(c.witness) as w:
+        policy = tmp_path / "p.policy"
+        policy.write_text(c.policy_text({"w": w, "asia": asia, "europe": europe}))
+        argv = ["monitor", "http://127.0.0.1:9", "--policy", str(policy), "--once"]
+        code = cli_main.main([*argv, "--state", str(tmp_path / "state")])
+        first = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        code2 = cli_main.main([*argv, "--state", str(tmp_path / "state")])
+        second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (code, code2) == (0, 0)
+    assert [e["event"] for e in first if e["level"] == "warning"] == ["log-unreachable"]
+    assert any(e["event"] == "entries" and (e["start"], e["end"]) == (0, 600) for e in first)
+    assert not [e for e in second if e["level"] == "alert"]  # the quorum holds [0, 600)
