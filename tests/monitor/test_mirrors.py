@@ -359,3 +359,16 @@ def test_monitor_cli_follows_the_mirrors_with_the_log_offline(
     assert [e["event"] for e in first if e["level"] == "warning"] == ["log-unreachable"]
     assert any(e["event"] == "entries" and (e["start"], e["end"]) == (0, 600) for e in first)
     assert not [e for e in second if e["level"] == "alert"]  # the quorum holds [0, 600)
+
+
+def test_a_mirror_that_serves_entries_it_did_not_store_is_an_alert() -> None:
+    # asia cosigned the tree but serves another entry 3: it does not hold what it vouched for.
+    c = Center()
+    c.sync()
+    c.asia.copy.served_bundles[3] = b"not the logged entry"
+    sink = EventSink(io.StringIO())
+    with _monitor(c, c.log, sink, audit_tiles=1) as m:
+        m.poll()
+    [alert] = _alerts(sink, "mirror-bad-entries")
+    assert alert.data["mirror"] == "asia" and alert.data["index"] == 0
+    assert _alerts(sink, "history-rewritten") == []  # europe's copy agrees with the log

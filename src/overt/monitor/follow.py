@@ -538,7 +538,9 @@ class Monitor:
     def _audit_tile(self, kept: SignedCheckpoint, tile: int, width: int) -> bool:
         """One bundle; False if the log could not be asked (the audit waits for next poll).
 
-        A partial bundle may since have been completed: the full one, cut, is read instead.
+        Every mirror's copy is proven against the kept checkpoint: a mirror serving entries
+        that are not the tree's is an alert too (it cosigned data it does not serve). A
+        partial bundle may since have been completed: the full one, cut, is read instead.
         """
         path = tiles.entries_path(tile, width)
         served: list[bytes] | None
@@ -553,42 +555,54 @@ class Monitor:
         except FormatError:
             served = []
         size = kept.checkpoint.size
+        held: tuple[Mirror, list[bytes], tiles.TileReader] | None = None
         for m in self.mirrors:
-            subtree = tiles.subtree_from_tiles(tile_reader(m.source), size)
+            # Through a fallback of its own: a mirror ahead may hold full tiles only.
+            subtree = tiles.subtree_from_tiles(tile_reader(FallbackSource([m.source])), size)
             try:
-                original = tiles.parse_entry_bundle(FallbackSource([m.source]).read(path), width)
-                prove_entries(original, tile * _W, kept, subtree)
-            except (LogError, FormatError, VerificationError):
-                continue  # this mirror does not hold it (pruned, behind) or lies: try another
-            if served == original:
-                return True
-            if served is None:
-                index, kind = tile * _W, "history-deleted"
-                what = f"the log no longer serves entries [{index}, {index + width})"
-            else:
-                index = tile * _W + next(
-                    (i for i, e in enumerate(original) if i >= len(served) or served[i] != e), 0
+                copy = tiles.parse_entry_bundle(FallbackSource([m.source]).read(path), width)
+                prove_entries(copy, tile * _W, kept, subtree)
+            except (ProofError, FormatError) as err:
+                self.sink.alert(
+                    "mirror-bad-entries",
+                    f"mirror {m.name} serves entries [{tile * _W}, {tile * _W + width}) that"
+                    f" are not those of the tree of size {size}: {err}",
+                    origin=self.origin,
+                    mirror=m.name,
+                    index=tile * _W,
                 )
-                kind = "history-rewritten"
-                what = f"the log serves another entry {index} than the one in its tree"
-            try:
-                proof = merkle.inclusion_proof(index, size, subtree)
-            except (LogError, FormatError, VerificationError):
                 continue
-            entry = original[index - tile * _W]
-            self.sink.alert(
-                kind,
-                f"{what} (size {size}); mirror {m.name} holds the original",
-                origin=self.origin,
-                index=index,
-                mirror=m.name,
-                checkpoint=kept.raw.decode("utf-8", "replace"),
-                entry=b64encode(entry),
-                proof=[b64encode(h) for h in proof],
-                served=None if served is None or index - tile * _W >= len(served)
-                else b64encode(served[index - tile * _W]),
-            )  # fmt: skip
+            except (LogError, VerificationError):
+                continue  # this mirror does not hold it (pruned, behind) or cannot be read
+            held = held or (m, copy, subtree)
+        if held is None or served == held[1]:
             return True
+        m, original, subtree = held
+        if served is None:
+            index, kind = tile * _W, "history-deleted"
+            what = f"the log no longer serves entries [{index}, {index + width})"
+        else:
+            index = tile * _W + next(
+                (i for i, e in enumerate(original) if i >= len(served) or served[i] != e), 0
+            )
+            kind = "history-rewritten"
+            what = f"the log serves another entry {index} than the one in its tree"
+        try:
+            proof = merkle.inclusion_proof(index, size, subtree)
+        except (LogError, FormatError, VerificationError):
+            return True
+        at = index - tile * _W
+        self.sink.alert(
+            kind,
+            f"{what} (size {size}); mirror {m.name} holds the original",
+            origin=self.origin,
+            index=index,
+            mirror=m.name,
+            checkpoint=kept.raw.decode("utf-8", "replace"),
+            entry=b64encode(original[at]),
+            proof=[b64encode(h) for h in proof],
+            served=None if served is None or at >= len(served) else b64encode(served[at]),
+        )
         return True
 
     def _run_checks(self, batch: Sequence[tuple[int, bytes]]) -> None:
