@@ -64,10 +64,18 @@ def memory_tree(size: int) -> merkle.MemoryTree:
 class MirrorUnderTest:
     """A mirror directory trusting one log, served by a real uvicorn server."""
 
-    def __init__(self, directory: Path, log_dir: Path, key_type: str = "ed25519") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        log_dir: Path,
+        key_type: str = "ed25519",
+        *,
+        tiles: str | None = None,
+        db: str | None = None,
+    ) -> None:
         self.directory = directory
         self.log_dir = log_dir
-        self.vkey = init_mirror(directory, "mirror.test/m1", key_type=key_type)
+        self.vkey = init_mirror(directory, "mirror.test/m1", key_type=key_type, tiles=tiles, db=db)
         trust_log(directory, (log_dir / "log.vkey").read_text())
         self.url = ""
 

@@ -123,8 +123,10 @@ _INFLATE_STEP = 1 << 20
 _MAX_BUFFER = MAX_PACKAGE_SIZE + MAX_HEADER_SIZE + _INFLATE_STEP
 
 
-#: Seconds a request waits for one in progress before it (409 Conflict).
+#: Seconds a request waits for one in progress before it (then 409 Conflict).
 _WAIT = 30.0
+#: Seconds a request past the next entry waits for the one before it to be read at all.
+_GRACE = 0.5
 
 
 class _Upload:
@@ -158,6 +160,11 @@ class _Body:
             self._take(inflate.decompress(inflate.unconsumed_tail, _INFLATE_STEP))
             return
         if self.ended:
+            if inflate is not None and not inflate.eof:
+                rest = inflate.decompress(b"", _INFLATE_STEP)  # output zlib still holds
+                if rest:
+                    self._take(rest)
+                    return
             raise _BodyEnded
         message = await self.receive()
         if message["type"] == "http.disconnect":
@@ -512,8 +519,20 @@ class MirrorApp:
         origin, start = header.origin, header.upload_start
         if start > self._accepted(origin):
             # A client may send its next request while the previous one is still being
-            # authenticated (pipelining): wait for it rather than answer 409 at once.
-            await self._wait(origin, lambda: self._accepted(origin) >= start, None, start)
+            # authenticated (pipelining): wait for it rather than answer 409 at once,
+            # giving the previous one a moment to arrive if it has not been read yet.
+            def ready() -> bool:
+                return self._accepted(origin) >= start
+
+            if not self._may_reach(origin, start):
+                cond = self._condition(origin)
+                async with cond:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            cond.wait_for(lambda: ready() or self._may_reach(origin, start)),
+                            _GRACE,
+                        )
+            await self._wait(origin, ready, None, start)
         record = replace(self.records[origin], next_entry=self._accepted(origin))
         target = check_upload(record, header)
         stored = await self._receive_packages(header, target, body)
@@ -549,6 +568,7 @@ class MirrorApp:
         stored = 0
         me = _Upload(start, end)
         self._active.setdefault(origin, set()).add(me)
+        await self._notify(origin)
         try:
             for i in range(count):
                 rng = package_range(start, end, i)
