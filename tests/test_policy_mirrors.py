@@ -8,6 +8,8 @@ from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from overt.errors import FormatError, InvalidSignatureError, PolicyError
 from overt.formats.checkpoint import Checkpoint, sign_checkpoint
@@ -209,3 +211,33 @@ def test_every_truncation_of_a_mirror_policy_is_refused_or_a_smaller_policy() ->
         # Cut right after "quorum w1": a valid policy without the mirror quorum (the line
         # is optional), or the whole policy without its final newline.
         assert p.mirror_quorum is None or text[:n] == text[:-1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_mirror_quorum_matches_a_direct_count(data: st.DataObject) -> None:
+    # k of n mirrors, each with a minimum index and a cosigned size: the quorum holds a range
+    # exactly when k of them cover it.
+    n = data.draw(st.integers(1, 4))
+    k = data.draw(st.integers(1, n))
+    names = [f"m{i}" for i in range(n)]
+    keys = Keys(("w1", *names))
+    mins = [data.draw(st.integers(0, 20)) for _ in names]
+    sizes = {m: data.draw(st.integers(0, 30)) for m in names}
+    first = data.draw(st.integers(0, 25))
+    end = data.draw(st.integers(first, 30))
+    lines = "".join(
+        f"mirror {m} {keys.vkey(m)}" + (f" min-index={lo}" if lo else "") + "\n"
+        for m, lo in zip(names, mins, strict=True)
+    )
+    p = parse_policy(
+        f"log {keys.log.vkey}\nwitness w1 {keys.vkey('w1')}\n{lines}"
+        f"group g {k} {' '.join(names)}\nquorum w1\nmirror-quorum g\n".encode()
+    )
+    covering = [m for m, lo in zip(names, mins, strict=True) if lo <= first and end <= sizes[m]]
+    if first >= end or len(covering) >= k:
+        require_mirrors(p, sizes, first, end)
+    else:
+        with pytest.raises(MirrorQuorumError):
+            require_mirrors(p, sizes, first, end)
+    assert mirrors_holding(p, sizes, first, end) == tuple(covering)
