@@ -96,6 +96,27 @@ def test_an_ml_dsa_log_is_cosigned_by_a_mixed_quorum(world: World) -> None:
     assert verified.checkpoint.checkpoint.size == 1
 
 
+def test_a_monitor_follows_the_ml_dsa_log(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with LogClient(world.log_server.url, world.log.token) as client:
+        client.add(b"one")
+        client.add(b"two")
+    (tmp_path / "witnesses.policy").write_bytes(world.policy_text)
+    monitor = ("monitor", world.log_server.url, "--policy", tmp_path / "witnesses.policy",
+               "--state", tmp_path / "monitor-state", "--once")  # fmt: skip
+    code, out, err = _run(capsys, *monitor)
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert {(e["event"], e.get("witness")) for e in events} >= {
+        ("checkpoint", None),
+        ("witness", "asia"),  # Ed25519 witness's view, compared
+        ("witness", "europe"),  # ML-DSA-44 witness's view, compared
+        ("entries", None),
+    }
+    assert not [e for e in events if e["level"] not in ("info", "debug")]
+
+
 def _run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
     code = cli_main.main([str(a) for a in argv])
     out, err = capsys.readouterr()
