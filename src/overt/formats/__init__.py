@@ -9,9 +9,11 @@ The verification core: bytes in, verified objects or a typed error out, no I/O.
   :mod:`~overt.formats.merkle` (RFC 6962/9162), :mod:`~overt.formats.dsse` (DSSE v1),
   :mod:`~overt.formats.statement` (in-toto Statement v1 and overt's predicates).
 
-Importing the package registers every signature key type with
-:mod:`overt.formats.note`, so ``parse_vkey`` knows cosignature/v1 keys however
-the caller got here (``note`` itself does not import the formats built on it).
+Signature key types live in one registry, :mod:`~overt.formats.keytypes` (type byte ->
+algorithm, key ID, message, what it may sign). Importing the package registers every type,
+so ``parse_vkey`` knows the cosignature types (0x04 Ed25519, 0x06 ML-DSA-44, declared in
+:mod:`~overt.formats.cosignature`) however the caller got here (``note`` itself does not
+import the formats built on it).
 The names below are re-exported lazily (imported on first use).
 """
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from overt._lazy import lazy_exports
-from overt.formats import cosignature as _cosignature  # noqa: F401  (registers type 0x04)
+from overt.formats import cosignature as _cosignature  # noqa: F401  (registers 0x04, 0x06)
 
 if TYPE_CHECKING:
     from overt.formats.checkpoint import (
