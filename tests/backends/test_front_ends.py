@@ -362,3 +362,20 @@ def test_leaf_hash_dedup_holds_across_front_ends_under_load(
     finally:
         a.close()
         b.close()
+
+
+def test_a_shared_log_may_sign_with_ml_dsa_44(
+    tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
+) -> None:
+    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
+    log = SharedLog.create(
+        tmp_path / "pq", ORIGIN, tiles=tiles, index=_db_url(postgres), key_type="ml-dsa-44"
+    )
+    try:
+        assert log.sequence([b"x", b"y"]) == [0, 1]
+        log.integrate()
+        verifier = parse_vkey(log.vkey)
+        assert verifier.key_type.name == "ml-dsa-44"
+        assert verify_log(open_tiles(tiles), verifier).checkpoint.checkpoint.size == 2
+    finally:
+        log.close()

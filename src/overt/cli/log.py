@@ -188,7 +188,9 @@ def _init(args: argparse.Namespace) -> int:
 
         if args.tiles is None or args.db is None:
             raise ConfigError("--shared needs --db postgresql://... and --tiles URL")
-        with SharedLog.create(args.dir, args.origin, tiles=args.tiles, index=args.db) as shared:
+        with SharedLog.create(
+            args.dir, args.origin, tiles=args.tiles, index=args.db, key_type=args.key_type
+        ) as shared:
             print(shared.vkey)
         return 0
     with Log.create(

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 from overt.errors import ConfigError, FormatError, LogError, VerificationError
 from overt.formats import merkle, tiles
 from overt.formats.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from overt.formats.keytypes import DEFAULT_ALGORITHM
 from overt.formats.note import Signer, Verifier, parse_skey, parse_vkey
 from overt.log._files import read_token
 from overt.log.backend import CheckpointConflictError, TileBackend, read_edge
@@ -249,16 +250,25 @@ class SharedLog(_TreeReads):
             raise
 
     @classmethod
-    def create(cls, directory: Path | str, origin: str, *, tiles: str, index: str) -> SharedLog:
+    def create(
+        cls,
+        directory: Path | str,
+        origin: str,
+        *,
+        tiles: str,
+        index: str,
+        key_type: str = DEFAULT_ALGORITHM,
+    ) -> SharedLog:
         """Create a shared log: an ordinary log directory marked ``"shared": true`` whose
-        checkpoint and sequence live in ``index`` (a ``postgresql://`` URL). Copy the
-        directory to every front end. Raises ConfigError, LogError."""
+        checkpoint and sequence live in ``index`` (a ``postgresql://`` URL), its key of
+        ``key_type`` (:meth:`Log.create`). Copy the directory to every front end. Raises
+        ConfigError, LogError."""
         if not index.startswith("postgresql"):
             raise ConfigError(
                 "a shared log needs --db postgresql://... (the front ends meet there)"
             )
         directory = Path(directory)
-        Log.create(directory, origin, tiles=tiles, index=index).close()
+        Log.create(directory, origin, tiles=tiles, index=index, key_type=key_type).close()
         config = _config(directory)
         config["shared"] = True
         try:
