@@ -17,7 +17,21 @@ verify``, ``overt monitor``) what they need to use mirrors:
 - :func:`merge_cosignatures`: one note with every signature that several sources carry on
   the same checkpoint (a mirror's copy and a witness's copy of one tree);
 - :func:`mirror_sizes`: for a verified checkpoint, which mirrors are proven to hold which
-  part of it (the input of :func:`overt.formats.policy.require_mirrors`).
+  part of it (the input of :func:`overt.formats.policy.require_mirrors`), each from the
+  higher of the policy's minimum index and the one it serves (:func:`served_min_index`);
+- :func:`best_checkpoint`: with the log unreachable, the largest mirror checkpoint that
+  passes the caller's policy; :func:`prove_entries`: entries proven to be a range of a
+  signed tree, with subtree hashes from anyone's tiles;
+- :func:`verify_mirrored_log`: ``overt log verify`` with mirrors and a mirror quorum;
+  :func:`mirror_evidence`: later mirror checkpoints with consistency proofs, for the
+  gate's ``fetch_mirrors`` (``overt verify``).
+
+Example (the log down, two mirrors in the policy)::
+
+    mirrors = mirrors_from(policy, origin)
+    result = verify_mirrored_log(HTTPSource(log_url), mirrors, log_key, policy)
+    result.origin_problem   # why the log itself was not read
+    result.holding          # the mirrors that meet the mirror quorum for [0, size)
 
 A mirror further ahead may have replaced a partial tile by the full one; reading a partial
 tile or bundle falls back to the full one, cut to the width asked (tlog-tiles allows it).
