@@ -8,6 +8,7 @@ Modules, from the I/O-free core outwards:
 - :mod:`~overt.monitor.checks`: plug-in checks run on every new entry;
 - :mod:`~overt.monitor.gossip`: witnesses' read endpoints and the split-view comparison;
 - :mod:`~overt.monitor.events`: JSON-lines events and alerts, and the webhook;
+- :mod:`~overt.monitor.mirrors`: reading a log through its tlog-mirrors, and what they hold;
 - :mod:`~overt.monitor.follow`: :class:`Monitor`, the polling shell that ties them together.
 
 ``overt monitor URL --vkey VKEY`` (:mod:`overt.cli.monitor`) is the command-line face.
