@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -229,6 +230,21 @@ def go_client(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
     return work / "client"
 
 
+def _monitor_once(url: str, vkey: str, state: Path) -> None:
+    """``overt monitor --once`` with persistent state: its second run proves the tree it
+    sees now consistent with the one it saw before (and checks every new entry)."""
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "overt.cli.main", "monitor", url, "--vkey", vkey),
+            *("--state", str(state), "--once"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def _go_verifies(go_client: Path | None, url: str, vkey: str) -> None:
     if go_client is None:
         return
@@ -255,6 +271,7 @@ def test_the_sequencer_killed_mid_load_is_replaced_and_loses_nothing(
         other = next(fe for fe in front_ends if fe is not leader)
         with Load(front_ends, token) as load:
             wait_until(lambda: load.count() >= 200, 30, "200 acknowledged entries")
+            _monitor_once(other.url, vkey, tmp_path / "monitor")
             leader.kill()  # mid-batch: integration runs continuously under load
             killed_at = load.count()
             takeover = wait_until(other.holds_lease, 10, "the other front end taking the lease")
@@ -266,6 +283,7 @@ def test_the_sequencer_killed_mid_load_is_replaced_and_loses_nothing(
         wait_published(leader, max(load.acked.values()) + 1)
         assert not leader.holds_lease()
         check_log(store, vkey, load.acked, polled.seen)
+        _monitor_once(leader.url, vkey, tmp_path / "monitor")
         _go_verifies(go_client, other.url, vkey)
         _go_verifies(go_client, leader.url, vkey)
 
