@@ -104,10 +104,12 @@ _PIPELINE = 2
 
 @dataclass(frozen=True)
 class Uploaded:
-    """The outcome of one ``add-entries`` request: done (``lines``) or not yet (``info``)."""
+    """The outcome of one ``add-entries`` request: done (``lines``: the mirror holds
+    everything up to ``size``) or not yet (``info``)."""
 
     lines: bytes | None = None
     info: MirrorInfo | None = None
+    size: int | None = None
 
 
 class MirrorClient:
@@ -197,7 +199,7 @@ class MirrorClient:
                 parse_cosignature_lines(response.content)
             except FormatError as err:
                 raise MirrorUnavailableError(f"POST {url}: malformed reply: {err}", 200) from err
-            return Uploaded(lines=response.content)
+            return Uploaded(lines=response.content, size=header.upload_end)
         if status in (202, 409):
             ctype = response.headers.get("content-type", "").split(";")[0].strip()
             try:
@@ -342,7 +344,12 @@ class MirrorPusher:
                             inflight.append((nxt, end, future))
                             nxt = end
                         first, end, future = inflight.popleft()
-                        done = future.result()
+                        try:
+                            done = future.result()
+                        except MirrorError as err:
+                            _logger.debug("add-entries [%d, %d): %s", first, end, err)
+                            raise
+                        _logger.debug("add-entries [%d, %d): %s", first, end, done.info or "done")
                         if done.lines is not None:
                             sent += size - first
                             self.next_entry = max(self.next_entry, size)
@@ -358,22 +365,23 @@ class MirrorPusher:
                         if done.info.next_entry != end:
                             break  # not where the next request starts: start over from it
                 except MirrorConflictError as err:
-                    conflicts += 1
+                    # Requests still in flight may have stored more meanwhile.
+                    reached = max(err.info.next_entry, _drain(inflight))
+                    conflicts = conflicts + 1 if reached <= start else 0
                     if conflicts > 3:
                         raise
-                    _drain(inflight)
-                    self.next_entry = err.info.next_entry
+                    self.next_entry = reached
                     if err.info.size != size:
                         # Our size is no longer pending there: make it pending again.
                         self.pending_size = err.info.size
                         self._add_checkpoint(note, size, subtree)
-                    start = min(err.info.next_entry, size)
+                    start = min(reached, size)
                     continue
                 except BaseException:
                     _drain(inflight)
                     raise
-                _drain(inflight)
-                start = self.next_entry
+                self.next_entry = max(self.next_entry, _drain(inflight))
+                start = min(self.next_entry, size)
 
     def _packages(self, start: int, size: int, subtree: Callable[[int, int], bytes]) -> list[bytes]:
         """The first packages (at most 32) of the canonical sequence of ``[start, size)``."""
@@ -480,12 +488,19 @@ class MirrorPusher:
             _sleep(interval, stop)
 
 
-def _drain(inflight: deque[tuple[int, int, Future[Uploaded]]]) -> None:
-    """Let the requests still in flight finish; their outcome no longer matters."""
-    for _, _, future in inflight:
+def _drain(inflight: deque[tuple[int, int, Future[Uploaded]]]) -> int:
+    """Let the requests still in flight finish; returns the furthest next entry they
+    reported (0 if none did)."""
+    reached = 0
+    for first, _, future in inflight:
         with contextlib.suppress(Exception):
-            future.result()
+            done = future.result()
+            if done.info is not None:
+                reached = max(reached, done.info.next_entry)
+            else:  # done: every entry up to the size is held
+                reached = max(reached, done.size if done.size is not None else first)
     inflight.clear()
+    return reached
 
 
 def _sleep(seconds: float, stop: Callable[[], bool]) -> None:
