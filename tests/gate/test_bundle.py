@@ -147,3 +147,49 @@ def test_write_bundle_does_not_follow_a_planted_temp_name(sample: Bundle, tmp_pa
     write_bundle(path, sample)
     assert victim.read_text() == "untouched\n"
     assert parse_bundle(path.read_bytes()) == sample
+
+
+def test_hash_lists_are_parsed_exactly_as_one_strict_decode_each() -> None:
+    """The bundle's one-match fast path for hash lists accepts exactly what the strict
+    per-hash decode accepts: every spelling of 32 bytes other than the canonical one, and
+    anything that is not 32 bytes, is refused."""
+    import base64
+
+    from overt.formats.strict import json_b64
+    from overt.publish.bundle import _hashes
+
+    good = base64.b64encode(bytes(range(32))).decode()
+    assert _hashes([good, good]) == (bytes(range(32)),) * 2
+    assert _hashes([]) == ()
+    spellings = [
+        good[:-1],  # no padding
+        good + "=",  # too much padding
+        good[:-2] + "B=",  # unused bits set
+        good[:-1] + "A",  # padding replaced
+        " " + good,
+        good.replace("A", "-", 1),
+        base64.b64encode(bytes(31)).decode(),
+        base64.b64encode(bytes(33)).decode(),
+        base64.urlsafe_b64encode(bytes([0xFB] * 32)).decode(),
+        good + "," + good,
+        "",
+    ]
+    for bad in spellings:
+        with pytest.raises(FormatError):
+            json_b64(bad, "overt bundle", "a hash", 32)
+        with pytest.raises(FormatError):
+            _hashes([good, bad])
+    for bad_type in (None, 1, [good], {"h": good}):
+        with pytest.raises(FormatError):
+            _hashes([good, bad_type])
+    for last in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/":
+        text = good[:-2] + last + "="
+        try:
+            want: object = json_b64(text, "overt bundle", "a hash", 32)
+        except FormatError:
+            want = FormatError
+        try:
+            got: object = _hashes([text])[0]
+        except FormatError:
+            got = FormatError
+        assert got == want, text
