@@ -80,12 +80,13 @@ class MirrorUnderTest:
         self.url = ""
 
     @contextlib.contextmanager
-    def serve(self) -> Iterator[str]:
+    def serve(self, port: int = 0) -> Iterator[str]:
         config = load_mirror(self.directory)
         with config.open_state() as state:
             app = MirrorApp(state, read_logs(self.directory), config.signer, config.tiles_for)
             sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
             port = sock.getsockname()[1]
             server = make_server(app, "127.0.0.1", port)
             thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
