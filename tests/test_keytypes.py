@@ -2,7 +2,8 @@
 
 External vectors: the ML-DSA-44 log key and signed checkpoint of torchwood's litewitness
 test (tests/data/vectors/torchwood/mldsa.txt, made by Go's crypto/mldsa). No Go toolchain
-on this machine: the interop is with that fixed output, not a live peer.
+on this machine: Go is present through that fixed output; the live peer is dilithium-py
+(tests/interop/test_mldsa_peer.py).
 """
 
 from __future__ import annotations
