@@ -20,7 +20,7 @@ from overt.cli import main as cli_main
 from overt.formats import merkle
 from overt.formats.checkpoint import Checkpoint, sign_checkpoint
 from overt.formats.cosignature import COSIGNATURE_V1, ML_DSA_44_COSIGNATURE
-from overt.formats.keytypes import generate
+from overt.formats.keytypes import ED25519_NOTE, generate
 from overt.formats.note import parse_note, parse_vkey
 from overt.formats.policy import parse_policy
 from overt.formats.proof import parse_proof, verify_proof
@@ -232,3 +232,37 @@ def test_racing_submissions_release_one_cosignature(
     cosigned = parse_note(signed_by_log + ok[1].content)
     (sig,) = [s for s in cosigned.signatures if s.name == "w.example"]
     parse_vkey(vkey).verify(cosigned.text, sig.signature)
+
+
+def test_a_checkpoint_ml_dsa_cannot_cosign_is_refused_alone(
+    tmp_path: Path, asgi_server: Callable[[Any], Server]
+) -> None:
+    """An extension line (which ML-DSA-44's message would leave unsigned) is a 400 for that
+    request only; the other logs' checkpoints in the same batch are cosigned."""
+    directory = tmp_path / "w"
+    init_witness(directory, "w.example", "ml-dsa-44")
+    # An Ed25519 log may write extension lines (its signature covers them); the witness's
+    # ML-DSA-44 cosignature would not.
+    logs = [generate(ED25519_NOTE if i == 0 else ML_DSA_44_COSIGNATURE, f"log{i}.example/log")
+            for i in range(4)]  # fmt: skip
+    for log in logs:
+        trust_log(directory, log.vkey)
+    config = load_witness(directory)
+    app = WitnessApp(WitnessState(directory / "state.db"), config.logs, config.signer)
+    server = asgi_server(app)
+    root = merkle.leaf_hash(b"x")
+    bodies = []
+    for i, log in enumerate(logs):
+        extensions = ("extension",) if i == 0 else ()
+        note = sign_checkpoint(Checkpoint(log.name, 1, root, extensions), logs[i])
+        bodies.append(format_add_checkpoint(AddCheckpointRequest(0, (), note)))
+
+    async def submit() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            return list(
+                await asyncio.gather(*(http.post("/add-checkpoint", content=b) for b in bodies))
+            )
+
+    replies = asyncio.run(submit())
+    assert [r.status_code for r in replies] == [400, 200, 200, 200], [r.text for r in replies]
+    assert "extension" in replies[0].text

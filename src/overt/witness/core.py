@@ -166,6 +166,7 @@ def decide(stored: CosignedCheckpoint | None, submission: Submission, signer: Si
         WitnessConsistencyError: a size-0 checkpoint whose root is not the empty
             tree's, a non-empty proof from size 0, a consistency proof that does not
             verify, or the stored size with another root (422).
+        WitnessRequestError: a checkpoint the witness's key type cannot cosign (400).
         ConfigError: the signer's clock gave a zero (or invalid) timestamp.
     """
     request, cp = submission.request, submission.checkpoint
@@ -191,7 +192,12 @@ def decide(stored: CosignedCheckpoint | None, submission: Submission, signer: Si
         except ProofError as err:
             raise WitnessConsistencyError(str(err)) from err
     text = request.note.text
-    signature = Signature(signer.name, signer.key_id, signer.sign(text))
+    try:
+        signature = Signature(signer.name, signer.key_id, signer.sign(text))
+    except FormatError as err:
+        # A checkpoint this witness's key type cannot cosign: ML-DSA-44's message does not
+        # cover extension lines (tlog-cosignature), so they would ride along unsigned.
+        raise WitnessRequestError(f"this witness cannot cosign it: {err.reason}") from err
     if cosignature_timestamp(signature.signature) == 0:
         # The spec forbids omitting the timestamp (zero); a clock at the epoch is broken.
         raise ConfigError("the witness clock reads 0: refusing to cosign without a timestamp")

@@ -167,8 +167,12 @@ class Committer:
         loop = asyncio.get_running_loop()
         if self._signing is not None:
             text = submission.request.note.text
-            signature = await loop.run_in_executor(self._signing, self.signer.sign, text)
-            self._ahead[id(submission)] = (text, signature)
+            try:
+                signature = await loop.run_in_executor(self._signing, self.signer.sign, text)
+            except FormatError:
+                pass  # nothing this key can cosign: decide says so (400), in its turn
+            else:
+                self._ahead[id(submission)] = (text, signature)
         future: asyncio.Future[Cosigned] = loop.create_future()
         self._queue.append((submission, future))
         self._wakeup.set()
