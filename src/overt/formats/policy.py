@@ -14,7 +14,7 @@ per line, items separated by runs of spaces and tabs::
 overt extends the grammar with data availability (c2sp.org/tlog-mirror; the
 spec has no mirror syntax, so other tlog-policy readers refuse these lines)::
 
-    mirror <name> <vkey> [<url>] [min-index=<N>]  ; a mirror: a cosigner (type 0x04) whose
+    mirror <name> <vkey> [<url>] [min-index=<N>]  ; a mirror: a cosigner (0x04, 0x06) whose
                                           ; cosignature also says it durably holds entries
                                           ; [N, size) and serves them as tlog-tiles under
                                           ; <url>/<hex sha256(origin)>; N defaults to 0
@@ -161,8 +161,8 @@ class PolicyWitness:
 
 @dataclass(frozen=True)
 class PolicyMirror:
-    """A ``mirror`` line (overt's extension): a tlog-mirror's cosigner key (type 0x04),
-    its monitoring prefix, and the minimum index from which it holds the log."""
+    """A ``mirror`` line (overt's extension): a tlog-mirror's cosigner key (type 0x04 or
+    0x06), its monitoring prefix, and the minimum index from which it holds the log."""
 
     name: str
     vkey: str
