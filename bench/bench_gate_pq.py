@@ -1,13 +1,13 @@
 """Update gate speed with post-quantum keys and the key-set log (issue 15).
 
 - ``UpdateGate.admit`` of a 1 MiB update whose publisher, log and 2-of-3 witnesses all
-  sign with ML-DSA-44 (target: median <= 3 ms), beside the floor: SHA-256 of 1 MiB and
-  four ML-DSA-44 verifications, measured the same way.
+  sign with ML-DSA-44 (target: median <= 3 ms of CPU time, all threads; the wall clock
+  beside it), and the floor: SHA-256 of 1 MiB and four ML-DSA-44 verifications.
 - The same admission with Ed25519 keys and a key-set log in the policy (the check that
   makes revocations reach fresh endpoints, docs/adr/0012): three more signatures (the
   key-set log's checkpoint and two cosignatures) and the root of the key-set log.
 
-Wall-clock medians (as ``bench_gate``), state in memory.
+CPU-time medians unless a row says otherwise; state in memory.
 
     python -m bench gate_pq [--quick]
 """
@@ -82,14 +82,15 @@ def _measure(gate: UpdateGate, artifact: bytes, bundle: bytes, n: int) -> float:
 
 
 def _cpu_us(fn: Callable[[], object], n: int) -> float:
-    """Median CPU time of ``fn`` in this thread, in us (the machine is shared)."""
+    """Median CPU time of ``fn`` in this process (every thread: admit hashes on a second
+    one), in us. The machine is shared: wall time also counts other processes' turns."""
     for _ in range(max(3, n // 20)):
         fn()
     times = []
     for _ in range(n):
-        start = time.thread_time()
+        start = time.process_time()
         fn()
-        times.append(time.thread_time() - start)
+        times.append(time.process_time() - start)
     return statistics.median(times) * 1e6
 
 
@@ -127,19 +128,19 @@ def _ml_dsa(quick: bool, artifact: bytes) -> list[Result]:
     ver = _median_us(lambda: algorithm.verify(key.public_key, sigs[0], msgs[0]), n)
     return [
         Result(
-            "admit 1 MiB, ML-DSA-44 publisher, log and 2-of-3 witnesses",
-            admit,
-            "us",
-            f"<= {TARGET_US}",
-            admit <= TARGET_US,
-            note="in-memory state; 4 ML-DSA-44 signatures (2,420 B each) checked;"
-            f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
-        ),
-        Result(
-            "the same, CPU time of the admitting thread",
+            "admit 1 MiB, ML-DSA-44 publisher, log and 2-of-3 witnesses (CPU time)",
             cpu,
             "us",
-            note="the artifact is hashed on a second thread (not counted)",
+            f"<= {TARGET_US}",
+            cpu <= TARGET_US,
+            note="in-memory state; 4 ML-DSA-44 signatures (2,420 B each); CPU time of every"
+            " thread (the artifact is hashed on a second one)",
+        ),
+        Result(
+            "the same, wall clock",
+            admit,
+            "us",
+            note=f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while measured",
         ),
         Result("floor: sha256(1 MiB) + 4 ML-DSA-44 verify (serial)", f, "us"),
         Result("floor part: one ML-DSA-44 verify", ver, "us"),
@@ -185,8 +186,9 @@ def _keyset_log(quick: bool, artifact: bytes) -> list[Result]:
         ("the same with the key-set log required (revocation freshness)", with_log, current),
     ):
         with UpdateGate(parse_client_policy(policy_doc)) as gate:
-            us = _measure(gate, artifact, bundle, n)
-        results.append(Result(name, us, "us", note="in-memory state"))
+            gate.admit(artifact, bundle)
+            us = _cpu_us(lambda: gate.admit(artifact, bundle), n)  # noqa: B023 - used at once
+        results.append(Result(name, us, "us", note="CPU time, all threads; in-memory state"))
     return results
 
 
