@@ -62,6 +62,13 @@ def bucket(endpoint: str, request: pytest.FixtureRequest) -> str:
     return name
 
 
+@pytest.fixture(autouse=True)
+def every_pass_integrates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process tests call integrate() back to back: no least interval between
+    passes (the front-end processes keep overt.log.shared.INTERVAL)."""
+    monkeypatch.setattr("overt.log.shared.INTERVAL", 0.0)
+
+
 def _pair(tmp_path: Path, tiles: str, db: str) -> tuple[SharedLog, SharedLog]:
     a = SharedLog.create(tmp_path / "a", ORIGIN, tiles=tiles, index=db)
     shutil.copytree(tmp_path / "a", tmp_path / "b")

@@ -71,13 +71,17 @@ from overt.log.log import MAX_BATCH, Log, _TreeReads, check_entry
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["LEASE_RETRY", "POLL", "SharedLog", "open_log"]
+__all__ = ["INTERVAL", "LEASE_RETRY", "POLL", "SharedLog", "open_log"]
 
 _logger = logging.getLogger("overt.log")
 
 #: Seconds between two reads of the checkpoint row by a front end without the lease
 #: (and between two looks for pending entries by the lease holder when idle).
 POLL = 0.02
+#: Least seconds between two integration passes of the lease holder: every pass
+#: uploads the partial tiles and bundle at the edge and the checkpoint again, so
+#: fewer, larger passes cost fewer object-store PUTs per entry.
+INTERVAL = 0.2
 #: Seconds between two attempts to take the lease.
 LEASE_RETRY = 0.5
 #: Seconds between two checks that the lease's session is still alive.
@@ -231,7 +235,7 @@ class SharedLog(_TreeReads):
         digest = hashlib.sha256(b"overt log lease\0" + self.origin.encode()).digest()
         self._lease_key = int.from_bytes(digest[:8], "big", signed=True)
         self._leader = False
-        self._lease_tried = self._lease_checked = float("-inf")
+        self._lease_tried = self._lease_checked = self._integrated_at = float("-inf")
         # Only the lease holder has an edge: the tree it extends.
         self._edge: Edge | None = None
         self._state_lock = threading.Lock()
@@ -496,7 +500,8 @@ class SharedLog(_TreeReads):
             return
         if self._edge is None:
             self._load_edge()
-        self._integrate_batch()
+        if now - self._integrated_at >= INTERVAL:
+            self._integrate_batch()
 
     def _take_lease(self) -> None:
         try:
@@ -557,6 +562,7 @@ class SharedLog(_TreeReads):
         hashes = [merkle.leaf_hash(e) for e in entries]
         writes, new_edge, root = integrate(edge, entries, hashes)
         # Tiles first, durable; then the checkpoint that commits to them.
+        self._integrated_at = time.monotonic()
         self.store.write_batch(writes)
         old = self._signed[0]
         note = sign_checkpoint(Checkpoint(self.origin, new_edge.size, root), self.signer)
