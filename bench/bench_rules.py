@@ -6,8 +6,10 @@ processes for the static audit, yara-x compiler threads for the dynamic one):
 
 - ``audit both corpora (static + dynamic)``: ``overt rules audit`` on every rule of
   ``../shared/corpora/yara/{reversinglabs,signature-base}``; target <= 10 s (issue 9).
-- ``audit ... peak memory``: the largest resident set of the caller plus that of the
-  largest worker process times the number of workers; target <= 300 MB.
+- ``audit ... peak memory``: the largest sum of the resident sets of the caller and of
+  its worker processes at one moment, sampled every 10 ms while the audit runs; target
+  <= 300 MB. The note gives the bound the earlier bench reported: the caller's peak plus
+  the largest worker's peak times the number of workers (peaks that need not coincide).
 - ``high findings per 10,000 rules``: on these corpora of legitimate rules; target <= 1.
 - ``audit both corpora (static only)``: the same without the canary scan.
 - ``cccs-yara yara_validator``: the CCCS YARA validator (PyPI ``cccs-yara``, an existing
@@ -27,6 +29,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -64,12 +67,52 @@ def _cpu() -> float:
 
 
 _LAST: dict[str, float] = {}
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _rss_tree(pid: int) -> int:
+    """Resident bytes of ``pid`` and of all its descendants (0 for a process gone)."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1]) * _PAGE
+            with open(f"/proc/{p}/task/{p}/children") as fh:
+                todo.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+class _PeakSampler:
+    """The largest resident total of this process and its children, every 10 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_tree(os.getpid()))
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> _PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _ours(roots: list[Path], dynamic: bool) -> tuple[float, str]:
     start, cpu = time.perf_counter(), _cpu()
-    report = audit_paths(roots, dynamic=dynamic)
-    close_workers()  # the audit's worker processes: reaped, so that their CPU time counts
+    with _PeakSampler() as sampler:
+        report = audit_paths(roots, dynamic=dynamic)
+        close_workers()  # the audit's worker processes: reaped, so that their CPU time counts
     elapsed, cpu = time.perf_counter() - start, _cpu() - cpu
     from overt.rules import Severity
     from overt.rules._sandbox import WORKERS
@@ -77,7 +120,8 @@ def _ours(roots: list[Path], dynamic: bool) -> tuple[float, str]:
     # ru_maxrss is in KiB on Linux; children: the largest reaped worker.
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kid = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    _LAST["mb"] = own + kid * WORKERS
+    _LAST["mb"] = sampler.peak / 1024**2
+    _LAST["bound_mb"] = own + kid * WORKERS
     _LAST["high_per_10k"] = (
         sum(f.severity >= Severity.HIGH for f in report.findings) * 10_000 / max(report.rules, 1)
     )
@@ -145,7 +189,15 @@ def run(quick: bool) -> list[Result]:
     )
     mb, rate = _LAST["mb"], _LAST["high_per_10k"]
     results.append(
-        Result(f"audit {label} peak memory", mb, "MB", f"<= {TARGET_MB:g} MB", mb <= TARGET_MB)
+        Result(
+            f"audit {label} peak memory",
+            mb,
+            "MB",
+            f"<= {TARGET_MB:g} MB",
+            mb <= TARGET_MB,
+            f"caller + workers sampled together; bound from per-process peaks "
+            f"{_LAST['bound_mb']:.0f} MB",
+        )
     )
     results.append(
         Result(f"high findings per 10,000 rules ({label})", rate, "", "<= 1", rate <= 1.0)

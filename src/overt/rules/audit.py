@@ -50,7 +50,6 @@ from overt.rules.findings import (
     sorted_findings,
 )
 from overt.rules.limits import DEFAULT_LIMITS, Limits
-from overt.rules.parse import ParsedFile
 from overt.rules.running import Dynamic, StaticResult, run_dynamic, run_static, static_results
 from overt.rules.signals import Severity, Signal, escalate
 
@@ -94,13 +93,13 @@ def audit_sources(
     corpus_list = list(corpus) if corpus is not None else None
     static, dyn = run_static(texts, dynamic=dynamic, corpus=corpus_list, limits=limits)
 
-    parsed: dict[str, ParsedFile] = {}
+    parsed: dict[str, StaticResult] = {}  # the files a parser accepted
     contexts: dict[tuple[str, str], bool] = {}
     rule_lines: dict[tuple[str, str], int] = {}
     rule_signals: dict[tuple[str, str], list[Signal]] = {}
     for path in sorted(texts):
         res = static[path]
-        if res.pf is None:
+        if res.error:
             findings.append(
                 file_finding(
                     path,
@@ -113,9 +112,9 @@ def audit_sources(
                 )
             )
             continue
-        parsed[path] = res.pf
-        findings += _include_findings(path, res.pf, sources)
-        if not res.pf.rules:
+        parsed[path] = res
+        findings += _include_findings(path, res.includes, sources)
+        if not res.rules:
             findings.append(reading.empty_file(path))
         for rule_name, line, has_ind, signals in res.rules:
             report.rules += 1
@@ -167,7 +166,9 @@ def audit_sources(
     return report
 
 
-def _include_findings(path: str, pf: ParsedFile, sources: Mapping[str, bytes]) -> list[Finding]:
+def _include_findings(
+    path: str, includes: Iterable[tuple[int, str]], sources: Mapping[str, bytes]
+) -> list[Finding]:
     return [
         file_finding(
             path,
@@ -178,7 +179,7 @@ def _include_findings(path: str, pf: ParsedFile, sources: Mapping[str, bytes]) -
             "the included file is not in the bundle; its rules were not audited (the rest of "
             "this file was)",
         )
-        for line, target in pf.includes
+        for line, target in includes
         if reading.resolve(path, target, sources) is None
     ]
 
@@ -200,7 +201,7 @@ def _dynamic_failures(dyn: Dynamic) -> list[Finding]:
 def _add_dynamic_signals(
     dyn: Dynamic,
     static: Mapping[str, StaticResult],
-    parsed: Mapping[str, ParsedFile],
+    parsed: Mapping[str, StaticResult],
     sources: Mapping[str, bytes],
     corpus: list[canary_mod.Canary] | None,
     contexts: Mapping[tuple[str, str], bool],

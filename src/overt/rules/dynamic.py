@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,8 +195,14 @@ class Batches:
     :func:`compile_files`, :func:`scan` and :func:`prove` give them.
     """
 
-    def __init__(self, corpus: Iterable[Canary], batch_bytes: int = BATCH_BYTES) -> None:
+    def __init__(
+        self,
+        corpus: Iterable[Canary],
+        batch_bytes: int = BATCH_BYTES,
+        after_batch: Callable[[], None] | None = None,
+    ) -> None:
         self.corpus = list(corpus)
+        self.after_batch = after_batch
         self.batch_bytes = batch_bytes
         self.pending: list[tuple[str, str]] = []
         self.samples: list[tuple[str, str, bytes]] = []
@@ -224,6 +230,8 @@ class Batches:
         self.errors.update(compiled.errors)
         self.pending, self.samples, self.size = [], [], 0
         del compiled  # the batch's rules are freed before the next batch is compiled
+        if self.after_batch is not None:
+            self.after_batch()
 
     def finish(
         self,

@@ -28,7 +28,14 @@ from collections.abc import Iterable
 
 import overt.rules._lexicon as lex
 
-__all__ = ["LETTER", "find_markings", "marking_phrases", "trie_regex", "xor_hits"]
+__all__ = [
+    "LETTER",
+    "could_hold_marking",
+    "find_markings",
+    "marking_phrases",
+    "trie_regex",
+    "xor_hits",
+]
 
 LETTER = r"A-Za-z\u00C0-\u024F\u0370-\u052F"
 _SEP = r"[\s_\-./]*"
@@ -108,6 +115,27 @@ def marking_phrases() -> tuple[str, ...]:
     """Every distinctive marking phrase :func:`find_markings` knows, for fast prefilters
     elsewhere (:mod:`overt.telemetry.samples`): the decision stays with :func:`find_markings`."""
     return tuple(phrase for phrase, _gov, _cs in lex.DISTINCTIVE_MARKINGS)
+
+
+def could_hold_marking(texts: Iterable[tuple[str, bool]]) -> bool:
+    """False only when :func:`find_markings` finds nothing in any of the
+    ``(text, nocase)`` pairs; one regex pass over them all, instead of one call
+    per text (a rule file holds many texts, and few hold a marking).
+
+    Conservative: the texts are joined with NUL, which no marking holds, is no
+    letter and is no separator inside a phrase, so a phrase matched in one text
+    is matched in the join; a raw match that the boundary checks would refuse
+    still answers True.
+    """
+    probes = [text.upper() if nocase else text for text, nocase in texts]
+    if not probes:
+        return False
+    joined = "\0".join(probes)
+    if _MARK_RE_CS.search(joined) or _MARK_RE_I.search(joined.lower()):
+        return True
+    if ("/" in joined or ":" in joined) and _BANNER_RE.search(joined):
+        return True
+    return any(re.sub(r"^[\W_]+|[\W_]+$", "", p) in _AMBIGUOUS for p in probes)
 
 
 def find_markings(text: str, nocase: bool = False) -> tuple[tuple[str, str, bool], ...]:

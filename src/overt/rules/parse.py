@@ -41,6 +41,7 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from overt.errors import FormatError
 from overt.rules.limits import DEFAULT_LIMITS, Include, Limits, exceeded, measure
@@ -389,11 +390,32 @@ def _parse_yaramod(text: str, path: str) -> list[Rule]:
 # -- plyara -------------------------------------------------------------------
 
 
-def _parse_plyara(text: str, path: str) -> list[Rule]:
-    import plyara
+_plyara_instance: list[object] = []
 
-    parser = plyara.Plyara()
-    parsed = parser.parse_string(text)
+
+def _plyara() -> Any:
+    # One parser per process, cleared before each file: building one (ply's LALR
+    # tables) costs more than parsing a typical file.
+    if not _plyara_instance:
+        import plyara
+
+        _plyara_instance.append(plyara.Plyara())
+    parser: Any = _plyara_instance[0]
+    # What Plyara.__init__ sets, but the lexer and the parser tables (clear() forgets
+    # the line number and the raw sections).
+    parser.clear()
+    parser.lexer.lineno = 1
+    parser._raw_input = None
+    parser._meta_start = parser._meta_end = None
+    parser._strings_start = parser._strings_end = None
+    parser._condition_start = parser._condition_end = None
+    parser._rule_comments = []
+    parser._stringnames = set()
+    return parser
+
+
+def _parse_plyara(text: str, path: str) -> list[Rule]:
+    parsed = _plyara().parse_string(text)
     lines = text.split("\n")
     rules: list[Rule] = []
     for r in parsed:

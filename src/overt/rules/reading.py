@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from overt.rules.findings import Finding, file_finding
 from overt.rules.parse import (
     MAX_FILE_BYTES,
-    ParsedFile,
     RuleParseError,
     blank_includes,
     decode_source,
@@ -122,16 +121,16 @@ def inline(
     """
     text = texts[path]
     res = static[path]
-    if res.pf is None or not res.pf.includes:
+    if res.error or not res.includes:
         return text
     spans = res.spans
     bounds = [0, *(x for span in spans for x in span), len(text)]
     ordered = all(x <= y for x, y in itertools.pairwise(bounds))
-    if len(spans) != len(res.pf.includes) or not ordered:
+    if len(spans) != len(res.includes) or not ordered:
         return blank_includes(text)  # the worker's spans are not trustworthy: measure here
     pieces: list[str] = []
     last = 0
-    for (_line, target), (start, end) in zip(res.pf.includes, spans, strict=True):
+    for (_line, target), (start, end) in zip(res.includes, spans, strict=True):
         pieces.append(text[last:start])
         resolved = resolve(path, target, sources)
         inner = static.get(resolved) if resolved is not None else None
@@ -139,7 +138,7 @@ def inline(
             resolved is None
             or resolved in seen
             or inner is None
-            or inner.pf is None
+            or inner.error
             or len(seen) > INCLUDE_DEPTH
         ):
             pieces.append(blank_includes(text[start:end]))
@@ -156,16 +155,17 @@ def inline(
 
 
 def owner_of(
-    path: str, rule: str, parsed: Mapping[str, ParsedFile], sources: Mapping[str, bytes]
+    path: str, rule: str, parsed: Mapping[str, StaticResult], sources: Mapping[str, bytes]
 ) -> tuple[str, str] | None:
-    """The file that defines ``rule`` as compiled in ``path``'s namespace."""
+    """The file that defines ``rule`` as compiled in ``path``'s namespace
+    (``parsed``: the files a parser accepted)."""
     todo, seen = [path], set()
     while todo:
         p = todo.pop(0)
         if p in seen or p not in parsed:
             continue
         seen.add(p)
-        if any(r.name == rule for r in parsed[p].rules):
+        if any(r[0] == rule for r in parsed[p].rules):
             return (p, rule)
         for _line, target in parsed[p].includes:
             resolved = resolve(p, target, sources)

@@ -31,11 +31,13 @@ Raises nothing: a condition it cannot read yields ``Requirements(parsed=False)``
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from overt.rules.parse import ConditionToken, tokenize_condition
 
@@ -45,9 +47,9 @@ MAX_SETS = 128
 MAX_DEPTH = 8
 
 
-@dataclass(frozen=True, order=True)
-class Atom:
-    """One thing a match needs.
+class Atom(NamedTuple):
+    """One thing a match needs (a tuple: hashed and compared in C, and the
+    reduction hashes millions of them on a large rule set).
 
     ``kind``: ``string`` (``$id``), ``magic`` (an integer read compared with a
     constant, ``text`` is ``uint16(0) == 0x5a4d``), ``module`` (a module field
@@ -100,21 +102,23 @@ def _minimal(sets: list[Set_]) -> tuple[list[Set_], bool]:
     """The sets of which no other is a subset, smallest first, and whether
     they fit in :data:`MAX_SETS`.
 
-    A kept set is indexed under one of its atoms: a later (larger or equal)
+    A kept set is indexed under its rarest atom: a later (larger or equal)
     set is compared only with the kept sets indexed under one of its own
     atoms, the only ones that can be its subsets (``any of ($s*)`` with 100
-    strings is 100 look-ups, not 5,000 subset tests).
+    strings is 100 look-ups, not 5,000 subset tests; an atom every set shares,
+    such as ``uint16(0) == 0x5a4d``, indexes none of them).
     """
     uniq = sorted(set(sets), key=len)
     if uniq and not uniq[0]:
         return [uniq[0]], True  # "always true" needs nothing: it covers every set
+    seen = collections.Counter(a for s in uniq for a in s)
     out: list[Set_] = []
     index: dict[Atom, list[Set_]] = {}
     for s in uniq:
         if any(o < s for a in s for o in index.get(a, ())):
             continue
         out.append(s)
-        index.setdefault(next(iter(s)), []).append(s)
+        index.setdefault(min(s, key=seen.__getitem__), []).append(s)
     if len(out) > MAX_SETS:
         return out[:MAX_SETS], False
     return out, True

@@ -36,8 +36,11 @@ class StaticResult:
     """What a worker found in one file (see :mod:`overt.rules._worker`)."""
 
     path: str
+    #: the whole parse, only when run without analysis (``diff`` reads the rules)
     pf: ParsedFile | None
+    #: why no parser accepted the file (or a worker failed on it); "" when one did
     error: str = ""
+    includes: tuple[tuple[int, str], ...] = ()
     spans: list[tuple[int, int]] = field(default_factory=list)
     rules: list[tuple[str, int, bool, list[Signal]]] = field(default_factory=list)
     #: rules none of whose patterns holds readable text
@@ -87,8 +90,9 @@ def _decode_static(item: object) -> StaticResult:
         raise ValueError("path is not a string")
     if "error" in item:
         err = item["error"]
-        return StaticResult(path, None, err if isinstance(err, str) else "unreadable")
-    pf = _wire.decode_parsed(path, item["parsed"])
+        return StaticResult(path, None, (err if isinstance(err, str) else "") or "unreadable")
+    pf = _wire.decode_parsed(path, item["parsed"]) if "parsed" in item else None
+    includes = tuple((_wire._i(ln), _wire._s(t)) for ln, t in map(_wire._list, item["includes"]))
     spans = [(_wire._i(a), _wire._i(b)) for a, b in map(_wire._list, _wire._list(item["spans"]))]
     rules = [
         (
@@ -104,7 +108,7 @@ def _decode_static(item: object) -> StaticResult:
         _wire._s(r): (_wire._s(b), _wire._s(d))
         for r, b, d in map(_wire._list, _wire._list(item.get("samples", [])))
     }
-    return StaticResult(path, pf, "", spans, rules, contentless, samples)
+    return StaticResult(path, pf, "", includes, spans, rules, contentless, samples)
 
 
 def _chunks(texts: Mapping[str, str]) -> int:
@@ -129,8 +133,9 @@ def run_static(
     dynamic)``. With ``dynamic``, the files without includes are also compiled
     and scanned over ``corpus`` (None: :func:`overt.rules.canary.canaries`).
 
-    A file that crashes, hangs or exhausts a worker gets ``pf=None`` and the
-    reason as ``error``, like a file no parser accepts.
+    A file that crashes, hangs or exhausts a worker gets the reason as
+    ``error``, like a file no parser accepts. ``pf`` is set only without
+    ``analyse``.
     """
     request: dict[str, Any] = {
         "op": "static",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from overt.rules.context import RuleContext, cond_literals
 from overt.rules.decode import hex_sequences, joined_candidates
-from overt.rules.markings import find_markings, xor_hits
+from overt.rules.markings import could_hold_marking, find_markings, xor_hits
 from overt.rules.signals import Detector, Severity, Signal
 
 __all__ = ["DETECTORS", "detect"]
@@ -29,31 +29,28 @@ def detect(ctx: RuleContext) -> list[Signal]:
         if key in seen:
             return
         seen.add(key)
-        if distinctive:
-            out.append(
-                Signal(
-                    "marking",
-                    Severity.HIGH,
-                    part,
-                    line,
-                    f"{text} [{how}]",
-                    f"matches the {gov} classification/handling marking {text!r}",
-                )
+        detector, sev, why = (
+            (
+                "marking",
+                Severity.HIGH,
+                f"matches the {gov} classification/handling marking {text!r}",
             )
-        else:
-            out.append(
-                Signal(
-                    "marking-ambiguous",
-                    Severity.MEDIUM,
-                    part,
-                    line,
-                    f"{text} [{how}]",
-                    f"the whole pattern is {text!r}, a {gov} classification level",
-                )
+            if distinctive
+            else (
+                "marking-ambiguous",
+                Severity.MEDIUM,
+                f"the whole pattern is {text!r}, a {gov} classification level",
             )
+        )
+        out.append(Signal(detector, sev, part, line, f"{text} [{how}]", why))
 
+    joined = joined_candidates(list(ctx.rule.strings), ctx.cands)
+    literals = cond_literals(ctx.tokens)
+    # One pass over all the rule's texts first: most rules hold no marking at all.
+    texts = [c for s in ctx.rule.strings for c in ctx.cands[s.identifier]] + joined + literals
+    plain = could_hold_marking([(c.text, c.nocase) for c in texts])
     for s in ctx.rule.strings:
-        for c in ctx.cands[s.identifier]:
+        for c in ctx.cands[s.identifier] if plain else ():
             for text, gov, dist in find_markings(c.text, c.nocase):
                 add(s.identifier, s.line, text, gov, dist, c.how)
         chunks: list[bytes] = []
@@ -65,7 +62,7 @@ def detect(ctx: RuleContext) -> list[Signal]:
         for chunk in chunks:
             for text, key in xor_hits(chunk):
                 add(s.identifier, s.line, text, "hand-XORed", True, f"xor key 0x{key:02x}")
-    for c in joined_candidates(list(ctx.rule.strings), ctx.cands):
+    for c in joined if plain else ():
         for text, gov, dist in find_markings(c.text, c.nocase):
             if dist and not any(text.upper() in sig.evidence.upper() for sig in out):
                 add(
@@ -76,7 +73,7 @@ def detect(ctx: RuleContext) -> list[Signal]:
                     dist,
                     "split across patterns",
                 )
-    for c in cond_literals(ctx.tokens):
+    for c in literals if plain else ():
         for text, gov, dist in find_markings(c.text, c.nocase):
             add("condition", ctx.rule.condition_line, text, gov, dist, c.how)
     # A lone word is only worth reporting where no full marking was found.
