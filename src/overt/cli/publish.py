@@ -153,6 +153,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--log", required=True, metavar="URL_OR_DIR", help="the transparency log")
     _keyset_log_arg(r)
     r.add_argument("--name", help="name of a created NEW_KEY (default: OLD_KEY's name)")
+    r.add_argument(
+        "--key-type", choices=["ed25519", "ml-dsa-44"],
+        help="algorithm of a created NEW_KEY (default: OLD_KEY's)",
+    )  # fmt: skip
     r.add_argument("--keep-old", action="store_true", help="keep OLD_KEY valid beside NEW_KEY")
     r.add_argument(
         "--revoke-old", action="store_true", help="revoke OLD_KEY for good (it was compromised)"
@@ -493,7 +497,9 @@ def _rotate_to(args: argparse.Namespace) -> int:
     if args.new.exists():
         new = load_publisher_signer(args.new)
     else:
-        skey, new = generate_publisher_key(args.name or old.key.name)
+        skey, new = generate_publisher_key(
+            args.name or old.key.name, args.key_type or old.key.algorithm
+        )
         write_key_files(args.new, skey, new)
     if new.keyid in state.revoked:
         raise ConfigError(f"{args.new} was revoked in {args.chain}; make a new key")
