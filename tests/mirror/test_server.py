@@ -21,6 +21,7 @@ from overt.formats.mirror import (
     parse_package,
 )
 from overt.formats.note import parse_note, parse_vkey
+from overt.formats.subtree import subtree_consistency_proof
 from overt.formats.witness import AddCheckpointRequest, format_add_checkpoint
 from overt.log.client import HTTPSource, verify_log
 from overt.log.log import Log
@@ -28,6 +29,8 @@ from overt.mirror import __all__ as mirror_all
 from overt.mirror.client import MirrorClient
 from overt.mirror.errors import MirrorConflictError, MirrorVerificationError
 from overt.mirror.store import origin_hash
+from overt.witness.client import WitnessClient
+from overt.witness.errors import UnknownLogError, WitnessConsistencyError, WitnessSignatureError
 
 from .sim import ORIGIN, MirrorUnderTest, grow, make_log, memory_tree, upload_body
 
@@ -314,3 +317,32 @@ def test_a_pipelined_request_waits_for_the_one_in_progress(setup: Setup, forged:
         assert replies["first"].status_code == 202
         assert replies["second"].status_code == 200
         assert record.mirror_size == 300
+
+
+def test_an_ml_dsa_mirror_signs_subtrees_of_checkpoints_it_cosigned_only(tmp_path: Path) -> None:
+    log = make_log(tmp_path / "log", 600)
+    mirror = MirrorUnderTest(tmp_path / "mirror", tmp_path / "log", key_type="ml-dsa-44")
+    key = parse_vkey(mirror.vkey)
+    tree = memory_tree(600)
+    proof = subtree_consistency_proof(256, 512, 600, tree.subtree)
+    with mirror.serve() as url:
+        with mirror.pusher() as pusher:
+            cosigned = pusher.push().note
+        with WitnessClient(url, verifier=key) as client:
+            lines = client.sign_subtree(256, 512, tree.subtree(256, 512), proof, cosigned)
+            assert lines.startswith("\u2014 mirror.test/m1 ".encode())
+            # The log's checkpoint alone was never cosigned by this mirror: refused.
+            with pytest.raises(WitnessSignatureError):
+                client.sign_subtree(256, 512, tree.subtree(256, 512), proof, log.checkpoint())
+            with pytest.raises(WitnessConsistencyError):
+                client.sign_subtree(256, 512, tree.subtree(0, 256), proof, cosigned)
+    log.close()
+
+
+def test_an_ed25519_mirror_does_not_offer_sign_subtree(setup: Setup) -> None:
+    with setup.mirror.pusher() as pusher:
+        cosigned = pusher.push().note
+    tree = memory_tree(300)
+    proof = subtree_consistency_proof(0, 256, 300, tree.subtree)
+    with WitnessClient(setup.url) as client, pytest.raises(UnknownLogError):
+        client.sign_subtree(0, 256, tree.subtree(0, 256), proof, cosigned)
