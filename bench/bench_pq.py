@@ -11,8 +11,8 @@
 - **witness** ``POST /add-checkpoint`` with an ML-DSA-44 witness key: bench_witness's real
   server and load generator, 64 Ed25519 logs (target: >= 1,500 requests/s on 2 cores).
 
-Raw and overt calls alternate in rounds; each figure is the fastest round's mean, so a
-neighbour's burst on a shared machine inflates neither side alone.
+Raw and overt calls alternate in rounds; each figure is the fastest round's mean CPU time,
+so a neighbour on a shared machine inflates neither side of a ratio.
 
     python -m bench pq
 """
@@ -38,17 +38,21 @@ ORIGIN = "bench.example/log"
 
 
 def _fastest(calls: dict[str, Callable[[], object]], n: int, rounds: int) -> dict[str, float]:
-    """Seconds per call of each function: the fastest of ``rounds`` interleaved rounds."""
+    """CPU seconds per call of each function: the fastest of ``rounds`` interleaved rounds.
+
+    This thread's CPU time (``cryptography`` signs and verifies in the calling thread), so
+    that other processes on a shared machine slow neither side of a ratio.
+    """
     best = dict.fromkeys(calls, float("inf"))
     for fn in calls.values():  # warm up
         for _ in range(3):
             fn()
     for _ in range(rounds):
         for name, fn in calls.items():
-            start = time.perf_counter()
+            start = time.thread_time()
             for _ in range(n):
                 fn()
-            best[name] = min(best[name], (time.perf_counter() - start) / n)
+            best[name] = min(best[name], (time.thread_time() - start) / n)
     return best
 
 
