@@ -193,3 +193,22 @@ def test_hash_lists_are_parsed_exactly_as_one_strict_decode_each() -> None:
         except FormatError:
             got = FormatError
         assert got == want, text
+
+
+def test_a_parsed_entry_is_its_envelope_formatted() -> None:
+    """parse_bundle takes an entry's bytes from the bundle's own JSON (not re-encoded):
+    they must be exactly format_envelope of the envelope parsed, for every shape."""
+    import json as _json
+
+    from overt.formats.dsse import envelope_from_json, format_envelope
+    from overt.publish.bundle import _entry
+
+    for sigs in (
+        [{"keyid": "k1", "sig": "AAAA"}],
+        [{"sig": "AAAA"}],
+        [{"keyid": None, "sig": "AAAA"}],
+        [{"keyid": "k1", "sig": "AAAA"}, {"keyid": "é", "sig": "AQID"}],
+    ):
+        obj = {"payload": "eyJhIjoxfQ==", "payloadType": "application/x-é", "signatures": sigs}
+        entry, envelope = _entry(_json.loads(_json.dumps(obj)))
+        assert entry == format_envelope(envelope_from_json(obj)) == format_envelope(envelope)
