@@ -778,9 +778,13 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
                 "--telemetry-policy", str(tel.policy),
                 "--artifacts", str(base / "history"),
                 "--access-log", str(tel.collector / "access"),
+                # The partners' area: accounts (overt portal user add --state DIR/portal) and
+                # what partners sign, logged through the log server.
+                "--state", str(base / "portal"), "--log", url,
             ),
             stdout=logs,
             stderr=logs,
+            env={**os.environ, "OVERT_LOG_TOKEN": read_token(log_dir)},
         )  # fmt: skip
         procs.append(proc)
         _wait_http(portal_url, proc)

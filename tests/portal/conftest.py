@@ -7,14 +7,19 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from overt.formats.cosignature import ALG_COSIGNATURE_V1
 from overt.formats.note import Signer, generate_key, parse_note, parse_skey, sign_note
+from overt.formats.source_snapshot import FileEntry, Snapshot, format_snapshot, snapshot_predicate
 from overt.formats.statement import Release, RuleAudit, RuleBundle
 from overt.log.log import Log, read_vkey
-from overt.publish.keys import generate_publisher_key
+from overt.portal.accounts import AccountStore, Role
+from overt.portal.app import Portal, PortalConfig
+from overt.publish.keys import PublisherSigner, generate_publisher_key
+from overt.publish.keyset import KeyState, make_keyset_entry
 from overt.publish.publisher import Publication, make_entry
 
 REGIONS = ("asia", "europe", "americas")
@@ -96,3 +101,77 @@ def portal_log(tmp_path: Path) -> PortalLog:
 
 
 NOW = time.time
+PASSWORD = "correct horse battery"
+RULES_10 = b'rule collect_banner {\n    strings:\n        $b = "TOP SECRET//NOFORN" wide ascii\n    condition:\n        $b\n}\n'
+
+
+def _keyset(signer: PublisherSigner) -> bytes:
+    return make_keyset_entry(KeyState.pinned(signer.key), [signer], [signer.key])
+
+
+@dataclass
+class Partners:
+    log: PortalLog
+    state: Path
+    artifacts: Path
+    reviewer: PublisherSigner
+    auditor: PublisherSigner
+    stranger: PublisherSigner  # a key whose key set is not logged
+    snapshot: Snapshot
+    reviewer_skey: str  # the reviewer's private key text (what the browser's signer imports)
+
+    def portal(self, **kw: Any) -> Portal:
+        config = PortalConfig(
+            self.log.dir,
+            state=self.state,
+            artifacts=self.artifacts,
+            log=str(self.log.dir),
+            secure_cookies=False,
+            refresh=0.0,
+            **kw,
+        )
+        return Portal(config)
+
+
+def _keyset(signer: PublisherSigner) -> bytes:
+    return make_keyset_entry(KeyState.pinned(signer.key), [signer], [signer.key])
+
+
+def make_partners(tmp_path: Path) -> Partners:
+    """A log with a reviewer's and an auditor's key sets, a source snapshot and a rule
+    bundle (their files in ``artifacts``), no witnesses; accounts alice (reviewer), bob
+    (auditor), carol (admin) and mallory (a reviewer whose key was never logged)."""
+    _, vendor = generate_publisher_key("vendor.example/source")
+    reviewer_skey, reviewer = generate_publisher_key("alice.example/review")
+    _, auditor = generate_publisher_key("bob.example/audit")
+    _, stranger = generate_publisher_key("mallory.example/review")
+    files = [
+        FileEntry("100644", hashlib.sha256(b"print('hi')\n").hexdigest(), "app.py"),
+        FileEntry("100644", hashlib.sha256(HOSTILE.encode()).hexdigest(), "README"),
+    ]
+    snapshot = Snapshot.of(files)
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    (artifacts / "source.snapshot").write_bytes(format_snapshot(snapshot))
+    (artifacts / "rules-10.yar").write_bytes(RULES_10)
+    bundle = RuleBundle("agent", "stable", "yara", "10", 1)
+    extra = [
+        _keyset(reviewer),
+        _keyset(auditor),
+        make_entry(vendor, Publication("source", snapshot.digest, snapshot_predicate(snapshot))),
+        make_entry(
+            vendor, Publication("rules-10.yar", hashlib.sha256(RULES_10).hexdigest(), bundle)
+        ),
+    ]
+    made = make_portal_log(tmp_path, extra)
+    # Without witnesses: the portal's appends are published at once (witnessing is not what
+    # these tests are about; test_portal.py and test_verify_js.py cover it).
+    (made.dir / "witnesses.policy").unlink()
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    store = AccountStore(state)
+    store.add("alice", Role.REVIEWER, PASSWORD, reviewer.key.vkey)
+    store.add("bob", Role.AUDITOR, PASSWORD, auditor.key.vkey)
+    store.add("carol", Role.ADMIN, PASSWORD, None)
+    store.add("mallory", Role.REVIEWER, PASSWORD, stranger.key.vkey)
+    return Partners(made, state, artifacts, reviewer, auditor, stranger, snapshot, reviewer_skey)

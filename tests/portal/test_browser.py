@@ -25,7 +25,14 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.portal.conftest import RULES, PortalLog, make_portal_log
+from tests.portal.conftest import (
+    PASSWORD,
+    RULES,
+    Partners,
+    PortalLog,
+    make_partners,
+    make_portal_log,
+)
 
 from overt.formats import tiles
 from overt.formats.note import format_note, parse_note
@@ -100,6 +107,21 @@ class Browser:
 
     def click(self, css: str) -> None:
         self._call("POST", f"/element/{self.find(css)}/click", {})
+
+    def type(self, css: str, text: str) -> None:
+        self._call("POST", f"/element/{self.find(css)}/value", {"text": text})
+
+    def wait_text(self, css: str, start: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            found = self._call("POST", "/elements", {"using": "css selector", "value": css})
+            if found:
+                text = str(self._call("GET", f"/element/{found[0][ELEMENT]}/text"))
+                if text.startswith(start):
+                    return text
+            time.sleep(0.1)
+        raise AssertionError(f"{css} never read {start!r}: {text!r} at {self.url()}")
 
     def text(self, css: str) -> str:
         return str(self._call("GET", f"/element/{self.find(css)}/text"))
@@ -308,11 +330,71 @@ def test_no_serious_or_critical_accessibility_violation_on_any_page(
         browser.go(url + path)
         if path.startswith("/entries/"):
             browser.verdict()  # the page as a visitor reads it, after the browser's checks
-        browser.run_sync(axe + "; return true;")  # WebDriver's own script: not the page's CSP
-        violations = browser.run_async(_AXE_RUN)
+        violations = _axe_violations(browser, axe)
         if violations:
             found[path] = violations
     assert not found, found
+
+
+def _axe_violations(browser: Browser, axe: str) -> list[str]:
+    browser.run_sync(axe + "; return true;")  # WebDriver's own script: not the page's CSP
+    return list(browser.run_async(_AXE_RUN))
+
+
+@pytest.fixture
+def partners_served(tmp_path: Path) -> Iterator[tuple[Partners, str]]:
+    made = make_partners(tmp_path)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "overt.cli.main", "portal", "serve", str(made.log.dir),
+         "--listen", f"127.0.0.1:{port}", "--artifacts", str(made.artifacts),
+         "--state", str(made.state), "--log", str(made.log.dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait(f"http://127.0.0.1:{port}/", proc)
+        yield made, f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_reviewer_logs_in_signs_in_the_browser_and_the_review_is_logged(
+    browser: Browser, partners_served: tuple[Partners, str]
+) -> None:
+    made, url = partners_served
+    axe = _axe()
+    found: dict[str, list[str]] = {}
+    browser.go(url + "/partners")
+    assert "not logged in" in browser.text("main")  # 401: the login form
+    found["/login"] = _axe_violations(browser, axe)
+    browser.type("#login-name", "alice")
+    browser.type("#login-password", PASSWORD)
+    browser.click("form.partner button[type='submit']")
+    assert browser.wait_text("#account", "alice")
+    found["/partners"] = _axe_violations(browser, axe)
+    browser.screenshot("partners")
+    browser.click("form[action='/partners/statement'] button")
+    browser.wait_text("h1", "The statement to sign")
+    found["statement"] = _axe_violations(browser, axe)
+    browser.type("#sign-key", made.reviewer_skey)
+    browser.click("#sign-button")
+    assert browser.wait_text("#sign-status", "Signed in your browser")
+    # The key is gone from the page once it has signed; the envelope is what is uploaded.
+    assert browser.run_sync("return document.getElementById('sign-key').value;") == ""
+    envelope = browser.run_sync("return document.getElementById('envelope').value;")
+    assert made.reviewer.keyid in envelope
+    browser.screenshot("partners-signed")
+    browser.click("form[action='/partners/submit'] button")
+    logged = browser.wait_text("#logged", "Verified against your logged key and logged as entry")
+    browser.screenshot("partners-logged")
+    index = re.search(r"entry (\d+)", logged)
+    assert index
+    browser.click_link(f"entry {index.group(1)}")
+    assert "https://overt.dev/source-review/v1" in browser.text("main")
+    assert browser.verdict().startswith("Verified in your browser")  # the new entry, too
+    assert not any(found.values()), found
 
 
 def test_keyboard_alone_reaches_search_and_an_entry(
@@ -322,10 +404,10 @@ def test_keyboard_alone_reaches_search_and_an_entry(
     browser.go(url + "/")
     tab, enter = "\ue004", "\ue007"
     reached = []
-    for _ in range(8):  # brand, six sections, the search field
+    for _ in range(9):  # brand, seven sections, the search field
         browser.keys(tab)
         reached.append(browser.active())
-    assert reached[:8] == [
+    assert reached[:9] == [
         "overt Transparency Center",
         "Log",
         "Entries",
@@ -333,6 +415,7 @@ def test_keyboard_alone_reaches_search_and_an_entry(
         "Rule bundles",
         "Telemetry",
         "Disclosure",
+        "Partners",
         "",
     ], reached
     browser.keys("rules-7" + enter)

@@ -11,92 +11,26 @@ a key that is not logged, a partner filing what another role files, hostile text
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import html
 import json
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.portal.conftest import HOSTILE, PortalLog, make_portal_log
+from tests.portal.conftest import HOSTILE, PASSWORD, RULES_10, Partners, make_partners
 
-from overt.formats.source_snapshot import FileEntry, Snapshot, format_snapshot, snapshot_predicate
-from overt.formats.statement import RuleBundle
+from overt.formats.source_snapshot import FileEntry, Snapshot
 from overt.portal.accounts import AccountStore, Role, hash_password, verify_password
 from overt.portal.app import Portal, PortalConfig
 from overt.portal.partners import audit_statement, sign_statement
-from overt.publish.keys import PublisherSigner, generate_publisher_key
-from overt.publish.keyset import KeyState, make_keyset_entry
-from overt.publish.publisher import Publication, make_entry
-
-PASSWORD = "correct horse battery"
-RULES = b'rule collect_banner {\n    strings:\n        $b = "TOP SECRET//NOFORN" wide ascii\n    condition:\n        $b\n}\n'
-
-
-@dataclass
-class Partners:
-    log: PortalLog
-    state: Path
-    artifacts: Path
-    reviewer: PublisherSigner
-    auditor: PublisherSigner
-    stranger: PublisherSigner  # a key whose key set is not logged
-    snapshot: Snapshot
-
-    def portal(self, **kw: object) -> Portal:
-        config = PortalConfig(
-            self.log.dir,
-            state=self.state,
-            artifacts=self.artifacts,
-            log=str(self.log.dir),
-            secure_cookies=False,
-            refresh=0.0,
-            **kw,  # type: ignore[arg-type]
-        )
-        return Portal(config)
-
-
-def _keyset(signer: PublisherSigner) -> bytes:
-    return make_keyset_entry(KeyState.pinned(signer.key), [signer], [signer.key])
+from overt.publish.keys import generate_publisher_key
 
 
 @pytest.fixture
 def partners(tmp_path: Path) -> Partners:
-    _, vendor = generate_publisher_key("vendor.example/source")
-    _, reviewer = generate_publisher_key("alice.example/review")
-    _, auditor = generate_publisher_key("bob.example/audit")
-    _, stranger = generate_publisher_key("mallory.example/review")
-    files = [
-        FileEntry("100644", hashlib.sha256(b"print('hi')\n").hexdigest(), "app.py"),
-        FileEntry("100644", hashlib.sha256(HOSTILE.encode()).hexdigest(), "README"),
-    ]
-    snapshot = Snapshot.of(files)
-    artifacts = tmp_path / "artifacts"
-    artifacts.mkdir()
-    (artifacts / "source.snapshot").write_bytes(format_snapshot(snapshot))
-    (artifacts / "rules-10.yar").write_bytes(RULES)
-    bundle = RuleBundle("agent", "stable", "yara", "10", 1)
-    extra = [
-        _keyset(reviewer),
-        _keyset(auditor),
-        make_entry(vendor, Publication("source", snapshot.digest, snapshot_predicate(snapshot))),
-        make_entry(vendor, Publication("rules-10.yar", hashlib.sha256(RULES).hexdigest(), bundle)),
-    ]
-    made = make_portal_log(tmp_path, extra)
-    # Without witnesses: the portal's appends are published at once (witnessing is not what
-    # these tests are about; test_portal.py and test_verify_js.py cover it).
-    (made.dir / "witnesses.policy").unlink()
-    state = tmp_path / "state"
-    state.mkdir(mode=0o700)
-    store = AccountStore(state)
-    store.add("alice", Role.REVIEWER, PASSWORD, reviewer.key.vkey)
-    store.add("bob", Role.AUDITOR, PASSWORD, auditor.key.vkey)
-    store.add("carol", Role.ADMIN, PASSWORD, None)
-    store.add("mallory", Role.REVIEWER, PASSWORD, stranger.key.vkey)
-    return Partners(made, state, artifacts, reviewer, auditor, stranger, snapshot)
+    return make_partners(tmp_path)
 
 
 class Browser:
@@ -371,7 +305,7 @@ def test_the_cli_adds_a_user_and_signs_a_statement_offline(
     assert AccountStore(partners.state).login("dave", PASSWORD).role is Role.AUDITOR
     skey, signer = generate_publisher_key("erin.example/review")
     write_key_files(tmp_path / "erin.key", skey, signer)
-    (tmp_path / "s.json").write_bytes(audit_statement("rules-10.yar", RULES, "no-espionage"))
+    (tmp_path / "s.json").write_bytes(audit_statement("rules-10.yar", RULES_10, "no-espionage"))
     out = tmp_path / "s.dsse.json"
     assert main(["portal", "sign", str(tmp_path / "s.json"), "--key", str(tmp_path / "erin.key"),
                  "--out", str(out)]) == 0  # fmt: skip

@@ -306,3 +306,118 @@ def test_telemetry_access_statistics_flag_a_read_without_a_reason(
     text = _get(portal, "/telemetry").text
     assert '<tr><td>acme</td><td>2</td><td class="bad">1</td><td>0</td></tr>' in text
     assert "<script>alert" not in text and "&lt;script&gt;alert" in text
+
+
+def test_the_rules_page_charts_findings_over_time_from_the_logged_audits(tmp_path: Path) -> None:
+    import hashlib
+
+    from overt.formats.statement import RuleBundle
+    from overt.publish.keys import generate_publisher_key
+    from overt.publish.publisher import Publication, make_entry
+    from overt.rules import audit_bundle_bytes
+    from overt.rules.attest import make_attestation
+
+    _, signer = generate_publisher_key("vendor.example/rules")
+    extra = []
+    for version, text in (("8", RULES_8), ("9", RULES_9)):
+        digest = hashlib.sha256(text).hexdigest()
+        bundle = RuleBundle("agent", "stable", "yara", version, text.count(b"rule "))
+        extra.append(make_entry(signer, Publication(f"rules-{version}.yar", digest, bundle)))
+        report = audit_bundle_bytes(f"rules-{version}.yar", text, dynamic=False)
+        extra.append(make_attestation(f"rules-{version}.yar", text, report, signer).envelope)
+    made = make_portal_log(tmp_path, extra)
+    text = _get(Portal(PortalConfig(made.dir)), "/rules").text
+    rows = re.findall(
+        r"<tr><td>agent (\d+)</td><td>(\d+)</td><td class=\"(\w+)\">(\d+)</td></tr>", text
+    )
+    assert [(v, cls) for v, _, cls, _ in rows] == [("8", "ok"), ("9", "bad")], text
+    assert int(rows[1][3]) >= 1 and text.count('<rect class="all"') == 2
+
+
+def test_the_telemetry_policy_history_is_shown_as_diffs(tmp_path: Path) -> None:
+    import hashlib
+
+    from overt.formats.statement import Release
+    from overt.publish.keys import generate_publisher_key
+    from overt.publish.publisher import Publication, make_entry
+
+    _, signer = generate_publisher_key("vendor.example/telemetry")
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    extra = []
+    for version, retention in (("1", 30), ("2", 90)):
+        doc = json.dumps({"version": int(version), "retention_days": retention, "note": HOSTILE})
+        (artifacts / f"policy-{version}.json").write_text(doc)
+        digest = hashlib.sha256(doc.encode()).hexdigest()
+        release = Release("overt-telemetry-policy", version, "acme", "any")
+        extra.append(make_entry(signer, Publication("policy.json", digest, release)))
+    made = make_portal_log(tmp_path, extra)
+    text = _get(Portal(PortalConfig(made.dir, artifacts=artifacts)), "/telemetry").text
+    assert '<span class="del">-  &#34;retention_days&#34;: 30,</span>' in text, text
+    assert '<span class="add">+  &#34;retention_days&#34;: 90,</span>' in text
+    assert "the first logged" in text and "<script>alert" not in text
+
+
+def test_known_vulnerabilities_of_a_release_come_from_its_logged_sbom_scan(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    from overt.formats.statement import Release
+    from overt.publish.keys import generate_publisher_key
+    from overt.publish.publisher import Publication, make_entry
+    from overt.sbom.verdict import (
+        SBOM_PREDICATE,
+        SCAN_PREDICATE,
+        ScanVerdict,
+        VulnerableComponent,
+        sbom_digest,
+    )
+
+    _, signer = generate_publisher_key("vendor.example/releases")
+    artifact = hashlib.sha256(b"agent 2.0.0").hexdigest()
+    sbom = {"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}
+    vulnerable = (VulnerableComponent("openssl", "3.0.1", "high", ("CVE-2022-0778",)),)
+    verdict = ScanVerdict("ab" * 32, "2026-11-01T00:00:00Z", 3, "2026-11-26T00:00:00Z", "high",
+                          vulnerable)  # fmt: skip
+    release = Release("agent", "2.0.0", "stable", "windows")
+    extra = [
+        make_entry(signer, Publication("agent-2.0.0.msi", artifact, release)),
+        make_entry(signer, Publication("agent-2.0.0.msi", artifact, (SBOM_PREDICATE, sbom))),
+        make_entry(
+            signer, Publication("sbom.json", sbom_digest(sbom), (SCAN_PREDICATE, verdict.to_json()))
+        ),
+    ]
+    made = make_portal_log(tmp_path, extra)
+    text = _get(Portal(PortalConfig(made.dir)), "/releases").text
+    assert re.search(r'<td class="bad">high \(<a href="/entries/8">scan</a>\): openssl 3\.0\.1 '
+                     r"high \(CVE-2022-0778\)</td>", text), text  # fmt: skip
+    assert "<td>no SBOM logged</td>" in text  # agent 1.2.0 has none
+
+
+def test_growth_covers_the_monitors_history_and_survives_a_restart(
+    portal_log: PortalLog, tmp_path: Path
+) -> None:
+    events = tmp_path / "monitor.jsonl"
+    lines = [
+        {"event": "checkpoint", "origin": "example.com/portal", "size": n, "time": 1.75e9 + n}
+        for n in (1, 3, 5)
+    ]
+    lines.append({"event": "checkpoint", "origin": "another.example/log", "size": 9, "time": 1.0})
+    events.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"partial": ')
+    state = tmp_path / "state"
+    text = _get(Portal(PortalConfig(portal_log.dir, monitor_events=events, state=state)), "/").text
+    assert "now 6 entries (4 samples)" in text, text  # the monitor's 1, 3, 5 and the portal's 6
+    again = Portal(PortalConfig(portal_log.dir, state=state))
+    assert "now 6 entries (4 samples)" in _get(again, "/").text
+    assert len(again.index) == 6  # read back from the index file, not from the log again
+
+
+def test_an_index_file_of_another_log_is_rebuilt(portal_log: PortalLog, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _get(Portal(PortalConfig(portal_log.dir, state=state)), "/")
+    other = make_portal_log(tmp_path / "other", [b"only in the other log\n"])
+    portal = Portal(PortalConfig(other.dir, state=state))
+    assert len(portal.index) == 0
+    assert "1 matching" in _get(portal, "/entries?q=only+in+the+other").text
+    assert len(portal.index) == 7  # the other log's entries only, not 6 more of the first

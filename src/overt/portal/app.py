@@ -84,6 +84,7 @@ _STATIC = {
 }
 _HTML = b"text/html; charset=utf-8"
 _PARTNERS = re.compile(r"/login|/logout|/partners(/.*)?")
+_TEXT_QUERY = re.compile(r"(^|&)q=[^&]")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
 _RULES = re.compile(r"/rules/(0|[1-9][0-9]{0,18})")
 _MAX_ARTIFACT = 64 << 20  # bytes: larger files in the artifacts folder are not read
@@ -103,7 +104,11 @@ _LISTED = 200  # newest releases on the releases page (the rest: /entries?kind=r
 _MAX_QUERY = 512
 _MAX_ALERTS = 50
 _HISTORY = 200
-_CACHE = 4096  # rendered answers kept for the current snapshot
+_CACHE = 4096  # rendered answers kept for the current checkpoint
+#: Pages that show more than the log (the clock's witness ages, monitor alerts, access
+#: reads, a partner's session): rendered again after ``refresh`` seconds.
+_CLOCKED = frozenset({"/", "/telemetry"})
+_Answer = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
 
 
 @dataclass(frozen=True)
@@ -173,8 +178,8 @@ class Portal:
         self._access: tuple[float, dict[str, Any]] | None = None
         self._snapshot: _Snapshot | None = None
         self._monitor_offset = 0  # bytes of the monitor's events already read for growth
-        self._cache: dict[tuple[str, str], tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]] = {}
-        self._cached_for: _Snapshot | None = None
+        self._cache: dict[tuple[str, str], tuple[float, _Answer]] = {}
+        self._cached_note = b""  # the checkpoint the cached answers were rendered for
         self._lock = threading.Lock()
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
@@ -252,11 +257,17 @@ class Portal:
             return
         path, query = scope["path"], scope.get("query_string", b"").decode("latin-1")
         try:
-            # A page rendered for the current snapshot is answered at once; anything else
-            # (reading the log, rendering, an index scan) runs in a worker thread, so a slow
-            # search does not hold up the other clients (SQLite releases the GIL).
+            # Pages are bounded work (at most a few hundred rows, a millisecond or so) and
+            # are answered on the event loop: a hand-over to a thread costs more than that
+            # under the GIL. A free-text search may scan the whole index, so it runs in a
+            # worker thread and the other clients are not held up (SQLite releases the GIL).
             hit = self.cached(path, query)
-            status, body, ctype, extra = hit or await asyncio.to_thread(self.handle, path, query)
+            if hit is not None:
+                status, body, ctype, extra = hit
+            elif path == "/entries" and _TEXT_QUERY.search(query):
+                status, body, ctype, extra = await asyncio.to_thread(self.handle, path, query)
+            else:
+                status, body, ctype, extra = self.handle(path, query)
         except _HTTPError as err:
             await error(send, err.status, err.message, headers)
             return
@@ -282,13 +293,25 @@ class Portal:
     def cached(
         self, path: str, query: str
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]] | None:
-        """The answer rendered for the current snapshot, if it is still current."""
+        """The answer rendered for the current checkpoint, if it is still current."""
         snap = self._snapshot
-        if snap is None or self._cached_for is not snap:
+        now = self.config.clock()
+        if snap is None or now - snap.read_at >= self.config.refresh:
+            return None  # the log is due a re-read first
+        return self._fresh(snap, (path, query), now)
+
+    def _fresh(
+        self, snap: _Snapshot, key: tuple[str, str], now: float
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]] | None:
+        if self._cached_note != snap.note:
             return None
-        if self.config.clock() - snap.read_at >= self.config.refresh:
+        hit = self._cache.get(key)
+        if hit is None:
             return None
-        return self._cache.get((path, query))
+        rendered_at, result = hit
+        if key[0] in _CLOCKED and now - rendered_at >= self.config.refresh:
+            return None
+        return result
 
     def handle(self, path: str, query: str) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         """``(status, body, content type, headers)`` for a GET of ``path?query``.
@@ -304,19 +327,22 @@ class Portal:
         if len(query) > _MAX_QUERY:
             raise _HTTPError(400, f"query longer than {_MAX_QUERY} characters")
         snap = self.snapshot()
-        # Every page is a function of the published log (append-only) as last read: a page
-        # rendered for this snapshot is served again until the next one (at most a second).
+        # Every page is a function of the published log (append-only): a page rendered for
+        # this checkpoint is served again until the log publishes another one. Pages that
+        # also show the clock or other files (witness ages, monitor alerts, access reads)
+        # are rendered again at most every ``refresh`` seconds.
         key = (path, query)
-        if self._cached_for is not snap:
+        now = self.config.clock()
+        if self._cached_note != snap.note:
             self._cache.clear()
-            self._cached_for = snap
-        hit = self._cache.get(key)
+            self._cached_note = snap.note
+        hit = self._fresh(snap, key, now)
         if hit is not None:
             return hit
         result = self._handle(snap, path, query)
         if len(self._cache) >= _CACHE:
             self._cache.clear()
-        self._cache[key] = result
+        self._cache[key] = (now, result)
         return result
 
     def _handle(
@@ -409,8 +435,10 @@ class Portal:
     def _entry(
         self, snap: _Snapshot, index: int, part: str | None
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
-        row = self._row(snap, index)
+        if index >= snap.checkpoint.size:
+            raise _HTTPError(404, f"no entry {index}: the log has {snap.checkpoint.size}")
         entry, proof, tile = self._raw(snap, index)
+        row = decode_entry(index, entry)  # the entry read once (a bundle read and parse)
         if part == "/bundle":
             if not row.statement:
                 raise _HTTPError(404, f"entry {index} is not a statement: it has no bundle")

@@ -102,7 +102,10 @@ def decode_entry(index: int, data: bytes) -> DecodedEntry:
             envelope = parse_envelope(data)
             if envelope.payload_type == PAYLOAD_TYPE_IN_TOTO:
                 statement = parse_statement(envelope.payload)
-                kind = statement.kind or _EXTRA_KINDS.get(statement.predicate_type, "statement")
+                ptype = statement.predicate_type
+                if ptype.startswith(CYCLONEDX + "/"):  # a versioned CycloneDX type: .../v1.6
+                    ptype = CYCLONEDX
+                kind = statement.kind or _EXTRA_KINDS.get(ptype, "statement")
                 first = statement.subjects[0] if statement.subjects else None
                 predicate = statement.predicate
                 return DecodedEntry(
@@ -137,7 +140,7 @@ class EntryReader(Protocol):
 
 
 #: Bumped when the tables change: an index file of another schema is rebuilt.
-_SCHEMA = "3"
+_SCHEMA = "4"
 _BATCH = 64  # entry bundles (16,384 entries) per transaction while catching up
 _MAX_PREDICATE = 4096  # bytes of a statement's scalar predicate fields kept for list pages
 
@@ -243,6 +246,7 @@ class EntryIndex:
                     [{"key": "schema", "value": _SCHEMA}, {"key": "log", "value": log_id}],
                 )
         self._size = self._count()
+        self._kind_counts: tuple[int, dict[str, int]] = (-1, {})
 
     @contextmanager
     def _failures(self, what: str) -> Iterator[None]:
@@ -455,10 +459,15 @@ class EntryIndex:
         return out
 
     def kinds(self) -> dict[str, int]:
-        """How many entries of each kind."""
+        """How many entries of each kind (read once per size of the index)."""
+        size, counts = self._kind_counts
+        if size == self._size:
+            return counts
         with self._failures("read"), self._engine.connect() as conn:
             pairs = conn.execute(self._kinds.select().order_by(self._kinds.c.kind)).all()
-            return {str(k): int(n) for k, n in pairs}
+            counts = {str(k): int(n) for k, n in pairs}
+        self._kind_counts = (self._size, counts)
+        return counts
 
     @property
     def commitments(self) -> list[bytes]:
