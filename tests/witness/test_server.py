@@ -342,7 +342,10 @@ def test_real_log_checkpoints_are_witnessed_and_pass_a_policy(tmp_path: Path) ->
                 "open_state",
             },
         ),
-        ("overt.witness.server", {"Committer", "ServerLimits", "WitnessApp", "serve"}),
+        (
+            "overt.witness.server",
+            {"Committer", "ServerLimits", "WitnessApp", "answer_sign_subtree", "serve"},
+        ),
         ("overt.witness.client", {"WitnessClient"}),
         (
             "overt.witness.config",

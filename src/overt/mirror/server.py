@@ -80,9 +80,7 @@ from overt.formats.mirror import (
 from overt.formats.witness import (
     CONTENT_TYPE_SIZE,
     MAX_REQUEST_SIZE,
-    MAX_SUBTREE_REQUEST_SIZE,
     parse_add_checkpoint,
-    parse_sign_subtree,
 )
 from overt.log.backend import TileBackend
 from overt.mirror.core import (
@@ -104,7 +102,7 @@ from overt.mirror.state import MirrorState
 from overt.mirror.store import MirroredTiles, origin_hash
 from overt.witness.core import KnownLogs, verify_submission
 from overt.witness.errors import WitnessConflictError, WitnessError, WitnessRequestError
-from overt.witness.subtree import can_sign_subtrees, sign_subtree, unsupported
+from overt.witness.server import answer_sign_subtree
 
 __all__ = ["COMMIT_PACKAGES", "MirrorApp", "serve"]
 
@@ -453,30 +451,10 @@ class MirrorApp:
     # -- sign-subtree ----------------------------------------------------------
 
     async def _sign_subtree(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # As a witness's (overt.witness.subtree, pure): the reference checkpoint must
-        # carry this mirror's own cosignature, which it made only once it held every
-        # entry up to it; so a subtree of it is held too.
-        try:
-            body = await read_body(scope, receive, MAX_SUBTREE_REQUEST_SIZE)
-        except BodyTooLargeError:
-            limit = MAX_SUBTREE_REQUEST_SIZE
-            await error(send, 413, f"request body larger than {limit} bytes", [CLOSE])
-            return
-        if body is None:
-            return
-        try:
-            if not can_sign_subtrees(self.signer):
-                raise unsupported(self.signer.name)
-            try:
-                request = parse_sign_subtree(body)
-            except FormatError as err:
-                raise WitnessRequestError(str(err)) from err
-            own = [self.signer.verifier()]
-            lines = sign_subtree(request, self._current_logs(), self.signer, own)
-        except WitnessError as err:
-            await error(send, err.status, err.reason)
-            return
-        await reply(send, 200, lines)
+        # As a witness's: the reference checkpoint must carry this mirror's own
+        # cosignature, made only once it held every entry up to it; so a subtree of
+        # it is held too.
+        await answer_sign_subtree(scope, receive, send, self.signer, self._current_logs())
 
     # -- add-entries -----------------------------------------------------------
 

@@ -86,7 +86,7 @@ from overt.witness.errors import (
 from overt.witness.state import Decide, WitnessStore
 from overt.witness.subtree import can_sign_subtrees, sign_subtree, unsupported
 
-__all__ = ["Committer", "ServerLimits", "WitnessApp", "serve"]
+__all__ = ["Committer", "ServerLimits", "WitnessApp", "answer_sign_subtree", "serve"]
 
 log = logging.getLogger("overt.witness")
 
@@ -356,28 +356,7 @@ class WitnessApp:
         await reply(send, 200, outcome.lines)
 
     async def _sign_subtree(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Pure and stateless (overt.witness.subtree): no queue, no transaction.
-        try:
-            body = await read_body(scope, receive, MAX_SUBTREE_REQUEST_SIZE)
-        except BodyTooLargeError:
-            limit = MAX_SUBTREE_REQUEST_SIZE
-            await error(send, 413, f"request body larger than {limit} bytes", [CLOSE])
-            return
-        if body is None:
-            return
-        try:
-            if not can_sign_subtrees(self.signer):
-                raise unsupported(self.signer.name)
-            try:
-                request = parse_sign_subtree(body)
-            except FormatError as err:
-                raise WitnessRequestError(str(err)) from err
-            own = [self.signer.verifier()]
-            lines = sign_subtree(request, self._current_logs(), self.signer, own)
-        except WitnessError as err:
-            await error(send, err.status, err.reason)
-            return
-        await reply(send, 200, lines)
+        await answer_sign_subtree(scope, receive, send, self.signer, self._current_logs())
 
     async def _checkpoint(self, origin: str | None, send: Send) -> None:
         record = None if origin is None else await asyncio.to_thread(self.state.get, origin)
@@ -385,6 +364,36 @@ class WitnessApp:
             await error(send, 404, f"no cosigned checkpoint for {origin!r}")
             return
         await reply(send, 200, record.note, headers=[(b"cache-control", b"no-cache")])
+
+
+async def answer_sign_subtree(
+    scope: Scope, receive: Receive, send: Send, signer: KeySigner, logs: KnownLogs
+) -> None:
+    """Answers ``POST /sign-subtree`` for ``signer`` (a witness's, or a mirror's).
+
+    Pure and stateless (overt.witness.subtree): no queue, no transaction. The
+    reference checkpoint must carry ``signer``'s own cosignature.
+    """
+    try:
+        body = await read_body(scope, receive, MAX_SUBTREE_REQUEST_SIZE)
+    except BodyTooLargeError:
+        limit = MAX_SUBTREE_REQUEST_SIZE
+        await error(send, 413, f"request body larger than {limit} bytes", [CLOSE])
+        return
+    if body is None:
+        return
+    try:
+        if not can_sign_subtrees(signer):
+            raise unsupported(signer.name)
+        try:
+            request = parse_sign_subtree(body)
+        except FormatError as err:
+            raise WitnessRequestError(str(err)) from err
+        lines = sign_subtree(request, logs, signer, [signer.verifier()])
+    except WitnessError as err:
+        await error(send, err.status, err.reason)
+        return
+    await reply(send, 200, lines)
 
 
 def serve(
