@@ -204,3 +204,10 @@ def test_gate_state_keeps_the_hybrid_requirement(tmp_path: Path) -> None:
     world.keysets = []
     with world.gate(tmp_path) as gate, pytest.raises(PublisherSignatureError):
         gate.admit(*_b(world.publish("2.0.1", signer=ed)))
+
+
+def test_the_cli_offers_exactly_the_publisher_key_types() -> None:
+    from overt.cli import publish as cli
+    from overt.publish import keys
+
+    assert cli.PUBLISHER_KEY_TYPES == keys.PUBLISHER_KEY_TYPES

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     from overt.publish.keys import PublisherKey, PublisherSigner
 
 
+#: ``overt.publish.keys.PUBLISHER_KEY_TYPES``, spelled here so that building the parser
+#: does not import the crypto (tests/gate/test_pq_publisher_keys.py checks they agree).
+PUBLISHER_KEY_TYPES = ("ed25519", "ml-dsa-44")
+
 #: Top-level commands this module registers, with their one-line help.
 COMMANDS = {
     "publish": "sign and log a release, update or rule bundle",
@@ -128,7 +132,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g.add_argument("key", type=Path, metavar="KEY", help="private key file to create")
     g.add_argument("--name", required=True, help="key name, e.g. vendor.example/release")
     g.add_argument(
-        "--key-type", choices=["ed25519", "ml-dsa-44"], default="ed25519",
+        "--key-type", choices=PUBLISHER_KEY_TYPES, default=PUBLISHER_KEY_TYPES[0],
         help="signature algorithm (ml-dsa-44: post-quantum; endpoints before it refuse it)",
     )  # fmt: skip
     g.add_argument(
@@ -154,7 +158,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _keyset_log_arg(r)
     r.add_argument("--name", help="name of a created NEW_KEY (default: OLD_KEY's name)")
     r.add_argument(
-        "--key-type", choices=["ed25519", "ml-dsa-44"],
+        "--key-type", choices=PUBLISHER_KEY_TYPES,
         help="algorithm of a created NEW_KEY (default: OLD_KEY's)",
     )  # fmt: skip
     r.add_argument("--keep-old", action="store_true", help="keep OLD_KEY valid beside NEW_KEY")
@@ -186,7 +190,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "--threshold", type=int, default=1, help="signatures needed for the next set"
         )
         r.add_argument(
-            "--require", action="append", default=[], choices=["ed25519", "ml-dsa-44", "none"],
+            "--require", action="append", default=[], choices=[*PUBLISHER_KEY_TYPES, "none"],
             help="hybrid: every publication (and the next key set) must be signed by a key"
             " of this algorithm too; repeat for each (default: as the current set; none: drop)",
         )  # fmt: skip
