@@ -243,7 +243,7 @@ def test_key_set_log_policy_is_strict() -> None:
 
 
 @settings(
-    max_examples=25,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
