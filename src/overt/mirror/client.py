@@ -62,10 +62,7 @@ from overt.formats.note import MAX_NOTE_SIZE, Verifier, parse_note
 from overt.formats.strict import parse_decimal
 from overt.formats.subtree import subtree_consistency_proof
 from overt.formats.witness import (
-    AddCheckpointRequest,
-    format_add_checkpoint,
     parse_cosignature_lines,
-    parse_size_body,
 )
 from overt.log.client import TileSource
 from overt.mirror.errors import (
@@ -77,26 +74,16 @@ from overt.mirror.errors import (
     UnknownMirrorLogError,
 )
 from overt.mirror.store import origin_hash
+from overt.witness.client import WitnessClient
 from overt.witness.errors import (
-    UnknownLogError,
     WitnessConflictError,
-    WitnessConsistencyError,
     WitnessError,
-    WitnessRequestError,
-    WitnessSignatureError,
-    WitnessUnavailableError,
 )
 
 __all__ = ["MirrorClient", "MirrorPusher", "PushResult", "Uploaded"]
 
 _logger = logging.getLogger("overt.mirror.push")
 
-_WITNESS_REFUSALS: dict[int, type[WitnessError]] = {
-    400: WitnessRequestError,
-    413: WitnessRequestError,
-    403: WitnessSignatureError,
-    422: WitnessConsistencyError,
-}
 _MAX_REPLY = 64 * 1024
 #: add-entries requests a pusher keeps in flight.
 _PIPELINE = 2
@@ -120,6 +107,7 @@ class MirrorClient:
     ) -> None:
         self.url = url.rstrip("/")
         self._client = client or httpx.Client(timeout=timeout, headers={"user-agent": "overt"})
+        self._witness = WitnessClient(self.url, client=self._client)
 
     def close(self) -> None:
         self._client.close()
@@ -131,7 +119,8 @@ class MirrorClient:
         self.close()
 
     def add_checkpoint(self, old_size: int, proof: Sequence[bytes], checkpoint: bytes) -> None:
-        """Makes ``checkpoint`` the mirror's pending checkpoint for its log.
+        """Makes ``checkpoint`` the mirror's pending checkpoint for its log (as a witness's
+        ``add-checkpoint``, without a cosignature in the reply).
 
         Raises:
             WitnessConflictError: 409; ``.size`` is the mirror's pending size.
@@ -139,30 +128,7 @@ class MirrorClient:
                 WitnessConsistencyError: 400, 403, 404, 422.
             WitnessUnavailableError: no reply, a timeout, another status.
         """
-        body = format_add_checkpoint(AddCheckpointRequest(old_size, tuple(proof), checkpoint))
-        url = f"{self.url}/add-checkpoint"
-        response = fetch(
-            self._client, "POST", url, _MAX_REPLY, WitnessUnavailableError, content=body
-        )
-        if response.status == 200:
-            return
-        if response.status == 409:
-            try:
-                size = parse_size_body(response.content)
-            except FormatError as err:
-                raise WitnessUnavailableError(
-                    f"POST {url}: 409 without a size: {err}", 409
-                ) from err
-            raise WitnessConflictError(size, old_size)
-        if response.status == 404:
-            origin = checkpoint.split(b"\n", 1)[0].decode("utf-8", "replace")
-            raise UnknownLogError(origin, f"{url}: 404: {response.reason}")
-        refusal = _WITNESS_REFUSALS.get(response.status)
-        if refusal is not None:
-            raise refusal(f"{url}: {response.status}: {response.reason}")
-        raise WitnessUnavailableError(
-            f"POST {url}: HTTP {response.status}: {response.reason}", response.status
-        )
+        self._witness.add_checkpoint(old_size, proof, checkpoint, cosigns=False)
 
     def add_entries(
         self, header: UploadHeader, packages: Sequence[bytes], *, compress: bool = True

@@ -92,11 +92,15 @@ class WitnessClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def add_checkpoint(self, old_size: int, proof: Sequence[bytes], checkpoint: bytes) -> bytes:
+    def add_checkpoint(
+        self, old_size: int, proof: Sequence[bytes], checkpoint: bytes, *, cosigns: bool = True
+    ) -> bytes:
         """Submits a signed checkpoint with a consistency proof from ``old_size``.
 
         Returns the witness's cosignature line(s), ``— <name> <base64>\\n`` each,
-        ready to be appended to ``checkpoint``.
+        ready to be appended to ``checkpoint``. ``cosigns=False`` is for a mirror
+        (c2sp.org/tlog-mirror), which only takes the checkpoint as pending and may
+        reply with an empty body: the reply is then returned unchecked.
 
         Raises:
             FormatError: the arguments do not make a valid request (nothing is sent).
@@ -115,7 +119,7 @@ class WitnessClient:
         )
         status, reply, reason = response.status, response.content, response.reason
         if status == 200:
-            return self._check_cosignatures(url, checkpoint, reply)
+            return self._check_cosignatures(url, checkpoint, reply) if cosigns else reply
         if status == 409:
             ctype = response.headers.get("content-type", "").split(";")[0].strip()
             try:
