@@ -8,7 +8,14 @@ import json
 from pathlib import Path
 
 from overt._asgi import add_limit_arguments, limits_from_args
-from overt.cli._util import check_listen, listen_address, load_vkey, server_exit, vkey_text
+from overt.cli._util import (
+    UsageError,
+    check_listen,
+    listen_address,
+    load_vkey,
+    server_exit,
+    vkey_text,
+)
 from overt.errors import ConfigError
 
 #: Top-level commands this module registers, with their one-line help.
@@ -213,6 +220,8 @@ def _push(args: argparse.Namespace) -> int:
     from overt.log.client import open_source
     from overt.mirror.client import MirrorClient, MirrorPusher, PushResult
 
+    if args.log_key is None and args.log.startswith(("http://", "https://")):
+        raise UsageError("a log given by URL needs --log-key (its verifier key)")
     log_key = load_vkey(args.log_key if args.log_key else str(Path(args.log) / "log.vkey"))
     mirror_key = load_vkey(args.mirror_key) if args.mirror_key else None
     pusher = MirrorPusher(
