@@ -60,10 +60,10 @@ def test_quiet_key_set_log_is_cosigned_again_for_each_publish(
     _, second = generate_publisher_key("vendor.example/release-2")
     chain = [make_keyset_entry(KeyState.pinned(first.key), [first], [second.key])]
     with open_log_writer(str(tmp_path / "keys")) as keyset_log:
-        note = keyset_checkpoint(keyset_log, chain)  # type: ignore[arg-type]
+        note = keyset_checkpoint(keyset_log, chain)
         assert parse_checkpoint(parse_note(note).text).size == 1
         time.sleep(1.1)  # cosignature timestamps are whole seconds
-        again = keyset_checkpoint(keyset_log, chain)  # type: ignore[arg-type]
+        again = keyset_checkpoint(keyset_log, chain)
     assert min(_cosigned_at(again)) > max(_cosigned_at(note))
 
     artifact = b"agent 1.0.0"
@@ -74,7 +74,7 @@ def test_quiet_key_set_log_is_cosigned_again_for_each_publish(
         open_log_writer(str(tmp_path / "main")) as main,
         open_log_writer(str(tmp_path / "keys")) as keyset_log,
     ):
-        (bundle,) = publish(main, second, [item], keysets=chain, keyset_log=keyset_log)  # type: ignore[arg-type]
+        (bundle,) = publish(main, second, [item], keysets=chain, keyset_log=keyset_log)
     policy = parse_client_policy(
         json.dumps(
             {

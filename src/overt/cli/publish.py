@@ -312,7 +312,7 @@ def _publish(args: argparse.Namespace) -> int:
                 attestations=attestations,
                 consistency_from=args.consistency_from,
                 cosign=_local_witnesses(args.unsafe_local_witness),
-                keyset_log=keyset_log,  # type: ignore[arg-type]
+                keyset_log=keyset_log,
             )
     if source:
         import dataclasses
@@ -460,7 +460,7 @@ def _log_keyset(
         from overt.publish.publisher import keyset_checkpoint
 
         with open_log_writer(args.keyset_log, _keyset_token(), args.timeout) as keyset_log:
-            keyset_checkpoint(keyset_log, [*entries, entry])  # type: ignore[arg-type]
+            keyset_checkpoint(keyset_log, [*entries, entry])
     append_chain(chain, entry)
     return state.sequence + 1, index
 

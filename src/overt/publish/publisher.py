@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HTTPLogWriter",
     "KeySetLog",
+    "KeySetLogWriter",
     "LogWriter",
     "Publication",
     "QuorumMissingError",
@@ -76,6 +77,10 @@ class KeySetLog(Protocol):
     def fresh_checkpoint(self) -> bytes:
         """The newest checkpoint, cosigned by the witness quorum as recently as the log can."""
         ...
+
+
+class KeySetLogWriter(LogWriter, KeySetLog, Protocol):
+    """What :func:`open_log_writer` gives: a log that can serve as either."""
 
 
 class _Client(Protocol):
@@ -324,7 +329,7 @@ def keyset_checkpoint(
 @contextlib.contextmanager
 def open_log_writer(
     url_or_dir: str, token: str | None = None, timeout: float = 30.0
-) -> Iterator[LogWriter]:
+) -> Iterator[KeySetLogWriter]:
     """A :class:`LogWriter` for a log server URL (token: argument or ``OVERT_LOG_TOKEN``)
     or a log directory (whose appends are witnessed at once if it has a witness policy).
 
