@@ -123,10 +123,11 @@ def audit_sources(
             rule_signals[(path, rule_name)] = signals
 
     if dynamic and parsed:
-        included = [p for p in parsed if parsed[p].includes]
+        # Compiled with their includes inlined from the bundle (the others were compiled
+        # by the workers as they parsed them). A file of includes only (an index of the
+        # bundle) holds no rule of its own to run: its includes were compiled on their own.
+        included = [p for p in parsed if parsed[p].includes and parsed[p].rules]
         if included:
-            # Compiled with their includes inlined from the bundle (the others were
-            # compiled by the workers as they parsed them).
             room = [reading.INLINE_MAX]
             inputs = [
                 (p, reading.inline(p, texts, static, sources, frozenset({p}), room))

@@ -37,7 +37,10 @@ parser produced a :class:`Rule`.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -341,7 +344,61 @@ def _split_modifiers(text: str) -> tuple[str, ...]:
     )
 
 
+#: A file larger than this is given to yaramod a run of rules at a time: yaramod holds
+#: ~180 bytes per byte of rule text while it parses (peid.yar, 2.7 MB of hex strings,
+#: peaks at 480 MB whole), and the audit's memory is that of its workers.
+_SEGMENT_BYTES = 128 * 1024
+_IMPORT = re.compile(r'^[ \t]*import[ \t]+"[^"\n]*"', re.M)
+
+
 def _parse_yaramod(text: str, path: str) -> list[Rule]:
+    if len(text) > _SEGMENT_BYTES:
+        # Any doubt about a run (yaramod raises its own errors): the whole file, as written.
+        with contextlib.suppress(Exception):
+            return _parse_yaramod_segments(text, path)
+    return _parse_yaramod_text(text, path)
+
+
+def _parse_yaramod_segments(text: str, path: str) -> list[Rule]:
+    """Parse a large file in runs of whole rules, split where a line starts a rule.
+
+    Each run after the first gets the file's imports on one line in front, and its
+    line numbers are moved back to the file's. A split that is not between two rules
+    (inside a block comment), or a rule naming a rule of an earlier run, makes a run
+    fail to parse, and the caller parses the whole file instead.
+    """
+    starts = [m.start() for m in _RULE_KEYWORD.finditer(text)]
+    if not starts:
+        raise ValueError("no rule")
+    header = " ".join(m.group(0).strip() for m in _IMPORT.finditer(text, 0, starts[0]))
+    cuts = [0]
+    for pos in starts[1:]:
+        if pos - cuts[-1] >= _SEGMENT_BYTES:
+            cuts.append(pos)
+    cuts.append(len(text))
+    rules: list[Rule] = []
+    for begin, end in itertools.pairwise(cuts):
+        if begin == 0:
+            rules += _parse_yaramod_text(text[begin:end], path)
+            continue
+        shift = text.count("\n", 0, begin) - 1  # the header takes line 1 of the run
+        part = _parse_yaramod_text(header + "\n" + text[begin:end], path)
+        rules += [
+            dataclasses.replace(
+                r,
+                line=r.line + shift,
+                condition_line=r.condition_line + shift,
+                strings=tuple(dataclasses.replace(x, line=x.line + shift) for x in r.strings),
+            )
+            for r in part
+        ]
+    names = [r.name for r in rules]
+    if len(set(names)) != len(names):
+        raise ValueError("a rule name repeats across runs")  # yaramod refuses it whole
+    return rules
+
+
+def _parse_yaramod_text(text: str, path: str) -> list[Rule]:
     import yaramod
 
     ym = _yaramod()
