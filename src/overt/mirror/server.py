@@ -472,16 +472,22 @@ class MirrorApp:
         try:
             await self._upload(body, send)
         except MirrorConflictError as err:
-            await reply(
-                send, 409, format_mirror_info(err.info), _INFO, [(b"accept-encoding", b"gzip")]
-            )
+            if body.disconnected:
+                return
+            headers = [(b"accept-encoding", b"gzip")]
+            if not body.ended:  # answered before the body was read: the spec's early reply
+                headers.append(CLOSE)
+            await reply(send, 409, format_mirror_info(err.info), _INFO, headers)
         except MirrorError as err:
             if body.disconnected:
                 return
             if isinstance(err, MirrorVerificationError) and err.index is not None:
                 log.warning("refused entries that do not match the log: %s", err)
             # The rest of the body is not read: the connection cannot be reused.
-            await error(send, err.status, err.reason, [CLOSE] if not body.ended else None)
+            headers = [(b"accept-encoding", b"gzip")]
+            if not body.ended:
+                headers.append(CLOSE)
+            await error(send, err.status, err.reason, headers)
 
     async def _upload(self, body: _Body, send: Send) -> None:
         try:
