@@ -16,7 +16,7 @@ from overt.formats.note import Signer, generate_key, parse_note, parse_skey, sig
 from overt.formats.source_snapshot import FileEntry, Snapshot, format_snapshot, snapshot_predicate
 from overt.formats.statement import Release, RuleAudit, RuleBundle
 from overt.log.log import Log, read_vkey
-from overt.portal.accounts import AccountStore, Role
+from overt.portal.accounts import AccountStore, PartnerRole
 from overt.portal.app import Portal, PortalConfig
 from overt.publish.keys import PublisherSigner, generate_publisher_key
 from overt.publish.keyset import KeyState, make_keyset_entry
@@ -170,8 +170,8 @@ def make_partners(tmp_path: Path) -> Partners:
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     store = AccountStore(state)
-    store.add("alice", Role.REVIEWER, PASSWORD, reviewer.key.vkey)
-    store.add("bob", Role.AUDITOR, PASSWORD, auditor.key.vkey)
-    store.add("carol", Role.ADMIN, PASSWORD, None)
-    store.add("mallory", Role.REVIEWER, PASSWORD, stranger.key.vkey)
+    store.add("alice", PartnerRole.REVIEWER, PASSWORD, reviewer.key.vkey)
+    store.add("bob", PartnerRole.AUDITOR, PASSWORD, auditor.key.vkey)
+    store.add("carol", PartnerRole.ADMIN, PASSWORD, None)
+    store.add("mallory", PartnerRole.REVIEWER, PASSWORD, stranger.key.vkey)
     return Partners(made, state, artifacts, reviewer, auditor, stranger, snapshot, reviewer_skey)

@@ -12,6 +12,7 @@ CI=true: ``make test`` installs them (the Makefile's ``browser`` step).
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -193,25 +194,32 @@ def browser() -> Iterator[Browser]:
         proc.wait(10)
 
 
+@contextlib.contextmanager
+def _portal(log_dir: Path, *options: str) -> Iterator[str]:
+    """``overt portal serve LOG_DIR OPTIONS`` on a free port, its URL while it runs."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "overt.cli.main", "portal", "serve", str(log_dir),
+         "--listen", f"127.0.0.1:{port}", *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait(f"http://127.0.0.1:{port}/", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[PortalLog, str]]:
     made = make_portal_log(tmp_path)
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
     (artifacts / "rules-7.yar").write_bytes(RULES)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "overt.cli.main", "portal", "serve", str(made.dir),
-         "--listen", f"127.0.0.1:{port}", "--artifacts", str(artifacts)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        _wait(f"http://127.0.0.1:{port}/", proc)
-        yield made, f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with _portal(made.dir, "--artifacts", str(artifacts)) as url:
+        yield made, url
 
 
 def test_a_visitor_clicks_to_an_entry_and_it_verifies_in_the_browser(
@@ -344,20 +352,9 @@ def _axe_violations(browser: Browser, axe: str) -> list[str]:
 @pytest.fixture
 def partners_served(tmp_path: Path) -> Iterator[tuple[Partners, str]]:
     made = make_partners(tmp_path)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "overt.cli.main", "portal", "serve", str(made.log.dir),
-         "--listen", f"127.0.0.1:{port}", "--artifacts", str(made.artifacts),
-         "--state", str(made.state), "--log", str(made.log.dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        _wait(f"http://127.0.0.1:{port}/", proc)
-        yield made, f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    options = ("--artifacts", str(made.artifacts), "--state", str(made.state))
+    with _portal(made.log.dir, *options, "--log", str(made.log.dir)) as url:
+        yield made, url
 
 
 def test_a_reviewer_logs_in_signs_in_the_browser_and_the_review_is_logged(

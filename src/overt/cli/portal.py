@@ -121,12 +121,12 @@ def _user_add(args: argparse.Namespace) -> int:
     import sys
 
     from overt.cli._util import vkey_text
-    from overt.portal.accounts import AccountStore, Role
+    from overt.portal.accounts import AccountStore, PartnerRole
 
     password = sys.stdin.readline().rstrip("\n")
     vkey = vkey_text(args.vkey) if args.vkey else None
     args.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    account = AccountStore(args.state).add(args.name, Role(args.role), password, vkey)
+    account = AccountStore(args.state).add(args.name, PartnerRole(args.role), password, vkey)
     print(f"account {account.name} ({account.role.value}) in {args.state / 'accounts.json'}")
     return 0
 

@@ -50,9 +50,9 @@ from overt.log.fs import atomic_write
 
 __all__ = [
     "SESSION_SECONDS",
-    "Account",
     "AccountStore",
-    "Role",
+    "PartnerAccount",
+    "PartnerRole",
     "Session",
     "SessionKeys",
     "check_token",
@@ -69,16 +69,16 @@ _HASH = re.compile(
 _MIN_PASSWORD, _MAX_PASSWORD = 12, 1024
 
 
-class Role(Enum):
+class PartnerRole(Enum):
     REVIEWER = "reviewer"  # files source reviews (signed with their own key)
     AUDITOR = "auditor"  # signs rule bundle audits (with their own key)
     ADMIN = "admin"  # the disclosure programme's internals
 
 
 @dataclass(frozen=True)
-class Account:
+class PartnerAccount:
     name: str
-    role: Role
+    role: PartnerRole
     vkey: str | None  # the partner's logged signing key (reviewers, auditors)
 
 
@@ -145,7 +145,7 @@ class AccountStore:
         data = json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
         atomic_write(self.path, data, mode=0o600)
 
-    def add(self, name: str, role: Role, password: str, vkey: str | None) -> Account:
+    def add(self, name: str, role: PartnerRole, password: str, vkey: str | None) -> PartnerAccount:
         """Create or replace the account ``name``.
 
         Raises:
@@ -159,7 +159,7 @@ class AccountStore:
             raise ConfigError(f"account name {name!r}: want 1-64 of [a-z0-9._-]")
         if not _MIN_PASSWORD <= len(password) <= _MAX_PASSWORD:
             raise ConfigError(f"the password must be {_MIN_PASSWORD} to {_MAX_PASSWORD} characters")
-        if role is Role.ADMIN:
+        if role is PartnerRole.ADMIN:
             if vkey is not None:
                 raise ConfigError("an admin signs nothing: no --vkey")
         else:
@@ -172,20 +172,20 @@ class AccountStore:
         accounts = self._load()
         accounts[name] = {"role": role.value, "password": hash_password(password), "vkey": vkey}
         self._save(accounts)
-        return Account(name, role, vkey)
+        return PartnerAccount(name, role, vkey)
 
-    def get(self, name: str) -> Account | None:
+    def get(self, name: str) -> PartnerAccount | None:
         entry = self._load().get(name)
         if not isinstance(entry, dict):
             return None
         try:
-            role = Role(entry.get("role"))
+            role = PartnerRole(entry.get("role"))
         except ValueError:
             return None
         vkey = entry.get("vkey")
-        return Account(name, role, vkey if isinstance(vkey, str) else None)
+        return PartnerAccount(name, role, vkey if isinstance(vkey, str) else None)
 
-    def login(self, name: str, password: str) -> Account:
+    def login(self, name: str, password: str) -> PartnerAccount:
         """The account, if ``password`` is its password.
 
         Raises:
@@ -205,7 +205,7 @@ class AccountStore:
 
 @dataclass(frozen=True)
 class Session:
-    account: Account
+    account: PartnerAccount
     expires: int
     csrf: str  # the token each form of this session carries
 
@@ -240,7 +240,7 @@ class SessionKeys:
     def _mac(self, purpose: bytes, data: bytes) -> bytes:
         return hmac.new(self._key, purpose + b"\n" + data, hashlib.sha256).digest()
 
-    def issue(self, account: Account) -> tuple[str, Session]:
+    def issue(self, account: PartnerAccount) -> tuple[str, Session]:
         """A new session of ``account``: (cookie value, session)."""
         nonce = secrets.token_urlsafe(16)
         expires = int(self.clock()) + SESSION_SECONDS

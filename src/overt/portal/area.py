@@ -32,9 +32,9 @@ from overt._asgi import BodyTooLargeError, Receive, Scope, Send, read_body
 from overt.errors import ConfigError, FormatError, OvertError, VerificationError
 from overt.portal.accounts import (
     SESSION_SECONDS,
-    Account,
     AccountStore,
-    Role,
+    PartnerAccount,
+    PartnerRole,
     Session,
     SessionKeys,
     check_token,
@@ -175,13 +175,13 @@ class PartnersArea:
             **values,
         )
 
-    def _choices(self, account: Account) -> list[tuple[str, str]]:
+    def _choices(self, account: PartnerAccount) -> list[tuple[str, str]]:
         """What the role may sign about: (digest, label) of logged subjects whose file the
         portal has (``--artifacts``): source snapshots for reviewers, rule bundles for auditors."""
         if account.role not in FILES:
             return []
         _, subject_type = FILES[account.role]
-        kind = "rule-bundle" if account.role is Role.AUDITOR else "source-snapshot"
+        kind = "rule-bundle" if account.role is PartnerRole.AUDITOR else "source-snapshot"
         out = []
         for row in self.portal.index.search(kind=kind, limit=200):
             if row.predicate_type == subject_type and self.portal.artifact(row.digest) is not None:
@@ -200,7 +200,7 @@ class PartnersArea:
         if data is None:
             raise _RefusedError(400, "the subject's file is gone from the artifacts folder")
         try:
-            if account.role is Role.REVIEWER:
+            if account.role is PartnerRole.REVIEWER:
                 from overt.formats.source_snapshot import parse_snapshot
 
                 statement = review_statement(

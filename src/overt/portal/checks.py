@@ -30,6 +30,7 @@ from overt.formats.policy import Policy, open_trusted_checkpoint
 from overt.formats.proof import parse_proof
 
 __all__ = [
+    "Cosigner",
     "Step",
     "WitnessRow",
     "browser_quorum",

@@ -51,7 +51,7 @@ from overt.formats.statement import (
     format_statement,
     parse_statement,
 )
-from overt.portal.accounts import Account, Role
+from overt.portal.accounts import PartnerAccount, PartnerRole
 
 if TYPE_CHECKING:
     from overt.formats.source_snapshot import Snapshot
@@ -63,14 +63,15 @@ __all__ = [
     "accept_envelope",
     "audit_statement",
     "partner_keys",
+    "pretty",
     "review_statement",
     "sign_statement",
 ]
 
 #: What each role files: the statement's predicate type, and what its subject must be.
 FILES = {
-    Role.REVIEWER: (REVIEW_PREDICATE, SNAPSHOT_PREDICATE),
-    Role.AUDITOR: (RULE_AUDIT, RULE_BUNDLE),
+    PartnerRole.REVIEWER: (REVIEW_PREDICATE, SNAPSHOT_PREDICATE),
+    PartnerRole.AUDITOR: (RULE_AUDIT, RULE_BUNDLE),
 }
 
 
@@ -156,7 +157,7 @@ def partner_keys(first_vkey: str, keysets: Sequence[bytes]) -> KeyState:
 
 def accept_envelope(
     data: bytes,
-    account: Account,
+    account: PartnerAccount,
     keysets: Sequence[bytes],
     known: Callable[[str, str], bool],
 ) -> Accepted:
@@ -180,7 +181,7 @@ def accept_envelope(
     if len(statement.subjects) != 1 or not statement.subjects[0].sha256:
         raise FormatError("statement", "not exactly one subject with a sha256 digest")
     digest = statement.subjects[0].sha256
-    if account.role is Role.REVIEWER:
+    if account.role is PartnerRole.REVIEWER:
         review = ReviewPredicate.from_json(statement.predicate)
         signed_by = review.reviewer
     else:
