@@ -95,3 +95,51 @@ def test_follow_catches_up_after_the_mirror_was_down(tmp_path: Path) -> None:
         pusher.close()
         log.close()
     assert mirror.record().mirror_size == 1500
+
+
+def test_log_serve_feeds_its_mirror(tmp_path: Path) -> None:
+    """``overt log serve --mirror URL``: the log keeps the mirror up as it grows."""
+    import httpx
+
+    from overt.log.client import LogClient
+    from overt.log.log import Log
+
+    Log.create(tmp_path / "log", ORIGIN).close()
+    mirror = MirrorUnderTest(tmp_path / "m", tmp_path / "log")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mirror.serve() as mirror_url:
+        server = subprocess.Popen(
+            [
+                *OVERT,
+                "log",
+                "serve",
+                str(tmp_path / "log"),
+                "--listen",
+                f"127.0.0.1:{port}",
+                *("--mirror", mirror_url),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"{url}/checkpoint", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.05)
+            token = (tmp_path / "log" / "token").read_text().strip()
+            with LogClient(url, token) as client:
+                for i in range(5):
+                    client.add(b"served entry %d" % i)
+            while (record := mirror.record()) is None or record.mirror_size < 5:
+                assert time.monotonic() < deadline, record
+                time.sleep(0.05)
+        finally:
+            server.terminate()
+            server.wait(30)

@@ -120,6 +120,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="HOST:PORT",
         help="address to listen on",
     )
+    p.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="keep this tlog-mirror up to the log (checkpoint, then entries; repeatable)",
+    )
     add_limit_arguments(p)
     p.set_defaults(func=_serve, long_running=True)
 
@@ -349,11 +356,19 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"overt log {log.origin}: serving {args.dir} on http://{host}:{port}", flush=True)
             print(f"verifier key: {log.vkey}", flush=True)
 
+        stop_feeding = None
+        if args.mirror:
+            from overt.mirror.client import feed_mirrors
+
+            stop_feeding = feed_mirrors(args.dir, args.mirror)
         try:
             serve(log, host, port, ready=ready, limits=limits)
         except SystemExit as err:  # the HTTP server gave up during start-up
             if err.code:
                 raise ConfigError(f"cannot serve on {host}:{port} (exit {err.code})") from err
+        finally:
+            if stop_feeding is not None:
+                stop_feeding()
     return 0
 
 

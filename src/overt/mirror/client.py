@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -80,7 +82,7 @@ from overt.witness.errors import (
     WitnessError,
 )
 
-__all__ = ["MirrorClient", "MirrorPusher", "PushResult", "Uploaded"]
+__all__ = ["MirrorClient", "MirrorPusher", "PushResult", "Uploaded", "feed_mirrors"]
 
 _logger = logging.getLogger("overt.mirror.push")
 
@@ -452,6 +454,40 @@ class MirrorPusher:
                 on_push(result)
             last = result.size
             _sleep(interval, stop)
+
+
+def feed_mirrors(log_dir: Path, urls: Sequence[str], interval: float = 1.0) -> Callable[[], None]:
+    """Keep each mirror at ``urls`` up to the log in ``log_dir`` (its published checkpoint
+    and tiles, its ``log.vkey``), each from a thread of its own (:meth:`MirrorPusher.follow`);
+    returns the function that stops them. What ``overt log serve --mirror URL`` runs.
+
+    Raises:
+        ConfigError, FormatError: the log's verifier key cannot be read.
+    """
+    from overt.formats.note import parse_vkey
+    from overt.log._files import read_vkey
+    from overt.log.client import DirectorySource
+
+    log_key = parse_vkey(read_vkey(log_dir))
+    stop = threading.Event()
+    threads = []
+    for url in urls:
+        pusher = MirrorPusher(DirectorySource(log_dir), log_key, MirrorClient(url))
+
+        def run(pusher: MirrorPusher = pusher) -> None:
+            with pusher:
+                pusher.follow(interval, stop=stop.is_set)
+
+        thread = threading.Thread(target=run, name=f"overt-mirror-feed {url}", daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    def stop_all() -> None:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+
+    return stop_all
 
 
 def _drain(inflight: deque[tuple[int, int, Future[Uploaded]]]) -> int:
