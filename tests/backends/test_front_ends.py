@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -69,131 +70,121 @@ def every_pass_integrates(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("overt.log.shared.INTERVAL", 0.0)
 
 
-def _pair(tmp_path: Path, tiles: str, db: str) -> tuple[SharedLog, SharedLog]:
-    a = SharedLog.create(tmp_path / "a", ORIGIN, tiles=tiles, index=db)
-    shutil.copytree(tmp_path / "a", tmp_path / "b")
-    return a, SharedLog(tmp_path / "b")
-
-
-def test_front_ends_sequence_into_one_log_and_one_integrates(
+@pytest.fixture
+def pair(
     tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
-) -> None:
+) -> Iterator[tuple[SharedLog, SharedLog]]:
+    """Two front ends of one new shared log, in this process (closed afterwards)."""
     tiles = f"s3://{bucket}/log?endpoint={endpoint}"
-    a, b = _pair(tmp_path, tiles, _db_url(postgres))
+    a = SharedLog.create(tmp_path / "a", ORIGIN, tiles=tiles, index=_db_url(postgres))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    b = SharedLog(tmp_path / "b")
     try:
-        # Dedup by leaf hash across front ends and within a batch, as on one.
-        assert a.sequence([b"x", b"y", b"x"]) == [0, 1, 0]
-        assert b.sequence([b"y", b"z"]) == [1, 2]
-        a.integrate()  # takes the lease, integrates everything sequenced
-        assert a.holds_lease and a.size == 3
-        b.integrate()  # no lease: adopts the checkpoint
-        assert not b.holds_lease and b.size == b.published_size == 3
-        assert b.checkpoint() == a.checkpoint()
-        proof = b.proof(2)  # from the bucket's tiles
-        assert b"index 2\n" in proof
-        verified = verify_log(open_tiles(tiles), parse_vkey(a.vkey))
-        assert verified.checkpoint.checkpoint.size == 3
-        # The holder closes (or dies): the lease moves, and so does integration.
-        a.close()
-        time.sleep(0.6)  # LEASE_RETRY
-        assert b.sequence([b"w"]) == [3]
-        b.integrate()
-        assert b.holds_lease and b.size == 4
-        assert b.entry(3) == b"w"
+        yield a, b
     finally:
         a.close()
         b.close()
 
 
+def test_front_ends_sequence_into_one_log_and_one_integrates(
+    pair: tuple[SharedLog, SharedLog], endpoint: str, bucket: str
+) -> None:
+    a, b = pair
+    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
+    # Dedup by leaf hash across front ends and within a batch, as on one.
+    assert a.sequence([b"x", b"y", b"x"]) == [0, 1, 0]
+    assert b.sequence([b"y", b"z"]) == [1, 2]
+    a.integrate()  # takes the lease, integrates everything sequenced
+    assert a.holds_lease and a.size == 3
+    b.integrate()  # no lease: adopts the checkpoint
+    assert not b.holds_lease and b.size == b.published_size == 3
+    assert b.checkpoint() == a.checkpoint()
+    proof = b.proof(2)  # from the bucket's tiles
+    assert b"index 2\n" in proof
+    verified = verify_log(open_tiles(tiles), parse_vkey(a.vkey))
+    assert verified.checkpoint.checkpoint.size == 3
+    # The holder closes (or dies): the lease moves, and so does integration.
+    a.close()
+    time.sleep(0.6)  # LEASE_RETRY
+    assert b.sequence([b"w"]) == [3]
+    b.integrate()
+    assert b.holds_lease and b.size == 4
+    assert b.entry(3) == b"w"
+
+
 def test_a_stale_sequencer_cannot_fork_the_log(
-    tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
+    pair: tuple[SharedLog, SharedLog], endpoint: str, bucket: str
 ) -> None:
     """The lease holder loses its session mid-batch (a network blip) without noticing;
     its successor integrates the same entries. The stale one's tiles are byte for byte
     the successor's, and its checkpoint swap fails: one tree."""
+    a, b = pair
     tiles = f"s3://{bucket}/log?endpoint={endpoint}"
-    a, b = _pair(tmp_path, tiles, _db_url(postgres))
-    try:
-        a.sequence([b"e%d" % i for i in range(300)])
-        a.integrate()
-        assert a.holds_lease and a.size == 300
-        a.sequence([b"f%d" % i for i in range(300)])
-        # a's session ends (PostgreSQL releases its advisory lock) but a has not checked yet.
-        pid = a._lease_db.get().info.backend_pid
-        with b._int_db.get().cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        b._int_db.get().commit()
-        upload = a.store.write_batch
+    a.sequence([b"e%d" % i for i in range(300)])
+    a.integrate()
+    assert a.holds_lease and a.size == 300
+    a.sequence([b"f%d" % i for i in range(300)])
+    # a's session ends (PostgreSQL releases its advisory lock) but a has not checked yet.
+    pid = a._lease_db.get().info.backend_pid
+    with b._int_db.get().cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    b._int_db.get().commit()
+    upload = a.store.write_batch
 
-        def successor_first(items: list[tuple[str, bytes]]) -> None:
-            b.integrate()  # b takes the lease and integrates the same 300 entries
-            assert b.holds_lease and b.size == 600
-            upload(items)
+    def successor_first(items: list[tuple[str, bytes]]) -> None:
+        b.integrate()  # b takes the lease and integrates the same 300 entries
+        assert b.holds_lease and b.size == 600
+        upload(items)
 
-        a.store.write_batch = successor_first  # type: ignore[method-assign]
-        a._lease_checked = time.monotonic()  # a believes it still holds the lease
-        with pytest.raises(CheckpointConflictError):
-            a.integrate()
-        assert not a.holds_lease
-        a.store.write_batch = upload  # type: ignore[method-assign]
+    a.store.write_batch = successor_first  # type: ignore[method-assign]
+    a._lease_checked = time.monotonic()  # a believes it still holds the lease
+    with pytest.raises(CheckpointConflictError):
         a.integrate()
-        assert a.size == b.size == 600 and a.checkpoint() == b.checkpoint()
-        view = verify_log(open_tiles(tiles), parse_vkey(a.vkey))
-        assert view.checkpoint.checkpoint.size == 600
-    finally:
-        a.close()
-        b.close()
+    assert not a.holds_lease
+    a.store.write_batch = upload  # type: ignore[method-assign]
+    a.integrate()
+    assert a.size == b.size == 600 and a.checkpoint() == b.checkpoint()
+    view = verify_log(open_tiles(tiles), parse_vkey(a.vkey))
+    assert view.checkpoint.checkpoint.size == 600
 
 
 def test_a_checkpoint_whose_upload_failed_is_published_by_the_next_pass(
-    tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
+    pair: tuple[SharedLog, SharedLog],
 ) -> None:
     """The swap committed, the checkpoint object's PUT failed: the next pass publishes it
     (and serves it) without waiting for another entry."""
-    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
-    a, b = _pair(tmp_path, tiles, _db_url(postgres))
-    try:
+    a, _ = pair
+    a.integrate()
+    a.sequence([b"only"])
+    publish = a.store.write_checkpoint
+
+    def unreachable(note: bytes) -> None:
+        raise LogError("object storage: cannot access checkpoint: unreachable")
+
+    a.store.write_checkpoint = unreachable  # type: ignore[method-assign]
+    with pytest.raises(LogError, match="unreachable"):
         a.integrate()
-        a.sequence([b"only"])
-        publish = a.store.write_checkpoint
-
-        def unreachable(note: bytes) -> None:
-            raise LogError("object storage: cannot access checkpoint: unreachable")
-
-        a.store.write_checkpoint = unreachable  # type: ignore[method-assign]
-        with pytest.raises(LogError, match="unreachable"):
-            a.integrate()
-        assert a.size == 1 and a.published_size == 0
-        a.store.write_checkpoint = publish  # type: ignore[method-assign]
-        a.integrate()
-        assert a.published_size == 1
-        assert a.store.read("checkpoint") == a.checkpoint() == a.latest_signed()[0]
-    finally:
-        a.close()
-        b.close()
+    assert a.size == 1 and a.published_size == 0
+    a.store.write_checkpoint = publish  # type: ignore[method-assign]
+    a.integrate()
+    assert a.published_size == 1
+    assert a.store.read("checkpoint") == a.checkpoint() == a.latest_signed()[0]
 
 
-def test_database_restored_behind_a_front_end_is_refused(
-    tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
-) -> None:
+def test_database_restored_behind_a_front_end_is_refused(pair: tuple[SharedLog, SharedLog]) -> None:
     """A checkpoint row older than what a front end served is never served (rollback)."""
-    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
-    a, b = _pair(tmp_path, tiles, _db_url(postgres))
-    try:
-        a.sequence([b"one"])
-        a.integrate()
-        empty = b.checkpoint()
+    a, b = pair
+    a.sequence([b"one"])
+    a.integrate()
+    empty = b.checkpoint()
+    b.integrate()
+    served = b.checkpoint()
+    with a._int_db.get().cursor() as cur:
+        cur.execute("UPDATE log_checkpoint SET note = %s, size = 0", (empty,))
+    a._int_db.get().commit()
+    with pytest.raises(LogError, match="refusing to go back"):
         b.integrate()
-        served = b.checkpoint()
-        with a._int_db.get().cursor() as cur:
-            cur.execute("UPDATE log_checkpoint SET note = %s, size = 0", (empty,))
-        a._int_db.get().commit()
-        with pytest.raises(LogError, match="refusing to go back"):
-            b.integrate()
-        assert b.checkpoint() == served
-    finally:
-        a.close()
-        b.close()
+    assert b.checkpoint() == served
 
 
 def test_a_shared_log_is_refused_by_log_add_and_needs_postgresql(
@@ -357,36 +348,31 @@ def test_object_store_unreachable_for_10_s_recovers_by_itself(
 
 
 def test_leaf_hash_dedup_holds_across_front_ends_under_load(
-    tmp_path: Path, postgres: PostgresSchema, endpoint: str, bucket: str
+    pair: tuple[SharedLog, SharedLog],
 ) -> None:
     """The same entries sent to both front ends at once get one index each."""
-    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
-    a, b = _pair(tmp_path, tiles, _db_url(postgres))
-    try:
-        from concurrent.futures import ThreadPoolExecutor
+    a, b = pair
+    from concurrent.futures import ThreadPoolExecutor
 
-        batches = [[b"dup %d" % i for i in range(n, n + 50)] for n in range(0, 500, 25)]
-        with ThreadPoolExecutor(4) as pool:
-            results = list(
-                pool.map(
-                    lambda t: t[0].sequence(t[1]),
-                    [(a, x) for x in batches] + [(b, x) for x in batches],
-                )
+    batches = [[b"dup %d" % i for i in range(n, n + 50)] for n in range(0, 500, 25)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(
+                lambda t: t[0].sequence(t[1]),
+                [(a, x) for x in batches] + [(b, x) for x in batches],
             )
-        index: dict[bytes, int] = {}
-        for batch, got in zip(batches + batches, results, strict=True):
-            for entry, i in zip(batch, got, strict=True):
-                assert index.setdefault(entry, i) == i
-        assert sorted(index.values()) == list(range(len(index)))
-        for _ in range(20):
-            if a.integrate() >= len(index) and b.integrate() >= len(index):
-                break
-        assert [merkle.leaf_hash(a.entry(i)) for i in range(len(index))] == [
-            merkle.leaf_hash(e) for e, _ in sorted(index.items(), key=lambda kv: kv[1])
-        ]
-    finally:
-        a.close()
-        b.close()
+        )
+    index: dict[bytes, int] = {}
+    for batch, got in zip(batches + batches, results, strict=True):
+        for entry, i in zip(batch, got, strict=True):
+            assert index.setdefault(entry, i) == i
+    assert sorted(index.values()) == list(range(len(index)))
+    for _ in range(20):
+        if a.integrate() >= len(index) and b.integrate() >= len(index):
+            break
+    assert [merkle.leaf_hash(a.entry(i)) for i in range(len(index))] == [
+        merkle.leaf_hash(e) for e, _ in sorted(index.items(), key=lambda kv: kv[1])
+    ]
 
 
 def test_a_shared_log_may_sign_with_ml_dsa_44(

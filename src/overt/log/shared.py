@@ -66,7 +66,7 @@ from overt.log._files import read_token
 from overt.log.backend import CheckpointConflictError, TileBackend, read_edge
 from overt.log.fs import atomic_write
 from overt.log.integration import Edge, integrate, root_of
-from overt.log.log import MAX_BATCH, Log, _TreeReads, check_entry
+from overt.log.log import MAX_BATCH, Log, _close_store, _TreeReads, check_entry
 
 if TYPE_CHECKING:
     import psycopg
@@ -291,9 +291,7 @@ class SharedLog(_TreeReads):
             self._int_db.drop()
         with self._seq_lock:
             self._seq_db.drop()
-        close = getattr(self.store, "close", None)
-        if close is not None:
-            close()
+        _close_store(self.store)
 
     def __enter__(self) -> SharedLog:
         return self
