@@ -133,6 +133,8 @@ def test_the_word_set_knows_words_of_several_scripts_and_not_noise() -> None:
         assert w not in words
     assert 42 not in words
     assert "alpha" in WordSet(["alpha", "beta"]) and "gamma" not in WordSet(["alpha"])
+    # the same bytes inside CPython (UCS-1 f3 77, UCS-2 77f3): str hashes collide
+    assert "石" not in WordSet(["ów"]) and "ów" in WordSet(["ów"])
 
 
 # -- plyara, one parser per worker ---------------------------------------------------------

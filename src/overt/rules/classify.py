@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import hashlib
 import heapq
 import re
 import warnings
@@ -79,8 +78,9 @@ class Classified:
 
 
 class WordSet:
-    """A set of words held as sorted 64-bit digests (3 MB for the ~390,000 words of
-    :data:`_LANGS`, against ~130 MB as a ``frozenset`` of ``str``): membership only.
+    """A set of words held as sorted 64-bit hashes (3 MB for the ~390,000 words of
+    :data:`_LANGS`, against ~130 MB as a ``frozenset`` of ``str``): membership only,
+    in the process that built it (the hash is seeded per process).
 
     A word not in the lists collides with one that is with probability ~2e-14.
     """
@@ -102,8 +102,11 @@ class WordSet:
 
 
 def _digest(word: str) -> int:
-    raw = hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(raw, "big")
+    # Python's own hash (SipHash, 64 bits here) of the UTF-8 bytes: built and read in one
+    # process, so its per-process seed does not matter, and computed in C. Not of the
+    # str itself: that hashes the internal buffer, so "ów" (UCS-1 f3 77) and "石" (UCS-2
+    # 77f3) collide.
+    return hash(word.encode("utf-8", "surrogatepass")) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 @functools.cache
