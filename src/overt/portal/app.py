@@ -211,6 +211,8 @@ class Portal:
                 return snap
             view = LogView.open(self.config.log_dir)
             note = view.checkpoint()
+            if snap is not None and note == snap.note:
+                view = snap.view  # the same checkpoint: keep the view and its warm tile cache
             cp = parse_checkpoint(parse_note(note).text)
             self.index.update(view, cp.size)
             seen = self._monitor_checkpoints(cp.origin)
