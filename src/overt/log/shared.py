@@ -440,7 +440,9 @@ class SharedLog(_TreeReads):
         conn = self._seq_db.get()
         for attempt in (1, 2):
             try:
-                rows = conn.execute(_SEQUENCE, (list(batch), list(batch.values()))).fetchall()
+                # Binary parameters: entries travel as bytes, not hex text.
+                params = (list(batch), list(batch.values()))
+                rows = conn.execute(_SEQUENCE, params, binary=True).fetchall()
                 conn.commit()  # durable once this returns: only then do the indices count
                 break
             except psycopg.errors.UniqueViolation:
@@ -548,6 +550,7 @@ class SharedLog(_TreeReads):
             cur.execute(
                 "SELECT idx, entry FROM log_pending WHERE idx >= %s ORDER BY idx LIMIT %s",
                 (edge.size, MAX_BATCH),
+                binary=True,
             )
             rows = cur.fetchall()
         conn.commit()
