@@ -92,9 +92,12 @@ class PartnersArea:
                 return self._login_page(cookies.get(_SESSION))
             if method == "POST" and path == "/login":
                 form = await _form(scope, receive)
-                check_token(self.keys.login_token(cookies.get(_LOGIN, "")), form.get("csrf"))
+                _token(self.keys.login_token(cookies.get(_LOGIN, "")), form)
                 name, password = form.get("name", ""), form.get("password", "")
-                account = await asyncio.to_thread(self.accounts.login, name, password)
+                try:
+                    account = await asyncio.to_thread(self.accounts.login, name, password)
+                except VerificationError as err:
+                    raise _LoginError(str(err)) from err
                 cookie, _ = self.keys.issue(account)
                 return 303, b"", b"text/plain", [
                     (b"location", b"/partners"),
@@ -105,7 +108,7 @@ class PartnersArea:
             self.portal.snapshot()  # the index as of the published log
             if method == "POST" and path == "/logout":
                 form = await _form(scope, receive)
-                check_token(session.csrf, form.get("csrf"))
+                _token(session.csrf, form)
                 return 303, b"", b"text/plain", [
                     (b"location", b"/"), self._cookie(_SESSION, "", 0)
                 ]  # fmt: skip
@@ -115,20 +118,18 @@ class PartnersArea:
                 return self._download(session, path.rsplit("/", 1)[1])
             if method == "POST" and path == "/partners/statement":
                 form = await _form(scope, receive)
-                check_token(session.csrf, form.get("csrf"))
+                _token(session.csrf, form)
                 return self._hand_out(session, form)
             if method == "POST" and path == "/partners/submit":
                 form = await _form(scope, receive)
-                check_token(session.csrf, form.get("csrf"))
+                _token(session.csrf, form)
                 return await self._submit(session, form)
             raise _RefusedError(405, "method not allowed here")
         except _RefusedError as err:
             return self._error(err.status, err.message)
-        except VerificationError as err:
-            if "token" in str(err):
-                return self._error(403, str(err))
-            if path == "/login" or "log in" in str(err) or "not logged in" in str(err):
-                return self._login_page(None, str(err), 401)
+        except _LoginError as err:
+            return self._login_page(None, str(err), 401)
+        except VerificationError as err:  # an envelope refused: its reason
             return self._error(400, str(err))
         except BodyTooLargeError:
             return self._error(413, f"the form is larger than {_MAX_BODY} bytes")
@@ -140,8 +141,11 @@ class PartnersArea:
     def _session(self, cookies: dict[str, str]) -> Session:
         cookie = cookies.get(_SESSION)
         if not cookie:
-            raise VerificationError("not logged in")
-        return self.keys.open(cookie, self.accounts)
+            raise _LoginError("not logged in")
+        try:
+            return self.keys.open(cookie, self.accounts)
+        except VerificationError as err:
+            raise _LoginError(str(err)) from err
 
     def _cookie(self, name: str, value: str, max_age: int) -> tuple[bytes, bytes]:
         attrs = f"; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict"
@@ -263,6 +267,18 @@ class PartnersArea:
         return self._page(
             "submitted.html", session, index=index, kind=accepted.statement.predicate_type
         )
+
+
+class _LoginError(Exception):
+    """Not logged in (no session, an expired or forged one, a wrong password): the login form."""
+
+
+def _token(expected: str, form: dict[str, str]) -> None:
+    """Raises _RefusedError (403) unless the form carries the ``expected`` CSRF token."""
+    try:
+        check_token(expected, form.get("csrf"))
+    except VerificationError as err:
+        raise _RefusedError(403, str(err)) from err
 
 
 async def _form(scope: Scope, receive: Receive) -> dict[str, str]:
