@@ -148,6 +148,28 @@ def test_a_stale_sequencer_cannot_fork_the_log(
     assert view.checkpoint.checkpoint.size == 600
 
 
+def test_a_holder_whose_session_ended_gives_up_the_lease(
+    pair: tuple[SharedLog, SharedLog], postgres: PostgresSchema
+) -> None:
+    """The lease is the session's advisory lock: once the session is gone the holder
+    stops integrating at its next check, even if it could connect again."""
+    a, b = pair
+    a.integrate()
+    assert a.holds_lease
+    pid = a._lease_db.get().info.backend_pid
+    with b._int_db.get().cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    b._int_db.get().commit()
+    a._lease_db.drop()  # as if it had reconnected: a new session holds nothing
+    a._lease_checked = float("-inf")  # its next pass checks
+    a.integrate()
+    b.sequence([b"after"])
+    b.integrate()
+    assert b.holds_lease and b.size == 1
+    a.integrate()
+    assert not a.holds_lease and a.size == 1
+
+
 def test_a_checkpoint_whose_upload_failed_is_published_by_the_next_pass(
     pair: tuple[SharedLog, SharedLog],
 ) -> None:

@@ -516,11 +516,21 @@ class SharedLog(_TreeReads):
             _logger.warning("took the sequencer lease: this front end integrates")
 
     def _lease_alive(self) -> bool:
+        """Whether this front end's session still holds the advisory lock (a session
+        opened again after a failure would not: ask PostgreSQL, not the socket)."""
         try:
-            self._lease_db.get().execute("SELECT 1").fetchone()
-        except Exception:
+            row = (
+                self._lease_db.get()
+                .execute(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND pid = pg_backend_pid() AND granted)"
+                )
+                .fetchone()
+            )
+        except Exception as err:
+            _logger.warning("cannot check the sequencer lease: %s", err)
             return False
-        return True
+        return row is not None and row[0] is True
 
     def _drop_lease(self) -> None:
         """Stop integrating; closing the session releases the advisory lock."""
