@@ -346,3 +346,42 @@ def test_an_ed25519_mirror_does_not_offer_sign_subtree(setup: Setup) -> None:
     proof = subtree_consistency_proof(0, 256, 300, tree.subtree)
     with WitnessClient(setup.url) as client, pytest.raises(UnknownLogError):
         client.sign_subtree(0, 256, tree.subtree(0, 256), proof, cosigned)
+
+
+def test_a_checkpoint_below_what_is_stored_is_served_with_every_tile_of_its_size(
+    tmp_path: Path,
+) -> None:
+    """Another upload stored past a pending size in one go (no partial tiles at it): when that
+    size is cosigned, the mirror lays out its partial tiles, so clients of it find them."""
+    from overt.log.fs import TileStore
+    from overt.mirror.state import MirrorState
+    from overt.mirror.store import MirroredTiles
+
+    log = make_log(tmp_path / "log", 700)
+    mirror = MirrorUnderTest(tmp_path / "mirror", tmp_path / "log")
+    with mirror.serve() as url:  # adds the log's record
+        setup = Setup(log, tmp_path / "log", mirror, url)
+        assert setup.add_checkpoint(0).status_code == 200
+    grow(log, 300)
+    from overt.formats import merkle
+
+    items = [b"entry %d" % i for i in range(1000)]
+    copy = MirroredTiles(TileStore(mirror.tiles), 0)
+    copy.append(0, items, [merkle.leaf_hash(e) for e in items])  # as another upload would
+    with MirrorState(f"sqlite:///{mirror.directory.resolve() / 'state.db'}") as state:
+        state.set_next_entry(ORIGIN, 1000)
+    assert not (mirror.tiles / "tile/0/002.p/188").exists()
+    with mirror.serve() as url:
+        setup = Setup(log, tmp_path / "log", mirror, url)
+        reply = setup.add_entries(format_upload_header(UploadHeader(ORIGIN, 700, 700)))
+        assert reply.status_code == 200, reply.text
+        for path in ("tile/0/002.p/188", "tile/1/000.p/2", "tile/entries/002.p/188"):
+            got = setup.get(path)
+            assert got.status_code == 200, path
+        log_view = memory_tree(700)
+        assert setup.get("tile/0/002.p/188").content == b"".join(
+            log_view.subtree(i, i + 1) for i in range(512, 700)
+        )
+        with HTTPSource(f"{url}/{origin_hash(ORIGIN)}") as source:
+            verify_log(source, parse_vkey((tmp_path / "log" / "log.vkey").read_text().strip()))
+    log.close()

@@ -642,6 +642,7 @@ class MirrorApp:
                 raise OvertError(
                     f"{origin}: stored tree at size {size} does not match its checkpoint"
                 )
+            await self._run(copy.complete, size)  # every tile a client of this size asks for
             record = self.records[origin]
             if size < record.mirror_size:
                 raise MirrorConflictError(

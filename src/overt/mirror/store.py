@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from overt.errors import FormatError, LogError
+from overt.errors import FormatError, LogError, NotFoundError
 from overt.formats import merkle, tiles
 from overt.log.backend import TileBackend, read_edge
 from overt.log.integration import integrate, root_of
@@ -141,6 +141,49 @@ class MirroredTiles:
         stored = tiles.tile_width(level, index, self.size)
         data = self.backend.read(tiles.tile_path(level, index, stored))
         return data[: width * merkle.HASH_SIZE]
+
+    def complete(self, size: int) -> None:
+        """Store the partial tiles and bundle of the tree of ``size`` (at most the stored size)
+        that are missing, so that the tree of ``size`` is laid out as a log of that size
+        serves it. They are missing when the stored tree grew past ``size`` in one append
+        (another upload went further); each is the start of the wider one stored. Durable
+        on return.
+
+        Raises:
+            LogError: a tile or bundle cannot be read, or the write failed.
+        """
+        if size > self.size:
+            raise LogError(f"size {size} is beyond the {self.size} entries stored")
+        wanted: list[tuple[int | None, int, int]] = []
+        level = 0
+        while size >> (tiles.TILE_HEIGHT * level):
+            count = size >> (tiles.TILE_HEIGHT * level)
+            if count % tiles.TILE_WIDTH:
+                wanted.append((level, count // tiles.TILE_WIDTH, count % tiles.TILE_WIDTH))
+            level += 1
+        if size % tiles.TILE_WIDTH:
+            wanted.append((None, size // tiles.TILE_WIDTH, size % tiles.TILE_WIDTH))
+        writes: list[tuple[str, bytes]] = []
+        try:
+            for level_, index, width in wanted:
+                path = tiles.TilePath(level_, index, width).path
+                try:
+                    self.backend.read(path)
+                    continue
+                except NotFoundError:
+                    pass
+                stored = tiles.tile_width(level_ or 0, index, self.size)
+                wider = tiles.TilePath(level_, index, stored).path
+                data = self.backend.read(wider)
+                if level_ is None:
+                    data = tiles.format_entry_bundle(tiles.parse_entry_bundle(data, stored)[:width])
+                else:
+                    data = data[: width * merkle.HASH_SIZE]
+                writes.append((path, data))
+            if writes:
+                self.backend.write_batch(writes)
+        except (OSError, FormatError) as err:
+            raise LogError(f"cannot lay out the tree of size {size}: {err}") from err
 
     def publish(self, note: bytes) -> None:
         """Serve ``note`` as ``checkpoint``. Callers made every entry it covers durable first.
