@@ -5,10 +5,13 @@ fixes the signature algorithm, the key ID rule, the exact message signed and wha
 the key may sign. This module is the one place that knows them::
 
     type  name                  algorithm   key   sig        signs
-    0x01  ed25519               Ed25519     32 B  64 B       note text (any), DSSE
+    0x01  ed25519               Ed25519     32 B  64 B       note text (any)
     0x04  cosignature/v1        Ed25519     32 B  8+64 B     checkpoint cosignatures
     0x06  ml-dsa-44             ML-DSA-44   1312  8+2420 B   checkpoints (as log or
                                                              cosigner), subtree cosignatures
+
+(Publisher keys, :mod:`overt.publish.keys`, reuse the 0x01 and 0x06 key texts and sign a
+DSSE PAE with the bare algorithm: a different message, never a note or a cosignature.)
 
 ``0x01`` is defined here; ``0x04`` and ``0x06`` are defined (and registered) by
 :mod:`overt.formats.cosignature`, because their messages are tlog-cosignature's and
@@ -25,7 +28,7 @@ Every type shares these rules, so a new type is one :class:`KeyType` value::
 The seed is the RFC 8032 private key for Ed25519 and the FIPS 204 ``xi`` seed for
 ML-DSA-44 (what ``cryptography``'s ``private_bytes_raw`` returns for both).
 
-The public API (stable; H2 and H3 build on it):
+The public API (stable: publisher keys, witnesses and mirrors build on it):
 
 - :class:`Purpose` - what a key may sign; :meth:`KeyType.may_sign` and
   :func:`choose` (``--key-type ml-dsa-44`` + a purpose -> the type byte to use).
