@@ -309,6 +309,7 @@ PAGES = [
     "/releases",
     "/telemetry",
     "/disclosure",
+    "/partners",  # without --state: the page saying there is no partners' area
 ]
 _AXE_RUN = """
 const done = arguments[arguments.length - 1];

@@ -421,3 +421,10 @@ def test_an_index_file_of_another_log_is_rebuilt(portal_log: PortalLog, tmp_path
     assert len(portal.index) == 0
     assert "1 matching" in _get(portal, "/entries?q=only+in+the+other").text
     assert len(portal.index) == 7  # the other log's entries only, not 6 more of the first
+
+
+def test_without_state_the_partners_area_is_a_404_page_not_a_form(portal: Portal) -> None:
+    for path in ("/partners", "/login"):
+        r = _get(portal, path)
+        assert r.status_code == 404 and "no partners&#39; area" in r.text
+    assert _get(portal, "/login", method="POST").status_code == 404

@@ -243,9 +243,9 @@ class Portal:
         ]
         if _PARTNERS.fullmatch(scope["path"]):
             if self.area is None:
-                await error(
-                    send, 404, "the partners' area is off (overt portal serve --state)", headers
-                )
+                message = "This portal has no partners' area (overt portal serve --state DIR)."
+                page = self._render("partner_error.html", code=404, message=message)
+                await reply(send, 404, page.encode("utf-8"), _HTML, headers)
                 return
             try:
                 status, body, ctype, extra = await self.area(scope, receive, send, headers)
