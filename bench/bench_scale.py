@@ -6,7 +6,8 @@ Every acknowledged entry is then checked against the bucket's entry bundles: the
 ``lost`` figure counts acknowledged entries not at their index, ``duplicated``
 entries in the log more than once; both must be 0. The run is 20 s (the issue
 asks for 60 s: 20 s keeps ``make bench`` bounded and the rate was steady after a
-few seconds), 3 s with ``--quick``. Everything runs on the same 2 cores: the load
+few seconds; ``OVERT_BENCH_SCALE_SECONDS=60`` runs the full minute), 3 s with
+``--quick``. Everything runs on the same 2 cores: the load
 generator, both front ends, PostgreSQL and moto (moto's own CPU included). Where
 the time goes is measured per process (CPU ms per entry, from /proc) and reported
 with the p50 row, with the rate that much CPU allows on 2 cores: the rate itself
@@ -150,7 +151,7 @@ def _http(
             assert server.stdout is not None
             server.stdout.readline()
         token = (first / "token").read_text().strip()
-        seconds = 3.0 if quick else 20.0
+        seconds = 3.0 if quick else float(os.environ.get("OVERT_BENCH_SCALE_SECONDS", "20"))
         urls = ",".join(f"http://127.0.0.1:{port}" for port in ports)
         acks = work / "acks"
         pids = [server.pid for server in servers]
