@@ -120,6 +120,45 @@ def test_private_helper_used_by_a_document_rule_is_still_high() -> None:
     assert _worst(src, "codename-list") == Severity.HIGH
 
 
+MULTI_ARCH_BOT = """
+private rule bot_words {
+  strings:
+    $b1 = "KILLATTK" $b2 = "MIRAITEST" $b3 = "TELNETTEST" $b4 = "NETIS" $b5 = "PHONE" $b6 = "RANGE"
+  condition: 5 of them
+}
+private rule prologues {
+  strings:
+    $arm = { 0D C0 A0 E1 00 D8 2D E9 }
+    $x86 = { 55 89 E5 81 EC ?? 10 00 }
+    $x64 = { 55 48 89 E5 48 81 EC 90 }
+    $mips = { 3C 1C 00 06 27 9C 97 98 }
+    $ppc = { 94 21 EF 80 7C 08 02 A6 }
+    $login = { 6F 67 69 6E 00 }
+  condition: 2 of them
+}
+rule multi_arch_bot {
+  strings: $name = "harvest.sh"
+  condition: $name and prologues and bot_words and filesize < 300KB
+}
+"""
+
+
+def test_instruction_bytes_that_read_as_letters_in_a_code_page_are_still_code() -> None:
+    # ARM's "mov ip, sp; push" is CR, a letter, NBSP, a letter, NUL, ... in cp1251, and
+    # x86's "push ebp; mov ebp, esp; sub esp" is "U", a per mille sign and three Arabic
+    # letters in cp1256: not text either, so $login (text) pairs only with code
+    # (Yara-Rules' false high). Every way to match needs two prologues, so the
+    # private rule of bot command words is a malware's identifiers, not a code-name list.
+    worst = _worst(MULTI_ARCH_BOT, "codename-list")
+    assert worst is None or worst < Severity.HIGH
+
+
+def test_a_marking_in_a_legacy_code_page_written_as_hex_is_still_text() -> None:
+    hexed = " ".join(f"{b:02X}" for b in "СЕКРЕТНО".encode("cp1251"))  # noqa: RUF001
+    src = f"rule r {{ strings: $m = {{ {hexed} }} condition: $m }}"
+    assert _worst(src, "marking") == Severity.HIGH
+
+
 # -- false high 4: document-only credits helper rules -------------------------------
 
 

@@ -10,9 +10,14 @@ antivirus into a search engine. This package finds such rules:
 - ``parse``: YARA files to a parser-independent model (yaramod, plyara fallback),
   run in worker processes (``_sandbox``, ``_worker``) so that a crash is a finding;
 - ``decode``: what each string really matches (wide, nocase, hex, base64, xor, regex);
-- ``detectors``: static detectors and the severity scale;
-- ``canary`` / ``dynamic``: a canary corpus scanned with yara-x;
-- ``audit``: orchestration, stable finding IDs, the attestation predicate;
+- ``requirements`` / ``classify``: what a condition needs, what each string is;
+- ``context``: what every detector needs to know about one rule, computed once;
+- ``detectors``: the detectors, one plug-in module each, and their registry;
+  ``signals``: the severity scale and how signals are weighed; ``markings``;
+- ``canary`` / ``dynamic`` / ``construct``: canaries and constructed samples scanned
+  with yara-x, compiled in batches;
+- ``audit``: the audit in three steps, ``reading`` (texts, includes), ``running``
+  (the worker processes) and ``findings`` (stable finding IDs, the predicate);
 - ``report``: text, JSON and SARIF 2.1.0 output;
 - ``diff``: what changed between two bundles, audited alone.
 

@@ -100,6 +100,17 @@ _DOC_HEADERS = (
     b"From ",
 )
 
+# Operators that compare a string with a string.
+_STRING_OPS = (
+    "matches",
+    "contains",
+    "icontains",
+    "startswith",
+    "istartswith",
+    "endswith",
+    "iendswith",
+    "iequals",
+)
 _KEYWORDS = frozenset(
     [
         "and",
@@ -117,14 +128,7 @@ _KEYWORDS = frozenset(
         "entrypoint",
         "true",
         "false",
-        "matches",
-        "contains",
-        "icontains",
-        "startswith",
-        "istartswith",
-        "endswith",
-        "iendswith",
-        "iequals",
+        *_STRING_OPS,
         "defined",
         "with",
         "uint8",
@@ -443,11 +447,38 @@ def _readable(run: bytes) -> bool:
             or unicodedata.category(ch).startswith("M")  # Thai, Khmer, Devanagari vowel signs
             for ch in text
         )
-        if text and good >= 0.8 * len(text) and sum(ch.isalpha() for ch in text) >= 2:
+        if text and good >= 0.8 * len(text) and (_in_words(text) or find_markings(text)):
             return True
     if any(dist for t, _enc in utf16_texts(run) for _m, _g, dist in find_markings(t)):
         return True
     return bool(xor_hits(run))
+
+
+def _in_words(text: str) -> bool:
+    """Whether most letters of ``text`` stand in words of four or more letters
+    (two in CJK, kana and Hangul; vowel signs count as letters) of one script
+    (Latin, or not); a shorter marking is found by name (:func:`_readable`). Machine code read in a legacy code page gives
+    lone letters between controls: ``0D C0 A0 E1 00 D8 2D E9``, ARM's ``mov ip, sp;
+    push ...``, is CR, a letter, NBSP, a letter, NUL, a letter, ``-``, a letter in
+    cp1251, and x86's ``push ebp; mov ebp, esp`` a Latin ``U`` run into Cyrillic
+    letters, or ``U``, a per mille sign and three Arabic letters in cp1256; a marking
+    in cp1251 is one word."""
+    letters = in_words = run = 0
+    ideographs = False  # CJK, kana, Hangul: a word is one or two characters
+    scripts = 0  # 1: Latin letters seen in the run, 2: others (a word is not of both)
+    for ch in text + " ":
+        if ch.isalpha() or unicodedata.category(ch).startswith("M"):
+            run += 1
+            o = ord(ch)
+            ideographs |= o >= 0x2E80
+            if ch.isalpha():
+                scripts |= 1 if o < 0x250 or 0x1E00 <= o < 0x1F00 else 2
+            continue
+        letters += run
+        word = (run >= 4 or (ideographs and run >= 2)) and scripts != 3
+        in_words += run if word else 0
+        run, ideographs, scripts = 0, False, 0
+    return letters >= 2 and in_words >= 0.5 * letters
 
 
 def is_doc_type(text: str) -> bool:
@@ -464,20 +495,7 @@ def is_doc_type(text: str) -> bool:
     )
 
 
-_CMP_OPS = frozenset(
-    {
-        "==",
-        "!=",
-        "contains",
-        "icontains",
-        "startswith",
-        "istartswith",
-        "endswith",
-        "iendswith",
-        "iequals",
-        "matches",
-    }
-)
+_CMP_OPS = frozenset({"==", "!=", *_STRING_OPS})
 
 
 def comparisons(tokens: list[ConditionToken]) -> list[tuple[str, str, ConditionToken]]:

@@ -33,29 +33,22 @@ def detect(ctx: RuleContext) -> list[Signal]:
     for key, value in ctx.rule.metas:
         k = key.lower()
         if k in lex.UPLOAD_KEYS and _truthy(value):
-            out.append(
-                Signal(
-                    "collect-meta",
-                    Severity.HIGH,
-                    f"meta:{key}",
-                    ctx.rule.line,
-                    f"{key} = {value!r}",
-                    "the metadata asks the engine to upload or collect the matched file",
-                    content=False,
-                )
-            )
+            why = "the metadata asks the engine to upload or collect the matched file"
         elif k in _ACTION_KEYS and isinstance(value, str) and _UPLOAD_VALUE_RE.search(value):
-            out.append(
-                Signal(
-                    "collect-meta",
-                    Severity.HIGH,
-                    f"meta:{key}",
-                    ctx.rule.line,
-                    f"{key} = {value!r}",
-                    "the metadata's action uploads or collects the matched file",
-                    content=False,
-                )
+            why = "the metadata's action uploads or collects the matched file"
+        else:
+            continue
+        out.append(
+            Signal(
+                "collect-meta",
+                Severity.HIGH,
+                f"meta:{key}",
+                ctx.rule.line,
+                f"{key} = {value!r}",
+                why,
+                content=False,
             )
+        )
     return out
 
 

@@ -53,82 +53,43 @@ _UNC = re.compile(r"^\\\\([A-Za-z0-9][A-Za-z0-9\-.]{1,62})\\")
 def detect(ctx: RuleContext) -> list[Signal]:
     out: list[Signal] = []
     line = ctx.rule.condition_line
+
+    def cond(sev: Severity, evidence: str, why: str, content: bool = True) -> None:
+        out.append(Signal("singling-out", sev, "condition", line, evidence, why, content))
+
     for name in sorted(ctx.externals):
         if name.lower() in lex.IDENTITY_EXTERNALS:
-            out.append(
-                Signal(
-                    "singling-out",
-                    Severity.HIGH,
-                    "condition",
-                    line,
-                    name,
-                    f"the condition reads the external variable {name!r}, which identifies "
-                    "the machine, user or organisation rather than the file",
-                    content=False,
-                )
+            cond(
+                Severity.HIGH,
+                name,
+                f"the condition reads the external variable {name!r}, which identifies "
+                "the machine, user or organisation rather than the file",
+                content=False,
             )
     for lhs, op, lit in comparisons(ctx.tokens):
         for text in literal_texts(lit):
+            shown = f"{lhs} {op} {text!r}"
             if lhs == "owner":
                 if text.strip().lower() in lex.SERVICE_ACCOUNTS:
-                    out.append(
-                        Signal(
-                            "singling-out",
-                            Severity.LOW,
-                            "condition",
-                            line,
-                            f"owner {op} {text!r}",
-                            f"file owner compared with the service account {text!r}",
-                            content=False,
-                        )
-                    )
+                    why = f"file owner compared with the service account {text!r}"
+                    cond(Severity.LOW, shown, why, content=False)
                 else:
-                    out.append(
-                        Signal(
-                            "singling-out",
-                            Severity.HIGH,
-                            "condition",
-                            line,
-                            f"owner {op} {text!r}",
-                            f"the condition selects files owned by the account {text!r}",
-                        )
+                    cond(
+                        Severity.HIGH,
+                        shown,
+                        f"the condition selects files owned by the account {text!r}",
                     )
             elif lhs in ("filepath", "filename"):
                 m = _USER_PATH.search(text)
                 if m and m.group(1).lower() not in _GENERIC_PROFILES:
-                    out.append(
-                        Signal(
-                            "singling-out",
-                            Severity.HIGH,
-                            "condition",
-                            line,
-                            f"{lhs} {op} {text!r}",
-                            f"the condition selects the profile of user {m.group(1)!r}",
-                        )
-                    )
+                    why = f"the condition selects the profile of user {m.group(1)!r}"
+                    cond(Severity.HIGH, shown, why)
                 m2 = _UNC.match(text)
                 if m2:
-                    out.append(
-                        Signal(
-                            "singling-out",
-                            Severity.HIGH,
-                            "condition",
-                            line,
-                            f"{lhs} {op} {text!r}",
-                            f"the condition selects files on the machine {m2.group(1)!r}",
-                        )
-                    )
+                    why = f"the condition selects files on the machine {m2.group(1)!r}"
+                    cond(Severity.HIGH, shown, why)
                 if _NAMED_DOC.search(text):
-                    out.append(
-                        Signal(
-                            "singling-out",
-                            Severity.HIGH,
-                            "condition",
-                            line,
-                            f"{lhs} {op} {text!r}",
-                            "the condition selects one named document",
-                        )
-                    )
+                    cond(Severity.HIGH, shown, "the condition selects one named document")
     for s in ctx.rule.strings:
         for c in ctx.cands[s.identifier]:
             m = _USER_PATH.search(c.text)
