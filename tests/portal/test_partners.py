@@ -11,9 +11,11 @@ a key that is not logged, a partner filing what another role files, hostile text
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -28,9 +30,25 @@ from overt.portal.partners import audit_statement, sign_statement
 from overt.publish.keys import generate_publisher_key
 
 
+@pytest.fixture(scope="module")
+def _made(tmp_path_factory: pytest.TempPathFactory) -> Partners:
+    return make_partners(tmp_path_factory.mktemp("partners"))
+
+
 @pytest.fixture
-def partners(tmp_path: Path) -> Partners:
-    return make_partners(tmp_path)
+def partners(_made: Partners, tmp_path: Path) -> Partners:
+    """A copy of the module's partners' log, state and artifacts for this test alone
+    (made once: four scrypt hashes and a signed log per test would cost seconds)."""
+    base = _made.state.parent
+    shutil.copytree(base, tmp_path / "copy", symlinks=True)
+
+    def moved(path: Path) -> Path:
+        return tmp_path / "copy" / path.relative_to(base)
+
+    log = dataclasses.replace(_made.log, dir=moved(_made.log.dir))
+    return dataclasses.replace(
+        _made, log=log, state=moved(_made.state), artifacts=moved(_made.artifacts)
+    )
 
 
 class Browser:

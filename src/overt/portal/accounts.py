@@ -30,6 +30,7 @@ name and a wrong password).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -115,6 +116,13 @@ def verify_password(stored: str, password: str) -> bool:
     return True
 
 
+@functools.cache
+def _dummy() -> str:
+    """A hash no password matches, checked for unknown names: the same scrypt work as for a
+    known one (made once per process)."""
+    return hash_password(secrets.token_hex(16))
+
+
 class AccountStore:
     """``STATE/accounts.json``: read on every lookup (small), replaced atomically on change.
 
@@ -124,7 +132,6 @@ class AccountStore:
 
     def __init__(self, state: Path) -> None:
         self.path = state / "accounts.json"
-        self._dummy = hash_password(secrets.token_hex(16))  # for unknown names: same cost
 
     def _load(self) -> dict[str, dict[str, str | None]]:
         try:
@@ -194,7 +201,7 @@ class AccountStore:
         entry = self._load().get(name) if _NAME.fullmatch(name) else None
         stored = entry.get("password") if isinstance(entry, dict) else None
         try:
-            ok = verify_password(stored if isinstance(stored, str) else self._dummy, password)
+            ok = verify_password(stored if isinstance(stored, str) else _dummy(), password)
         except FormatError:
             ok = False
         account = self.get(name) if ok and entry is not None else None
