@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
@@ -85,3 +90,70 @@ def endpoint() -> Iterator[str]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (initdb in a temporary directory, a free
+    loopback port), so that a test may restart or crash it: the machine's server is
+    shared with every other test and must not be touched."""
+
+    def __init__(self, bindir: Path, root: Path, as_user: list[str]) -> None:
+        self.bindir, self.root, self.as_user = bindir, root, as_user
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._options = f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1"
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), *args],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def initdb(self) -> None:
+        subprocess.run(
+            [
+                *(*self.as_user, str(self.bindir / "initdb"), "-D", str(self.root / "data")),
+                *("-A", "trust", "-U", "postgres", "--no-sync"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def start(self) -> None:
+        self._pg_ctl("-o", self._options, "-l", str(self.root / "log"), "-w", "start")
+
+    def restart(self, mode: str = "immediate") -> None:
+        """``immediate`` is a crash: no shutdown checkpoint, WAL replay on start."""
+        self._pg_ctl("-m", mode, "-o", self._options, "-l", str(self.root / "log"), "-w", "restart")
+
+    def stop(self) -> None:
+        self._pg_ctl("-m", "immediate", "-w", "stop")
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server for this test alone; skipped without PostgreSQL's binaries."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        pytest.skip("no PostgreSQL server binaries (initdb) on this machine")
+    bindir = found[-1].parent
+    root = Path(tempfile.mkdtemp(prefix="overt-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            pytest.skip("running as root without runuser: cannot start a private PostgreSQL")
+        os.chown(root, pwd.getpwnam("postgres").pw_uid, -1)
+        as_user = [runuser, "-u", "postgres", "--"]
+    server = PrivatePostgres(bindir, root, as_user)
+    try:
+        server.initdb()
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -3,10 +3,10 @@ per test) and moto's S3 emulator (not Amazon S3), started here on 127.0.0.1.
 
 The first tests drive two :class:`SharedLog` objects in this process; the others run
 two real ``overt log serve`` processes under load and break something: kill -9 of
-the sequencer, PostgreSQL unreachable, the object store unreachable for 10 s. The
-network faults are a TCP proxy cut in front of PostgreSQL or moto (the machine's
-PostgreSQL is shared with other tests and cannot be restarted safely; moto keeps
-its buckets in memory). After each: the log recovers by itself, every acknowledged
+the sequencer; PostgreSQL crashed and restarted (a server the test starts for itself:
+the machine's own is shared with other tests); PostgreSQL unreachable; the object
+store unreachable for 10 s. The network faults are a TCP proxy cut in front of
+PostgreSQL or moto (moto keeps its buckets in memory: stopping it would lose them). After each: the log recovers by itself, every acknowledged
 entry is at its index in the bucket's bundles, no entry is there twice, every
 checkpoint served is consistent with the final one (no fork), and Go's sumdb/tlog
 client verifies the result.
@@ -34,7 +34,7 @@ from tests.backends._cluster import (
     wait_published,
     wait_until,
 )
-from tests.backends.conftest import PostgresSchema
+from tests.backends.conftest import PostgresSchema, PrivatePostgres
 from tests.interop.test_go_tlog import GOPATH, PROGRAM
 
 from overt.cli.main import main
@@ -336,6 +336,36 @@ def test_postgresql_unreachable_mid_load_recovers_by_itself(
             _go_verifies(go_client, front_ends[1].url, vkey)
     finally:
         proxy.close()
+
+
+def test_postgresql_crashed_and_restarted_mid_load_recovers_by_itself(
+    tmp_path: Path,
+    private_postgres: PrivatePostgres,
+    endpoint: str,
+    bucket: str,
+    go_client: Path | None,
+) -> None:
+    """A real PostgreSQL restart, ``pg_ctl restart -m immediate`` (a crash: WAL replay on
+    start), on a server of the test's own: every commit acknowledged before it survives."""
+    tiles = f"s3://{bucket}/log?endpoint={endpoint}"
+    store = open_tiles(tiles)
+    front_ends = _cluster(tmp_path, tiles, private_postgres.url)
+    token = (tmp_path / "a" / "token").read_text().strip()
+    vkey = (tmp_path / "a" / "log.vkey").read_text().strip()
+    with running(front_ends), Checkpoints(front_ends, store) as polled:
+        with Load(front_ends, token) as load:
+            wait_until(lambda: load.count() >= 200, 30, "200 acknowledged entries")
+            private_postgres.restart("immediate")
+            restarted = load.count()
+            wait_until(lambda: load.count() >= restarted + 200, 30, "200 more after restart")
+        wait_until(lambda: any(fe.holds_lease() for fe in front_ends), 10, "a lease holder")
+        # The crash ended the holder's session: the lease was taken a second time.
+        taken = sum(fe.output.read_text().count("took the sequencer lease") for fe in front_ends)
+        assert taken >= 2, [fe.output.read_text() for fe in front_ends]
+        for fe in front_ends:
+            wait_published(fe, max(load.acked.values()) + 1)
+        check_log(store, vkey, load.acked, polled.seen)
+        _go_verifies(go_client, front_ends[0].url, vkey)
 
 
 def test_object_store_unreachable_for_10_s_recovers_by_itself(
