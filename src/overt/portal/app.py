@@ -243,8 +243,8 @@ class Portal:
         ]
         if _PARTNERS.fullmatch(scope["path"]):
             if self.area is None:
-                message = "This portal has no partners' area (overt portal serve --state DIR)."
-                page = self._render("partner_error.html", code=404, message=message)
+                off = "This portal has no partners' area (overt portal serve --state DIR)."
+                page = self._render("partner_error.html", code=404, message=off)
                 await reply(send, 404, page.encode("utf-8"), _HTML, headers)
                 return
             try:
