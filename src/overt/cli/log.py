@@ -125,7 +125,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="append",
         default=[],
         metavar="URL",
-        help="keep this tlog-mirror up to the log (checkpoint, then entries; repeatable)",
+        help="keep this tlog-mirror up to the log (checkpoint, then entries; repeatable); one"
+        " the log's witness policy names at this URL has its cosignature added to the"
+        " published checkpoint",
     )
     add_limit_arguments(p)
     p.set_defaults(func=_serve, long_running=True)
@@ -360,7 +362,21 @@ def _serve(args: argparse.Namespace) -> int:
         if args.mirror:
             from overt.mirror.client import feed_mirrors
 
-            stop_feeding = feed_mirrors(args.dir, args.mirror)
+            # Mirrors the log's policy names (by URL) get their cosignatures checked and
+            # added to the published checkpoint, for offline endpoints (overt.log.mirroring).
+            policy = getattr(log, "policy", None)
+            keys = {
+                m.url.rstrip("/"): m.verifier
+                for m in (policy.mirrors if policy is not None else ())
+                if m.url
+            }
+            adder = getattr(log, "add_cosignatures", None)
+            stop_feeding = feed_mirrors(
+                args.dir,
+                args.mirror,
+                keys={u: keys[u.rstrip("/")] for u in args.mirror if u.rstrip("/") in keys},
+                cosigned=None if adder is None else lambda note, key: adder(note, [key]),
+            )
         try:
             serve(log, host, port, ready=ready, limits=limits)
         except SystemExit as err:  # the HTTP server gave up during start-up

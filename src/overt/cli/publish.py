@@ -95,6 +95,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--builder-id", default="https://overt.dev/builder/local", metavar="URI",
         help="with --source: the builder's id in the provenance",
     )  # fmt: skip
+    p.add_argument(
+        "--wait-mirrors", type=Path, metavar="POLICY",
+        help="wait (at most --timeout) until the log's checkpoint carries this tlog-policy's"
+        " mirror quorum for the new entries, so offline endpoints can check it (a log"
+        " directory pushes to the policy's mirror URLs itself)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, help="bundle path (default FILE.overt)")
     p.add_argument(
         "--unsafe-local-witness", type=Path, action="append", default=[], metavar="SKEY",
@@ -313,6 +319,7 @@ def _publish(args: argparse.Namespace) -> int:
                 consistency_from=args.consistency_from,
                 cosign=_local_witnesses(args.unsafe_local_witness),
                 keyset_log=keyset_log,
+                mirrored=_mirror_wait(log, args.wait_mirrors, args.timeout),
             )
     if source:
         import dataclasses
@@ -322,6 +329,42 @@ def _publish(args: argparse.Namespace) -> int:
     write_bundle(out, bundle)
     print(f"published {item.name} as entry {bundle.proof.index}; bundle written to {out}")
     return 0
+
+
+def _mirror_wait(
+    log: object, policy_path: Path | None, timeout: float
+) -> Callable[[int, int], bytes] | None:
+    """``--wait-mirrors``: the log's checkpoint once the policy's mirror quorum cosigned it
+    for a range of entries (overt.log.mirroring.wait_for_mirrors)."""
+    if policy_path is None:
+        return None
+    from overt.formats.checkpoint import parse_checkpoint
+    from overt.formats.note import parse_note
+    from overt.formats.policy import parse_policy
+    from overt.log.log import Log
+    from overt.log.mirroring import collect_mirror_cosignatures, wait_for_mirrors
+
+    policy = parse_policy(read_input(str(policy_path)))
+    if policy.mirror_quorum is None:
+        raise ConfigError(f"{policy_path} has no mirror-quorum line: nothing to wait for")
+    read: Callable[[], bytes] = log.checkpoint  # type: ignore[attr-defined]
+    directory = getattr(log, "log", None)  # a log directory: it pushes to the mirrors itself
+
+    def wait(first: int, end: int) -> bytes:
+        origin = parse_checkpoint(parse_note(read()).text).origin
+        keys = [lg.verifier for lg in policy.logs if lg.verifier.name == origin]
+        if not keys:
+            raise ConfigError(f"{policy_path} names no log {origin}")
+        collect = None
+        if isinstance(directory, Log):
+            d = directory
+
+            def collect() -> dict[str, str]:
+                return collect_mirror_cosignatures(d, d.directory, keys[0], policy.mirrors)
+
+        return wait_for_mirrors(read, keys[0], policy, first, end, timeout, collect=collect)
+
+    return wait
 
 
 def _local_witnesses(paths: Sequence[Path]) -> Callable[[bytes], bytes] | None:

@@ -95,7 +95,15 @@ from overt.errors import (
 from overt.formats import merkle, tiles
 from overt.formats.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint
 from overt.formats.keytypes import DEFAULT_ALGORITHM, Purpose, choose, generate
-from overt.formats.note import Signer, Verifier, parse_note, parse_skey, parse_vkey
+from overt.formats.note import (
+    Note,
+    Signer,
+    Verifier,
+    format_note,
+    parse_note,
+    parse_skey,
+    parse_vkey,
+)
 from overt.formats.policy import Policy, parse_policy
 from overt.formats.proof import TlogProof, format_proof
 from overt.log._files import read_token, read_vkey
@@ -166,6 +174,17 @@ def _parse_witness_policy(text: bytes) -> Policy:
     if not policy.witnesses or policy.quorum is None:
         raise PolicyError("a log's witness policy needs witness lines and a quorum")
     return policy
+
+
+def _keep_cosignatures(published: bytes, note: bytes) -> bytes:
+    """``note`` plus the signature lines of ``published`` by keys ``note`` lacks, when both
+    are the same checkpoint text (they were verified when ``published`` was)."""
+    old, new = parse_note(published), parse_note(note)
+    if old.text != new.text:
+        return note
+    mine = {(s.name, s.key_id) for s in new.signatures}
+    extra = tuple(s for s in old.signatures if (s.name, s.key_id) not in mine)
+    return format_note(Note(new.text, new.signatures + extra)) if extra else note
 
 
 def _leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
@@ -397,6 +416,8 @@ class Log(_TreeReads):
         # Lock order: _write_lock (integration) before _seq_lock (index assignment).
         self._write_lock = threading.Lock()
         self._seq_lock = threading.Lock()
+        # Serializes replacing the published note (witness rounds, mirror cosignatures).
+        self._publish_lock = threading.Lock()
         try:
             self.journal = Journal(directory / "journal")
         except OSError as err:
@@ -679,15 +700,48 @@ class Log(_TreeReads):
         ``note`` must be one of this log's signed checkpoints for ``size`` with
         cosignature lines added. Raises LogError if it would move backwards.
         """
-        if size < self._published[1] or size > self._size:
-            raise LogError(
-                f"refusing to publish size {size} (published {self._published[1]}, log {self._size})"
-            )
-        try:
-            self.store.write_checkpoint(note)
-        except OSError as err:
-            raise LogError(f"cannot publish the witnessed checkpoint: {err}") from err
-        self._published = (note, size)
+        with self._publish_lock:
+            if size < self._published[1] or size > self._size:
+                raise LogError(
+                    f"refusing to publish size {size} (published {self._published[1]},"
+                    f" log {self._size})"
+                )
+            # The same checkpoint cosigned again (a refresh) keeps the cosignatures the
+            # published note has beyond this round's, e.g. its mirrors' (overt.log.mirroring).
+            note = _keep_cosignatures(self._published[0], note)
+            try:
+                self.store.write_checkpoint(note)
+            except OSError as err:
+                raise LogError(f"cannot publish the witnessed checkpoint: {err}") from err
+            self._published = (note, size)
+
+    def add_cosignatures(self, note: bytes, cosigners: Sequence[Verifier]) -> bool:
+        """Add the cosignatures of ``note`` by ``cosigners`` (e.g. a mirror's reply) to the
+        published checkpoint, if ``note`` is that checkpoint; returns whether it was.
+
+        The text is unchanged, so every proof against it stays valid; the note is
+        written atomically (fsynced) like any publication (overt.log.mirroring).
+
+        Raises:
+            FormatError, InvalidSignatureError: ``note`` is malformed, or a cosigner's
+                signature on it does not verify (nothing is published then).
+            LogError: the checkpoint cannot be written.
+        """
+        from overt.log.mirroring import merge_cosignatures
+
+        # _write_lock: a log without witnesses publishes as it integrates.
+        with self._write_lock, self._publish_lock:
+            published, size = self._published
+            merged = merge_cosignatures(published, note, cosigners)
+            if merged is None:
+                return False
+            if merged != published:
+                try:
+                    self.store.write_checkpoint(merged)
+                except OSError as err:
+                    raise LogError(f"cannot publish the cosigned checkpoint: {err}") from err
+                self._published = (merged, size)
+            return True
 
     @property
     def size(self) -> int:

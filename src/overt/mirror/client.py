@@ -36,7 +36,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -456,10 +456,21 @@ class MirrorPusher:
             _sleep(interval, stop)
 
 
-def feed_mirrors(log_dir: Path, urls: Sequence[str], interval: float = 1.0) -> Callable[[], None]:
+def feed_mirrors(
+    log_dir: Path,
+    urls: Sequence[str],
+    interval: float = 1.0,
+    *,
+    keys: Mapping[str, Verifier] | None = None,
+    cosigned: Callable[[bytes, Verifier], object] | None = None,
+) -> Callable[[], None]:
     """Keep each mirror at ``urls`` up to the log in ``log_dir`` (its published checkpoint
     and tiles, its ``log.vkey``), each from a thread of its own (:meth:`MirrorPusher.follow`);
     returns the function that stops them. What ``overt log serve --mirror URL`` runs.
+
+    ``keys`` maps a URL to that mirror's key: its cosignature is then checked, and
+    passed with the key to ``cosigned`` (the log adds it to its published checkpoint:
+    :meth:`overt.log.log.Log.add_cosignatures`) after each push that moved the mirror.
 
     Raises:
         ConfigError, FormatError: the log's verifier key cannot be read.
@@ -472,11 +483,23 @@ def feed_mirrors(log_dir: Path, urls: Sequence[str], interval: float = 1.0) -> C
     stop = threading.Event()
     threads = []
     for url in urls:
-        pusher = MirrorPusher(DirectorySource(log_dir), log_key, MirrorClient(url))
+        key = (keys or {}).get(url)
+        pusher = MirrorPusher(DirectorySource(log_dir), log_key, MirrorClient(url), mirror_key=key)
+        on_push = None
+        if key is not None and cosigned is not None:
 
-        def run(pusher: MirrorPusher = pusher) -> None:
+            def on_push(result: PushResult, key: Verifier = key, url: str = url) -> None:
+                try:
+                    assert cosigned is not None
+                    cosigned(result.note, key)
+                except OvertError as err:  # the log moved on, or could not write: next push
+                    _logger.warning("mirror %s: cosignature not kept: %s", url, err)
+
+        def run(
+            pusher: MirrorPusher = pusher, on_push: Callable[..., None] | None = on_push
+        ) -> None:
             with pusher:
-                pusher.follow(interval, stop=stop.is_set)
+                pusher.follow(interval, stop=stop.is_set, on_push=on_push)
 
         thread = threading.Thread(target=run, name=f"overt-mirror-feed {url}", daemon=True)
         thread.start()

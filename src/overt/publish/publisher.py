@@ -230,6 +230,7 @@ def publish(
     consistency_from: Sequence[int] = (),
     cosign: Callable[[bytes], bytes] | None = None,
     keyset_log: KeySetLog | None = None,
+    mirrored: Callable[[int, int], bytes] | None = None,
 ) -> list[Bundle]:
     """Log ``items`` (and ``keysets``, ``attestations``) and return one bundle per item.
 
@@ -239,6 +240,10 @@ def publish(
     ``keyset_log``, the publisher's key-set log: ``keysets`` (the whole chain) are
     made its entries (already logged ones are found again) and its freshly
     cosigned checkpoint goes in every bundle (:func:`keyset_checkpoint`).
+    ``mirrored(first, end)``, if given, returns the log's checkpoint once it carries
+    the mirror cosignatures for the new attestations and items ``[first, end)``
+    (:func:`overt.log.mirroring.wait_for_mirrors`): the bundles are made on it, so
+    an offline endpoint can check its mirror quorum.
 
     Raises:
         FormatError: a malformed item; LogError: the log refused or failed;
@@ -250,7 +255,9 @@ def publish(
         keyset_note = keyset_checkpoint(keyset_log, keysets, cosign)
     entries = [make_entry(signer, item) for item in items]
     indices = log.add_many([*keysets, *attestations, *entries])
-    note = log.checkpoint()
+    held = indices[len(keysets) :]
+    first, end = (min(held), max(held) + 1) if held else (0, 0)  # (0, 0): nothing to hold
+    note = log.checkpoint() if mirrored is None else mirrored(first, end)
     if cosign is not None:
         note = cosign(note)
     size = parse_checkpoint(parse_note(note).text).size
