@@ -324,7 +324,7 @@ def test_postgresql_unreachable_mid_load_recovers_by_itself(
                 proxy.cut()
                 time.sleep(0.5)
                 during = load.count()
-                time.sleep(2.5)
+                time.sleep(1.5)
                 assert load.count() == during, "acknowledged without a database"
                 proxy.restore()
                 wait_until(lambda: load.count() >= during + 200, 30, "200 more after restore")
@@ -409,7 +409,7 @@ def test_leaf_hash_dedup_holds_across_front_ends_under_load(
     a, b = pair
     from concurrent.futures import ThreadPoolExecutor
 
-    batches = [[b"dup %d" % i for i in range(n, n + 50)] for n in range(0, 500, 25)]
+    batches = [[b"dup %d" % i for i in range(n, n + 50)] for n in range(0, 250, 25)]
     with ThreadPoolExecutor(4) as pool:
         results = list(
             pool.map(
