@@ -43,6 +43,7 @@ import argparse
 import fcntl
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -770,6 +771,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
         seed_history(base, url, read_token(log_dir))
         chain = seed_source_chain(base, url, read_token(log_dir), read_vkey(log_dir))
         portal_url = f"http://127.0.0.1:{port + PORTAL_OFFSET}/"
+        partner = seed_partner(base)
         proc = subprocess.Popen(
             _overt(
                 "portal", "serve", str(log_dir),
@@ -808,6 +810,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
             )
         )
         print(f"overt Transparency Center portal: {portal_url}", flush=True)
+        print(f"  partners' area: {portal_url}login as alice (reviewer), {partner}", flush=True)
         print(_banner(base, url, read_vkey(log_dir), policy_path, index, cosigners), flush=True)
         print(_mirror_banner(base, port, index, mirrored), flush=True)
         print(_source_banner(chain), flush=True)
@@ -888,6 +891,23 @@ mirrors (c2sp.org/tlog-mirror; each center keeps the data; policy: 2 of 3 must h
 entry {index} is held by the mirrors {held}.
 verify the log from the mirrors alone, as if the log were down:
   {overt} log verify http://127.0.0.1:9 --policy {base}/policy.txt""".rstrip()
+
+
+def seed_partner(base: Path) -> str:
+    """A reviewer account in the portal's partners' area (docs/portal.md) for the source
+    chain's reviewer alice, her logged key; the password is made once and kept 0600."""
+    from overt.log.fs import atomic_write
+    from overt.portal.accounts import AccountStore, PartnerRole
+
+    state, key = base / "portal", base / "history" / "source" / "alice.key"
+    password = state / "alice.password"
+    if not password.exists():
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(12)
+        vkey = Path(f"{key}.pub").read_text().strip()
+        AccountStore(state).add("alice", PartnerRole.REVIEWER, secret, vkey)
+        atomic_write(password, secret.encode() + b"\n", mode=0o600)
+    return f"password in {password}, her key {key}"
 
 
 def _source_banner(run: SourceRun) -> str:
