@@ -30,7 +30,7 @@ every :data:`POLL` seconds to serve reads and ``?proof=1``, and try to take the
 lease every :data:`LEASE_RETRY` seconds.
 
 Why nothing acknowledged is lost or moved and the tree never forks, whatever dies
-when (``docs/adr/0016-several-front-ends-one-sequencing-table.md``):
+when (``docs/adr/0017-several-front-ends-one-sequencing-table.md``):
 
 - an acknowledged entry is in ``log_pending`` until a checkpoint covering it is
   committed, and the bundles holding it were durable before that commit;
