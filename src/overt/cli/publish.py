@@ -423,9 +423,17 @@ def _verify(args: argparse.Namespace) -> int:
     with UpdateGate(policy, args.state, fetch_consistency=fetch, fetch_mirrors=mirrors) as gate:  # type: ignore[arg-type]
         pub = gate.admit(artifact, bundle)
     cp = pub.checkpoint.checkpoint
+    head = f"ok: {pub.kind} {pub.product} {pub.version} ({pub.channel}) sha256 {pub.sha256[:16]}..."
+    if pub.subtree is not None:  # inclusion by subtree, freshness from the key-set log
+        st = pub.subtree.proof.subtree
+        print(
+            f"{head} logged at index {pub.index} of {st.origin} in subtree [{st.start},"
+            f" {st.end}) cosigned by {', '.join(sorted(pub.subtree.cosigned_by))}; key set"
+            f" current at {cp.origin} size {cp.size}"
+        )
+        return 0
     print(
-        f"ok: {pub.kind} {pub.product} {pub.version} ({pub.channel}) sha256 {pub.sha256[:16]}..."
-        f" logged at index {pub.index} of {cp.origin} (size {cp.size}),"
+        f"{head} logged at index {pub.index} of {cp.origin} (size {cp.size}),"
         f" cosigned by {', '.join(sorted(pub.checkpoint.cosigned)) or 'no witness'}"
     )
     return 0

@@ -40,6 +40,16 @@ check that fails, in this order:
 10. ``consistency``: the checkpoint is consistent with the last one this
     client accepted from that log (a proof from the bundle, or fetched).
 
+A bundle with a subtree proof (:mod:`overt.formats.subtree_proof`), checked under a
+policy with a ``keyset_log``, takes the split of docs/adr/0013-subtree-proofs.md
+(unless it is a rule bundle or the policy has a ``source`` requirement: those rest on
+attestations proven against the main checkpoint): ``inclusion`` is the subtree
+proof, its subtree cosigned by the witness quorum (``witness-quorum``) in one of the
+policy's logs; freshness is the key-set log checkpoint's, already demanded by
+``key-set-current``; ``mirror-quorum`` counts the mirrors' subtree cosignatures; the
+main log's checkpoint is not used, so ``consistency`` has nothing to compare and
+the client's stored checkpoint of that log stays as it was.
+
 The digest may be given as a callable so that a shell can hash a large
 artifact on another thread while the signatures are checked; the result is
 the same as running the checks one after the other (all are pure), and the
@@ -81,6 +91,12 @@ from overt.formats.statement import (
     parse_predicate,
     parse_statement,
     version_key,
+)
+from overt.formats.subtree_proof import (
+    VerifiedSubtreeProof,
+    parse_subtree_proof,
+    verify_subtree_cosignatures,
+    verify_subtree_proof,
 )
 from overt.gate.errors import (
     ArtifactDigestError,
@@ -159,6 +175,9 @@ class VerifiedPublication:
     checkpoint: VerifiedCheckpoint
     keyids: tuple[str, ...]
     audits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The subtree proof the inclusion rests on (then ``checkpoint`` is the key-set
+    #: log's, which gave the freshness), or None for the full checkpoint path.
+    subtree: VerifiedSubtreeProof | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +192,9 @@ def _line(kind: str) -> str:
     return "rules" if kind == "rule-bundle" else "software"
 
 
-def _current_keyset(start: KeyState, bundle: Bundle, policy: ClientPolicy, now: float) -> KeyState:
+def _current_keyset(
+    start: KeyState, bundle: Bundle, policy: ClientPolicy, now: float
+) -> tuple[KeyState, VerifiedCheckpoint]:
     """The key set the bundle proves current: the last entry of the publisher's key-set
     log under a checkpoint its witness quorum cosigned within ``keyset_log.max_age``
     (docs/adr/0012-key-sets-in-their-own-witnessed-log.md)."""
@@ -193,17 +214,19 @@ def _current_keyset(start: KeyState, bundle: Bundle, policy: ClientPolicy, now: 
             origin=req.log.origin,
             extra_logs=(req.log,),
         )
-        return verify_current_keyset(start, [k.entry for k in bundle.keysets], verified.checkpoint)
+        keys = verify_current_keyset(start, [k.entry for k in bundle.keysets], verified.checkpoint)
+        return keys, verified
     except OvertError as err:
         raise KeySetCurrencyError(f"key-set log {req.log.origin}: {err}") from err
 
 
 def _publisher(
     envelope: Envelope, bundle: Bundle, policy: ClientPolicy, state: GateState, now: float
-) -> tuple[KeyState, tuple[str, ...]]:
+) -> tuple[KeyState, tuple[str, ...], VerifiedCheckpoint | None]:
     start = state.keys or KeyState.pinned(policy.publisher)
+    keyset_cp = None
     if policy.keyset_log is not None:
-        keys = _current_keyset(start, bundle, policy, now)
+        keys, keyset_cp = _current_keyset(start, bundle, policy, now)
     else:
         try:
             keys = follow_keyset(start, [k.entry for k in bundle.keysets])
@@ -227,7 +250,7 @@ def _publisher(
             f"not signed by a key of publisher key set {keys.sequence}"
             f" (signers: {', '.join(i[:16] for i in ids) or 'none named'})"
         ) from err
-    return keys, verified.keyids
+    return keys, verified.keyids, keyset_cp
 
 
 def _pin(statement: Statement, policy: ClientPolicy) -> Release | Update | RuleBundle:
@@ -454,10 +477,14 @@ def _checks(
     fetch: ConsistencyFetcher | None,
     fetch_mirrors: MirrorFetcher | None = None,
 ) -> Admission:
-    keys, keyids = _publisher(envelope, bundle, policy, state, now)
+    keys, keyids, keyset_cp = _publisher(envelope, bundle, policy, state, now)
     predicate = _pin(statement, policy)
     kind = statement.kind
     assert kind is not None
+    if keyset_cp is not None and _by_subtree(bundle, kind, policy):
+        return _checks_by_subtree(
+            statement, bundle, policy, state, keys, keyids, keyset_cp, predicate, kind
+        )
     _included(bundle.entry, bundle.proof.index, bundle.proof.hashes, cp, "the publication")
     for i, k in enumerate(bundle.keysets):
         _included(k.entry, k.index, k.hashes, cp, f"key set {i}")
@@ -565,6 +592,90 @@ def _mirror_cosigned(
         return {}
     names = {(m.verifier.name, m.verifier.key_id): m.name for m in policy.mirrors}
     return {names[(sig.name, sig.key_id)]: big.size for _v, sig in signed.cosignatures()}
+
+
+def _by_subtree(bundle: Bundle, kind: str, policy: ClientPolicy) -> bool:
+    """Whether the subtree path applies (ADR 0013): the bundle carries a subtree proof, the
+    policy takes freshness from the key-set log, and nothing else must be proven against
+    the main checkpoint (a rule bundle's audits, a release's source evidence)."""
+    return bool(bundle.subtree_proof) and kind != "rule-bundle" and policy.source is None
+
+
+def _checks_by_subtree(
+    statement: Statement,
+    bundle: Bundle,
+    policy: ClientPolicy,
+    state: GateState,
+    keys: KeyState,
+    keyids: tuple[str, ...],
+    keyset_cp: VerifiedCheckpoint,
+    predicate: Release | Update | RuleBundle,
+    kind: str,
+) -> Admission:
+    """Steps 5 to 10 for a bundle with a subtree proof: the publication's inclusion by the
+    witnessed subtree (no log signature, a path of 8 hashes), freshness from the key-set
+    log's checkpoint (checked in step 3 within ``keyset_log.max_age``), the mirror quorum
+    from the mirrors' subtree cosignatures. The main log's checkpoint is not used, so
+    the client's stored checkpoint of it is neither compared nor moved."""
+    subtree = _subtree_included(bundle, policy)
+    st = subtree.proof.subtree
+    witnesses = policy.witnesses
+    if witnesses.mirror_quorum is not None:
+        try:
+            mirrors = verify_subtree_cosignatures(
+                st, [(m.name, m.verifier) for m in witnesses.mirrors]
+            )
+            index = subtree.proof.index
+            require_mirrors(witnesses, dict.fromkeys(mirrors, st.end), index, index + 1)
+        except MirrorQuorumError as err:
+            raise DataAvailabilityError(str(err)) from err
+        except (FormatError, InvalidSignatureError) as err:
+            raise DataAvailabilityError(f"bad mirror subtree cosignature: {err}") from err
+    version_slot, version = _rollback(kind, predicate, state)
+    versions = dict(state.versions)
+    versions[version_slot] = version
+    new_keys = keys if state.keys is None or keys.sequence > state.keys.sequence else state.keys
+    publication = VerifiedPublication(
+        kind=kind,
+        product=predicate.product,
+        channel=predicate.channel,
+        version=predicate.version,
+        predicate=predicate,
+        statement=statement,
+        subject="",
+        sha256="",
+        index=subtree.proof.index,
+        entry=bundle.entry,
+        checkpoint=keyset_cp,
+        keyids=keyids,
+        subtree=subtree,
+    )
+    return Admission(publication, GateState(state.checkpoints, versions, new_keys))
+
+
+def _subtree_included(bundle: Bundle, policy: ClientPolicy) -> VerifiedSubtreeProof:
+    """The publication proven by the bundle's subtree proof, cosigned by the witness
+    quorum, in one of the policy's logs (not the key-set log)."""
+    try:
+        proof = parse_subtree_proof(bundle.subtree_proof)
+    except FormatError as err:  # parse_bundle checked it; a Bundle built in code may not be
+        raise BundleError(str(err)) from err
+    origin = proof.subtree.origin
+    if origin not in {log.origin for log in policy.logs}:
+        raise InclusionError(f"the subtree proof is of log {origin}, not a log this client trusts")
+    try:
+        return verify_subtree_proof(
+            proof, merkle.leaf_hash(bundle.entry), policy.witnesses, origin=origin
+        )
+    except PolicyError as err:
+        raise WitnessQuorumError(str(err)) from err
+    except InvalidSignatureError as err:
+        raise WitnessQuorumError(f"forged subtree cosignature: {err}") from err
+    except (FormatError, ProofError, VerificationError) as err:
+        raise InclusionError(
+            f"the publication is not included in subtree [{proof.subtree.start},"
+            f" {proof.subtree.end}): {err}"
+        ) from err
 
 
 def _subject_sha(statement: Statement) -> str:

@@ -12,6 +12,7 @@ sorted, no insignificant whitespace, one final newline)::
       "consistency":  [{"old_size": M, "new_size": N, "hashes": [base64, ...]}, ...],
       "source":       "overt-source-snapshot/v1\n..."          (optional)
       "keyset_checkpoint": "<checkpoint of the key-set log, with cosignatures>"  (optional)
+      "subtree_proof": "overt/tlog-subtree-proof@v1\nindex N\n..."     (optional)
     }
 
 - The log entry of a publication is the canonical serialization of its
@@ -33,6 +34,11 @@ sorted, no insignificant whitespace, one final newline)::
   log recomputes its root from them, which proves that the last one is the log's
   last entry. ``keysets`` keep their proofs in ``proof``'s checkpoint (the main
   log holds them too), so endpoints without the key-set log check them as before.
+- ``subtree_proof`` (optional): the publication's entry proven against a
+  witnessed 256-entry subtree (:mod:`overt.formats.subtree_proof`, ADR 0013),
+  for the same index as ``proof``; added once the range is complete and
+  cosigned. With a ``keyset_log`` in its policy, the gate proves inclusion by
+  it and takes freshness from ``keyset_checkpoint`` (:mod:`overt.gate.verify`).
 - ``consistency`` optionally carries RFC 6962 consistency proofs between the
   proof's checkpoint and other tree sizes, so an offline client whose last
   checkpoint has one of those sizes needs no network.
@@ -73,6 +79,7 @@ from overt.formats.strict import (
     json_str,
     load_json,
 )
+from overt.formats.subtree_proof import parse_subtree_proof
 
 __all__ = [
     "MAX_BUNDLE_SIZE",
@@ -149,6 +156,8 @@ class Bundle:
     parsed: tuple[bytes, Envelope] | None = field(default=None, compare=False, repr=False)
     #: The key-set log's witnessed checkpoint (optional; see the module notes).
     keyset_checkpoint: bytes = b""
+    #: The publication's overt/tlog-subtree-proof@v1 text (optional; see the module notes).
+    subtree_proof: bytes = b""
 
     def envelope(self) -> Envelope:
         """``entry`` as an envelope: see :func:`_entry_envelope`."""
@@ -220,7 +229,11 @@ def parse_bundle(data: bytes) -> Bundle:
         FormatError: anything that is not exactly the documented format.
     """
     raw = load_json(data, _WHAT, MAX_BUNDLE_SIZE)
-    optional = {"source", "keyset_checkpoint"} & set(raw) if isinstance(raw, dict) else set()
+    optional = (
+        {"source", "keyset_checkpoint", "subtree_proof"} & set(raw)
+        if isinstance(raw, dict)
+        else set()
+    )
     obj = _members(raw, set(_MEMBERS) | optional, "the bundle")
     if obj["mediaType"] != MEDIA_TYPE:
         raise _fail(f"mediaType is not {MEDIA_TYPE}", obj["mediaType"])
@@ -240,6 +253,9 @@ def parse_bundle(data: bytes) -> Bundle:
     keyset_checkpoint = b""
     if "keyset_checkpoint" in optional:
         keyset_checkpoint = _note(obj["keyset_checkpoint"])
+    subtree_proof = b""
+    if "subtree_proof" in optional:
+        subtree_proof = _subtree_proof(obj["subtree_proof"], proof.index)
     return Bundle(
         entry=entry,
         proof=proof,
@@ -253,7 +269,20 @@ def parse_bundle(data: bytes) -> Bundle:
         else b"",
         parsed=(entry, envelope),
         keyset_checkpoint=keyset_checkpoint,
+        subtree_proof=subtree_proof,
     )
+
+
+def _subtree_proof(value: object, index: int) -> bytes:
+    """A subtree proof's text, parsed strictly here (its cosignatures checked by the gate).
+
+    Raises:
+        FormatError: malformed, or for another index than the bundle's ``proof``.
+    """
+    text = json_str(value, _WHAT, "subtree_proof").encode("utf-8")
+    if parse_subtree_proof(text).index != index:
+        raise _fail("subtree_proof is for another entry than proof", text[:80].decode())
+    return text
 
 
 def _note(value: object) -> bytes:
@@ -337,4 +366,7 @@ def format_bundle(bundle: Bundle) -> bytes:
         obj["source"] = bundle.source.decode("utf-8")
     if bundle.keyset_checkpoint:
         obj["keyset_checkpoint"] = _note(bundle.keyset_checkpoint.decode("utf-8")).decode("utf-8")
+    if bundle.subtree_proof:
+        text = bundle.subtree_proof.decode("utf-8")
+        obj["subtree_proof"] = _subtree_proof(text, bundle.proof.index).decode("utf-8")
     return dump_json_canonical(obj) + b"\n"
