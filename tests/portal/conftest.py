@@ -36,12 +36,18 @@ class PortalLog:
     publisher: str  # the vkey that signed every statement (and the audits)
 
     def cosign(self, names: tuple[str, ...] = REGIONS) -> None:
-        """Publish the log's latest checkpoint cosigned by the witnesses ``names``."""
+        """Publish the log's latest checkpoint cosigned by the witnesses ``names`` only.
+
+        The log keeps a published checkpoint's other cosignatures when the same checkpoint
+        is cosigned again (overt.log.Log.publish_witnessed), so the published file is then
+        written as this round alone: what a server showing only these cosignatures serves.
+        """
         with Log.open(self.dir) as log:
             note, size = log.latest_signed()
             parsed = parse_note(note)
             signed = sign_note(parsed.text, [self.witnesses[n] for n in names], parsed)
             log.publish_witnessed(signed, size)
+        (self.dir / "tiles" / "checkpoint").write_bytes(signed)
 
 
 def _digest(data: bytes) -> str:

@@ -311,3 +311,35 @@ def test_every_single_byte_change_of_the_checkpoint_fails_the_same_steps_in_node
             f"byte {i}"
         )
         assert not all(s["ok"] for s in got["steps"]), f"byte {i}"
+
+
+def test_an_ml_dsa_witness_is_verified_on_the_server_and_left_to_it_in_node(
+    portal_log: PortalLog,
+) -> None:
+    # A real ML-DSA-44 witness (type 0x06) in the log's policy: the server verifies its
+    # cosignature, node says "checked on the server" for it and for the quorum that needs
+    # it; every other step agrees.
+    from overt.formats.note import generate_key, parse_skey
+
+    skey, vkey = generate_key("pq.transparency.example", 0x06)
+    policy = (portal_log.dir / "witnesses.policy").read_text()
+    policy = policy.replace(
+        "quorum regions", f"witness pq {vkey}\ngroup both all asia pq\nquorum both"
+    )
+    (portal_log.dir / "witnesses.policy").write_text(policy)
+    portal_log.witnesses["pq"] = parse_skey(skey)
+    portal_log.cosign(("asia", "pq"))
+    portal = Portal(PortalConfig(portal_log.dir))
+    entry, proof, tile = _raws(portal, 1)
+    now = time.time()
+    verifier = parse_vkey(portal.vkey)
+    expected = {s.name: s.ok for s in entry_steps(entry, proof, tile, verifier, portal.policy, now)}
+    case = {"entry": _b64(entry), "proof": _b64(proof), "tile": _b64(tile)}
+    (got,) = _run_js([{**case, "trust": json.loads(portal._trust(None))}])
+    steps = {s["name"]: s["ok"] for s in got["steps"]}
+    assert expected["cosignature pq"] is True and expected["witness quorum"] is True
+    assert steps["cosignature pq"] is None and steps["witness quorum"] is None
+    both = {k: v for k, v in steps.items() if v is not None}
+    assert both == {
+        k: v for k, v in expected.items() if k not in ("cosignature pq", "witness quorum")
+    }
