@@ -328,3 +328,14 @@ def test_the_cli_adds_a_user_and_signs_a_statement_offline(
     assert main(["portal", "sign", str(tmp_path / "s.json"), "--key", str(tmp_path / "erin.key"),
                  "--out", str(out)]) == 0  # fmt: skip
     assert parse_envelope(out.read_bytes()).payload == (tmp_path / "s.json").read_bytes()
+
+
+def test_password_guessing_is_throttled(partners: Partners) -> None:
+    now = [time.time()]
+    browser = Browser(partners.portal(clock=lambda: now[0]))
+    for i in range(10):
+        assert browser.login("alice", f"guess number {i:04d}").status_code == 401
+    r = browser.login("alice")  # even the right password, for now
+    assert r.status_code == 429 and "too many failed logins" in r.text
+    now[0] += 16 * 60
+    assert browser.login("alice").status_code == 303

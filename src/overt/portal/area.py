@@ -12,7 +12,8 @@ browser with a key the partner imports, which never leaves the page)::
     POST /partners/submit            csrf, envelope -> verified, logged, "logged as entry N"
 
 Statuses: 303 after login and logout; 401 not logged in (the login form); 403 a form
-token that does not match (CSRF) or a role that may not do this; 400 a malformed form
+token that does not match (CSRF) or a role that may not do this; 429 ten failed logins
+for one name or from one address within 15 minutes; 400 a malformed form
 or an envelope that is refused (the reason, one line); 413 a body over 256 KiB; 503
 no ``--log`` to log to, or the log refused. Passwords are checked and envelopes
 logged in worker threads: the pages of the portal keep answering meanwhile.
@@ -51,6 +52,7 @@ _SESSION = "overt_portal"
 _LOGIN = "overt_login"
 _MAX_BODY = 256 * 1024
 _MAX_HANDED = 256  # statements handed out and kept for download
+_MAX_FAILURES, _FAILURE_WINDOW = 10, 15 * 60.0  # failed logins per name or address, seconds
 _FINDING = re.compile(r"(low|medium|high|critical):(.+?):([1-9][0-9]{0,9}):(.+)")
 Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
 _HTML = b"text/html; charset=utf-8"
@@ -81,6 +83,7 @@ class PartnersArea:
         self.keys = SessionKeys(state, portal.config.clock)
         self.secure = portal.config.secure_cookies
         self._handed: OrderedDict[str, bytes] = OrderedDict()
+        self._failures: dict[tuple[str, str], list[float]] = {}
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, headers: list[tuple[bytes, bytes]]
@@ -94,9 +97,12 @@ class PartnersArea:
                 form = await _form(scope, receive)
                 _token(self.keys.login_token(cookies.get(_LOGIN, "")), form)
                 name, password = form.get("name", ""), form.get("password", "")
+                client = str((scope.get("client") or ("?",))[0])
+                self._throttle(("name", name[:64]), ("client", client))
                 try:
                     account = await asyncio.to_thread(self.accounts.login, name, password)
                 except VerificationError as err:
+                    self._failed(("name", name[:64]), ("client", client))
                     raise _LoginError(str(err)) from err
                 cookie, _ = self.keys.issue(account)
                 return 303, b"", b"text/plain", [
@@ -137,6 +143,25 @@ class PartnersArea:
             return self._error(400, str(err))
 
     # -- sessions ----------------------------------------------------------------
+
+    def _throttle(self, *keys: tuple[str, str]) -> None:
+        """Raises _RefusedError (429) once a name or a client address has failed to log in
+        ``_MAX_FAILURES`` times within ``_FAILURE_WINDOW`` seconds (password guessing)."""
+        now = self.portal.config.clock()
+        for key in keys:
+            recent = [t for t in self._failures.get(key, []) if now - t < _FAILURE_WINDOW]
+            self._failures[key] = recent
+            if len(recent) >= _MAX_FAILURES:
+                raise _RefusedError(
+                    429, f"too many failed logins for this {key[0]}: try again in 15 minutes"
+                )
+
+    def _failed(self, *keys: tuple[str, str]) -> None:
+        now = self.portal.config.clock()
+        if len(self._failures) > 100_000:  # bounded memory under a flood of names
+            self._failures.clear()
+        for key in keys:
+            self._failures.setdefault(key, []).append(now)
 
     def _session(self, cookies: dict[str, str]) -> Session:
         cookie = cookies.get(_SESSION)
