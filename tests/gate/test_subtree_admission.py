@@ -11,6 +11,7 @@ witnesses never cosigned, a subtree of another log, and a stale key-set checkpoi
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +171,40 @@ def test_a_subtree_proof_for_another_entry_is_refused_by_the_parser() -> None:
     moved = format_bundle(other)[:-2] + text[text.index(b',"subtree_proof"') : -2] + b"}\n"
     with pytest.raises(FormatError, match="another entry"):
         parse_bundle(moved)
+
+
+def test_overt_verify_takes_a_subtree_proof_and_a_newer_key_set_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An old bundle (its checkpoints long stale) admitted offline by ``overt verify`` with the
+    entry's subtree proof and the key-set log's current checkpoint, each from a file."""
+    import json
+
+    from overt.cli.main import main
+
+    world = _world()
+    artifact, bundle = _publish(world)
+    proof = _with_subtree(world, bundle).subtree_proof
+    (tmp_path / "agent.msi").write_bytes(artifact)
+    (tmp_path / "agent.msi.overt").write_bytes(format_bundle(bundle))
+    (tmp_path / "agent.subtree-proof").write_bytes(proof)
+    (tmp_path / "policy.json").write_text(json.dumps(world.policy_doc()))
+    argv = ["verify", str(tmp_path / "agent.msi"), "--bundle", str(tmp_path / "agent.msi.overt")]
+    argv += ["--policy", str(tmp_path / "policy.json")]
+    import time as _time
+
+    # The gate's clock is the real one: the bundle's key-set checkpoint (made at T0) is stale.
+    assert main([*argv, "--subtree-proof", str(tmp_path / "agent.subtree-proof")]) == 1
+    assert "key-set-current" in capsys.readouterr().err
+    world.clock.now = _time.time()  # the key-set log cosigned now, fetched once for all bundles
+    (tmp_path / "keys.checkpoint").write_bytes(world.keyset_log.checkpoint())  # type: ignore[union-attr]
+    code = main(
+        [
+            *argv,
+            *("--subtree-proof", str(tmp_path / "agent.subtree-proof")),
+            *("--keyset-checkpoint", str(tmp_path / "keys.checkpoint")),
+        ]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "in subtree [0, 256) cosigned by asia, europe" in out.out

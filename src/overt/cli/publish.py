@@ -119,6 +119,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="where to fetch consistency proofs (default: the witness policy's log URL)",
     )  # fmt: skip
     v.add_argument(
+        "--subtree-proof", metavar="FILE",
+        help="the entry's subtree proof (overt log proof --subtree), used in place of the"
+        " bundle's (with a keyset_log in the policy: inclusion by the witnessed subtree)",
+    )  # fmt: skip
+    v.add_argument(
+        "--keyset-checkpoint", metavar="FILE",
+        help="a newer cosigned checkpoint of the publisher's key-set log than the bundle's"
+        " (fetched once for every bundle: an old bundle with a subtree proof stays admissible)",
+    )  # fmt: skip
+    v.add_argument(
         "--max-age", type=_seconds, metavar="SECONDS",
         help="require the witness quorum's cosignatures this recent (tightens the policy's"
         " max_checkpoint_age)",
@@ -417,6 +427,17 @@ def _verify(args: argparse.Namespace) -> int:
         policy = dataclasses.replace(policy, max_checkpoint_age=args.max_age)
     artifact = read_input(args.file)
     bundle = read_input(args.bundle)
+    if args.subtree_proof is not None or args.keyset_checkpoint is not None:
+        # Untrusted like the rest of the bundle: the gate verifies them.
+        from overt.publish.bundle import format_bundle, parse_bundle
+
+        parsed = parse_bundle(bundle)
+        if args.subtree_proof is not None:
+            parsed = dataclasses.replace(parsed, subtree_proof=read_input(args.subtree_proof))
+        if args.keyset_checkpoint is not None:
+            note = read_input(args.keyset_checkpoint)
+            parsed = dataclasses.replace(parsed, keyset_checkpoint=note)
+        bundle = format_bundle(parsed)
     log = args.log or next((lg.url for lg in policy.all_logs() if lg.url), None)
     fetch = _fetcher(log) if (log and args.state) else None
     mirrors = _mirror_fetcher(policy.witnesses)
