@@ -3,9 +3,12 @@
 - :mod:`overt.portal.app`: :class:`Portal`, the ASGI app (server-rendered Jinja2
   pages, readable with curl), configured by :class:`PortalConfig`.
 - :mod:`overt.portal.entries`: :func:`decode_entry` and :class:`EntryIndex`, what an
-  entry says and searching entries by kind, product, version and digest.
+  entry says and searching entries by kind, product, version and digest (SQLite on disk).
 - :mod:`overt.portal.checks`: :func:`entry_steps`, the server's verification steps;
   ``static/verify.js`` repeats them in the visitor's browser with WebCrypto.
+- :mod:`overt.portal.accounts`, :mod:`overt.portal.partners`, :mod:`overt.portal.area`:
+  the partners' area (accounts and sessions; the statement handed out and the signed
+  envelope accepted back, verified against the partner's logged key; its HTTP face).
 
 Example (decoding an entry that is not a statement)::
 

@@ -19,16 +19,20 @@ Routes (every page is HTML readable with curl; raw bytes for the in-browser veri
     GET /releases                releases and updates with their evidence entries
     GET /telemetry               the telemetry policy (if given) and its logged revisions
     GET /disclosure              logged advisories, counts, a link to the intake service
-    GET /static/<file>           verify.js, portal.js, portal.css
+    GET /static/<file>           verify.js, portal.js, sign.js, portal.css
+    /login, /logout, /partners/* the partners' area (overt.portal.area), with ``state``
 
 Hostile content stays inert: Jinja2 autoescapes every value, and every answer
 carries a Content-Security-Policy that allows scripts, styles and fetches from
 the portal itself only (no inline script, no inline style), plus ``nosniff``.
 
-Status codes: 404 no such page or entry, 405 a method other than GET or HEAD,
+Status codes: 404 no such page or entry, 405 a method other than GET or HEAD
+(outside the partners' area),
 400 a malformed query (a non-decimal index), 503 the log cannot be read. The
 portal only reads the log directory (``overt.log.LogView``: no lock, beside a
-running ``overt log serve``); it re-reads the checkpoint at most once a second.
+running ``overt log serve``); it re-reads the checkpoint at most once a second and
+indexes the new entries into its SQLite index (``state/index.sqlite``). The one write
+is a partner's accepted envelope, logged through ``config.log``.
 """
 
 from __future__ import annotations
