@@ -359,6 +359,11 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"verifier key: {log.vkey}", flush=True)
 
         stop_feeding = None
+        if args.mirror and getattr(log, "holds_lease", None) is not None:
+            raise ConfigError(
+                "--mirror is not supported on a shared log: feed each mirror with"
+                " `overt mirror push MIRROR_URL --log FRONT_END_URL --follow`"
+            )
         if args.mirror:
             from overt.mirror.client import feed_mirrors
 

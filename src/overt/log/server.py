@@ -358,6 +358,9 @@ class LogApp:
                 "# TYPE overt_log_sequencer_lease gauge\n"
                 f"overt_log_sequencer_lease {int(lease)}\n"
             )
+            witness_status = getattr(self.log, "witness_status", None)
+            if witness_status is not None:  # the witnesses, as the lease holder knows them
+                text += witness_status()
         return text
 
     def _authorized(self, scope: Scope) -> bool:

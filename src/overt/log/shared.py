@@ -43,7 +43,19 @@ when (``docs/adr/0017-several-front-ends-one-sequencing-table.md``):
   session and releases the lock, and another front end takes it.
 
 Front ends serve the checkpoint row's note (verified with the log's key), so what
-they serve never goes backwards. Witnesses are not supported on a shared log yet.
+they serve never goes backwards.
+
+**Witnesses** (``witnesses.policy`` in the log directory, the same on every front
+end): the lease holder signs each integrated tree, asks the policy's witnesses
+(:class:`overt.log.witnessing.Witnessing`, as one front end does) and swaps the
+checkpoint row only to a note that meets the quorum, so every front end serves,
+and ``?proof=1`` returns, witnessed checkpoints only; the pending rows stay until
+then. The witnesses' own state is what carries over a failover: a new holder
+starts from the row's note, takes each witness that cosigned it to be at least at
+its size (its add-checkpoint ``old``), and a witness further ahead (it cosigned a
+tree the dead holder never swapped in) answers 409 with its size, which the next
+round uses once the new holder's tree reaches it. Subtree cosignatures
+(``sign-subtree``) and mirror cosignatures are not collected on a shared log.
 """
 
 from __future__ import annotations
@@ -66,10 +78,20 @@ from overt.log._files import read_token
 from overt.log.backend import CheckpointConflictError, TileBackend, read_edge
 from overt.log.fs import atomic_write
 from overt.log.integration import Edge, integrate, root_of
-from overt.log.log import MAX_BATCH, Log, _close_store, _TreeReads, check_entry
+from overt.log.log import (
+    MAX_BATCH,
+    Log,
+    _close_store,
+    _parse_witness_policy,
+    _TreeReads,
+    check_entry,
+)
 
 if TYPE_CHECKING:
     import psycopg
+
+    from overt.formats.policy import Policy
+    from overt.log.witnessing import Witnessing
 
 __all__ = ["INTERVAL", "LEASE_RETRY", "POLL", "SharedLog", "open_log"]
 
@@ -84,6 +106,12 @@ POLL = 0.02
 INTERVAL = 0.2
 #: Seconds between two attempts to take the lease.
 LEASE_RETRY = 0.5
+#: Seconds before a witnessing round that did not meet the quorum is tried again
+#: (a newly integrated tree is asked at once).
+WITNESS_RETRY = 2.0
+#: Seconds after which a quiet log's witnessed checkpoint is cosigned again (fresh
+#: timestamps for clients that demand a maximum age), as on one front end.
+WITNESS_REFRESH = 60.0
 #: Seconds between two checks that the lease's session is still alive.
 _LEASE_CHECK = 1.0
 # libpq: give up connecting after 5 s, notice a silent peer within ~10 s.
@@ -206,12 +234,16 @@ class SharedLog(_TreeReads):
         except (OSError, ValueError, KeyError) as err:
             raise ConfigError(f"{directory} is not an overt log: {err}") from err
         self.verifier: Verifier = parse_vkey(self.vkey)
-        if (directory / "witnesses.policy").exists():
-            raise ConfigError(
-                f"{directory}: witnesses are not supported on a shared log yet"
-                " (remove witnesses.policy or serve it from one front end)"
-            )
-        self.policy = None
+        self.policy: Policy | None = None
+        policy_path = directory / "witnesses.policy"
+        if policy_path.exists():
+            try:
+                self.policy = _parse_witness_policy(policy_path.read_bytes())
+            except OSError as err:
+                raise ConfigError(f"cannot read {policy_path}: {err}") from err
+        self._witnessing: Witnessing | None = None
+        self._witnessed_at = float("-inf")  # the last round (any outcome) on this holder
+        self._witness_asked = -1  # the signed size that round was for
         index, tiles_url = config.get("index"), config.get("tiles")
         if not isinstance(index, str) or not index.startswith("postgresql"):
             raise ConfigError(f"{directory}: a shared log needs its index on postgresql://")
@@ -246,9 +278,12 @@ class SharedLog(_TreeReads):
         self.tile_cache = tiles.TileCache(1024)
         self._reader: tiles.TileReader | None = None
         self._closed = False
+        self._row: bytes | None = None  # the checkpoint row's note, as last read or swapped
         try:
             self._create_rows()
             self._refresh()
+            if self.policy is not None:
+                self._witnessing = self._start_witnessing(self.policy)
         except BaseException:
             self.close()
             raise
@@ -289,6 +324,8 @@ class SharedLog(_TreeReads):
         with self._int_lock:
             self._drop_lease()
             self._int_db.drop()
+            if self._witnessing is not None:
+                self._witnessing.close()
         with self._seq_lock:
             self._seq_db.drop()
         _close_store(self.store)
@@ -330,7 +367,9 @@ class SharedLog(_TreeReads):
         return self._signed
 
     def _readable_size(self) -> int:
-        return self._published[1]
+        # The lease holder's proofs for its witnesses reach the tree it signed (its
+        # tiles are uploaded before it signs); tiles served stop at the published one.
+        return self._signed[1]
 
     def _integrated_size(self) -> int | None:
         return self._signed[1]
@@ -390,15 +429,20 @@ class SharedLog(_TreeReads):
         if row is None:
             raise LogError("the shared log's checkpoint row is missing")
         note, following = bytes(row[0]), int(row[1])
-        known = getattr(self, "_signed", None)
-        if known is None or note != known[0]:
+        served = getattr(self, "_published", None)
+        if served is None or note != served[0]:
             checkpoint = self._open(note)
-            if known is not None and checkpoint.size <= known[1]:
+            # Ahead, or the same checkpoint cosigned again (a witnessing refresh).
+            if served is not None and (
+                checkpoint.size < served[1]
+                or (checkpoint.size == served[1] and _text(note) != _text(served[0]))
+            ):
                 raise LogError(
                     f"the database's checkpoint (size {checkpoint.size}) is not ahead of the"
-                    f" one this front end served (size {known[1]}): refusing to go back"
+                    f" one this front end served (size {served[1]}): refusing to go back"
                 )
             self._signed = self._published = (note, checkpoint.size)
+        self._row = note
         with self._state_lock:
             self._next = max(self._next, following)
 
@@ -502,6 +546,8 @@ class SharedLog(_TreeReads):
             self._load_edge()
         if now - self._integrated_at >= INTERVAL:
             self._integrate_batch()
+        if self._witnessing is not None:
+            self._witness(self._witnessing)
 
     def _take_lease(self) -> None:
         try:
@@ -536,6 +582,9 @@ class SharedLog(_TreeReads):
         """Stop integrating; closing the session releases the advisory lock."""
         self._leader = False
         self._edge = None
+        # What it signed but never published is not this front end's to serve or witness.
+        if hasattr(self, "_published"):  # not before the first read of the row
+            self._signed = self._published
         self._lease_db.drop()
 
     def _load_edge(self) -> None:
@@ -549,8 +598,11 @@ class SharedLog(_TreeReads):
             raise LogError(f"the stored tiles do not match the checkpoint at size {size}")
         # The previous holder may have died (or failed) between its swap and this upload.
         self.store.write_checkpoint(note)
-        self._published = self._signed
+        # A holder starts from the row, whatever it had signed before (lost the lease, failed).
+        self._signed = self._published = (note, size)
         self._edge = edge
+        if self._witnessing is not None:
+            self._seed_witnesses(self._witnessing, note, size)
 
     def _integrate_batch(self) -> None:
         edge = self._edge
@@ -575,24 +627,99 @@ class SharedLog(_TreeReads):
         # Tiles first, durable; then the checkpoint that commits to them.
         self._integrated_at = time.monotonic()
         self.store.write_batch(writes)
-        old = self._signed[0]
         note = sign_checkpoint(Checkpoint(self.origin, new_edge.size, root), self.signer)
-        with conn.cursor() as cur:
-            cur.execute(
-                "UPDATE log_checkpoint SET note = %s, size = %s WHERE id = 1 AND note = %s",
-                (note, new_edge.size, old),
-            )
-            if cur.rowcount != 1:
-                conn.rollback()
-                raise CheckpointConflictError(old, None)
-            cur.execute("DELETE FROM log_pending WHERE idx < %s", (new_edge.size,))
-        conn.commit()
         self._edge = new_edge
         self._signed = (note, new_edge.size)
         with self._state_lock:
             self._next = max(self._next, new_edge.size)
+        if self._witnessing is None:
+            self._publish(note, new_edge.size)
+        # else: published by _witness once the witnesses' quorum cosigned it.
+
+    def _publish(self, note: bytes, size: int) -> None:
+        """Swap the checkpoint row from the note it holds to ``note`` (signed, cosigned when
+        witnessed) in the transaction that deletes the rows it covers, then upload it.
+        Raises CheckpointConflictError (another holder moved the row), LogError, OSError."""
+        old = self._row
+        conn = self._int_db.get()
+        with conn.cursor() as cur:
+            cur.execute(
+                "UPDATE log_checkpoint SET note = %s, size = %s WHERE id = 1 AND note = %s",
+                (note, size, old),
+            )
+            if cur.rowcount != 1:
+                conn.rollback()
+                raise CheckpointConflictError(old or b"", None)
+            cur.execute("DELETE FROM log_pending WHERE idx < %s", (size,))
+        conn.commit()
+        self._row = note
         self.store.write_checkpoint(note)
-        self._published = self._signed
+        self._published = (note, size)
+
+    # -- witnessing (the lease holder) --------------------------------------
+
+    def _start_witnessing(self, policy: Policy) -> Witnessing:
+        from overt.formats.keytypes import Purpose
+        from overt.log.witnessing import Witnessing
+
+        subtree = [
+            w.name
+            for w in policy.witnesses
+            if (kt := getattr(w.verifier, "key_type", None)) is not None
+            and kt.may_sign(Purpose.SUBTREE)
+        ]
+        if subtree:
+            _logger.warning(
+                "shared log: witnesses %s cosign checkpoints only; subtree cosignatures are"
+                " not collected on a shared log",
+                ", ".join(subtree),
+            )
+        # A view without directory or subtree reader: no subtree store on one front end's disk.
+        return Witnessing(_HolderView(self), policy)
+
+    def _seed_witnesses(self, witnessing: Witnessing, note: bytes, size: int) -> None:
+        """Each witness whose cosignature the row's note carries is at least at ``size``:
+        the add-checkpoint ``old`` of the next round (no 409 to learn it)."""
+        from overt.formats.note import parse_note
+
+        signers = {(s.name, s.key_id) for s in parse_note(note).signatures}
+        for w in witnessing.policy.witnesses:
+            state = witnessing.witnesses[w.name]
+            if (w.verifier.name, w.verifier.key_id) in signers:
+                state.size = max(state.size, size)
+        # A new holder refreshes on its own schedule from now, not at once.
+        witnessing.last_published = max(witnessing.last_published, time.monotonic())
+        self._witness_asked = -1
+
+    def _witness(self, witnessing: Witnessing) -> None:
+        """A witnessing round if due: the signed tree is new, or its round failed
+        :data:`WITNESS_RETRY` seconds ago, or the published one needs fresh cosignatures."""
+        now = time.monotonic()
+        signed = self._signed[1]
+        unwitnessed = signed > self._published[1]
+        stale = now - witnessing.last_published >= WITNESS_REFRESH
+        if unwitnessed:
+            due = signed != self._witness_asked or now - self._witnessed_at >= WITNESS_RETRY
+        else:
+            due = stale and now - self._witnessed_at >= WITNESS_RETRY
+        if not due:
+            return
+        self._witnessed_at, self._witness_asked = now, signed
+        witnessing.cosign_latest(refresh=not unwitnessed)
+
+    def witness_status(self) -> str:
+        """The witnesses' state as this front end knows it (Prometheus lines; empty
+        without witnesses, and only the lease holder asks them)."""
+        w = self._witnessing
+        if w is None:
+            return ""
+        lines = [
+            "# TYPE overt_witness_up gauge",
+            *(f'overt_witness_up{{witness="{n}"}} {int(s.up)}' for n, s in w.witnesses.items()),
+            "# TYPE overt_witness_size gauge",
+            *(f'overt_witness_size{{witness="{n}"}} {s.size}' for n, s in w.witnesses.items()),
+        ]
+        return "\n".join(lines) + "\n"
 
     def _refresh_next(self) -> None:
         conn = self._int_db.get()
@@ -601,3 +728,44 @@ class SharedLog(_TreeReads):
         if row is not None:
             with self._state_lock:
                 self._next = max(self._next, int(row[0]))
+
+
+def _text(note: bytes) -> bytes:
+    """A signed note's text (before the blank line): the checkpoint, without signatures."""
+    return note.split(b"\n\n", 1)[0]
+
+
+class _HolderView:
+    """What :class:`overt.log.witnessing.Witnessing` needs of the lease holder
+    (:class:`overt.log.witnessing.WitnessedLog`); called under the holder's pass."""
+
+    def __init__(self, log: SharedLog) -> None:
+        self._log = log
+
+    @property
+    def vkey(self) -> str:
+        return self._log.vkey
+
+    @property
+    def size(self) -> int:
+        return self._log.size
+
+    @property
+    def published_size(self) -> int:
+        return self._log.published_size
+
+    def latest_signed(self) -> tuple[bytes, int]:
+        return self._log.latest_signed()
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        return self._log.consistency_proof(old, new)
+
+    def publish_witnessed(self, note: bytes, size: int) -> None:
+        """Swap the row to the cosigned note (a refresh: the same size again)."""
+        log = self._log
+        if not log.holds_lease or size < log.published_size or size > log.size:
+            raise LogError(
+                f"refusing to publish size {size} (published {log.published_size},"
+                f" signed {log.size}, lease held: {log.holds_lease})"
+            )
+        log._publish(note, size)
