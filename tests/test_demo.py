@@ -93,6 +93,9 @@ def test_make_run_smoke(tmp_path: Path) -> None:
             mvkey = (tmp_path / f"mirror-{region}" / "mirror.vkey").read_text().strip()
             assert f"http://127.0.0.1:{port + 6 + i}  {mvkey}" in out.stdout
         assert "is held by the mirrors asia-m, europe-m, americas-m." in out.stdout
+        # The vendor's key sets are in their own witnessed log; bundles carry its checkpoint.
+        assert "revocation freshness: key-set log localhost/overt-demo-keys" in out.stdout
+        assert (tmp_path / "keys-log" / "log.vkey").read_text().strip() in out.stdout
         assert str(tmp_path / "log" / "token") in out.stdout
         # The privacy officer's path: collector URL, receipt-log key, ledger, the commands.
         col = tmp_path / "collector"

@@ -66,6 +66,8 @@ from overt.log.log import Log, read_token, read_vkey
 from overt.witness.config import init_witness, trust_log
 
 ORIGIN = "localhost/overt-demo"
+#: The vendor's key-set log (docs/adr/0012): its key sets, witnessed by the same centers.
+KEYS_ORIGIN = "localhost/overt-demo-keys"
 REGIONS = ("asia", "europe", "americas")
 # Ports: the log on PORT, the witnesses on the next three, the telemetry collector after them,
 # then the Transparency Center portal, then the three centers' mirrors (c2sp.org/tlog-mirror).
@@ -155,6 +157,7 @@ def setup(base: Path, port: int) -> Path:
     for i, region in enumerate(REGIONS):
         lines.append(f"mirror {region}-m {_mirror(base, region, vkey)} {_mirror_url(port, i)}")
     lines += [f"group regions 2 {' '.join(REGIONS)}", "quorum regions"]
+    _keyset_log(base, lines[1:])
     lines += [f"group centers 2 {' '.join(r + '-m' for r in REGIONS)}", "mirror-quorum centers"]
     policy = "\n".join(lines).encode() + b"\n"
     parse_policy(policy)  # refuse to write a policy clients could not read
@@ -164,6 +167,41 @@ def setup(base: Path, port: int) -> Path:
         log.set_policy(policy)
         atomic_write(policy_path, policy)
     return policy_path
+
+
+def _keyset_log(base: Path, witness_lines: list[str]) -> None:
+    """Create (once) the vendor's key-set log, cosigned by the same witnesses (they trust
+    it before they start), so bundles carry its fresh checkpoint (revocation freshness)."""
+    keys_dir = base / "keys-log"
+    if not (keys_dir / "log.json").exists():
+        Log.create(keys_dir, KEYS_ORIGIN).close()
+    vkey = read_vkey(keys_dir)
+    for region in REGIONS:
+        trust_log(base / f"witness-{region}", vkey)
+    with Log.open(keys_dir) as log:
+        log.set_policy("\n".join([f"log {vkey}", *witness_lines]).encode() + b"\n")
+
+
+def _keyset_banner(base: Path) -> str:
+    """One line: the key-set log's checkpoint in the newest bundle, and who cosigned it when."""
+    from overt.formats.policy import verify_checkpoint
+    from overt.publish.bundle import parse_bundle
+
+    keys_dir = base / "keys-log"
+    note = parse_bundle((base / "history" / "agent-1.1.0.update.overt").read_bytes())
+    if not note.keyset_checkpoint:
+        return (
+            "revocation freshness: bundles made before the key-set log (start from an empty .demo)"
+        )
+    policy = parse_policy((keys_dir / "witnesses.policy").read_bytes())
+    verified = verify_checkpoint(note.keyset_checkpoint, policy)
+    age = time.time() - (verified.quorum_time or 0)
+    return (
+        f"revocation freshness: key-set log {KEYS_ORIGIN} ({keys_dir}) size"
+        f" {verified.checkpoint.size}, cosigned by {', '.join(sorted(verified.cosigned))}"
+        f' {age:.0f} s ago; a policy with "keyset_log": {{"log": "{read_vkey(keys_dir)}",'
+        f' "max_age": 3600}} refuses a revoked key within the hour, even on a fresh install'
+    )
 
 
 def _mirror(base: Path, region: str, log_vkey: str) -> str:
@@ -401,7 +439,8 @@ def seed_history(base: Path, log_url: str, log_token: str) -> None:
                       (auditor, "auditor.example/rule-audit")):  # fmt: skip
         if not key.exists():
             _cli("publisher", "keygen", str(key), "--name", name)
-    publish = ("--log", log_url, "--key", str(folder / "vendor.key"), "--product", "agent")
+    publish = ("--log", log_url, "--key", str(folder / "vendor.key"), "--product", "agent",
+               "--keyset-log", str(base / "keys-log"))  # fmt: skip
     for version in ("1.0.0", "1.1.0"):
         msi = folder / f"agent-{version}.msi"
         if not msi.with_name(msi.name + ".overt").exists():
@@ -813,6 +852,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
         print(f"  partners' area: {portal_url}login as alice (reviewer), {partner}", flush=True)
         print(_banner(base, url, read_vkey(log_dir), policy_path, index, cosigners), flush=True)
         print(_mirror_banner(base, port, index, mirrored), flush=True)
+        print(_keyset_banner(base), flush=True)
         print(_source_banner(chain), flush=True)
         print(_telemetry_banner(tel, walked), flush=True)
         if smoke:
