@@ -193,6 +193,7 @@ def test_log_serve_adds_its_mirrors_cosignatures_to_the_served_checkpoint(
     """``overt log serve --mirror URL``: the served checkpoint gains the mirrors' lines."""
     import httpx
 
+    from overt.demo import _wait_http
     from overt.log.client import LogClient
 
     with _centers(tmp_path, asgi_server) as (_policy, mirrors):
@@ -210,14 +211,8 @@ def test_log_serve_adds_its_mirrors_cosignatures_to_the_served_checkpoint(
         )
         try:
             url = f"http://127.0.0.1:{port}"
+            _wait_http(f"{url}/checkpoint", server, timeout=60)
             deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(f"{url}/checkpoint", timeout=1)
-                    break
-                except httpx.TransportError:
-                    assert server.poll() is None and time.monotonic() < deadline
-                    time.sleep(0.05)
             with LogClient(url, (tmp_path / "log" / "token").read_text().strip()) as client:
                 client.add(b"served entry")
             keys = {(parse_vkey(m.vkey).name, parse_vkey(m.vkey).key_id) for m in mirrors[:2]}

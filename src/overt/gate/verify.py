@@ -512,13 +512,10 @@ def _checks(
             policy.source,
             now,
         )
-    version_slot, version = _rollback(kind, predicate, state)
+    rollback = _rollback(kind, predicate, state)
     keep = _consistency(cp, note, bundle, state, fetch)
     checkpoints = dict(state.checkpoints)
     checkpoints[cp.origin] = keep
-    versions = dict(state.versions)
-    versions[version_slot] = version
-    new_keys = keys if state.keys is None or keys.sequence > state.keys.sequence else state.keys
     publication = VerifiedPublication(
         kind=kind,
         product=predicate.product,
@@ -534,6 +531,22 @@ def _checks(
         keyids=keyids,
         audits=audits,
     )
+    return _admitted(publication, state, keys, rollback, checkpoints)
+
+
+def _admitted(
+    publication: VerifiedPublication,
+    state: GateState,
+    keys: KeyState,
+    rollback: tuple[tuple[str, str, str], str],
+    checkpoints: Mapping[str, bytes],
+) -> Admission:
+    """The admission of ``publication`` with the state to keep: the version admitted for its
+    line (``rollback``: slot and version), the newer key state, ``checkpoints``."""
+    slot, version = rollback
+    versions = dict(state.versions)
+    versions[slot] = version
+    new_keys = keys if state.keys is None or keys.sequence > state.keys.sequence else state.keys
     return Admission(publication, GateState(checkpoints, versions, new_keys))
 
 
@@ -631,10 +644,7 @@ def _checks_by_subtree(
             raise DataAvailabilityError(str(err)) from err
         except (FormatError, InvalidSignatureError) as err:
             raise DataAvailabilityError(f"bad mirror subtree cosignature: {err}") from err
-    version_slot, version = _rollback(kind, predicate, state)
-    versions = dict(state.versions)
-    versions[version_slot] = version
-    new_keys = keys if state.keys is None or keys.sequence > state.keys.sequence else state.keys
+    rollback = _rollback(kind, predicate, state)
     publication = VerifiedPublication(
         kind=kind,
         product=predicate.product,
@@ -650,7 +660,7 @@ def _checks_by_subtree(
         keyids=keyids,
         subtree=subtree,
     )
-    return Admission(publication, GateState(state.checkpoints, versions, new_keys))
+    return _admitted(publication, state, keys, rollback, state.checkpoints)
 
 
 def _subtree_included(bundle: Bundle, policy: ClientPolicy) -> VerifiedSubtreeProof:
