@@ -434,12 +434,17 @@ def _proof(args: argparse.Namespace) -> int:
 
 def _witnesses(args: argparse.Namespace) -> int:
     from overt.log.log import Log
+    from overt.log.shared import is_shared, set_policy
 
-    with Log.open(args.dir) as log:
-        log.set_policy(read_input(args.policy))
-        assert log.policy is not None
-        names = ", ".join(w.name for w in log.policy.witnesses)
-    print(f"witnesses: {names}; quorum {log.policy.quorum} (takes effect at the next serve)")
+    if is_shared(args.dir):  # this front end's copy: install it in every front end's
+        policy = set_policy(args.dir, read_input(args.policy))
+    else:
+        with Log.open(args.dir) as log:
+            log.set_policy(read_input(args.policy))
+            assert log.policy is not None
+            policy = log.policy
+    names = ", ".join(w.name for w in policy.witnesses)
+    print(f"witnesses: {names}; quorum {policy.quorum} (takes effect at the next serve)")
     return 0
 
 

@@ -93,7 +93,7 @@ if TYPE_CHECKING:
     from overt.formats.policy import Policy
     from overt.log.witnessing import Witnessing
 
-__all__ = ["INTERVAL", "LEASE_RETRY", "POLL", "SharedLog", "open_log"]
+__all__ = ["INTERVAL", "LEASE_RETRY", "POLL", "SharedLog", "is_shared", "open_log", "set_policy"]
 
 _logger = logging.getLogger("overt.log")
 
@@ -158,6 +158,29 @@ def open_log(directory: Path | str) -> Log | SharedLog:
     if _config(directory).get("shared") is True:
         return SharedLog(directory)
     return Log.open(directory)
+
+
+def is_shared(directory: Path | str) -> bool:
+    """Whether ``directory`` holds a shared log (False for anything else, even no log)."""
+    try:
+        return _config(Path(directory)).get("shared") is True
+    except ConfigError:
+        return False
+
+
+def set_policy(directory: Path | str, policy_text: bytes) -> Policy:
+    """Install the witness policy in one front end's copy of a shared log's directory
+    (``overt log witnesses``; every front end needs it, read when it starts). Raises
+    ConfigError (not a shared log), FormatError, PolicyError, LogError (cannot write)."""
+    directory = Path(directory)
+    if not is_shared(directory):
+        raise ConfigError(f"{directory} is not a shared log")
+    policy = _parse_witness_policy(policy_text)
+    try:
+        atomic_write(directory / "witnesses.policy", policy_text)
+    except OSError as err:
+        raise LogError(f"cannot store the witness policy: {err}") from err
+    return policy
 
 
 def _config(directory: Path) -> dict[str, Any]:
