@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import pkgutil
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import overt.rules._lexicon as lex
+import overt.rules.classify as classify_mod
 import overt.rules.detectors as detectors_pkg
 import overt.rules.parse as parse_mod
 from overt.rules import audit_sources
@@ -135,6 +137,27 @@ def test_the_word_set_knows_words_of_several_scripts_and_not_noise() -> None:
     assert "alpha" in WordSet(["alpha", "beta"]) and "gamma" not in WordSet(["alpha"])
     # the same bytes inside CPython (UCS-1 f3 77, UCS-2 77f3): str hashes collide
     assert "石" not in WordSet(["ów"]) and "ów" in WordSet(["ów"])
+
+
+def test_the_word_set_on_disk_is_read_back_and_a_damaged_one_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = classify_mod.word_file()
+    assert path is not None and path.parent == tmp_path / "overt"
+    built = common_words()
+    try:
+        classify_mod.use_word_file(str(path))
+        assert classify_mod.common_words()._digests == built._digests
+        damaged = bytearray(path.read_bytes())
+        damaged[100] ^= 1
+        path.write_bytes(bytes(damaged))
+        classify_mod.use_word_file(str(path))  # the checksum fails: built from wordfreq again
+        assert classify_mod.common_words()._digests == built._digests
+        assert classify_mod.word_file() == path and classify_mod._read(path) is not None
+    finally:
+        classify_mod._WORD_FILE.clear()
+        classify_mod.common_words.cache_clear()
 
 
 # -- plyara, one parser per worker ---------------------------------------------------------

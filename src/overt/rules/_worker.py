@@ -9,7 +9,8 @@ Requests::
 
     {"op": "static", "cpu_seconds": s, "files": [[path, text], ...],
      "depth": n, "condition_tokens": n, "analyse": bool,
-     "dynamic": {"canaries": null | [canary, ...]}}          # "dynamic" optional
+     "dynamic": {"canaries": null | [canary, ...]},          # optional
+     "words": null | path}       # the word set on disk (overt.rules.classify.word_file)
     {"op": "dynamic", "cpu_seconds": s, "files": [[path, text], ...],
      "canaries": null | [canary, ...], "samples": [[path, rule, base64], ...]}
 
@@ -39,6 +40,7 @@ import sys
 from typing import Any, BinaryIO
 
 import overt.rules.canary as canary_mod
+import overt.rules.classify as classify_mod
 import overt.rules.dynamic as dynamic_mod
 from overt.rules.construct import build_sample
 from overt.rules.detectors import Severity, Signal, analyse_rule
@@ -174,6 +176,8 @@ def _handle(req: dict[str, Any]) -> dict[str, Any]:
     files = [(str(p), str(t)) for p, t in req["files"]]
     if req["op"] == "static":
         limits = Limits(depth=int(req["depth"]), condition_tokens=int(req["condition_tokens"]))
+        if req.get("words") and not classify_mod._WORD_FILE:
+            classify_mod.use_word_file(str(req["words"]))
         spec = req.get("dynamic")
         batches = (
             None

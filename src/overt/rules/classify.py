@@ -29,14 +29,25 @@ from __future__ import annotations
 
 import bisect
 import functools
+import hashlib
 import heapq
+import os
 import re
 import warnings
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["HUMAN_KINDS", "Classified", "WordSet", "classify", "common_words"]
+__all__ = [
+    "HUMAN_KINDS",
+    "Classified",
+    "WordSet",
+    "classify",
+    "common_words",
+    "use_word_file",
+    "word_file",
+]
 
 #: Kinds that make a requirement set a collection or targeting set.
 HUMAN_KINDS = frozenset({"identifier", "natural", "name", "codename"})
@@ -78,17 +89,18 @@ class Classified:
 
 
 class WordSet:
-    """A set of words held as sorted 64-bit hashes (3 MB for the ~390,000 words of
-    :data:`_LANGS`, against ~130 MB as a ``frozenset`` of ``str``): membership only,
-    in the process that built it (the hash is seeded per process).
+    """A set of words held as sorted 64-bit digests (3 MB for the ~390,000 words of
+    :data:`_LANGS`, against ~130 MB as a ``frozenset`` of ``str``): membership only.
 
     A word not in the lists collides with one that is with probability ~2e-14.
     """
 
     __slots__ = ("_digests",)
 
-    def __init__(self, words: Iterable[str]) -> None:
-        self._digests = array("Q", sorted({_digest(w) for w in words}))
+    def __init__(self, words: Iterable[str] = (), digests: array[int] | None = None) -> None:
+        self._digests = (
+            digests if digests is not None else array("Q", sorted(set(map(_digest, words))))
+        )
 
     def __contains__(self, word: object) -> bool:
         if not isinstance(word, str):
@@ -102,27 +114,23 @@ class WordSet:
 
 
 def _digest(word: str) -> int:
-    # Python's own hash (SipHash, 64 bits here) of the UTF-8 bytes: built and read in one
-    # process, so its per-process seed does not matter, and computed in C. Not of the
-    # str itself: that hashes the internal buffer, so "ów" (UCS-1 f3 77) and "石" (UCS-2
-    # 77f3) collide.
-    return hash(word.encode("utf-8", "surrogatepass")) & 0xFFFF_FFFF_FFFF_FFFF
+    # Stable across processes (the set is kept on disk and read by the workers); of the
+    # UTF-8 bytes, not of the str, whose CPython hash covers its internal buffer ("ów",
+    # UCS-1 f3 77, and "石", UCS-2 77f3, collide there).
+    raw = hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(raw, "little")
 
 
-@functools.cache
-def common_words() -> WordSet:
-    """The 20,000 most frequent words of each language in ``_LANGS``.
-
-    One language at a time, with wordfreq's own caches emptied after each: they
-    hold every list whole (~150 MB at the peak otherwise, in each worker).
-    """
+def _build() -> array[int]:
+    """The digests of the lists, one language at a time, with wordfreq's own caches
+    emptied after each: they hold every list whole (~150 MB at the peak otherwise)."""
     import wordfreq
 
     per_lang: list[array[int]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for lang in _LANGS:
-            words = wordfreq.top_n_list(lang, 20000, wordlist="small")
+            words = wordfreq.top_n_list(lang, _TOP_N, wordlist="small")
             per_lang.append(array("Q", sorted({_digest(w) for w in words})))
             wordfreq.top_n_list.cache_clear()
             wordfreq.get_frequency_list.cache_clear()
@@ -131,9 +139,66 @@ def common_words() -> WordSet:
     for d in heapq.merge(*per_lang):  # sorted runs merged without a list of 500,000 ints
         if not merged or merged[-1] != d:
             merged.append(d)
-    out = WordSet(())
-    out._digests = merged
+    return merged
+
+
+_TOP_N = 20000
+#: Set by :func:`use_word_file` (a worker process): where :func:`common_words` reads.
+_WORD_FILE: list[Path] = []
+
+
+def word_file() -> Path | None:
+    """The word set on disk (``$XDG_CACHE_HOME/overt`` or ``~/.cache/overt``), built
+    on first use for this wordfreq version and these languages: the audit's workers
+    read it (3 MB) instead of each importing wordfreq and hashing its lists (~1 s and
+    ~20 MB each). None when no cache folder can be written (each worker builds it).
+
+    The file is the sorted digests followed by the SHA-256 of them; one that does not
+    match is built again.
+    """
+    from importlib.metadata import version
+
+    from overt.log.fs import atomic_write
+
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    key = hashlib.sha256(f"{version('wordfreq')} {_TOP_N} {' '.join(_LANGS)}".encode()).hexdigest()
+    path = Path(cache) / "overt" / f"words-{key[:16]}.bin"
+    if _read(path) is not None:
+        return path
+    digests = common_words()._digests
+    data = digests.tobytes()
+    try:
+        atomic_write(path, data + hashlib.sha256(data).digest(), sync=False)  # derived data
+    except OSError:
+        return None
+    return path
+
+
+def _read(path: Path) -> array[int] | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    body, check = data[:-32], data[-32:]
+    if not body or len(body) % 8 or hashlib.sha256(body).digest() != check:
+        return None
+    out = array("Q")
+    out.frombytes(body)
     return out
+
+
+def use_word_file(path: str) -> None:
+    """Read the word set from ``path`` (:func:`word_file`) from now on."""
+    _WORD_FILE[:] = [Path(path)]
+    common_words.cache_clear()
+
+
+@functools.cache
+def common_words() -> WordSet:
+    """The 20,000 most frequent words of each language in ``_LANGS``: from the file
+    :func:`use_word_file` named when it reads well, else built from wordfreq."""
+    digests = _read(_WORD_FILE[0]) if _WORD_FILE else None
+    return WordSet(digests=digests if digests is not None else _build())
 
 
 _FREE_MAIL = re.compile(

@@ -23,6 +23,7 @@ from typing import Any
 
 import overt.rules._sandbox as _sandbox
 import overt.rules._worker as _wire
+import overt.rules.classify as classify
 from overt.rules.canary import Canary
 from overt.rules.limits import DEFAULT_LIMITS, Limits
 from overt.rules.parse import ParsedFile
@@ -145,6 +146,9 @@ def run_static(
     }
     if dynamic:
         request["dynamic"] = {"canaries": _canary_spec(corpus)}
+    if analyse and texts:
+        words = classify.word_file()  # built once per machine, read by every worker
+        request["words"] = None if words is None else str(words)
     outcome = _sandbox.run(request, list(texts.items()), chunks=_chunks(texts), limits=limits)
     out: dict[str, StaticResult] = {}
     dyn = Dynamic()
