@@ -270,3 +270,19 @@ def test_witnessed_sequencer_killed_mid_load_is_replaced_and_witnesses_keep_cosi
         for note in polled.seen:  # every tree any front end or the store served is witnessed
             if b"\n0\n" not in note.split(b"\n\n", 1)[0]:  # (but the empty one, at start)
                 _quorum(note, witnessed)
+
+
+def test_log_witnesses_installs_a_policy_in_a_shared_front_end_copy_and_refuses_a_bad_one(
+    tmp_path: Path, witnessed: Witnessed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = witnessed.directory / "witnesses.policy"
+    (tmp_path / "good.policy").write_bytes(good.read_bytes())
+    good.unlink()
+    assert main(["log", "witnesses", str(witnessed.directory), str(tmp_path / "good.policy")]) == 0
+    assert "quorum both" in capsys.readouterr().out
+    assert good.read_bytes() == (tmp_path / "good.policy").read_bytes()
+    (tmp_path / "bad.policy").write_bytes(f"log {witnessed.vkey}\n".encode())  # no quorum
+    assert main(["log", "witnesses", str(witnessed.directory), str(tmp_path / "bad.policy")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "quorum" in err
+    assert good.read_bytes() == (tmp_path / "good.policy").read_bytes()  # unchanged
