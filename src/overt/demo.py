@@ -2,7 +2,8 @@
 
 Starts, on 127.0.0.1, one transparency log, three regional transparency
 centers (Asia, Europe, Americas), each running a witness and a mirror
-(c2sp.org/tlog-mirror, fed by ``overt mirror push --follow``), and a monitor,
+(c2sp.org/tlog-mirror, fed by the log itself, ``overt log serve --mirror``, which adds
+their cosignatures to its checkpoint for offline endpoints), and a monitor,
 with a policy of 2 of 3 witnesses cosigning and 2 of 3 mirrors holding the
 data; every piece is a real ``overt`` process with its state under
 ``.demo/``. Prints the keys and the commands to append to and verify the log.
@@ -440,7 +441,8 @@ def seed_history(base: Path, log_url: str, log_token: str) -> None:
         if not key.exists():
             _cli("publisher", "keygen", str(key), "--name", name)
     publish = ("--log", log_url, "--key", str(folder / "vendor.key"), "--product", "agent",
-               "--keyset-log", str(base / "keys-log"))  # fmt: skip
+               "--keyset-log", str(base / "keys-log"),
+               "--wait-mirrors", str(base / "policy.txt"))  # fmt: skip
     for version in ("1.0.0", "1.1.0"):
         msi = folder / f"agent-{version}.msi"
         if not msi.with_name(msi.name + ".overt").exists():
@@ -766,23 +768,18 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
             )
             procs.append(proc)
             _wait_http(f"http://127.0.0.1:{port + i}/logs", proc)
+        # The log feeds the centers' mirrors and adds their cosignatures to its checkpoint
+        # (the policy names them), so bundles carry the mirror quorum (docs/mirror.md).
+        feeds = [a for i in range(len(REGIONS)) for a in ("--mirror", _mirror_url(port, i))]
         proc = subprocess.Popen(
-            _overt("log", "serve", str(log_dir), "--listen", f"127.0.0.1:{port}"),
+            _overt("log", "serve", str(log_dir), "--listen", f"127.0.0.1:{port}", *feeds),
             stdout=logs,
             stderr=logs,
         )
         procs.append(proc)
         _wait_http(f"{url}/checkpoint", proc)
-        for i, (region, proc) in enumerate(zip(REGIONS, mirrors, strict=True)):
-            mdir = base / f"mirror-{region}"
+        for i, proc in enumerate(mirrors):
             _wait_http(_mirror_url(port, i), proc)
-            push = _overt(
-                "mirror", "push", _mirror_url(port, i), "--log", url,
-                "--log-key", str(log_dir / "log.vkey"),
-                "--mirror-key", str(mdir / "mirror.vkey"),
-                "--follow", "--interval", "1",
-            )  # fmt: skip
-            procs.append(subprocess.Popen(push, stdout=logs, stderr=logs))
         with LogClient(url, read_token(log_dir), timeout=30) as client:
             entry = b"overt demo: the Transparency Center started at %d\n" % int(time.time())
             index, raw = client.add(entry)
@@ -929,6 +926,7 @@ def _mirror_banner(base: Path, port: int, index: int, mirrored: list[str]) -> st
 mirrors (c2sp.org/tlog-mirror; each center keeps the data; policy: 2 of 3 must hold it):
 {mirrors}
 entry {index} is held by the mirrors {held}.
+the release bundles carry 2 of 3 mirror cosignatures (publish --wait-mirrors): offline endpoints check them.
 verify the log from the mirrors alone, as if the log were down:
   {overt} log verify http://127.0.0.1:9 --policy {base}/policy.txt""".rstrip()
 
