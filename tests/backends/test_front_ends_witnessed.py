@@ -286,3 +286,35 @@ def test_log_witnesses_installs_a_policy_in_a_shared_front_end_copy_and_refuses_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "quorum" in err
     assert good.read_bytes() == (tmp_path / "good.policy").read_bytes()  # unchanged
+
+
+def test_an_ml_dsa_witness_cosigns_checkpoints_but_no_subtrees_on_a_shared_log(
+    tmp_path: Path,
+    witnessed: Witnessed,
+    asgi_server: Callable[[Any], Server],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Subtree cosignatures would be kept on one front end's disk: none are asked for,
+    and the front end says so once, naming the witness."""
+    wdir = tmp_path / "witness-pq"
+    wkey = init_witness(wdir, "pq.witness.example", key_type="ml-dsa-44")
+    trust_log(wdir, witnessed.vkey)
+    config = load_witness(wdir)
+    server = asgi_server(WitnessApp(config.open_state(), config.logs, config.signer))
+    text = (
+        f"log {witnessed.vkey}\nwitness pq {wkey} {server.url}\ngroup one 1 pq\nquorum one\n"
+    ).encode()
+    (witnessed.directory / "witnesses.policy").write_bytes(text)
+    with caplog.at_level("WARNING", logger="overt.log"):
+        log = SharedLog(witnessed.directory)
+    try:
+        assert any("pq cosign checkpoints only" in r.getMessage() for r in caplog.records)
+        log.sequence([b"e%d" % i for i in range(300)])  # completes the range [0, 256)
+        log.integrate()
+        assert log.published_size == 300
+        verify_checkpoint(
+            log.checkpoint(), parse_policy(text), extra_logs=[PolicyLog(witnessed.vkey)]
+        )
+        assert not (witnessed.directory / "subtrees").exists()
+    finally:
+        log.close()
