@@ -444,3 +444,23 @@ def test_cosignature_timestamps_of_both_sizes() -> None:
     assert cosignature_timestamp(generate(COSIGNATURE_V1, "e", clock=lambda: 7).sign(TEXT)) == 7
     with pytest.raises(FormatError):
         cosignature_timestamp(bytes(8 + 100))
+
+
+def test_the_per_type_classes_ask_the_key_type() -> None:
+    """Ed25519Signer, CosignatureVerifier...: constructors, and isinstance by key type."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from overt.formats.cosignature import CosignatureSigner, CosignatureVerifier
+    from overt.formats.note import Ed25519Signer, Ed25519Verifier
+
+    private = Ed25519PrivateKey.generate()
+    cosigner = CosignatureSigner("w.example", private, clock=lambda: T)
+    parsed = parse_skey(cosigner.skey)
+    assert type(parsed) is KeySigner and isinstance(parsed, CosignatureSigner)
+    assert isinstance(parse_vkey(cosigner.vkey), CosignatureVerifier)
+    assert parse_vkey(cosigner.vkey) == CosignatureVerifier("w.example", private.public_key())
+    assert not isinstance(parsed, Ed25519Signer) and not isinstance(_pq(), CosignatureSigner)
+    assert not isinstance(parse_vkey(cosigner.vkey), Ed25519Verifier)
+    plain = Ed25519Signer("w.example", private)
+    assert plain.key_id != cosigner.key_id  # one key, two types: two key IDs
+    assert isinstance(parse_skey(plain.skey), Ed25519Signer)
