@@ -339,3 +339,30 @@ def test_password_guessing_is_throttled(partners: Partners) -> None:
     assert r.status_code == 429 and "too many failed logins" in r.text
     now[0] += 16 * 60
     assert browser.login("alice").status_code == 303
+
+
+def test_password_guesses_sent_at_once_are_throttled_too(partners: Partners) -> None:
+    """An attacker who sends many guesses concurrently gets no more than the ten a client
+    sending them one by one gets: a guess counts from the moment it is checked, not when
+    its (slow) scrypt ends."""
+    portal = partners.portal()
+    token_of = {}
+    for i in range(20):
+        browser = Browser(portal)
+        page = browser.request("GET", "/login")
+        token_of[i] = (browser.cookies["overt_login"], _csrf(page.text))
+
+    async def guess(i: int) -> int:
+        transport = httpx.ASGITransport(app=portal)
+        async with httpx.AsyncClient(transport=transport, base_url="http://portal") as c:
+            nonce, csrf = token_of[i]
+            form = {"name": "alice", "password": f"guess number {i:04d}", "csrf": csrf}
+            r = await c.post("/login", data=form, headers={"cookie": f"overt_login={nonce}"})
+            return r.status_code
+
+    async def all_at_once() -> list[int]:
+        return list(await asyncio.gather(*(guess(i) for i in range(20))))
+
+    statuses = asyncio.run(all_at_once())
+    assert statuses.count(401) == 10 and statuses.count(429) == 10, statuses
+    assert Browser(portal).login("alice").status_code == 429

@@ -98,12 +98,16 @@ class PartnersArea:
                 _token(self.keys.login_token(cookies.get(_LOGIN, "")), form)
                 name, password = form.get("name", ""), form.get("password", "")
                 client = str((scope.get("client") or ("?",))[0])
-                self._throttle(("name", name[:64]), ("client", client))
+                keys = (("name", name[:64]), ("client", client))
+                self._throttle(*keys)
+                # Counted as failed from now until it succeeds: guesses sent at once must not
+                # all pass the throttle while their scrypt hashes are queued.
+                attempt = self._failed(*keys)
                 try:
                     account = await asyncio.to_thread(self.accounts.login, name, password)
                 except VerificationError as err:
-                    self._failed(("name", name[:64]), ("client", client))
                     raise _LoginError(str(err)) from err
+                self._forgive(attempt, *keys)
                 cookie, _ = self.keys.issue(account)
                 return 303, b"", b"text/plain", [
                     (b"location", b"/partners"),
@@ -156,12 +160,21 @@ class PartnersArea:
                     429, f"too many failed logins for this {key[0]}: try again in 15 minutes"
                 )
 
-    def _failed(self, *keys: tuple[str, str]) -> None:
+    def _failed(self, *keys: tuple[str, str]) -> float:
+        """Counts a login attempt as failed for each of ``keys``; returns its time."""
         now = self.portal.config.clock()
         if len(self._failures) > 100_000:  # bounded memory under a flood of names
             self._failures.clear()
         for key in keys:
             self._failures.setdefault(key, []).append(now)
+        return now
+
+    def _forgive(self, attempt: float, *keys: tuple[str, str]) -> None:
+        """Takes back :meth:`_failed`'s count of an attempt that succeeded."""
+        for key in keys:
+            recent = self._failures.get(key)
+            if recent is not None and attempt in recent:
+                recent.remove(attempt)
 
     def _session(self, cookies: dict[str, str]) -> Session:
         cookie = cookies.get(_SESSION)
