@@ -40,7 +40,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from overt.rules.context import STANDARD_EXTERNALS, RuleContext, rule_context
+# The plug-in protocol and what detectors read, importable from here as before the
+# package was split (they live where they are defined, outside __all__ here).
+from overt.rules.context import STANDARD_EXTERNALS as STANDARD_EXTERNALS
+from overt.rules.context import RuleContext as RuleContext
+from overt.rules.context import rule_context as rule_context
 from overt.rules.detectors import (
     canary_hits,
     codename_list,
@@ -53,24 +57,15 @@ from overt.rules.detectors import (
     marking,
     singling_out,
 )
-from overt.rules.markings import find_markings, marking_phrases
+from overt.rules.markings import find_markings as find_markings
+from overt.rules.markings import marking_phrases as marking_phrases
 from overt.rules.parse import Rule
-from overt.rules.signals import Detector, Severity, Signal, escalate
+from overt.rules.signals import Detector as Detector
+from overt.rules.signals import Severity as Severity
+from overt.rules.signals import Signal as Signal
+from overt.rules.signals import escalate as escalate
 
-__all__ = [
-    "DETECTORS",
-    "STANDARD_EXTERNALS",
-    "Detector",
-    "RuleContext",
-    "Severity",
-    "Signal",
-    "analyse_rule",
-    "escalate",
-    "find_markings",
-    "marking_phrases",
-    "register_detector",
-    "rule_context",
-]
+__all__ = ["DETECTORS", "analyse_rule", "register_detector"]
 
 #: The plug-in modules, in report order.
 _PLUGINS = (
