@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from overt.errors import ConfigError, FormatError
+from overt.errors import ConfigError, FormatError, OvertError
 
 if TYPE_CHECKING:
     import argparse
@@ -61,6 +61,7 @@ __all__ = [
     "Send",
     "ServerLimits",
     "add_limit_arguments",
+    "answer",
     "error",
     "limits_from_args",
     "make_server",
@@ -127,6 +128,39 @@ async def error(
 ) -> None:
     """A plain-text error reply: one line saying what was wrong."""
     await reply(send, status, message.encode("utf-8", "replace") + b"\n", headers=headers)
+
+
+Route = Callable[[Scope, Receive, Send, str, str], Awaitable[None]]
+
+
+async def answer(scope: Scope, receive: Receive, send: Send, route: Route, what: str) -> None:
+    """Runs ``route(scope, receive, send, path, method)`` for one HTTP request.
+
+    Routes answer every refusal of input themselves (a 4xx where it is found); what
+    escapes them is the server's own failure: an :class:`~overt.errors.OvertError`
+    (storage) is logged and answered 503 ``"<what> unavailable: <reason>"``, anything
+    else is a bug, logged with its traceback and answered 500 with the connection
+    closed. Neither is answered once the route has started its reply.
+    """
+    path: str = scope["path"]
+    method: str = scope["method"]
+    started = False
+
+    async def tracked(message: Message) -> None:
+        nonlocal started
+        started = True
+        await send(message)
+
+    try:
+        await route(scope, receive, tracked, path, method)
+    except OvertError as err:
+        log.error("request %s %s failed: %s", method, path, err)
+        if not started:
+            await error(send, 503, f"{what} unavailable: {err}")
+    except Exception:
+        log.exception("bug: request %s %r failed", method, path)
+        if not started:
+            await error(send, 500, "internal error (logged)", [CLOSE])
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:

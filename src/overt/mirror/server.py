@@ -58,6 +58,7 @@ from overt._asgi import (
     Scope,
     Send,
     ServerLimits,
+    answer,
     error,
     read_body,
     reply,
@@ -325,28 +326,8 @@ class MirrorApp:
                 elif message["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
                     return
-        if scope["type"] != "http":
-            return
-        path: str = scope["path"]
-        method: str = scope["method"]
-        started = False
-
-        async def tracked(message: Any) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            await self._route(scope, receive, tracked, path, method)
-        except OvertError as err:
-            # Storage failures only: every refusal is answered where it is found.
-            log.error("request %s %s failed: %s", method, path, err)
-            if not started:
-                await error(tracked, 503, f"mirror unavailable: {err}")
-        except Exception:
-            log.exception("bug: request %s %r failed", method, path)
-            if not started:
-                await error(tracked, 500, "internal error (logged)", [CLOSE])
+        if scope["type"] == "http":
+            await answer(scope, receive, send, self._route, "mirror")
 
     async def _route(
         self, scope: Scope, receive: Receive, send: Send, path: str, method: str

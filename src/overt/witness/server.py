@@ -50,11 +50,11 @@ from concurrent.futures import ThreadPoolExecutor
 from overt._asgi import (
     CLOSE,
     BodyTooLargeError,
-    Message,
     Receive,
     Scope,
     Send,
     ServerLimits,
+    answer,
     error,
     read_body,
     reply,
@@ -253,29 +253,8 @@ class WitnessApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["type"] != "http":
-            return
-        path: str = scope["path"]
-        method: str = scope["method"]
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            await self._route(scope, receive, tracked, path, method)
-        except OvertError as err:
-            # Only storage failures get here: every refusal is answered above.
-            log.error("request %s %s failed: %s", method, path, err)
-            if not started:
-                await error(send, 503, f"witness unavailable: {err}")
-        except Exception:
-            # A bug, never an input: input is refused with a 4xx before anything is done.
-            log.exception("bug: request %s %r failed", method, path)
-            if not started:
-                await error(send, 500, "internal error (logged)", [CLOSE])
+        if scope["type"] == "http":
+            await answer(scope, receive, send, self._route, "witness")
 
     async def _route(
         self, scope: Scope, receive: Receive, send: Send, path: str, method: str
