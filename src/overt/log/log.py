@@ -176,14 +176,17 @@ def _parse_witness_policy(text: bytes) -> Policy:
     return policy
 
 
-def _keep_cosignatures(published: bytes, note: bytes) -> bytes:
-    """``note`` plus the signature lines of ``published`` by keys ``note`` lacks, when both
-    are the same checkpoint text (they were verified when ``published`` was)."""
+def _keep_cosignatures(published: bytes, note: bytes, policy: Policy | None) -> bytes:
+    """``note`` plus the signature lines of ``published`` by keys that are neither in ``note``
+    nor the policy's witnesses (a round says which witnesses cosign now), when both are the
+    same checkpoint text: the mirrors' (they were verified when ``published`` was)."""
     old, new = parse_note(published), parse_note(note)
     if old.text != new.text:
         return note
-    mine = {(s.name, s.key_id) for s in new.signatures}
-    extra = tuple(s for s in old.signatures if (s.name, s.key_id) not in mine)
+    skip = {(s.name, s.key_id) for s in new.signatures}
+    if policy is not None:
+        skip |= {(w.verifier.name, w.verifier.key_id) for w in policy.witnesses}
+    extra = tuple(s for s in old.signatures if (s.name, s.key_id) not in skip)
     return format_note(Note(new.text, new.signatures + extra)) if extra else note
 
 
@@ -708,7 +711,7 @@ class Log(_TreeReads):
                 )
             # The same checkpoint cosigned again (a refresh) keeps the cosignatures the
             # published note has beyond this round's, e.g. its mirrors' (overt.log.mirroring).
-            note = _keep_cosignatures(self._published[0], note)
+            note = _keep_cosignatures(self._published[0], note, self.policy)
             try:
                 self.store.write_checkpoint(note)
             except OSError as err:
