@@ -2,9 +2,9 @@
 
 Two tables, through SQLAlchemy Core::
 
-    mirror_logs(origin TEXT PRIMARY KEY, min_index INTEGER, next_entry INTEGER,
-                mirror_size INTEGER NULL, mirror_root BLOB NULL, mirror_note BLOB NULL)
-    mirror_pending(origin TEXT, size INTEGER, root_hash BLOB, note BLOB,
+    mirror_logs(origin TEXT PRIMARY KEY, min_index BIGINT, next_entry BIGINT,
+                mirror_size BIGINT NULL, mirror_root BLOB NULL, mirror_note BLOB NULL)
+    mirror_pending(origin TEXT, size BIGINT, root_hash BLOB, note BLOB,
                    PRIMARY KEY (origin, size))
 
 ``mirror_pending`` keeps the last :data:`overt.mirror.core.PENDING_KEPT`
@@ -16,9 +16,11 @@ checked (:mod:`overt.mirror.server`). Every write is one transaction; a commit
 is durable when it returns (SQLite: WAL with ``synchronous=FULL``;
 PostgreSQL: ``synchronous_commit`` on, its default).
 
-The tables are created on open when missing (``CREATE TABLE IF NOT EXISTS``);
-they are apart from the Alembic chain of the log and witness tables (see
-docs/adr: the mirror's state).
+The tables come from the project's Alembic migrations (revision 0003,
+:mod:`overt.db`), run on open like the witness's and the monitor's state, or
+by hand with ``overt db upgrade``. A database that an older mirror created
+itself (``CREATE TABLE IF NOT EXISTS``, no revision) is adopted with its rows
+(docs/adr/0016).
 
 One ``overt mirror serve`` writes a given state (the mirror directory's
 ``flock``); reads may come from anywhere.
@@ -30,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
-    Integer,
     LargeBinary,
     MetaData,
     Table,
@@ -44,21 +46,22 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from overt.db import engine_from_url
+from overt.db import engine_from_url, upgrade
 from overt.errors import ConfigError
 from overt.mirror.core import PENDING_KEPT, MirrorRecord, PendingCheckpoint
 from overt.witness.core import CosignedCheckpoint
 
 __all__ = ["MirrorState", "MirrorStateError"]
 
+# The tables as :mod:`overt.db`'s migrations create them (0003); not created from here.
 _metadata = MetaData()
 _logs = Table(
     "mirror_logs",
     _metadata,
     Column("origin", Text, primary_key=True),
-    Column("min_index", Integer, nullable=False),
-    Column("next_entry", Integer, nullable=False),
-    Column("mirror_size", Integer, nullable=True),
+    Column("min_index", BigInteger, nullable=False),
+    Column("next_entry", BigInteger, nullable=False),
+    Column("mirror_size", BigInteger, nullable=True),
     Column("mirror_root", LargeBinary, nullable=True),
     Column("mirror_note", LargeBinary, nullable=True),
 )
@@ -66,12 +69,10 @@ _pending = Table(
     "mirror_pending",
     _metadata,
     Column("origin", Text, primary_key=True),
-    Column("size", Integer, primary_key=True),
+    Column("size", BigInteger, primary_key=True),
     Column("root_hash", LargeBinary, nullable=False),
     Column("note", LargeBinary, nullable=False),
 )
-# Any constant: serialises table creation between processes on PostgreSQL.
-_PG_CREATE_LOCK = 0x6F76_7274_6D69_7201
 
 
 class MirrorStateError(ConfigError):
@@ -95,11 +96,8 @@ class MirrorState:
         except ConfigError as err:
             raise MirrorStateError(str(err)) from err
         try:
-            with self.engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_CREATE_LOCK})")
-                _metadata.create_all(conn, checkfirst=True)
-        except SQLAlchemyError as err:
+            upgrade(self.engine)  # Alembic: overt/db/_migrations (0003: the mirror's tables)
+        except ConfigError as err:
             self.engine.dispose()
             raise MirrorStateError(f"cannot open the mirror state: {err}") from err
 
