@@ -58,6 +58,7 @@ Versioning: a message layout is named by its header or label (``cosignature/v1``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -68,7 +69,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from overt.errors import FormatError
-from overt.formats.checkpoint import MAX_TREE_SIZE, parse_checkpoint
+from overt.formats.checkpoint import MAX_TREE_SIZE, Checkpoint, parse_checkpoint
 from overt.formats.keytypes import (
     ED25519,
     MAX_TIMESTAMP,
@@ -109,6 +110,28 @@ _HASH_SIZE = 32
 _EMPTY_HASH = hashlib.sha256(b"").digest()
 
 
+_PARSED_TEXT_LIMIT = 1024
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_small_checkpoint(text: bytes) -> Checkpoint:
+    return parse_checkpoint(text)
+
+
+def _checkpoint(text: bytes) -> Checkpoint:
+    """``parse_checkpoint(text)``, remembered for the last few small texts.
+
+    One checkpoint text is parsed again for every signature over it: the log's, each
+    cosignature a note carries, the witness's own. The result is a frozen value that
+    depends on those exact bytes alone (a text that does not parse raises and is not
+    remembered), so this memo caches no trust, only parsing work. Texts above 1 kB are
+    parsed every time, so that the memo stays under 64 kB.
+    """
+    if type(text) is not bytes or len(text) > _PARSED_TEXT_LIMIT:
+        return parse_checkpoint(text)
+    return _parse_small_checkpoint(text)
+
+
 def _check_timestamp(timestamp: int) -> None:
     if type(timestamp) is not int or not 0 <= timestamp <= MAX_TIMESTAMP:
         raise FormatError("cosignature timestamp", "not in [0, 2^63)", repr(timestamp))
@@ -121,7 +144,7 @@ def cosigned_message(timestamp: int, checkpoint_text: bytes) -> bytes:
         FormatError: ``checkpoint_text`` is not a checkpoint, or the timestamp is out of range.
     """
     _check_timestamp(timestamp)
-    parse_checkpoint(checkpoint_text)
+    _checkpoint(checkpoint_text)
     return b"cosignature/v1\ntime %d\n" % timestamp + checkpoint_text
 
 
@@ -172,7 +195,7 @@ def subtree_message(
 
 
 def _ml_dsa_checkpoint_message(name: str, timestamp: int, text: bytes) -> bytes:
-    cp = parse_checkpoint(text)
+    cp = _checkpoint(text)
     if cp.extensions:
         # The message does not cover them: they would ride unsigned beside a valid
         # signature. overt logs never write extension lines.
@@ -261,7 +284,7 @@ def cosign_line(signer: Signer, checkpoint_text: bytes) -> bytes:
         FormatError: the text is not a checkpoint (for cosigners), or the signer's name
             is not a valid key name.
     """
-    parse_checkpoint(checkpoint_text)
+    _checkpoint(checkpoint_text)
     signature = Signature(signer.name, signer.key_id, signer.sign(checkpoint_text))
     return _format_signature_line(signature)
 

@@ -152,10 +152,11 @@ class Algorithm:
     """A signature algorithm as ``cryptography`` implements it, with its fixed sizes.
 
     ``name`` is what ``--key-type`` accepts (``ed25519``, ``ml-dsa-44``). ``slow_signing``
-    marks an algorithm whose signatures cost about a millisecond of CPU (``cryptography``
-    releases the GIL meanwhile): a server signs those on a thread pool, off its event loop
-    and its state lock (overt.witness.server), where a 30-microsecond Ed25519 signature
-    would only pay for the thread hop.
+    marks an algorithm whose signatures cost over half a millisecond of CPU, during which
+    ``cryptography`` 50 holds the GIL (measured: two threads signing ML-DSA-44 finish no
+    sooner than one): a server signs those in worker processes, off its event loop and its
+    state lock (overt.witness.signing), where a 30-microsecond Ed25519 signature would only
+    pay for the hop.
     """
 
     name: str
@@ -500,8 +501,7 @@ class KeySigner(KeyVerifier):
     @property
     def skey(self) -> str:
         """The signer key text, ``PRIVATE+KEY+name+hexkeyid+base64(type||seed)``. Secret."""
-        seed = self._private.private_bytes_raw()
-        encoded = _b64encode(bytes([self.key_type.alg]) + seed)
+        encoded = _b64encode(bytes([self.key_type.alg]) + self.seed)
         return f"PRIVATE+KEY+{self.name}+{self.key_id.hex()}+{encoded}"
 
     def verifier(self) -> KeyVerifier:
@@ -515,15 +515,34 @@ class KeySigner(KeyVerifier):
             FormatError: ``text`` is nothing this type signs (e.g. not a checkpoint).
             ConfigError: the clock returned a time outside [0, 2^63).
         """
+        prefix, message = self.to_sign(text)
+        return prefix + self._private.sign(message)
+
+    def to_sign(self, text: bytes) -> tuple[bytes, bytes]:
+        """What :meth:`sign` does before the algorithm: ``(prefix, message)``.
+
+        The signature over ``text`` is ``prefix`` (the 8-byte timestamp of a timestamped
+        type, read from the clock now; else empty) followed by the algorithm's signature
+        of ``message`` with this key. For a server that makes that slow signature
+        elsewhere (overt.witness.signing: ML-DSA-44 holds the GIL while it signs).
+
+        Raises:
+            FormatError: ``text`` is nothing this type signs (e.g. not a checkpoint).
+            ConfigError: the clock returned a time outside [0, 2^63).
+        """
         kt = self.key_type
         if not kt.timestamped:
-            return self._private.sign(kt.message(self.name, 0, text))
+            return b"", kt.message(self.name, 0, text)
         now = self.clock()
         if not math.isfinite(now) or not 0 <= now <= MAX_TIMESTAMP:
             raise ConfigError(f"clock returned {now!r}, not a POSIX time")
         timestamp = int(now)
-        message = kt.message(self.name, timestamp, text)
-        return timestamp.to_bytes(8, "big") + self._private.sign(message)
+        return timestamp.to_bytes(8, "big"), kt.message(self.name, timestamp, text)
+
+    @property
+    def seed(self) -> bytes:
+        """The private key's seed (what :attr:`skey` encodes). Secret."""
+        return self._private.private_bytes_raw()
 
     def sign_subtree(self, origin: str, start: int, end: int, root_hash: bytes) -> bytes:
         """Returns the subtree cosignature (timestamp zero) of ``[start, end)``.

@@ -42,10 +42,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from overt._asgi import (
     CLOSE,
@@ -60,7 +60,7 @@ from overt._asgi import (
     reply,
     run,
 )
-from overt.errors import FormatError, OvertError
+from overt.errors import ConfigError, FormatError, OvertError
 from overt.formats.keytypes import KeySigner
 from overt.formats.witness import (
     CONTENT_TYPE_SIZE,
@@ -83,6 +83,7 @@ from overt.witness.errors import (
     WitnessError,
     WitnessRequestError,
 )
+from overt.witness.signing import SigningPool
 from overt.witness.state import Decide, WitnessStore
 from overt.witness.subtree import can_sign_subtrees, sign_subtree, unsupported
 
@@ -110,8 +111,8 @@ class _SignedAhead:
 class Committer:
     """Decides and stores queued submissions in batches, one transaction per batch.
 
-    With a slow-signing key (ML-DSA-44, ~1 ms of CPU per signature) each request's
-    cosignature is made ahead, on a thread pool as wide as the machine, once the
+    With a slow-signing key (ML-DSA-44, ~0.6 ms of CPU per signature, GIL held) each
+    request's cosignature is made ahead, in worker processes (overt.witness.signing), once the
     submission has verified and before it joins the queue; ``decide`` still decides inside
     the transaction and only then uses that signature. A signature made for a submission
     that ``decide`` refuses is dropped, never sent or stored. Otherwise the one writer
@@ -131,11 +132,9 @@ class Committer:
         # One writer thread: SQLite serializes writers anyway, and one thread keeps
         # one connection.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="overt-witness-state")
-        self._signing: ThreadPoolExecutor | None = None
+        self._signing: SigningPool | None = None
         if signer.key_type.algorithm.slow_signing:
-            self._signing = ThreadPoolExecutor(
-                os.cpu_count() or 2, thread_name_prefix="overt-witness-sign"
-            )
+            self._signing = SigningPool(signer)
         self.batches = 0
 
     def _decide(self, stored: CosignedCheckpoint | None, submission: Submission) -> Cosigned:
@@ -159,7 +158,7 @@ class Committer:
         self._queue.clear()
         self._executor.shutdown(wait=True)
         if self._signing is not None:
-            self._signing.shutdown(wait=True)
+            self._signing.close()
 
     async def submit(self, submission: Submission) -> Cosigned:
         """Returns the durable outcome, or raises the refusal (WitnessError) or StateError."""
@@ -168,9 +167,11 @@ class Committer:
         if self._signing is not None:
             text = submission.request.note.text
             try:
-                signature = await loop.run_in_executor(self._signing, self.signer.sign, text)
-            except FormatError:
-                pass  # nothing this key can cosign: decide says so (400), in its turn
+                signature = await self._signing.sign(text)
+            except (FormatError, ConfigError):
+                pass  # nothing this key can cosign, or a broken clock: decide says so
+            except BrokenProcessPool as err:
+                log.error("signing ahead failed, signing in the transaction: %s", err)
             else:
                 self._ahead[id(submission)] = (text, signature)
         future: asyncio.Future[Cosigned] = loop.create_future()
