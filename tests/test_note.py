@@ -659,3 +659,35 @@ def test_any_vkey_that_parses_is_canonical(text: str) -> None:
     except FormatError:
         return
     assert verifier.vkey == text  # type: ignore[attr-defined]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"a", b"", b"\xe2\x80\x94 k AQID", b" "]), max_size=4),
+    st.lists(
+        st.sampled_from([b"\xe2\x80\x94 k AQIDBAU=", b"", b"x", b"\xe2\x80\x94 "]), max_size=7
+    ),
+    st.booleans(),
+)
+def test_the_last_blank_line_splits_text_from_signatures_however_many_lines_follow(
+    head: list[bytes], tail: list[bytes], final_newline: bool
+) -> None:
+    # parse_note finds the split line by line from the end for a few lines (post-quantum
+    # notes) and by one search otherwise: both must agree with the grammar's "last blank line".
+    data = b"\n".join([*head, b"", *tail]) + (b"\n" if final_newline else b"")
+    split = data.rfind(b"\n\n")
+    sigs = data[split + 2 :] if split >= 0 else b""
+    expected: note_module.Note | None = None
+    if split >= 0 and sigs.endswith(b"\n") and sigs != b"\n" and sigs:
+        try:
+            lines = sigs[:-1].split(b"\n")
+            signatures = tuple(note_module._parse_signature_line(line) for line in lines)
+            note_module._check_text(data[: split + 1], "note")
+            expected = note_module.Note(data[: split + 1], signatures)
+        except FormatError:
+            expected = None
+    if expected is None:
+        with pytest.raises(FormatError):
+            parse_note(data)
+    else:
+        assert parse_note(data) == expected

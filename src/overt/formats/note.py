@@ -141,21 +141,55 @@ def parse_note(data: bytes) -> Note:
     """
     if len(data) > MAX_NOTE_SIZE:
         raise FormatError("note", f"larger than {MAX_NOTE_SIZE} bytes", data[:60])
-    split = data.rfind(b"\n\n")
+    split, lines = _last_lines(data)
     if split < 0:
-        _check_text(data, "note")  # the more telling error first
-        raise FormatError("note", "no blank line before the signatures", data)
-    text, sigs = data[: split + 1], data[split + 2 :]
+        split = data.rfind(b"\n\n")
+        if split < 0:
+            _check_text(data, "note")  # the more telling error first
+            raise FormatError("note", "no blank line before the signatures", data)
+        sigs = data[split + 2 :]
+        if not sigs or not sigs.endswith(b"\n"):
+            _check_text(data[: split + 1], "note")
+            raise FormatError("note", "no signature lines, or no final newline", data)
+        lines = sigs[:-1].split(b"\n")
+    text = data[: split + 1]
     # The text is checked here; each signature line is checked whole by its parser (a fixed
     # prefix, a valid UTF-8 name without controls, strict base64), so the whole note obeys
     # the character rules without decoding kilobytes of post-quantum signatures twice.
     _check_text(text, "note")
-    if not sigs or not sigs.endswith(b"\n"):
-        raise FormatError("note", "no signature lines, or no final newline", data)
-    lines = sigs[:-1].split(b"\n")
     if len(lines) > MAX_SIGNATURES:
         raise FormatError("note", f"more than {MAX_SIGNATURES} signatures", data[:60])
-    return Note(text=text, signatures=tuple(_parse_signature_line(line) for line in lines))
+    return Note(text=text, signatures=tuple(map(_parse_signature_line, lines)))
+
+
+_FEW_LINES = 4
+
+
+def _last_lines(data: bytes) -> tuple[int, list[bytes]]:
+    """``(split, lines)``: the last blank line (``data[split:split + 2] == b"\\n\\n"``) and
+    the lines after it, when ``data`` ends in a newline and at most a few lines follow it;
+    else ``(-1, [])`` and the caller searches the whole note.
+
+    Found line by line from the end: a newline is one ``memrchr`` away, where
+    ``rfind(b"\\n\\n")`` and ``split`` step through kilobytes of post-quantum signature a
+    byte at a time. Many short Ed25519 lines are the caller's (a loop here would cost more).
+    """
+    end = len(data) - 1
+    if end < 1 or data[end] != 0x0A:
+        return -1, []
+    lines: list[bytes] = []
+    while len(lines) <= _FEW_LINES:
+        start = data.rfind(b"\n", 0, end) + 1
+        if start == end:  # an empty line: the last blank line
+            if not lines:
+                return -1, []  # no signature line: the caller says so
+            lines.reverse()
+            return start - 1, lines
+        if start == 0:
+            return -1, []
+        lines.append(data[start:end])
+        end = start - 1
+    return -1, []
 
 
 def _parse_signature_line(line: bytes) -> Signature:
