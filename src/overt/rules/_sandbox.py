@@ -15,6 +15,12 @@ hostile file took over can lie about that bundle, not run code here.
 
 The pool lives as long as the process (the monitor audits bundle after bundle)
 and is shared by threads one call at a time; at most :data:`WORKERS` workers.
+
+Memory: a file of :data:`HEAVY_BYTES` or more is a call of its own, and at most
+one such call runs at a time while the other workers take the small files. The
+audit's peak is the sum of the workers' resident sets, and yaramod's parse and
+yara-x's compile of a 1 MB rule file each take ~40 MB: two of them at once were
+most of it.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ __all__ = ["WORKERS", "Outcome", "close", "run"]
 
 #: Worker processes at most (the machine's cores, up to 2).
 WORKERS = min(2, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
+#: A file this large is sent alone, and never while another worker holds one.
+HEAVY_BYTES = 256 * 1024
 #: A reply larger than this is a misbehaving worker.
 _MAX_REPLY = 1024**3
 
@@ -186,6 +194,7 @@ class _Job:
     worker: _Worker | None = None
     deadline: float = 0.0
     budget: float = 0.0
+    heavy: bool = False
 
 
 def _budget(files: Sequence[tuple[str, str]], limits: Limits) -> float:
@@ -203,20 +212,20 @@ def run(
     """Send ``request`` plus a share of ``files`` (``(path, text)``) to the workers.
 
     ``files`` are split into ``chunks`` calls, run on up to :data:`WORKERS`
-    workers at once. Never raises for what a worker does.
+    workers at once; with more than one chunk, each file of :data:`HEAVY_BYTES`
+    or more is a call of its own, and only one of those runs at a time. Never
+    raises for what a worker does.
     """
-    todo: list[_Job] = []
-    if files:
-        ordered = sorted(files, key=lambda f: -len(f[1]))  # big and small files mixed
-        n = max(1, min(chunks, len(ordered)))
-        todo = [_Job(ordered[i::n]) for i in range(n)]
+    todo = _jobs(files, chunks)
     out = Outcome([], {})
     running: list[_Job] = []
     with _POOL.lock:
         try:
             while todo or running:
-                while todo and len(running) < WORKERS:
-                    job = todo.pop(0)
+                while len(running) < WORKERS:
+                    job = _next(todo, running)
+                    if job is None:
+                        break
                     _start(job, request, limits)
                     if job.worker is None:
                         _failed(job, "the parser worker could not start", todo, out)
@@ -228,6 +237,28 @@ def run(
                 if job.worker is not None:
                     job.worker.kill()
     return out
+
+
+def _jobs(files: Sequence[tuple[str, str]], chunks: int) -> list[_Job]:
+    """The calls for ``files``: the heavy files first, one each (largest first), then
+    the others in ``chunks`` calls, big and small files mixed in each."""
+    ordered = sorted(files, key=lambda f: -len(f[1]))
+    n = max(1, min(chunks, len(ordered)))
+    if n == 1:
+        return [_Job(ordered)] if ordered else []
+    heavy = [_Job([f], heavy=True) for f in ordered if len(f[1]) >= HEAVY_BYTES]
+    light = ordered[len(heavy) :]
+    n = max(1, min(chunks, len(light)))
+    return heavy + [_Job(light[i::n]) for i in range(n) if light[i::n]]
+
+
+def _next(todo: list[_Job], running: list[_Job]) -> _Job | None:
+    """The next call to start: the first one in ``todo``, but never a second heavy one."""
+    busy = any(j.heavy for j in running)
+    for i, job in enumerate(todo):
+        if not (job.heavy and busy):
+            return todo.pop(i)
+    return None
 
 
 def _start(job: _Job, request: dict[str, Any], limits: Limits) -> None:

@@ -47,8 +47,8 @@ __all__ = [
 COMPILE_THREADS = 2
 #: Rule text compiled into one rule set before it is scanned and freed. Larger
 #: batches compile a little faster (shared atoms) and take more memory: 512 KiB
-#: of text is ~20 MB of compiled rules.
-BATCH_BYTES = 512 * 1024
+#: of text is ~20 MB of compiled rules, and both workers may hold one at once.
+BATCH_BYTES = 256 * 1024
 _SCAN_TIMEOUT_S = 10
 
 
