@@ -90,3 +90,21 @@ def test_a_killed_worker_fails_its_signatures_and_the_next_ones_get_fresh_worker
         asyncio.run(main())
     finally:
         pool.close()
+
+
+def test_start_has_every_worker_up_with_its_key_before_the_first_signature(
+    signer: KeySigner,
+) -> None:
+    pool = SigningPool(signer, workers=2)
+
+    async def main() -> None:
+        await pool.start()
+        assert pool._pool is not None
+        assert len(pool._pool._processes) == 2
+        assert pool.batches == 0
+        signer.verifier().verify(_text(7), await pool.sign(_text(7)))
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.close()

@@ -146,6 +146,14 @@ class Committer:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
+    async def start_signing(self) -> None:
+        """Starts the signing workers, if this key signs ahead (a server's startup)."""
+        if self._signing is not None:
+            try:
+                await self._signing.start()
+            except BrokenProcessPool as err:
+                log.error("signing workers did not start, signing in the transaction: %s", err)
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -292,6 +300,7 @@ class WitnessApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._committer().start()
+                await self._committer().start_signing()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.committer is not None:

@@ -17,7 +17,7 @@ hops) is paid once per batch, not once per signature.
 The key reaches a worker as its 32-byte seed, in the arguments of the worker's
 start (a pipe between this process and its child), and lives only in that child's
 memory. Workers are started with ``spawn`` (a server process has threads; ``fork``
-would copy their locks) when the first signature is asked for, and stopped by
+would copy their locks) by :meth:`SigningPool.start` (or the first signature), and stopped by
 :meth:`SigningPool.close`. A worker that dies fails the signatures in flight
 (:class:`concurrent.futures.process.BrokenProcessPool`); the next ones start fresh
 workers.
@@ -71,6 +71,28 @@ class SigningPool:
         self._in_flight = 0
         self.batches = 0
 
+    async def start(self) -> None:
+        """Starts every worker and waits until each has its key (a server's startup), so
+        that the first requests pay no process start.
+
+        Raises:
+            BrokenProcessPool: a worker could not start.
+        """
+        pool = self._executor()
+        await asyncio.gather(
+            *(asyncio.wrap_future(pool.submit(_sign_all, [])) for _ in range(self.workers))
+        )
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_load,
+                initargs=(self.signer.key_type.algorithm.name, self.signer.seed),
+            )
+        return self._pool
+
     async def sign(self, text: bytes) -> bytes:
         """The signature (without key ID) over note ``text``.
 
@@ -95,18 +117,12 @@ class SigningPool:
             self._submit(waiting[start : start + size])
 
     def _submit(self, batch: list[tuple[bytes, asyncio.Future[bytes]]]) -> None:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_load,
-                initargs=(self.signer.key_type.algorithm.name, self.signer.seed),
-            )
+        pool = self._executor()
         loop = asyncio.get_running_loop()
         self._in_flight += 1
         self.batches += 1
         try:
-            done = self._pool.submit(_sign_all, [message for message, _ in batch])
+            done = pool.submit(_sign_all, [message for message, _ in batch])
         except BrokenProcessPool as err:
             self._in_flight -= 1
             self._drop_pool()
