@@ -15,12 +15,17 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from overt.demo import REGIONS, check_ports
+from overt.demo import REGIONS, WITNESS_KEY_TYPES, check_ports
 from overt.formats.note import parse_note, parse_vkey
+from overt.formats.policy import parse_policy
+from overt.formats.subtree_proof import verify_subtree_cosignatures
+from overt.log.subtrees import SubtreeStore
+from overt.portal.checks import witness_rows
 from overt.publish.bundle import parse_bundle
 from overt.telemetry.ledger import read_log_entries, verify_ledger
 
@@ -98,6 +103,23 @@ def test_make_run_smoke(tmp_path: Path) -> None:
         note = parse_bundle((history / "agent-1.1.0.update.overt").read_bytes()).proof.checkpoint
         names = {s.name for s in parse_note(note).signatures}
         assert len(names & {f"{r}.mirror.transparency.example" for r in REGIONS}) >= 2, names
+        # ADR 0014: one of the three witnesses is ML-DSA-44, a mixed quorum; the bundles'
+        # checkpoint carries its cosignature, valid as the portal's server column checks it
+        # (browsers cannot verify ML-DSA-44: the portal says "checked on the server").
+        trust = parse_policy((tmp_path / "policy.txt").read_bytes())
+        rows = {row.name: row for row in witness_rows(note, trust, time.time())}
+        types = {r: parse_vkey(rows[r].vkey).key_type.algorithm.name for r in REGIONS}
+        assert types == WITNESS_KEY_TYPES == {
+            "asia": "ed25519", "europe": "ed25519", "americas": "ml-dsa-44"
+        }  # fmt: skip
+        assert rows["americas"].ok, rows["americas"]
+        assert f"americas  http://127.0.0.1:{port + 3}  ml-dsa-44  " in out.stdout
+        # It cosigned the log's first 256-entry range (overt.log.subtrees) on the first run.
+        subtree = SubtreeStore(tmp_path / "log").get(0, 256)
+        assert subtree is not None
+        americas = parse_vkey(rows["americas"].vkey)
+        assert verify_subtree_cosignatures(subtree, [("americas", americas)]) == ("americas",)
+        assert "entries [0, 256) cosigned as one range by americas" in out.stdout
         # The vendor's key sets are in their own witnessed log; bundles carry its checkpoint.
         assert "revocation freshness: key-set log localhost/overt-demo-keys" in out.stdout
         assert (tmp_path / "keys-log" / "log.vkey").read_text().strip() in out.stdout
@@ -162,11 +184,13 @@ def test_make_run_smoke(tmp_path: Path) -> None:
         assert held.returncode == 1 and "mirror quorum 'centers' not met" in held.stderr, (
             held.stderr
         )
-    # Two demo entries, the telemetry policy and the region key, published once, and the
+    # The first run's 255 entries that complete the first 256-entry range (the subtree the
+    # ML-DSA-44 witness cosigns), two demo entries, the telemetry policy and the region key,
+    # published once, and the
     # portal's history, published once: two releases, an update, two rule bundles, two audits;
     # the source chain: two snapshots, two reviewer keys, two reviews, a release and its
     # provenance, three rebuild summaries, an SBOM.
-    assert "size 23" in verify.stdout
+    assert "size 278" in verify.stdout
     # Checked again outside the demo: the release bundle carries provenance, reviews, rebuilds
     # and SBOM, and its coverage holds; the changed file's does not.
     source = tmp_path / "history" / "source"

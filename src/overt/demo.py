@@ -58,7 +58,7 @@ import httpx
 from overt.cli._util import check_listen
 from overt.errors import ConfigError, OvertError
 from overt.formats import merkle
-from overt.formats.note import parse_vkey
+from overt.formats.note import Verifier, parse_vkey
 from overt.formats.policy import parse_policy
 from overt.formats.proof import parse_proof, verify_proof
 from overt.log.client import LogClient
@@ -70,6 +70,10 @@ ORIGIN = "localhost/overt-demo"
 #: The vendor's key-set log (docs/adr/0012): its key sets, witnessed by the same centers.
 KEYS_ORIGIN = "localhost/overt-demo-keys"
 REGIONS = ("asia", "europe", "americas")
+#: Each center's witness key type (``overt witness init --key-type``). ADR 0014 asks for at
+#: least one ML-DSA-44 witness in every quorum now: the quorum is mixed, and the log asks
+#: the ML-DSA-44 witness to cosign each completed 256-entry range too (overt.log.subtrees).
+WITNESS_KEY_TYPES = {"asia": "ed25519", "europe": "ed25519", "americas": "ml-dsa-44"}
 # Ports: the log on PORT, the witnesses on the next three, the telemetry collector after them,
 # then the Transparency Center portal, then the three centers' mirrors (c2sp.org/tlog-mirror).
 COLLECTOR_OFFSET = 1 + len(REGIONS)
@@ -151,7 +155,7 @@ def setup(base: Path, port: int) -> Path:
     for i, region in enumerate(REGIONS, 1):
         directory = base / f"witness-{region}"
         if not (directory / "witness.skey").exists():
-            init_witness(directory, f"{region}.transparency.example")
+            init_witness(directory, f"{region}.transparency.example", WITNESS_KEY_TYPES[region])
         trust_log(directory, vkey)
         wvkey = (directory / "witness.vkey").read_text().strip()
         lines.append(f"witness {region} {wvkey} http://127.0.0.1:{port + i}")
@@ -239,6 +243,62 @@ def _wait_mirrored(port: int, size: int, timeout: float = 30.0) -> list[str]:
             except (httpx.HTTPError, OvertError):
                 pass
         if len(held) == len(REGIONS) or time.monotonic() > deadline:
+            return held
+        time.sleep(0.2)
+
+
+def fill_first_range(client: LogClient, log_vkey: str) -> int:
+    """Append numbered entries until the next one completes the log's first 256-entry range
+    (overt.log.subtrees), so the ML-DSA-44 witness cosigns it as a subtree; returns how many.
+
+    A no-op once the log holds that many (a second run). Raises OvertError.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from overt.formats.checkpoint import open_checkpoint
+    from overt.log.subtrees import RANGE_SIZE
+
+    size = open_checkpoint(client.checkpoint(), parse_vkey(log_vkey)).checkpoint.size
+    missing = range(size, RANGE_SIZE - 1)
+    # Sent concurrently: the server sequences them into a few batches (one fsync each).
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda i: client.sequence(
+                    b"overt demo: entry %d of the first %d-entry range\n" % (i, RANGE_SIZE)
+                ),
+                missing,
+            )
+        )
+    return len(missing)
+
+
+def _subtree_witnesses(base: Path) -> list[tuple[str, Verifier]]:
+    """The centers whose witness key signs subtrees (ML-DSA-44), with their keys."""
+    from overt.formats.keytypes import Purpose
+
+    keys = [
+        (region, parse_vkey((base / f"witness-{region}" / "witness.vkey").read_text().strip()))
+        for region in REGIONS
+    ]
+    return [(r, v) for r, v in keys if v.key_type.may_sign(Purpose.SUBTREE)]
+
+
+def _wait_subtree(base: Path, timeout: float = 20.0) -> list[str]:
+    """The regions whose ML-DSA-44 witness cosigned the log's first 256-entry range as a
+    subtree (DIR/log/subtrees/0-256), waiting up to ``timeout`` for each of them."""
+    from overt.formats.subtree_proof import verify_subtree_cosignatures
+    from overt.log.subtrees import RANGE_SIZE, SubtreeStore
+
+    signers = _subtree_witnesses(base)
+    if not signers:
+        return []
+    store = SubtreeStore(base / "log")
+    deadline = time.monotonic() + timeout
+    while True:
+        note = store.get(0, RANGE_SIZE)
+        held = list(verify_subtree_cosignatures(note, signers)) if note is not None else []
+        if len(held) == len(signers) or time.monotonic() > deadline:
             return held
         time.sleep(0.2)
 
@@ -781,6 +841,8 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
         for i, proc in enumerate(mirrors):
             _wait_http(_mirror_url(port, i), proc)
         with LogClient(url, read_token(log_dir), timeout=30) as client:
+            if _subtree_witnesses(base):  # a demo made before has Ed25519 witnesses only
+                fill_first_range(client, read_vkey(log_dir))
             entry = b"overt demo: the Transparency Center started at %d\n" % int(time.time())
             index, raw = client.add(entry)
         verified = verify_proof(
@@ -793,6 +855,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
         )
         cosigners = len(verified.checkpoint.cosignatures())
         mirrored = _wait_mirrored(port, index + 1)
+        subtree = _wait_subtree(base)
         proc = subprocess.Popen(
             _overt(
                 "collector", "serve", str(tel.collector),
@@ -848,6 +911,7 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
         print(f"overt Transparency Center portal: {portal_url}", flush=True)
         print(f"  partners' area: {portal_url}login as alice (reviewer), {partner}", flush=True)
         print(_banner(base, url, read_vkey(log_dir), policy_path, index, cosigners), flush=True)
+        print(_subtree_banner(base, subtree), flush=True)
         print(_mirror_banner(base, port, index, mirrored), flush=True)
         print(_keyset_banner(base), flush=True)
         print(_source_banner(chain), flush=True)
@@ -883,21 +947,21 @@ def _serve(base: Path, port: int, smoke: bool) -> int:
 def _banner(base: Path, url: str, vkey: str, policy: Path, index: int, cosigners: int) -> str:
     overt = ".venv/bin/overt" if Path(".venv/bin/overt").exists() else "overt"
     port = int(url.rsplit(":", 1)[1])
+    wvkeys = [(base / f"witness-{r}" / "witness.vkey").read_text().strip() for r in REGIONS]
     witnesses = "\n".join(
-        f"  {region:<9} http://127.0.0.1:{port + i}  "
-        f"{(base / f'witness-{region}' / 'witness.vkey').read_text().strip()}"
-        for i, region in enumerate(REGIONS, 1)
+        f"  {region:<9} http://127.0.0.1:{port + i}  {_key_type(wvkey)}  {wvkey}"
+        for i, (region, wvkey) in enumerate(zip(REGIONS, wvkeys, strict=True), 1)
     )
     return f"""
 overt Transparency Center (state in {base}/, service logs in {base}/services.log)
 
   log       {url}   origin {ORIGIN}
-  witnesses {", ".join(REGIONS)} on the next three ports; policy: 2 of 3
+  witnesses {", ".join(REGIONS)} on the next three ports; policy: 2 of 3, mixed key types (ADR 0014)
   monitor   alerts and events in {base}/monitor.jsonl
 
 log verifier key ({base}/log/log.vkey):
   {vkey}
-witness verifier keys:
+witness verifier keys (the portal checks ML-DSA-44 cosignatures on the server: browsers cannot):
 {witnesses}
 witness policy (give it to clients: --policy): {policy}
 log write token (POST /add, publish --token): {base}/log/token
@@ -912,6 +976,25 @@ verify the whole log under the witness policy, cosigned in the last 10 minutes:
   {overt} log verify {url} --policy {policy} --max-age 600
 see integrated vs published sizes and witness states:
   curl -sS {url}/metrics""".rstrip()
+
+
+def _key_type(vkey: str) -> str:
+    """The algorithm of a witness's verifier key, as ``overt witness init --key-type`` names it."""
+    return parse_vkey(vkey).key_type.algorithm.name
+
+
+def _subtree_banner(base: Path, cosigned_by: list[str]) -> str:
+    overt = ".venv/bin/overt" if Path(".venv/bin/overt").exists() else "overt"
+    if not cosigned_by:
+        return (
+            "\nsubtree cosignatures: the first 256-entry range is not cosigned"
+            " (no ML-DSA-44 witness: start from an empty .demo)"
+        )
+    return f"""
+subtree cosignatures (ADR 0013): entries [0, 256) cosigned as one range by {", ".join(cosigned_by)}
+  (ML-DSA-44 witnesses only: Ed25519 cannot sign subtrees, so a subtree proof meets the 2 of 3
+  policy once a second ML-DSA-44 witness joins); the range and its path for entry 7:
+  {overt} log proof {base}/log 7 --subtree""".rstrip()
 
 
 def _mirror_banner(base: Path, port: int, index: int, mirrored: list[str]) -> str:
