@@ -69,3 +69,20 @@ def test_heavy_files_through_the_workers_all_come_back() -> None:
     assert out.failed == {}
     got = sorted(f["path"] for reply in out.replies for f in reply["files"])
     assert got == sorted(p for p, _t in files)
+
+
+def test_plyara_keeps_its_tables_and_starts_each_file_fresh() -> None:
+    from overt.rules import parse
+
+    first = 'rule a {\n strings:\n  $a = "one"\n condition:\n  $a\n}\n'
+    second = '\n\nrule b {\n strings:\n  $b = "two" wide\n condition:\n  $b\n}\n'
+    broken = 'rule c {\n strings:\n  $c = "unterminated\n'
+    got = parse._parse_plyara(first, "a.yar")
+    tables = parse._plyara_instance[1]
+    with pytest.raises(Exception):  # noqa: B017 -- plyara's own error types
+        parse._parse_plyara(broken, "c.yar")
+    again = parse._parse_plyara(second, "b.yar")
+    assert parse._plyara_instance[1] is tables  # the LALR tables were built once
+    assert [(r.name, r.line, r.strings[0].line) for r in got] == [("a", 1, 3)]
+    assert [(r.name, r.line, r.strings[0].line) for r in again] == [("b", 3, 5)]
+    assert again[0].strings[0].modifiers == ("wide",)

@@ -447,7 +447,7 @@ def _parse_yaramod_text(text: str, path: str) -> list[Rule]:
 # -- plyara -------------------------------------------------------------------
 
 
-_plyara_instance: list[object] = []
+_plyara_instance: list[Any] = []  # [Plyara, its LALR parser, a lexer never used]
 
 
 def _plyara() -> Any:
@@ -456,11 +456,26 @@ def _plyara() -> Any:
     if not _plyara_instance:
         import plyara
 
-        _plyara_instance.append(plyara.Plyara())
-    parser: Any = _plyara_instance[0]
-    # What Plyara.__init__ sets, but the lexer and the parser tables (clear() forgets
-    # the line number and the raw sections).
-    parser.clear()
+        fresh = plyara.Plyara()
+        _plyara_instance.extend([fresh, fresh.parser, fresh.lexer.clone()])
+    parser, tables, lexer = _plyara_instance
+    # What Plyara.__init__ and Plyara.clear() set, but clear() also builds the lexer
+    # and the LALR tables again (~40 ms a file): the tables are kept, and the lexer
+    # is a copy of one that never ran (its state and line number as new).
+    for part in (
+        parser.rules,
+        parser.current_rule,
+        parser.string_modifiers,
+        parser.imports,
+        parser.includes,
+        parser.terms,
+        parser.scopes,
+        parser.tags,
+        parser.comments,
+    ):
+        part.clear()
+    parser.parser = tables
+    parser.lexer = lexer.clone()
     parser.lexer.lineno = 1
     parser._raw_input = None
     parser._meta_start = parser._meta_end = None
