@@ -19,7 +19,7 @@ SRC = Path(overt.__file__).parent
 
 #: Modules whose ``$`` patterns are heuristics over YARA rule text (does a string look
 #: like base64, like a word?), never the validation of signed, stored or network input.
-HEURISTICS = {"rules/detectors.py", "rules/decode.py"}
+HEURISTICS = ("rules/detectors/", "rules/decode.py")
 
 
 def _dollar_patterns(path: Path) -> list[tuple[int, str]]:
@@ -53,7 +53,7 @@ def test_no_dollar_anchored_validation_pattern_in_src() -> None:
     offenders = []
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC).as_posix()
-        if rel in HEURISTICS:
+        if rel.startswith(HEURISTICS):
             continue
         offenders += [f"{rel}:{line} {text}" for line, text in _dollar_patterns(path)]
     assert not offenders, "use fullmatch without '$':\n" + "\n".join(offenders)
