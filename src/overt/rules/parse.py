@@ -155,6 +155,8 @@ def unescape_yara(text: str) -> bytes:
     An unknown or truncated escape is kept as written (YARA would reject the
     rule; the compile step reports that separately).
     """
+    if "\\" not in text:  # most strings: UTF-8 encodes code point by code point
+        return text.encode("utf-8", "surrogateescape")
     out = bytearray()
     i = 0
     n = len(text)
