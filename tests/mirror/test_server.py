@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import shutil
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -384,4 +386,88 @@ def test_a_checkpoint_below_what_is_stored_is_served_with_every_tile_of_its_size
         )
         with HTTPSource(f"{url}/{origin_hash(ORIGIN)}") as source:
             verify_log(source, parse_vkey((tmp_path / "log" / "log.vkey").read_text().strip()))
+    log.close()
+
+
+def test_a_flood_of_uploads_that_never_finish_a_package_is_refused_503_beyond_the_cap(
+    tmp_path: Path,
+) -> None:
+    """Anyone may open add-entries requests for a mirrored log (its checkpoint is public),
+    and a package can only be checked once it has all arrived (up to ~17 MB): the requests
+    read at once are capped, so the junk a mirror buffers is too. The ones beyond the cap
+    are 503 before their body is read; the mirror serves honest pushes once they end."""
+    from overt._asgi import Message
+    from overt.mirror.config import load_mirror
+    from overt.mirror.server import MAX_UPLOADS, MirrorApp
+    from overt.witness.config import read_logs
+
+    assert MAX_UPLOADS == 16
+    log = make_log(tmp_path / "log", 300)
+    mirror = MirrorUnderTest(tmp_path / "mirror", tmp_path / "log")
+    config = load_mirror(mirror.directory)
+    checkpoint = format_add_checkpoint(AddCheckpointRequest(0, (), log.checkpoint()))
+    honest = upload_body(ORIGIN, 0, 300, memory_tree(300))
+    header = format_upload_header(UploadHeader(ORIGIN, 0, 300))
+    # 256 entries of 65,535 bytes declared; the first few sent, then the sender stalls.
+    junk = header + (b"\xff\xff" + b"j" * 65535) * 8
+
+    async def call(app: MirrorApp, path: str, receive: Any) -> list[Message]:
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": path, "headers": []}
+        await app(scope, receive, send)
+        return sent
+
+    def whole(body: bytes) -> Any:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return receive
+
+    async def flood(app: MirrorApp) -> None:
+        (start, _) = await call(app, "/add-checkpoint", whole(checkpoint))
+        assert start["status"] == 200
+        release = asyncio.Event()
+        reads = [0] * (MAX_UPLOADS + 1)
+
+        def stalling(i: int) -> Any:
+            async def receive() -> dict[str, Any]:
+                reads[i] += 1
+                if reads[i] == 1:
+                    return {"type": "http.request", "body": junk, "more_body": True}
+                await release.wait()
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            return receive
+
+        stalled = [
+            asyncio.create_task(call(app, "/add-entries", stalling(i))) for i in range(MAX_UPLOADS)
+        ]
+        for _ in range(1000):
+            if all(n >= 2 for n in reads[:MAX_UPLOADS]):
+                break
+            await asyncio.sleep(0.01)
+        assert all(n >= 2 for n in reads[:MAX_UPLOADS]), reads
+        try:
+            refused = await asyncio.wait_for(call(app, "/add-entries", stalling(MAX_UPLOADS)), 5)
+        except TimeoutError:
+            pytest.fail(f"request {MAX_UPLOADS + 1} was read and held, not refused")
+        assert refused[0]["status"] == 503
+        assert reads[MAX_UPLOADS] == 0  # refused before its body was read
+        assert (b"connection", b"close") in refused[0]["headers"]
+        release.set()
+        for task in stalled:
+            assert (await task)[0]["status"] == 400  # cut inside the first package
+        done = await call(app, "/add-entries", whole(honest))
+        assert done[0]["status"] == 200, done
+
+    with config.open_state() as state:
+        app = MirrorApp(state, read_logs(mirror.directory), config.signer, config.tiles_for)
+        try:
+            asyncio.run(flood(app))
+        finally:
+            app.close()
     log.close()

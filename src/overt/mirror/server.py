@@ -105,12 +105,15 @@ from overt.witness.core import KnownLogs, verify_submission
 from overt.witness.errors import WitnessConflictError, WitnessError, WitnessRequestError
 from overt.witness.server import answer_sign_subtree
 
-__all__ = ["COMMIT_PACKAGES", "MirrorApp", "serve"]
+__all__ = ["COMMIT_PACKAGES", "MAX_UPLOADS", "MirrorApp", "serve"]
 
 log = logging.getLogger("overt.mirror")
 
 #: Packages authenticated before they are stored together (one durable write).
 COMMIT_PACKAGES = 32
+#: add-entries requests read at once; more are 503 (each may buffer a package of up to
+#: 256 entries of 64 KiB, ~17 MB, before its proof can be checked: anyone can send one).
+MAX_UPLOADS = 16
 _INFO = CONTENT_TYPE_INFO.encode()
 _SIZE = CONTENT_TYPE_SIZE.encode()
 _OCTETS = b"application/octet-stream"
@@ -211,6 +214,7 @@ class MirrorApp:
         tiles_for: Callable[[str], TileBackend],
         *,
         reload: Callable[[], KnownLogs | None] | None = None,
+        max_uploads: int = MAX_UPLOADS,
     ) -> None:
         self.state = state
         self.signer = signer
@@ -224,6 +228,8 @@ class MirrorApp:
         self._active: dict[str, set[_Upload]] = {}
         self._progress: dict[str, asyncio.Condition] = {}
         self._executor = ThreadPoolExecutor(4, thread_name_prefix="overt-mirror")
+        self._uploads = 0
+        self._max_uploads = max_uploads
         self._reload = reload
         self._checked = time.monotonic()
         self._set_logs(logs)
@@ -449,7 +455,19 @@ class MirrorApp:
                 [(b"accept-encoding", b"gzip")],
             )
             return
-        body = _Body(receive, encoding == b"gzip")
+        if self._uploads >= self._max_uploads:
+            # Before a byte of the body is read: the unauthenticated bytes buffered are
+            # bounded by the requests read at once (a push client retries after a 503).
+            headers = [(b"retry-after", b"1"), (b"accept-encoding", b"gzip"), CLOSE]
+            await error(send, 503, "too many add-entries requests in progress", headers)
+            return
+        self._uploads += 1
+        try:
+            await self._add_entries_body(_Body(receive, encoding == b"gzip"), send)
+        finally:
+            self._uploads -= 1
+
+    async def _add_entries_body(self, body: _Body, send: Send) -> None:
         try:
             await self._upload(body, send)
         except MirrorConflictError as err:
