@@ -725,9 +725,9 @@ def test_serve_flags_out_of_range_are_usage_errors(tmp_path: Path) -> None:
     ],
 )
 def test_one_ipv6_host_with_a_whole_64_counts_as_one_peer(peer: object, key: str) -> None:
-    from overt._asgi import _peer_key
+    from overt._asgi import peer_key
 
-    assert _peer_key(peer) == key
+    assert peer_key(peer) == key
 
 
 def test_http_source_refuses_a_path_that_is_no_tlog_object_without_asking() -> None:

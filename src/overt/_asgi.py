@@ -65,6 +65,7 @@ __all__ = [
     "error",
     "limits_from_args",
     "make_server",
+    "peer_key",
     "read_body",
     "reply",
     "run",
@@ -231,7 +232,7 @@ class _Refusals:
             log.warning("refused: %s (last from %s; %d so far)", kind, peer, self._count[kind])
 
 
-def _peer_key(peername: object) -> str:
+def peer_key(peername: object) -> str:
     """Who a connection counts against: its IPv4 address, or its IPv6 /64.
 
     One IPv6 host is routinely given a whole /64, so counting single IPv6
@@ -310,7 +311,7 @@ def _protocol_class(limits: ServerLimits) -> type[asyncio.Protocol]:
         _stalled_since = 0.0
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            peer = _peer_key(transport.get_extra_info("peername"))
+            peer = peer_key(transport.get_extra_info("peername"))
             if (
                 len(self.connections) >= limits.max_connections
                 or per_ip[peer] >= limits.max_connections_per_ip

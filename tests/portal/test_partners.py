@@ -366,3 +366,26 @@ def test_password_guesses_sent_at_once_are_throttled_too(partners: Partners) -> 
     statuses = asyncio.run(all_at_once())
     assert statuses.count(401) == 10 and statuses.count(429) == 10, statuses
     assert Browser(portal).login("alice").status_code == 429
+
+
+def test_password_guesses_from_one_ipv6_network_count_together(partners: Partners) -> None:
+    """One IPv6 host is given a whole /64: guesses from its addresses count as one client's
+    (each address would otherwise get ten guesses at every name)."""
+    portal = partners.portal()
+
+    def guess(i: int, name: str) -> int:
+        async def go() -> int:
+            client = (f"2001:db8:1:2::{i + 1:x}", 1234)
+            transport = httpx.ASGITransport(app=portal, client=client)
+            async with httpx.AsyncClient(transport=transport, base_url="http://portal") as c:
+                page = await c.get("/login")
+                form = {"name": name, "password": f"guess number {i:04d}", "csrf": _csrf(page.text)}
+                nonce = page.cookies["overt_login"]
+                r = await c.post("/login", data=form, headers={"cookie": f"overt_login={nonce}"})
+                return r.status_code
+
+        return asyncio.run(go())
+
+    # Each guess at another name from another address of the same /64.
+    statuses = [guess(i, f"user{i}") for i in range(11)]
+    assert statuses == [401] * 10 + [429], statuses

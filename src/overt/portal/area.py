@@ -29,7 +29,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from overt._asgi import BodyTooLargeError, Receive, Scope, Send, read_body
+from overt._asgi import BodyTooLargeError, Receive, Scope, Send, peer_key, read_body
 from overt.errors import ConfigError, FormatError, OvertError, VerificationError
 from overt.portal.accounts import (
     SESSION_SECONDS,
@@ -97,7 +97,7 @@ class PartnersArea:
                 form = await _form(scope, receive)
                 _token(self.keys.login_token(cookies.get(_LOGIN, "")), form)
                 name, password = form.get("name", ""), form.get("password", "")
-                client = str((scope.get("client") or ("?",))[0])
+                client = peer_key(scope.get("client"))  # an IPv6 /64 is one client
                 keys = (("name", name[:64]), ("client", client))
                 self._throttle(*keys)
                 # Counted as failed from now until it succeeds: guesses sent at once must not
