@@ -389,3 +389,28 @@ def test_password_guesses_from_one_ipv6_network_count_together(partners: Partner
     # Each guess at another name from another address of the same /64.
     statuses = [guess(i, f"user{i}") for i in range(11)]
     assert statuses == [401] * 10 + [429], statuses
+
+
+def test_a_statement_handed_to_one_partner_is_not_served_to_another(partners: Partners) -> None:
+    """A statement handed out (with its findings, before they are signed and logged) is
+    downloadable by the partner it was handed to only, not by another who learns its link."""
+    portal = partners.portal()
+    alice = Browser(portal)
+    alice.login("alice")
+    page = alice.request("GET", "/partners")
+    subject = re.search(r'<option value="([0-9a-f]{64})"', page.text)
+    assert subject
+    r = alice.request(
+        "POST",
+        "/partners/statement",
+        {"csrf": _csrf(page.text), "subject": subject.group(1), "files": "*",
+         "verdict": "concerns", "thoroughness": "high",
+         "findings": "high:app.py:1:an undisclosed weakness"},
+    )  # fmt: skip
+    link = re.search(r'href="(/partners/statements/[0-9a-f]{64})"', r.text)
+    assert link, r.text
+    assert alice.request("GET", link.group(1)).status_code == 200
+    mallory = Browser(portal)
+    mallory.login("mallory")
+    stolen = mallory.request("GET", link.group(1))
+    assert stolen.status_code == 404 and b"undisclosed" not in stolen.content

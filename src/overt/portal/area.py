@@ -82,7 +82,8 @@ class PartnersArea:
         self.accounts = AccountStore(state)
         self.keys = SessionKeys(state, portal.config.clock)
         self.secure = portal.config.secure_cookies
-        self._handed: OrderedDict[str, bytes] = OrderedDict()
+        # (account name, sha256) -> statement: each served to the partner it was handed to.
+        self._handed: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._failures: dict[tuple[str, str], list[float]] = {}
 
     async def __call__(
@@ -262,7 +263,7 @@ class PartnersArea:
         except OvertError as err:
             raise _RefusedError(400, str(err)) from err
         handle = hashlib.sha256(statement).hexdigest()
-        self._handed[handle] = statement
+        self._handed[(account.name, handle)] = statement
         while len(self._handed) > _MAX_HANDED:
             self._handed.popitem(last=False)
         return self._page(
@@ -275,7 +276,7 @@ class PartnersArea:
         )
 
     def _download(self, session: Session, handle: str) -> Reply:
-        statement = self._handed.get(handle)
+        statement = self._handed.get((session.account.name, handle))
         if statement is None or session.account.role not in FILES:
             raise _RefusedError(404, "no such statement (statements are kept for a while only)")
         disposition = b'attachment; filename="statement-%s.json"' % handle[:12].encode()
