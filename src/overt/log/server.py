@@ -57,17 +57,17 @@ from typing import TYPE_CHECKING
 from overt._asgi import (
     CLOSE,
     BodyTooLargeError,
-    Message,
     Receive,
     Scope,
     Send,
     ServerLimits,
+    answer,
     error,
     read_body,
     reply,
     run,
 )
-from overt.errors import EntryError, LogError, NotFoundError, OvertError, TilePathError
+from overt.errors import EntryError, LogError, NotFoundError, TilePathError
 from overt.formats import tiles
 from overt.log.log import MAX_BATCH, Log, check_entry
 
@@ -283,27 +283,7 @@ class LogApp:
             return
         if scope["type"] != "http":
             return
-        path: str = scope["path"]
-        method: str = scope["method"]
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            await self._route(scope, receive, tracked, path, method)
-        except OvertError as err:
-            # Storage failures reach here; input errors are answered above.
-            log.error("request %s %s failed: %s", method, path, err)
-            if not started:
-                await error(send, 503, f"log unavailable: {err}")
-        except Exception:
-            # A bug, never an input: input is refused with a 4xx before anything is done.
-            log.exception("bug: request %s %r failed", method, path)
-            if not started:
-                await error(send, 500, "internal error (logged)", [CLOSE])
+        await answer(scope, receive, send, self._route, "log")
 
     async def _route(
         self, scope: Scope, receive: Receive, send: Send, path: str, method: str
