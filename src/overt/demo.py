@@ -1010,7 +1010,7 @@ mirrors (c2sp.org/tlog-mirror; each center keeps the data; policy: 2 of 3 must h
 {mirrors}
 entry {index} is held by the mirrors {held}.
 the release bundles carry 2 of 3 mirror cosignatures (publish --wait-mirrors): offline endpoints check them.
-verify the log from the mirrors alone, as if the log were down:
+verify the log from the mirrors alone, as if the log were down (nothing listens on port 9):
   {overt} log verify http://127.0.0.1:9 --policy {base}/policy.txt""".rstrip()
 
 
