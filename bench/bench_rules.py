@@ -17,8 +17,11 @@ processes for the static audit, yara-x compiler threads for the dynamic one):
   run, one file at a time in a subprocess so that a file it refuses does not stop it. It
   tries to clone MITRE ATT&CK data from the network at import; it is pointed at an empty
   directory instead (``MITRE_STIX_DATA_PATH``), which only disables its ATT&CK lookups.
+- ``yaraQA (same corpus)``: yaraQA (Neo23x0/yaraQA, the rule-quality peer issue 9 names)
+  on the same files in the same run, in a child process; where it comes from and how it is
+  run: ``bench/_yaraqa.py``.
 
-``--quick`` audits the reversinglabs corpus only and skips the comparison.
+``--quick`` audits the reversinglabs corpus only and skips cccs-yara (not yaraQA).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench import Result
+from bench import Result, _yaraqa
 from overt.rules import audit_paths
 from overt.rules._sandbox import close as close_workers
 
@@ -206,4 +209,5 @@ def run(quick: bool) -> list[Result]:
     results.append(Result(f"audit {label} (static only)", static, "s", note=note))
     if not quick:
         results.append(_cccs(roots))
+    results.append(_yaraqa.run(roots))
     return results
