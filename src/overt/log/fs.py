@@ -124,8 +124,11 @@ def atomic_write(
     Raises OSError (FileExistsError with ``exclusive``); ``path`` then holds the
     old or (rarely) the new content.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _write_synced(path, data, mode, sync=sync)
+    try:
+        tmp = _write_synced(path, data, mode, sync=sync)
+    except FileNotFoundError:  # no parent directory yet (not two syscalls on every write)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _write_synced(path, data, mode, sync=sync)
     try:
         if exclusive:
             os.link(tmp, path, follow_symlinks=False)

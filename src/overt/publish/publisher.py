@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from overt.errors import ConfigError, FormatError, LogError, NotFoundError, OvertError
 from overt.formats.checkpoint import parse_checkpoint
-from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, format_envelope, sign_envelope
+from overt.formats.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, format_envelope, sign_envelope
 from overt.formats.note import parse_note
 from overt.formats.proof import TlogProof
 from overt.formats.statement import Predicate, format_statement, make_statement
@@ -212,12 +212,19 @@ def make_entry(signer: PublisherSigner | Sequence[PublisherSigner], item: Public
     Raises:
         FormatError: a malformed digest or predicate.
     """
+    return _signed_entry(signer, item)[0]
+
+
+def _signed_entry(
+    signer: PublisherSigner | Sequence[PublisherSigner], item: Publication
+) -> tuple[bytes, Envelope]:
+    """:func:`make_entry`'s bytes and the envelope they are the canonical form of."""
     signers = [signer] if isinstance(signer, PublisherSigner) else list(signer)
     statement = make_statement(item.name, item.sha256, item.predicate)
     envelope = sign_envelope(
         PAYLOAD_TYPE_IN_TOTO, format_statement(statement), [(s.keyid, s) for s in signers]
     )
-    return format_envelope(envelope)
+    return format_envelope(envelope), envelope
 
 
 def publish(
@@ -253,7 +260,8 @@ def publish(
     keyset_note = b""
     if keyset_log is not None:
         keyset_note = keyset_checkpoint(keyset_log, keysets, cosign)
-    entries = [make_entry(signer, item) for item in items]
+    signed = [_signed_entry(signer, item) for item in items]
+    entries = [entry for entry, _ in signed]
     indices = log.add_many([*keysets, *attestations, *entries])
     held = indices[len(keysets) :]
     first, end = (min(held), max(held) + 1) if held else (0, 0)  # (0, 0): nothing to hold
@@ -283,15 +291,17 @@ def publish(
         if old < size
     )
     bundles = []
-    for entry, index in zip(entries, indices[k + a :], strict=True):
+    for parsed, index in zip(signed, indices[k + a :], strict=True):
         proof = TlogProof(index, tuple(log.inclusion_proof(index, size)), note)
         bundles.append(
             Bundle(
-                entry,
+                parsed[0],
                 proof,
                 logged_keysets,
                 logged_atts,
                 consistency,
+                # format_bundle writes the envelope it was made from, not parsed again.
+                parsed=parsed,
                 keyset_checkpoint=keyset_note,
             )
         )
