@@ -691,3 +691,65 @@ def test_the_last_blank_line_splits_text_from_signatures_however_many_lines_foll
             parse_note(data)
     else:
         assert parse_note(data) == expected
+
+
+_LINE_PIECES = st.sampled_from(
+    [
+        b"\xe2\x80\x94 ",
+        b"k",
+        b"+",
+        b"\xc3\xa9",
+        b" ",
+        b"\xc2\xa0",
+        b"\x7f",
+        b"\t",
+        b"-",
+        b"AQID",
+        b"BAU=",
+        b"AA==",
+        b"AB==",
+        b"=",
+        b"/+9z",
+        b"\xe2\x80\x94",
+    ]
+)
+
+
+def _reference_signature_line(line: bytes) -> note_module.Signature:
+    """The grammar, spelled out slowly: what _parse_signature_line's fast path must match."""
+    prefix = "\u2014 ".encode()
+    if not line.startswith(prefix):
+        raise FormatError("note signature", "no prefix")
+    name_bytes, sep, b64 = line[len(prefix) :].partition(b" ")
+    name = name_bytes.decode("utf-8", "replace")
+    if not sep or "\ufffd" in name or not valid_name(name):
+        raise FormatError("note signature", "invalid key name")
+    raw = base64.b64decode(b64, validate=True)
+    if base64.b64encode(raw) != b64 or len(raw) < 5:
+        raise FormatError("note signature", "not canonical base64 of 5 bytes or more")
+    return note_module.Signature(name, raw[:4], raw[4:])
+
+
+_NAME_PIECES = st.sampled_from(
+    [b"k", b"+", b"\xc3\xa9", b"\xc2\xa0", b"\x7f", b"\t", b"\xff", b"~!", b" "]
+)
+_B64_PIECES = st.sampled_from([b"AQID", b"BAU=", b"AA==", b"AB==", b"=", b"/+9z", b" ", b"A"])
+_STRUCTURED_LINE = st.tuples(  # prefix and space right; the name and the base64 vary
+    st.lists(_NAME_PIECES, max_size=4).map(b"".join),
+    st.binary(max_size=9).map(base64.b64encode) | st.lists(_B64_PIECES, max_size=5).map(b"".join),
+).map(lambda parts: b"\xe2\x80\x94 " + parts[0] + b" " + parts[1])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_LINE_PIECES, max_size=12).map(b"".join) | _STRUCTURED_LINE)
+def test_signature_lines_parse_as_the_grammar_says(line: bytes) -> None:
+    # The parser takes a one-regex path for ASCII key names and another for the rest.
+    try:
+        expected: note_module.Signature | None = _reference_signature_line(line)
+    except (FormatError, ValueError):
+        expected = None
+    if expected is None:
+        with pytest.raises(FormatError):
+            note_module._parse_signature_line(line)
+    else:
+        assert note_module._parse_signature_line(line) == expected

@@ -42,6 +42,7 @@ a new type byte, never a change to an existing one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -192,7 +193,24 @@ def _last_lines(data: bytes) -> tuple[int, list[bytes]]:
     return -1, []
 
 
+# An em dash, a space, an ASCII key name (no '+', space or control: valid_name), a space.
+_ASCII_HEAD = re.compile(rb"\xe2\x80\x94 ([\x21-\x2a\x2c-\x7e]+) ")
+
+
 def _parse_signature_line(line: bytes) -> Signature:
+    head = _ASCII_HEAD.match(line)
+    if head is not None:  # the common case, an ASCII key name: one regex for prefix and name
+        name, b64 = head[1].decode("ascii"), line[head.end() :]
+    else:
+        name, b64 = _unicode_head(line)
+    raw = _b64decode(b64, "note signature")
+    if len(raw) < 5:
+        raise FormatError("note signature", "shorter than a key ID and one byte", line)
+    return Signature(name, raw[:4], raw[4:])
+
+
+def _unicode_head(line: bytes) -> tuple[str, bytes]:
+    """``(name, base64)`` of a signature line whose key name is not ASCII (or is malformed)."""
     if not line.startswith(_SIG_PREFIX):
         raise FormatError("note signature", "line does not start with an em dash and space", line)
     # Split the bytes, decode only the name: a post-quantum signature is 3 kB of base64.
@@ -203,10 +221,7 @@ def _parse_signature_line(line: bytes) -> Signature:
         raise FormatError("note signature", "invalid key name", line) from err
     if not sep or not valid_name(name):
         raise FormatError("note signature", "invalid key name", line)
-    raw = _b64decode(b64, "note signature")
-    if len(raw) < 5:
-        raise FormatError("note signature", "shorter than a key ID and one byte", line)
-    return Signature(name=name, key_id=raw[:4], signature=raw[4:])
+    return name, b64
 
 
 def _format_signature_line(sig: Signature) -> bytes:

@@ -108,7 +108,10 @@ def b64decode_strict(text: str | bytes, what: str, size: int | None = None) -> b
     # Only the last 4-character group can carry padding bits (a group of 3 bytes maps one to
     # one onto 4 characters), so re-encoding it alone decides canonicity for the whole text.
     tail = out[(len(out) - 1) // 3 * 3 :] if out else b""
-    if not raw.endswith(base64.b64encode(tail)) or len(raw) != (len(out) + 2) // 3 * 4:
+    if (
+        not raw.endswith(binascii.b2a_base64(tail, newline=False))
+        or len(raw) != (len(out) + 2) // 3 * 4
+    ):
         raise FormatError(what, "non-canonical base64", text)
     if size is not None and len(out) != size:
         raise FormatError(what, f"not the canonical base64 of {size} bytes", text)
