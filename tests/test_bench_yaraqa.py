@@ -234,3 +234,12 @@ def test_the_real_yaraqa_finds_its_own_demo_rules_faulty() -> None:
     assert summary.refused == 0 and summary.rules >= 20
     assert summary.ids.get("CE1", 0) >= 1  # Demo_Rule_4: "2 of" one string never matches
     assert summary.levels["critical"] >= 1
+
+
+def test_a_yaraqa_whose_imports_are_missing_is_not_run(tmp_path: Path) -> None:
+    yaraqa = _simulated_yaraqa(tmp_path / "yq", sample=False)
+    core = yaraqa / "main" / "core.py"
+    core.write_text("import no_such_module_yaraqa_needs\n" + core.read_text())
+    row = _yaraqa.run([_corpus(tmp_path / "rules")], environ={"YARAQA_DIR": str(yaraqa)})
+    assert row.note.startswith("not run: yaraQA cannot be imported: No module named")
+    assert "\n" not in row.note
