@@ -49,6 +49,7 @@ __all__ = [
     "joined_candidates",
     "regex_texts",
     "utf16_texts",
+    "wide_texts",
 ]
 
 #: Most alternative spellings kept per pattern before alternatives become gaps.
@@ -87,6 +88,17 @@ _FROM_C0 = bytes(range(0xC0, 0x100))
 _ASCII_LETTERS = bytes(range(0x41, 0x5B)) + bytes(range(0x61, 0x7B))
 
 
+def wide_texts(data: bytes) -> list[tuple[str, str]]:
+    """The UTF-16 reading of :func:`bytes_to_texts` alone (``[]`` or one
+    ``(text, encoding)``): when every other byte is zero."""
+    if len(data) >= 4:
+        if data[1::2].count(0) >= len(data) // 2 * 0.9 and data[0::2].count(0) < len(data) // 4:
+            return [(data.decode("utf-16-le", "replace"), "utf-16le")]
+        if data[0::2].count(0) >= len(data) // 2 * 0.9 and data[1::2].count(0) < len(data) // 4:
+            return [(data.decode("utf-16-be", "replace"), "utf-16be")]
+    return []
+
+
 def bytes_to_texts(data: bytes) -> list[tuple[str, str]]:
     """Readable decodings of raw pattern bytes: ``[(text, encoding)]``.
 
@@ -94,14 +106,9 @@ def bytes_to_texts(data: bytes) -> list[tuple[str, str]]:
     hand-written wide hex string produces); legacy code pages only for bytes
     that are not UTF-8 and have the high bit set.
     """
-    out: list[tuple[str, str]] = []
+    out = wide_texts(data)
     if not data:
         return out
-    if len(data) >= 4:
-        if data[1::2].count(0) >= len(data) // 2 * 0.9 and data[0::2].count(0) < len(data) // 4:
-            out.append((data.decode("utf-16-le", "replace"), "utf-16le"))
-        elif data[0::2].count(0) >= len(data) // 2 * 0.9 and data[1::2].count(0) < len(data) // 4:
-            out.append((data.decode("utf-16-be", "replace"), "utf-16be"))
     try:
         out.append((data.decode("utf-8"), "utf-8"))
         return out
@@ -213,9 +220,19 @@ def _hex_expand(seq: list[object]) -> list[tuple[bytes | None, ...]]:
     return results
 
 
+# The tokens of _HEX_TOKENS, each byte's digits captured (a gap captures "").
+_HEX_BYTE_OR_GAP = re.compile(r"([0-9A-Fa-f]{2})|~?[0-9A-Fa-f?]{2}|\[[^\]]*\]|[()|]|\S")
+
+
 @functools.lru_cache(maxsize=4096)
 def hex_sequences(body: str) -> tuple[tuple[bytes, ...], ...]:
     """Each expansion of a hex string, as its fixed byte runs (gaps split runs)."""
+    if "(" not in body and "|" not in body and ")" not in body:
+        # No alternatives (most hex strings): one expansion, its runs found in C. Bytes
+        # are joined with ",", so two commas in a row stand where a gap was.
+        tokens = ",".join(_HEX_BYTE_OR_GAP.findall(body))
+        found = tuple(bytes.fromhex(r.replace(",", "")) for r in tokens.split(",,") if r.strip(","))
+        return (found,) if found else ()
     out = []
     for flat in _hex_expand(_hex_parse(body)):
         runs: list[bytes] = []
