@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["HEAD", "current_revision", "engine_from_url", "normalize_url", "upgrade"]
 
 #: The newest schema revision this overt knows (the last module in _migrations/versions).
-HEAD = "0003"
+HEAD = "0004"
 # Any constant: the advisory lock key that serialises migrations on PostgreSQL.
 _MIGRATION_LOCK = 0x6F76_7274_6462_0001
 

@@ -4,35 +4,41 @@ under a lease.
 A *shared* log (``overt log init --shared``) keeps everything that changes in its
 PostgreSQL schema and its tiles in a store every front end reaches (``s3://`` or a
 shared ``file:///``); each front end has a copy of the log directory for the keys,
-the token and ``log.json``. The tables (migration ``0002``, beside the dedup table)::
+the token and ``log.json``. The tables (migrations ``0002`` and ``0004``, beside the
+dedup table)::
 
-    log_sequence(id = 1, next)        the next index to assign
-    log_pending(idx PRIMARY KEY, entry) sequenced (acknowledged), not yet integrated
-    log_checkpoint(id = 1, size, note)  the latest signed checkpoint, compare-and-swapped
-    dedup(leaf_hash PRIMARY KEY, idx)   every sequenced entry's leaf hash
+    log_sequence(id = 1, next)           the next index to assign
+    log_batches(start PRIMARY KEY, entries)  sequenced (acknowledged) batches not yet
+                                         integrated: entries packed, the first at start
+    log_checkpoint(id = 1, size, note)   the latest signed checkpoint, compare-and-swapped
+    dedup(leaf_hash PRIMARY KEY, idx)    every sequenced entry's leaf hash
 
-**Sequencing** (any front end, :meth:`SharedLog.sequence`): one statement locks
-the ``log_sequence`` row (``SELECT ... FOR UPDATE``), looks the batch's leaf hashes
-up in ``dedup``, inserts the new entries into ``dedup`` and ``log_pending`` at
-consecutive indices and advances ``next``; then it commits. Indices are returned once that commit
-returned (durable with PostgreSQL's default ``synchronous_commit = on``): that is
-when ``POST /add`` acknowledges, as on one front end. The row lock orders the
-transactions, so committed pending rows always run contiguously from the
-integrated size, and a hash is never given two indices (dedup by leaf hash).
+**Sequencing** (any front end, :meth:`SharedLog.sequence`): one statement, its own
+transaction, locks the ``log_sequence`` row (``SELECT ... FOR UPDATE``), inserts
+the batch's leaf hashes into ``dedup`` at consecutive indices, the batch itself as
+one ``log_batches`` row, and advances ``next``. A hash that ``dedup`` holds fails
+that statement (unique violation); the batch is then sequenced by one that looks
+every hash up first and numbers only the new ones, a duplicate getting its
+existing index. Indices are returned once the statement's commit returned
+(durable with PostgreSQL's default ``synchronous_commit = on``): that is when
+``POST /add`` acknowledges, as on one front end. The row lock orders the
+statements, so the batches always run contiguously from the integrated size, and
+a hash is never given two indices (dedup by leaf hash).
 
 **Integration** (one front end at a time, :meth:`SharedLog.integrate`): the holder
 of the *lease*, a session-level advisory lock held on a connection of its own,
-reads the pending run, computes the tiles (:mod:`overt.log.integration`), uploads
-them, then swaps the checkpoint row (``UPDATE ... WHERE note = <the one it built
-on>``) in the transaction that deletes the rows it integrated, and only then
-uploads the published checkpoint. The other front ends re-read the checkpoint row
+reads the pending batches (whole batches, so every checkpoint size is a batch
+boundary), computes the tiles (:mod:`overt.log.integration`), uploads them, then
+swaps the checkpoint row (``UPDATE ... WHERE note = <the one it built on>``) in the
+transaction that deletes the batches it integrated, and only then uploads the
+published checkpoint. The other front ends re-read the checkpoint row
 every :data:`POLL` seconds to serve reads and ``?proof=1``, and try to take the
 lease every :data:`LEASE_RETRY` seconds.
 
 Why nothing acknowledged is lost or moved and the tree never forks, whatever dies
 when (``docs/adr/0017-several-front-ends-one-sequencing-table.md``):
 
-- an acknowledged entry is in ``log_pending`` until a checkpoint covering it is
+- an acknowledged entry is in ``log_batches`` until a checkpoint covering it is
   committed, and the bundles holding it were durable before that commit;
 - the tiles of a range of indices depend only on the entries at those indices,
   fixed when they were sequenced: a lease holder that has not yet noticed that it
@@ -124,11 +130,27 @@ _CONNECT: dict[str, Any] = {
 }
 
 
-# Sequencing, in one statement: lock the counter row (every front end's sequencing
-# transactions queue here), number the batch's hashes that dedup does not hold
-# from the counter on, insert them into dedup and log_pending, advance the
-# counter. Returns (leaf hash, index, counter after) for every hash of the batch.
+# Sequencing, in one statement (its own transaction): lock the counter row (every
+# front end's sequencing statements queue here), insert the batch's leaf hashes
+# into dedup at consecutive indices from the counter on, store the batch in one
+# row and advance the counter. Returns the counter before and after. Optimistic:
+# a hash that dedup already holds fails it (unique violation), and the batch is
+# sequenced again by _SEQUENCE_DEDUP, which looks every hash up first.
 _SEQUENCE = """
+WITH seq AS (SELECT next FROM log_sequence WHERE id = 1 FOR UPDATE),
+d AS (
+    INSERT INTO dedup (leaf_hash, idx)
+    SELECT h, (SELECT next FROM seq) + ord - 1 FROM unnest(%s::bytea[]) WITH ORDINALITY AS t(h, ord)
+),
+b AS (INSERT INTO log_batches (start, entries) SELECT next, %s FROM seq),
+u AS (UPDATE log_sequence SET next = (SELECT next FROM seq) + %s WHERE id = 1 RETURNING next)
+SELECT (SELECT next FROM seq), next FROM u
+"""
+
+# Sequencing with duplicates: as _SEQUENCE, but the hashes that dedup holds keep
+# their index and only the others are numbered, stored (packed in SQL, in batch
+# order) and counted. Returns (leaf hash, index, counter after) for every hash.
+_SEQUENCE_DEDUP = """
 WITH seq AS (SELECT next FROM log_sequence WHERE id = 1 FOR UPDATE),
 input AS (
     SELECT h, e, ord FROM unnest(%s::bytea[], %s::bytea[]) WITH ORDINALITY AS t(h, e, ord)
@@ -137,18 +159,46 @@ known AS (
     SELECT d.leaf_hash AS h, d.idx FROM dedup d JOIN input i ON d.leaf_hash = i.h
 ),
 new AS (
-    SELECT i.h, i.e, (SELECT next FROM seq) + row_number() OVER (ORDER BY i.ord) - 1 AS idx
+    SELECT i.h, i.e, i.ord, (SELECT next FROM seq) + row_number() OVER (ORDER BY i.ord) - 1 AS idx
     FROM input i WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.h = i.h)
 ),
 d AS (INSERT INTO dedup (leaf_hash, idx) SELECT h, idx FROM new),
-p AS (INSERT INTO log_pending (idx, entry) SELECT idx, e FROM new),
+b AS (
+    INSERT INTO log_batches (start, entries)
+    SELECT (SELECT next FROM seq),
+        string_agg(substring(int4send(length(e)) FROM 3 FOR 2) || e, ''::bytea ORDER BY ord)
+    FROM new HAVING count(*) > 0
+),
 u AS (
-    UPDATE log_sequence SET next = next + (SELECT count(*) FROM new) WHERE id = 1
-    RETURNING next
+    UPDATE log_sequence SET next = (SELECT next FROM seq) + (SELECT count(*) FROM new)
+    WHERE id = 1 RETURNING next
 )
 SELECT h, idx, (SELECT next FROM u) FROM known
 UNION ALL SELECT h, idx, (SELECT next FROM u) FROM new
 """
+
+#: Most batch rows one integration pass reads (it also stops at MAX_BATCH entries).
+_BATCH_ROWS = 256
+
+
+def _pack(entries: Sequence[bytes]) -> bytes:
+    """Entries as one ``log_batches`` value: each preceded by its length (2 bytes, big-endian)."""
+    return b"".join([b for e in entries for b in (len(e).to_bytes(2, "big"), e)])
+
+
+def _unpack(data: bytes, start: int) -> list[bytes]:
+    """The entries of a ``log_batches`` value. Raises LogError (not what _pack wrote)."""
+    entries: list[bytes] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        n = int.from_bytes(data[pos : pos + 2], "big")
+        if n == 0 or pos + 2 + n > end:
+            raise LogError(f"the batch stored at index {start} is malformed (byte {pos})")
+        entries.append(data[pos + 2 : pos + 2 + n])
+        pos += 2 + n
+    if not entries:
+        raise LogError(f"the batch stored at index {start} is empty")
+    return entries
 
 
 def open_log(directory: Path | str) -> Log | SharedLog:
@@ -284,7 +334,8 @@ class SharedLog(_TreeReads):
             engine.dispose()
         self._url = "postgresql://" + index.split("://", 1)[1]
         self.store: TileBackend = open_tiles(tiles_url)
-        self._seq_db = _Connection(self._url)
+        # Autocommit: the sequencing statement is its own transaction (one round trip).
+        self._seq_db = _Connection(self._url, autocommit=True)
         self._int_db = _Connection(self._url)
         self._lease_db = _Connection(self._url, autocommit=True)
         digest = hashlib.sha256(b"overt log lease\0" + self.origin.encode()).digest()
@@ -505,23 +556,39 @@ class SharedLog(_TreeReads):
         for entry, h in zip(entries, hashes, strict=True):
             batch.setdefault(h, entry)
         conn = self._seq_db.get()
+        unique = list(batch)
+        try:
+            # Binary parameters: entries travel as bytes, not hex text.
+            params = (unique, _pack(list(batch.values())), len(unique))
+            # Durable once this returns (autocommit): only then do the indices count.
+            row = conn.execute(_SEQUENCE, params, binary=True).fetchone()
+            assert row is not None
+            first, end = int(row[0]), int(row[1])
+            known = {h: first + n for n, h in enumerate(unique)}
+        except psycopg.errors.UniqueViolation:
+            known, end = self._sequence_dedup(conn, batch)
+        return [known[h] for h in hashes], end
+
+    def _sequence_dedup(
+        self, conn: psycopg.Connection[Any], batch: dict[bytes, bytes]
+    ) -> tuple[dict[bytes, int], int]:
+        """_SEQUENCE_DEDUP: some of the batch is sequenced already (at least it was when
+        _SEQUENCE ran). Retried once after a unique violation."""
+        import psycopg
+
         for attempt in (1, 2):
             try:
-                # Binary parameters: entries travel as bytes, not hex text.
                 params = (list(batch), list(batch.values()))
-                rows = conn.execute(_SEQUENCE, params, binary=True).fetchall()
-                conn.commit()  # durable once this returns: only then do the indices count
+                rows = conn.execute(_SEQUENCE_DEDUP, params, binary=True).fetchall()
                 break
             except psycopg.errors.UniqueViolation:
                 # The statement's snapshot predates the row lock it waited for: a
                 # hash the other front end committed meanwhile looked new. Again,
                 # with a fresh snapshot.
-                conn.rollback()
                 if attempt == 2:
                     raise
         known = {bytes(h): int(i) for h, i, _ in rows}
-        end = max((int(n) for _, _, n in rows), default=0)
-        return [known[h] for h in hashes], end
+        return known, max(int(n) for _, _, n in rows)
 
     # -- integration (the lease holder) -------------------------------------
 
@@ -633,8 +700,8 @@ class SharedLog(_TreeReads):
         conn = self._int_db.get()
         with conn.cursor() as cur:
             cur.execute(
-                "SELECT idx, entry FROM log_pending WHERE idx >= %s ORDER BY idx LIMIT %s",
-                (edge.size, MAX_BATCH),
+                "SELECT start, entries FROM log_batches WHERE start >= %s ORDER BY start LIMIT %s",
+                (edge.size, _BATCH_ROWS),
                 binary=True,
             )
             rows = cur.fetchall()
@@ -642,9 +709,14 @@ class SharedLog(_TreeReads):
         if not rows:
             self._refresh_next()
             return
-        if int(rows[0][0]) != edge.size or int(rows[-1][0]) != edge.size + len(rows) - 1:
-            raise LogError(f"pending entries from {edge.size} are not contiguous")
-        entries = [bytes(e) for _, e in rows]
+        entries: list[bytes] = []
+        for start, packed in rows:
+            if int(start) != edge.size + len(entries):
+                raise LogError(f"pending entries from {edge.size} are not contiguous")
+            batch = _unpack(bytes(packed), int(start))
+            if entries and len(entries) + len(batch) > MAX_BATCH:
+                break  # whole batches only: every checkpoint size is a batch boundary
+            entries += batch
         hashes = [merkle.leaf_hash(e) for e in entries]
         writes, new_edge, root = integrate(edge, entries, hashes)
         # Tiles first, durable; then the checkpoint that commits to them.
@@ -673,7 +745,8 @@ class SharedLog(_TreeReads):
             if cur.rowcount != 1:
                 conn.rollback()
                 raise CheckpointConflictError(old or b"", None)
-            cur.execute("DELETE FROM log_pending WHERE idx < %s", (size,))
+            # Whole batches only are integrated: those starting below size end there.
+            cur.execute("DELETE FROM log_batches WHERE start < %s", (size,))
         conn.commit()
         self._row = note
         self.store.write_checkpoint(note)

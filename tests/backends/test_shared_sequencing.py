@@ -1,0 +1,150 @@
+"""How a shared log (overt.log.shared) keeps sequenced entries in PostgreSQL: one
+``log_batches`` row per sequenced batch, duplicates of sequenced entries given their
+index, whole batches integrated, and pending entries carried across the schema
+migration that introduced the batches (0003 -> 0004 and back).
+
+Two front ends in this process on the real PostgreSQL (a schema per test); the tiles
+in a directory, since the object store plays no part here.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from overt.db import HEAD, _alembic_config
+from overt.log.shared import SharedLog
+
+from .conftest import PostgresSchema
+
+ORIGIN = "shared.example/batches"
+
+
+def _db_url(postgres: PostgresSchema) -> str:
+    return f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{postgres.schema}"
+
+
+@pytest.fixture(autouse=True)
+def every_pass_integrates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("overt.log.shared.INTERVAL", 0.0)
+
+
+@pytest.fixture
+def pair(tmp_path: Path, postgres: PostgresSchema) -> Iterator[tuple[SharedLog, SharedLog]]:
+    tiles = f"file://{tmp_path}/tiles"
+    a = SharedLog.create(tmp_path / "a", ORIGIN, tiles=tiles, index=_db_url(postgres))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    b = SharedLog(tmp_path / "b")
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def _rows(log: SharedLog, query: str) -> list[tuple[Any, ...]]:
+    conn = log._int_db.get()
+    rows = conn.execute(query).fetchall()
+    conn.commit()
+    return rows
+
+
+def _entries(log: SharedLog) -> list[bytes]:
+    return [log.entry(i) for i in range(log.published_size)]
+
+
+def test_a_sequenced_batch_is_one_row_until_a_checkpoint_covers_it(
+    pair: tuple[SharedLog, SharedLog],
+) -> None:
+    a, b = pair
+    first = [b"entry %d" % i for i in range(100)]
+    assert a.sequence(first) == list(range(100))
+    assert b.sequence([b"other"]) == [100]
+    assert _rows(a, "SELECT start FROM log_batches ORDER BY start") == [(0,), (100,)]
+    assert _rows(a, "SELECT count(*) FROM dedup") == [(101,)]
+    a.integrate()
+    assert a.published_size == 101 and _entries(a) == [*first, b"other"]
+    assert _rows(a, "SELECT count(*) FROM log_batches") == [(0,)]  # deleted with the swap
+
+
+def test_a_batch_holding_sequenced_entries_gives_them_their_index_and_numbers_the_rest(
+    pair: tuple[SharedLog, SharedLog],
+) -> None:
+    """The optimistic statement fails on the first known hash; the batch is sequenced
+    again with every hash looked up, and only the new entries are numbered and stored."""
+    a, b = pair
+    assert a.sequence([b"e%d" % i for i in range(10)]) == list(range(10))
+    batch = [b"e5", b"new 1", b"e7", b"new 2", b"new 1", b"e5"]
+    assert b.sequence(batch) == [5, 10, 7, 11, 10, 5]
+    assert b.sequence([b"e1", b"e2"]) == [1, 2]  # all known: no row, no index used
+    assert a.sequence([b"new 3"]) == [12]
+    assert _rows(a, "SELECT start FROM log_batches ORDER BY start") == [(0,), (10,), (12,)]
+    a.integrate()
+    assert _entries(a) == [*(b"e%d" % i for i in range(10)), b"new 1", b"new 2", b"new 3"]
+
+
+def test_integration_takes_whole_batches_up_to_its_limit(
+    pair: tuple[SharedLog, SharedLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every checkpoint size is a batch boundary: a pass stops before the batch that
+    would take it past MAX_BATCH entries, but always takes at least one."""
+    a, b = pair
+    monkeypatch.setattr("overt.log.shared.MAX_BATCH", 10)
+    a.sequence([b"a%d" % i for i in range(6)])
+    b.sequence([b"b%d" % i for i in range(6)])
+    a.sequence([b"c%d" % i for i in range(12)])
+    sizes = []
+    for _ in range(3):
+        a.integrate()
+        sizes.append(a.published_size)
+    assert sizes == [6, 12, 24]
+    assert _entries(a)[5:7] == [b"a5", b"b0"]
+
+
+def test_pending_entries_survive_the_migration_to_batches_and_back(
+    pair: tuple[SharedLog, SharedLog], postgres: PostgresSchema, tmp_path: Path
+) -> None:
+    """Front ends upgraded while entries wait for integration: revision 0003 kept one
+    ``log_pending`` row per entry, 0004 one ``log_batches`` row per batch. Downgrading
+    unpacks the batches; upgrading turns each pending row into a one-entry batch. Every
+    acknowledged entry is integrated at its index afterwards."""
+    a, b = pair
+    a.sequence([b"one", b"two"])
+    a.integrate()
+    a.sequence([b"three", b"four", b"five"])
+    b.sequence([b"six"])
+    a.close()
+    b.close()
+    from alembic import command
+
+    engine = create_engine(postgres.url, connect_args=postgres.connect_args)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(_alembic_config(conn), "0003")
+        with engine.connect() as conn:
+            pending = conn.execute(text("SELECT idx, entry FROM log_pending ORDER BY idx"))
+            assert [(i, bytes(e)) for i, e in pending] == [
+                (2, b"three"),
+                (3, b"four"),
+                (4, b"five"),
+                (5, b"six"),
+            ]
+        log = SharedLog(tmp_path / "a")  # opening upgrades the schema again
+        try:
+            with engine.connect() as conn:
+                version = conn.execute(text("SELECT version_num FROM overt_schema_version"))
+                assert version.scalar_one() == HEAD
+                starts = conn.execute(text("SELECT start FROM log_batches ORDER BY start"))
+                assert starts.scalars().all() == [2, 3, 4, 5]
+            assert log.sequence([b"seven", b"two"]) == [6, 1]
+            log.integrate()
+            assert _entries(log) == [b"one", b"two", b"three", b"four", b"five", b"six", b"seven"]
+        finally:
+            log.close()
+    finally:
+        engine.dispose()
