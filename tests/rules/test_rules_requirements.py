@@ -293,3 +293,34 @@ rule rebirth {{ condition: code_bytes and bot_words and filesize < 300KB }}
     worst = _worst(src, "codename-list")
     assert worst is None or worst < Severity.HIGH
     assert requirements("6 of them", [f"$w{i}" for i in range(10)]).complete is False
+
+
+_SETS_IN_ORDER = """
+import sys
+from overt.rules.requirements import requirements
+req = requirements("($magic1 or $magic2 or $magic3 at 0) and $author1 and filesize < 1MB")
+print([sorted(str(a) for a in s) for s in req.sets])
+"""
+
+
+def test_requirement_sets_come_in_the_same_order_whatever_the_hash_seed() -> None:
+    # Yara-Rules' rtf_yahoo_ken got its constructed-proof finding (medium) in some runs
+    # and not in others: the sample holds the first free set, and the sets came in the
+    # iteration order of a set of frozensets, which depends on PYTHONHASHSEED (each
+    # worker process draws its own).
+    import os
+    import subprocess
+    import sys
+
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", _SETS_IN_ORDER],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(8)
+    }
+    assert len(outs) == 1, outs
+    assert outs.pop().startswith("[['$author1', '$magic1', 'filesize < 1MB']")

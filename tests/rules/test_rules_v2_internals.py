@@ -232,3 +232,44 @@ def test_a_large_file_that_runs_cannot_hold_is_parsed_whole(extra: str) -> None:
     assert parse_mod.parse_source(text, "big.yar").rules == tuple(
         parse_mod._parse_yaramod_text(text, "big.yar")
     )
+
+
+def test_hex_strings_without_alternatives_split_as_the_tree_parse_does() -> None:
+    # hex_sequences reads a body with no "(", "|" or ")" in C (the common case); it must
+    # give what the general parse gives: runs split at wildcards, jumps and odd tokens.
+    import overt.rules.decode as decode
+
+    def by_tree(body: str) -> tuple[tuple[bytes, ...], ...]:
+        out = []
+        for flat in decode._hex_expand(decode._hex_parse(body)):
+            runs: list[bytes] = []
+            cur = b""
+            for part in flat:
+                if part is None:
+                    runs += [cur] if cur else []
+                    cur = b""
+                else:
+                    assert isinstance(part, bytes)
+                    cur += part
+            runs += [cur] if cur else []
+            if runs:
+                out.append(tuple(runs))
+        return tuple(out)
+
+    bodies = ["4D 5A", "4D5A90", "4D ?? 5A", "~4D 5A", "4? 5A", "ABC D", "[2-4] 00 11 [1]"]
+    bodies += ["", "  ", "4D [-] 00", "0 0 11", "4D\n5A\t?A 00", "??", "4D,5A [1,2] 00"]
+    for body in bodies:
+        assert decode.hex_sequences.__wrapped__(body) == by_tree(body), body
+
+
+def test_identity_externals_are_words() -> None:
+    # dynamic.external_names finds them with \b in front, which is the look-behind for a
+    # word character only when every name starts with one.
+    import re
+
+    import overt.rules._lexicon as lex
+    from overt.rules.dynamic import external_names
+
+    assert all(re.fullmatch(r"\w+", n) for n in lex.IDENTITY_EXTERNALS)
+    text = 'hostname == "x" and pe.host == 1 and $host and xhost == 2 and user contains "a"'
+    assert external_names([text]) == {"hostname", "user"}

@@ -32,6 +32,7 @@ from typing import Any
 
 import overt.rules._lexicon as lex
 from overt.rules.canary import Canary
+from overt.rules.markings import trie_regex
 
 __all__ = [
     "BATCH_BYTES",
@@ -171,9 +172,12 @@ def prove(compiled: Compiled, samples: Iterable[tuple[str, str, bytes]]) -> set[
     return proven
 
 
+# The names are words: ``\b`` is the look-behind for a word character, and the other
+# characters that make a name a field or a string reference are checked per match (a
+# look-behind in front of the alternation would be tried at every position of the text).
 _EXTERNAL_RE = re.compile(
-    r"(?<![.$#@!\w])("
-    + "|".join(sorted(lex.IDENTITY_EXTERNALS, key=len, reverse=True))
+    r"\b("
+    + trie_regex(lex.IDENTITY_EXTERNALS)
     + r")\s*(?:==|!=|contains|icontains|matches|startswith|endswith|iequals|istartswith|iendswith)"
 )
 
@@ -183,7 +187,11 @@ def external_names(texts: Iterable[str]) -> set[str]:
     the empty string, so that a rule reading ``hostname`` compiles)."""
     found: set[str] = set()
     for text in texts:
-        found.update(m.group(1) for m in _EXTERNAL_RE.finditer(text))
+        found.update(
+            m.group(1)
+            for m in _EXTERNAL_RE.finditer(text)
+            if not m.start() or text[m.start() - 1] not in ".$#@!"
+        )
     return found
 
 

@@ -129,7 +129,8 @@ def could_hold_marking(texts: Iterable[tuple[str, bool]]) -> bool:
     is matched in the join; a raw match that the boundary checks would refuse
     still answers True.
     """
-    probes = [text.upper() if nocase else text for text, nocase in texts]
+    # Each text once: a rule's patterns repeat in its split and condition readings.
+    probes = list(dict.fromkeys(text.upper() if nocase else text for text, nocase in texts))
     if not probes:
         return False
     joined = "\0".join(probes)
@@ -203,9 +204,15 @@ def xor_hits(data: bytes) -> list[tuple[str, int]]:
     Keys 0x00 and 0x20 (plain text, other letter case) are left to the plain
     detectors.
     """
-    out = []
     if len(data) < 5:
         return []
+    return list(_xor_hits(data))
+
+
+@functools.lru_cache(maxsize=4096)
+def _xor_hits(data: bytes) -> tuple[tuple[str, int], ...]:
+    # Cached: the marking detector and the code-bytes test read the same hex runs.
+    out = []
     d = _diffs(data).decode("latin-1")
     for m in _XOR_RX.finditer(d):
         plain = _XOR_SIGS[m.group(0).encode("latin-1")]
@@ -215,4 +222,4 @@ def xor_hits(data: bytes) -> list[tuple[str, int]]:
         decoded = bytes(b ^ key for b in data[m.start() : m.start() + len(plain)])
         if decoded == plain:
             out.append((plain.decode("utf-16-le") if b"\x00" in plain else plain.decode(), key))
-    return out
+    return tuple(out)

@@ -339,11 +339,12 @@ def _meta_value(raw: str) -> str | int | bool:
     return raw
 
 
+_MODIFIER = re.compile(r'[a-z0-9]+(?:\((?:"(?:[^"\\]|\\.)*"|[^)])*\))?')
+
+
 def _split_modifiers(text: str) -> tuple[str, ...]:
     # Modifiers are words, some with a parenthesised argument that may hold spaces.
-    return tuple(
-        m.group(0) for m in re.finditer(r'[a-z0-9]+(?:\((?:"(?:[^"\\]|\\.)*"|[^)])*\))?', text)
-    )
+    return tuple(_MODIFIER.findall(text)) if text else ()
 
 
 #: A file larger than this is given to yaramod a run of rules at a time: yaramod holds

@@ -108,7 +108,11 @@ def _minimal(sets: list[Set_]) -> tuple[list[Set_], bool]:
     strings is 100 look-ups, not 5,000 subset tests; an atom every set shares,
     such as ``uint16(0) == 0x5a4d``, indexes none of them).
     """
-    uniq = sorted(set(sets), key=len)
+    if len(sets) <= 1:
+        return list(sets), True  # one set is minimal (most conditions, most "and" steps)
+    # In the order given, duplicates dropped: a set of frozensets would iterate in an
+    # order that changes with PYTHONHASHSEED, and with it the set a finding shows.
+    uniq = sorted(dict.fromkeys(sets), key=len)
     if uniq and not uniq[0]:
         return [uniq[0]], True  # "always true" needs nothing: it covers every set
     seen = collections.Counter(a for s in uniq for a in s)
