@@ -116,6 +116,7 @@ def test_exported_names() -> None:
         "consistency_proof",
         "inclusion_proof",
         "leaf_hash",
+        "leaf_hashes",
         "node_hash",
         "root_from_inclusion_proof",
         "root_hash",
@@ -131,6 +132,9 @@ def test_hash_primitives() -> None:
     assert leaf_hash(b"abc") == _sha(b"\x00abc")
     big = bytes(range(256)) * 300  # takes the streaming branch
     assert leaf_hash(big) == _sha(b"\x00" + big)
+    entries = [b"", b"abc", big, bytearray(b"xy"), memoryview(b"z" * 5000)]
+    assert merkle.leaf_hashes(entries) == [_sha(b"\x00" + bytes(e)) for e in entries]
+    assert merkle.leaf_hashes([]) == []
     a, b = LEAVES[0], LEAVES[1]
     assert node_hash(a, b) == _sha(b"\x01" + a + b)
     assert node_hash(a, b) != node_hash(b, a)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import overt.log.log
 from overt.errors import ConfigError, EntryError, LogLockedError, NotFoundError
 from overt.formats import merkle, tiles
 from overt.formats.checkpoint import open_checkpoint
@@ -154,10 +155,58 @@ def test_create_refuses_existing_log(log: Log) -> None:
 
 
 def test_bulk_add_larger_than_one_batch(log: Log) -> None:
-    batch = entries(MAX_BATCH + 10, size=16)
-    assert log.add_many(batch) == list(range(MAX_BATCH + 10))
+    n = overt.log.log._BULK_ENTRIES + 10
+    batch = entries(n, size=16)
+    assert log.add_many(batch) == list(range(n))
     result = verify_log(DirectorySource(log.directory), parse_vkey(log.vkey), ORIGIN)
-    assert result.entries == MAX_BATCH + 10
+    assert result.entries == n
+    assert n > MAX_BATCH  # the server's passes are smaller
+
+
+def test_bulk_add_dedups_across_its_passes(log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pass's hashes are looked up on a helper thread, possibly before the passes
+    ahead of it are integrated: a duplicate of an entry an earlier pass of the same call
+    logged must still get that entry's index, not a second one."""
+    monkeypatch.setattr(overt.log.log, "_BULK_ENTRIES", 256)
+    logged = entries(300, start=10_000)
+    assert log.add_many(logged) == list(range(300))
+    first = entries(500)
+    batch = first + first[:256] + logged[::7] + entries(40, start=500) + first[255:260]
+    want = [*range(300, 800), *range(300, 556), *range(0, 300, 7), *range(800, 840)]
+    want += [*range(555, 560)]
+    ref = merkle.MemoryTree()
+    for e in logged + first + entries(40, start=500):
+        ref.append(merkle.leaf_hash(e))
+    for _ in range(3):  # again: every entry is logged by now
+        assert log.add_many(batch) == want
+        assert log.size == 840
+        assert log.inclusion_proof(555) == ref.inclusion_proof(555)
+
+
+def test_bulk_passes_are_capped_in_bytes(log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(overt.log.log, "_BULK_BYTES", 256 * 1000)
+    sizes = [40] * 300 + [3000] * 200 + [65535] * 3 + [5] * 700
+    batch = [(b"%d." % i).ljust(n, b"x")[:n] for i, n in enumerate(sizes)]
+    batch += [bytes([i]) for i in range(200)]  # 1 byte each
+    ends = overt.log.log._check_entries(batch)
+    log.add_many(entries(10))
+    passes = overt.log.log._bulk_passes(batch, ends, 10)
+    assert [e for p in passes for e in p] == batch
+    # The first pass ends where the log's first tile does (a whole tile fits); in the
+    # next ones less than a tile of 3000-byte and 64 KiB entries fits; the rest fits in one.
+    assert [len(p) for p in passes] == [246, 138, 85, 33, 901]
+    for p in passes:
+        assert sum(map(len, p)) <= 256 * 1000
+    assert log.add_many(batch) == list(range(10, 10 + len(batch)))
+    result = verify_log(DirectorySource(log.directory), parse_vkey(log.vkey), ORIGIN)
+    assert result.entries == 10 + len(batch)
+
+
+def test_bulk_add_refuses_a_bad_entry_anywhere(log: Log) -> None:
+    for bad in (b"", b"x" * (tiles.MAX_ENTRY_SIZE + 1)):
+        with pytest.raises(EntryError):
+            log.add_many([*entries(1000), bad, *entries(5, start=1000)])
+    assert log.size == 0
 
 
 def test_lagging_dedup_index_is_rebuilt_from_bundles(tmp_path: Path) -> None:

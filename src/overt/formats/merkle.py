@@ -47,6 +47,7 @@ __all__ = [
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
+    "leaf_hashes",
     "node_hash",
     "root_from_inclusion_proof",
     "root_hash",
@@ -79,6 +80,18 @@ def leaf_hash(data: bytes) -> bytes:
     h = _sha256(_LEAF)
     h.update(data)
     return h.digest()
+
+
+def leaf_hashes(entries: Iterable[bytes]) -> list[bytes]:
+    """:func:`leaf_hash` of each entry (a bulk append's: the 0x00 prefix is hashed once)."""
+    prefix = _sha256(_LEAF)
+    out: list[bytes] = []
+    append = out.append
+    for data in entries:
+        h = prefix.copy()
+        h.update(data)
+        append(h.digest())
+    return out
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:

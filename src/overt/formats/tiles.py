@@ -28,6 +28,7 @@ hash would be a different spec).
 from __future__ import annotations
 
 import re
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -71,6 +72,7 @@ _MAX_INDEX = 1 << 64  # tile indices are far below this in any tree of uint64 si
 GetTile = Callable[[int, int, int], bytes]
 """``get_tile(level, index, width)`` returns the bytes of that tile (``32 * width`` bytes)."""
 
+_U16 = struct.Struct(">H")  # an entry bundle's length prefix
 _X_GROUP = re.compile(r"x[0-9]{3}")
 _LAST_GROUP = re.compile(r"[0-9]{3}")
 
@@ -210,12 +212,14 @@ def format_entry_bundle(entries: Sequence[bytes]) -> bytes:
     """
     if not 1 <= len(entries) <= TILE_WIDTH:
         raise ValueError(f"an entry bundle holds 1..{TILE_WIDTH} entries, got {len(entries)}")
-    out = []
-    for i, e in enumerate(entries):
-        if not 0 < len(e) <= MAX_ENTRY_SIZE:
-            raise EntryError(f"entry {i} is {len(e)} bytes; entries must be 1..{MAX_ENTRY_SIZE}")
-        out.append(len(e).to_bytes(2, "big"))
-        out.append(bytes(e))
+    sizes = list(map(len, entries))
+    if min(sizes) < 1 or max(sizes) > MAX_ENTRY_SIZE:
+        i = next(i for i, n in enumerate(sizes) if not 0 < n <= MAX_ENTRY_SIZE)
+        raise EntryError(f"entry {i} is {sizes[i]} bytes; entries must be 1..{MAX_ENTRY_SIZE}")
+    # Length prefixes and entries interleaved by C loops (a bulk append formats ~10^5).
+    out: list[bytes] = [b""] * (2 * len(entries))
+    out[0::2] = map(_U16.pack, sizes)
+    out[1::2] = entries
     return b"".join(out)
 
 
