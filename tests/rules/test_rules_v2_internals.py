@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import overt.rules._lexicon as lex
 import overt.rules.classify as classify_mod
 import overt.rules.detectors as detectors_pkg
+import overt.rules.dynamic as dynamic
 import overt.rules.parse as parse_mod
 from overt.rules import audit_sources
 from overt.rules.canary import canaries
@@ -43,6 +44,42 @@ def test_batches_give_the_hits_of_one_compile_of_everything() -> None:
     errors, hits, _proofs = batches.finish()
     assert hits == expected and hits  # the marked canaries fire, batch by batch
     assert set(errors) == {"bad.yar"} == set(whole.errors)
+
+
+def _many_rules(words: list[str], tail: str = "") -> str:
+    rules = [
+        f'rule r{i} {{ meta: pad = "{"x" * 200}" strings: $a = "{w}" condition: $a }}'
+        for i, w in enumerate(words)
+    ]
+    return 'import "pe"\n' + "\n".join(rules) + "\n" + tail
+
+
+def test_a_large_file_compiled_in_runs_gives_what_one_compile_gives() -> None:
+    # A file larger than a batch is compiled a run of rules at a time (peid.yar, 2.7 MB,
+    # held ~110 MB of compiled rules at once); hits, proofs and errors must be those of
+    # the whole file: a run that does not compile (a rule naming one of an earlier run,
+    # a rule name twice) sends the file whole, and a global rule keeps it whole.
+    words = ["TOP SECRET", "x", "NOFORN", "y"] * 5
+    sample = [("big.yar", "r2", b"..NOFORN..")]
+    cases = {
+        "plain": _many_rules(words),
+        "refers back": _many_rules(words, "rule late { condition: r0 and pe.is_pe }"),
+        "twice": _many_rules(words, 'rule r3 { strings: $a = "z" condition: $a }'),
+        "global": _many_rules(words, "global rule g { condition: filesize > 0 }"),
+        "broken": _many_rules(words, "rule broken { condition: $nope }"),
+    }
+    corpus = canaries()
+    for case, text in cases.items():
+        got = []
+        for size in (1500, 10**9):  # runs of a few rules, and the whole file
+            batches = Batches(corpus, batch_bytes=size)
+            batches.add("big.yar", text, sample)
+            got.append(batches.finish())
+        assert got[0] == got[1], case
+    assert dynamic.rule_runs(cases["plain"], 1500) is not None
+    assert dynamic.rule_runs(cases["global"], 1500) is None
+    assert dynamic.rule_runs(cases["twice"], 1500) is None
+    assert got[1][1] or got[1][0]
 
 
 def test_a_file_that_does_not_compile_loses_no_other_file_of_its_batch() -> None:

@@ -24,6 +24,7 @@ yara-x: https://virustotal.github.io/yara-x/docs/api/python/
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -195,6 +196,41 @@ def external_names(texts: Iterable[str]) -> set[str]:
     return found
 
 
+# Where a line starts a rule (as overt.rules.parse cuts a large file for yaramod), any
+# rule name written after "rule", and a global rule's declaration.
+_RULE_START = re.compile(r"^\s*(?:(?:private|global)\s+)*rule\s+[A-Za-z_]", re.M)
+_RULE_NAME = re.compile(r"\brule\s+([A-Za-z_][A-Za-z0-9_]*)")
+_GLOBAL_RULE = re.compile(r"\bglobal\s+(?:private\s+)?rule\b")
+_IMPORT = re.compile(r'^[ \t]*import[ \t]+"[^"\n]*"', re.M)
+
+
+def rule_runs(text: str, size: int) -> list[str] | None:
+    """``text`` cut where a line starts a rule into runs of about ``size`` characters,
+    each after the first with the file's imports in front; None when the file must be
+    compiled whole: it is one run, holds a global rule (which constrains every rule of
+    its namespace), or names a rule twice (yara-x refuses that file whole, and two runs
+    would each compile). A run that does not compile (a rule naming one of an earlier
+    run, a cut inside a comment) is the caller's sign to compile the file whole.
+    """
+    if len(text) <= size or _GLOBAL_RULE.search(text):
+        return None
+    names = _RULE_NAME.findall(text)
+    if len(set(names)) != len(names):
+        return None
+    starts = [m.start() for m in _RULE_START.finditer(text)]
+    if len(starts) < 2:
+        return None
+    header = " ".join(m.group(0).strip() for m in _IMPORT.finditer(text, 0, starts[0]))
+    cuts = [0]
+    for pos in starts[1:]:
+        if pos - cuts[-1] >= size:
+            cuts.append(pos)
+    if len(cuts) == 1:
+        return None
+    cuts.append(len(text))
+    return [text[a:b] if a == 0 else header + "\n" + text[a:b] for a, b in itertools.pairwise(cuts)]
+
+
 class Batches:
     """Compile files batch by batch, scan each batch, keep only the results.
 
@@ -220,11 +256,40 @@ class Batches:
         self.proofs: set[tuple[str, str]] = set()
 
     def add(self, path: str, text: str, samples: Iterable[tuple[str, str, bytes]] = ()) -> None:
+        runs = rule_runs(text, self.batch_bytes)
+        if runs is not None and self._add_runs(path, text, runs, list(samples)):
+            return
         self.pending.append((path, text))
         self.samples.extend(samples)
         self.size += len(text)
         if self.size >= self.batch_bytes:
             self.flush()
+
+    def _add_runs(
+        self, path: str, text: str, runs: list[str], samples: list[tuple[str, str, bytes]]
+    ) -> bool:
+        """Compile and scan a large file a run of rules at a time (yara-x held ~110 MB
+        at once for peid.yar, 2.7 MB of hex strings, whole); False, with nothing kept,
+        when a run does not compile: the file is then compiled whole, as written, so
+        that its error and its (absent) hits are those of the file."""
+        self.flush()
+        externals = external_names([text])
+        hits: dict[tuple[str, str], set[str]] = {}
+        proofs: set[tuple[str, str]] = set()
+        for run in runs:
+            compiled = compile_files([(path, run)], externals, threads=1)
+            if compiled.errors:
+                return False
+            for key, names in scan(compiled, self.corpus).items():
+                hits.setdefault(key, set()).update(names)
+            proofs |= prove(compiled, samples)
+            del compiled
+            if self.after_batch is not None:
+                self.after_batch()
+        for key, names in hits.items():
+            self.hits.setdefault(key, set()).update(names)
+        self.proofs |= proofs
+        return True
 
     def flush(self) -> None:
         if not self.pending:
