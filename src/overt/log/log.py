@@ -220,11 +220,14 @@ def _bulk_passes(entries: Sequence[bytes], ends: Sequence[int], size: int) -> li
     """``entries`` cut into passes of at most _BULK_ENTRIES entries and _BULK_BYTES bytes
     (``ends``: running total of their sizes) for a log of ``size``. A pass ends where a
     tile does (so no partial tile is written and rewritten by the next pass), unless
-    less than a tile fits; duplicates, which take no index, may shift that."""
+    less than a tile fits; duplicates, which take no index, may shift that. The first
+    pass is smaller: it is hashed and looked up before any write can start, the next
+    ones on a helper thread meanwhile."""
+    first_pass = min(MAX_BATCH, _BULK_ENTRIES)
     passes: list[Sequence[bytes]] = []
     start, done = 0, 0
     while start < len(entries):
-        end = min(len(entries), start + _BULK_ENTRIES)
+        end = min(len(entries), start + (_BULK_ENTRIES if passes else first_pass))
         if ends[end - 1] - done > _BULK_BYTES:
             end = bisect.bisect_right(ends, done + _BULK_BYTES, start, end)
         if end < len(entries):
