@@ -106,7 +106,9 @@ def _minimal(sets: list[Set_]) -> tuple[list[Set_], bool]:
     set is compared only with the kept sets indexed under one of its own
     atoms, the only ones that can be its subsets (``any of ($s*)`` with 100
     strings is 100 look-ups, not 5,000 subset tests; an atom every set shares,
-    such as ``uint16(0) == 0x5a4d``, indexes none of them).
+    such as ``uint16(0) == 0x5a4d``, indexes none of them). A set is indexed
+    once the sets of its size are done: sets of one size are never subsets of
+    each other (``10 of them`` gives 128 sets of 10 atoms, and no comparison).
     """
     if len(sets) <= 1:
         return list(sets), True  # one set is minimal (most conditions, most "and" steps)
@@ -115,14 +117,23 @@ def _minimal(sets: list[Set_]) -> tuple[list[Set_], bool]:
     uniq = sorted(dict.fromkeys(sets), key=len)
     if uniq and not uniq[0]:
         return [uniq[0]], True  # "always true" needs nothing: it covers every set
-    seen = collections.Counter(a for s in uniq for a in s)
-    out: list[Set_] = []
-    index: dict[Atom, list[Set_]] = {}
-    for s in uniq:
-        if any(o < s for a in s for o in index.get(a, ())):
-            continue
-        out.append(s)
-        index.setdefault(min(s, key=seen.__getitem__), []).append(s)
+    if len(uniq[0]) == len(uniq[-1]):
+        out = uniq
+    else:
+        seen = collections.Counter(a for s in uniq for a in s)
+        out = []
+        index: dict[Atom, list[Set_]] = {}
+        size = len(uniq[0])
+        group: list[Set_] = []
+        for s in uniq:
+            if len(s) != size:
+                for kept in group:
+                    index.setdefault(min(kept, key=seen.__getitem__), []).append(kept)
+                size, group = len(s), []
+            if any(o < s for a in s for o in index.get(a, ())):
+                continue
+            out.append(s)
+            group.append(s)
     if len(out) > MAX_SETS:
         return out[:MAX_SETS], False
     return out, True
