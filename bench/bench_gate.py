@@ -151,7 +151,7 @@ def _publish(quick: bool) -> list[Result]:
     _, publisher = generate_publisher_key("vendor.example/release")
     cosign = _cosigner(_witnesses(2))
     # OVERT_BENCH_DIR, as bench_log: a disk where few files were deleted lately (see below).
-    with tempfile.TemporaryDirectory(dir=os.environ.get("OVERT_BENCH_DIR")) as tmp:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("OVERT_BENCH_DIR") or None) as tmp:
         root = Path(tmp)
         log = Log.create(root / "log", "log.example/overt")
         out = root / "bundles"

@@ -226,7 +226,9 @@ def bench_http(work: Path, seconds: float) -> list[Result]:
 
 
 def run(quick: bool) -> list[Result]:
-    work = Path(tempfile.mkdtemp(prefix="overt-bench-", dir=os.environ.get("OVERT_BENCH_DIR")))
+    work = Path(
+        tempfile.mkdtemp(prefix="overt-bench-", dir=os.environ.get("OVERT_BENCH_DIR") or None)
+    )
     try:
         n_append = 20_000 if quick else 200_000
         n_proof = 50_000 if quick else 1_000_000
