@@ -89,6 +89,8 @@ _DOC_MAGIC = re.compile(
 )
 _EXEC_MODULES = ("pe.", "elf.", "macho.", "dotnet.", "dex.", "lnk.", "cuckoo.")
 
+# Bytes below space or from DEL up: what a code byte pattern holds three of.
+_NON_PRINTABLE = bytes([*range(0x20), *range(0x7F, 0x100)])
 # Hex bytes that spell document container markers.
 _DOC_HEX = (b"\xd0\xcf\x11\xe0", b"%PDF", b"{\\rt")
 # Whole headers of document containers (OLE2, PDF, RTF, ZIP/OOXML, PST, MBOX).
@@ -211,25 +213,35 @@ def _string_indicators(
 ) -> dict[str, str]:
     """``{$id: why}`` for each string of ``rule`` that is a malicious indicator
     (code bytes, or a malware/exploit/API token after decoding)."""
+    binary: set[int] = set()
+    for i, s in enumerate(rule.strings):
+        if s.kind != "hex":
+            continue
+        for runs in hex_sequences(s.data.decode("latin-1"))[:4]:
+            if any(
+                len(r) - len(r.translate(None, _NON_PRINTABLE)) >= 3
+                # a document container's own header written in hex is not code
+                and not any(r.startswith(h) for h in _DOC_HEADERS)
+                and not _readable(r)
+                for r in runs
+            ):
+                binary.add(i)
+                break
+    texts = [
+        (cands[s.identifier] if cands is not None else candidates(s)) if i not in binary else []
+        for i, s in enumerate(rule.strings)
+    ]
+    # One search over the other strings' texts first (NUL is no letter: a token found
+    # in a text is found in the join): most rules name no malware token.
+    tokens = MALICIOUS_RE.search("\0".join(c.text for cs in texts for c in cs).lower())
     out: dict[str, str] = {}
-    for s in rule.strings:
-        cs = cands[s.identifier] if cands is not None else candidates(s)
-        if s.kind == "hex":
-            for runs in hex_sequences(s.data.decode("latin-1"))[:4]:
-                binary = [
-                    r
-                    for r in runs
-                    if sum(b < 0x20 or b >= 0x7F for b in r) >= 3
-                    and not _readable(r)
-                    # a document container's own header written in hex is not code
-                    and not any(r.startswith(h) for h in _DOC_HEADERS)
-                ]
-                if binary:
-                    out[s.identifier] = f"{s.identifier} is a binary/code byte pattern"
-                    break
+    for i, s in enumerate(rule.strings):
+        if i in binary:
+            out[s.identifier] = f"{s.identifier} is a binary/code byte pattern"
+            continue
         if s.identifier in out:
             continue
-        for c in cs:
+        for c in texts[i] if tokens else ():
             mm = MALICIOUS_RE.search(c.text.lower())
             if mm:
                 out[s.identifier] = f"{s.identifier} contains {mm.group(0)!r}"
@@ -368,8 +380,11 @@ def rule_context(
     m = _DOC_MAGIC.search(rule.condition)
     if m:
         ctx.doc_targeting.append(f"condition checks document magic {m.group(0)}")
+    markers = DOC_MARKER_RE.search(
+        "\0".join(c.text for s in rule.strings for c in cands[s.identifier]).lower()
+    )
     for s in rule.strings:
-        for c in cands[s.identifier]:
+        for c in cands[s.identifier] if markers else ():
             mm = DOC_MARKER_RE.search(c.text.lower())
             if mm:
                 ctx.doc_targeting.append(f"{s.identifier} looks for {mm.group(0)!r}")

@@ -90,8 +90,11 @@ def detect(ctx: RuleContext) -> list[Signal]:
                     cond(Severity.HIGH, shown, why)
                 if _NAMED_DOC.search(text):
                     cond(Severity.HIGH, shown, "the condition selects one named document")
+    # One search over all the rule's texts first: a path found in a text is found in
+    # their join (most rules name no profile folder).
+    paths = _USER_PATH.search("\0".join(c.text for cs in ctx.cands.values() for c in cs))
     for s in ctx.rule.strings:
-        for c in ctx.cands[s.identifier]:
+        for c in ctx.cands[s.identifier] if paths else ():
             m = _USER_PATH.search(c.text)
             if m and m.group(1).lower() not in _GENERIC_PROFILES and ".pdb" not in c.text.lower():
                 out.append(
