@@ -35,7 +35,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from overt.errors import ConfigError, FormatError, InvalidSignatureError, ProofError
-from overt.formats.checkpoint import Checkpoint, parse_checkpoint
+from overt.formats.checkpoint import Checkpoint
+
+# The checkpoint parser that remembers the last few small texts: the witness's own
+# cosignature parses the same text again for its message (ML-DSA-44, cosignature/v1).
+from overt.formats.cosignature import _checkpoint as parse_checkpoint
 from overt.formats.cosignature import cosignature_timestamp
 from overt.formats.keytypes import KeyVerifier, Purpose
 from overt.formats.merkle import EMPTY_ROOT, verify_consistency
