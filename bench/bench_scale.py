@@ -170,6 +170,7 @@ def _http(
         )
         stats = json.loads(out.stdout)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        batches = _batches(ports)
         loadgen = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
         per_entry = 1000 / max(1, stats["requests"])
         used = {
@@ -183,6 +184,10 @@ def _http(
             "CPU ms per entry: "
             + ", ".join(f"{name} {seconds * per_entry:.2f}" for name, seconds in used.items())
             + f"; {total:.2f} in all, so 2 cores alone would take ~{2000 / total:,.0f}/s"
+        )
+        cpu += (
+            f"; acknowledged in p50 {stats['ack_p50'] * 1000:.1f} ms, p99"
+            f" {stats['ack_p99'] * 1000:.1f} ms; {batches}"
         )
         lost, duplicated, size = _check(first, acks)
     finally:
@@ -225,6 +230,25 @@ def _http(
             f" the bucket's bundles (log size {size})",
         ),
     ]
+
+
+def _batches(ports: list[int]) -> str:
+    """The front ends' sequencing batches (GET /metrics): how many, of how many entries."""
+    import httpx
+
+    counts = []
+    for port in ports:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        values = dict(line.split() for line in text.splitlines() if line and line[0] != "#")
+        counts.append(
+            (
+                int(values.get("overt_log_sequencing_batches_total", 0)),
+                int(values.get("overt_log_sequencing_entries_total", 0)),
+            )
+        )
+    batches = sum(b for b, _ in counts)
+    entries = sum(e for _, e in counts)
+    return f"{batches} sequencing batches of {entries / max(1, batches):.1f} entries on average"
 
 
 def _check(directory: Path, acks: Path) -> tuple[int, int, int]:

@@ -9,6 +9,7 @@ in a directory, since the object store plays no part here.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from overt.db import HEAD, _alembic_config
-from overt.log.shared import SharedLog
+from overt.errors import LogError
+from overt.log.shared import _BARRIER, SharedLog
 
 from .conftest import PostgresSchema
 
@@ -148,3 +150,74 @@ def test_pending_entries_survive_the_migration_to_batches_and_back(
             log.close()
     finally:
         engine.dispose()
+
+
+def test_the_barrier_returns_only_once_the_wal_is_flushed_past_earlier_commits(
+    pair: tuple[SharedLog, SharedLog],
+) -> None:
+    """Sequencing commits asynchronously (the counter's row lock is not held through a
+    WAL flush) and acknowledges after _BARRIER: a synchronous commit of a transaction
+    that wrote WAL. One that wrote none (``SELECT txid_current()``, say) returns at
+    once, before anything is flushed, and would acknowledge entries a crash loses."""
+    a, _ = pair
+    conn = a._seq_db.get()
+    assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+    conn.execute("CREATE TABLE barrier_probe (n integer)")
+    unflushed = 0
+    for n in range(30):
+        conn.execute("INSERT INTO barrier_probe VALUES (%s)", (n,))
+        lsn = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+        conn.execute(_BARRIER)
+        behind = conn.execute(
+            "SELECT pg_current_wal_flush_lsn() < %s::pg_lsn", (lsn[0] if lsn else None,)
+        ).fetchone()
+        unflushed += behind == (True,)
+    assert unflushed == 0
+
+
+def test_sequencing_on_the_event_loop_numbers_concurrent_batches_once(
+    pair: tuple[SharedLog, SharedLog],
+) -> None:
+    """Two front ends, batches in flight on each at once (as ``overt log serve`` runs
+    them), duplicates across and within batches: every distinct entry gets one index,
+    the indices run from 0 without a gap, and the integrated log holds each entry at
+    its index."""
+    a, b = pair
+
+    async def run() -> list[list[int]]:
+        batches = [
+            [b"batch %d entry %d" % (n, i % 7) for i in range(10)] + [b"shared %d" % (n % 3)]
+            for n in range(24)
+        ]
+        return await asyncio.gather(
+            *((a if n % 2 else b).sequence_async(batch) for n, batch in enumerate(batches))
+        )
+
+    results = asyncio.run(run())
+    index: dict[bytes, int] = {}
+    for n, indices in enumerate(results):
+        batch = [b"batch %d entry %d" % (n, i % 7) for i in range(10)] + [b"shared %d" % (n % 3)]
+        for entry, i in zip(batch, indices, strict=True):
+            assert index.setdefault(entry, i) == i
+    assert sorted(index.values()) == list(range(len(index))) == list(range(24 * 7 + 3))
+    a.integrate()
+    assert a.published_size == len(index)
+    assert {a.entry(i): i for i in range(a.published_size)} == index
+
+
+def test_a_lost_sequencing_connection_fails_one_batch_then_reconnects(
+    pair: tuple[SharedLog, SharedLog],
+) -> None:
+    a, b = pair
+
+    async def run() -> None:
+        assert await a.sequence_async([b"before"]) == [0]
+        conn = await a._aseq.get()
+        killer = b._int_db.get()
+        killer.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        killer.commit()
+        with pytest.raises(LogError, match="database: cannot sequence entries"):
+            await a.sequence_async([b"lost"])
+        assert await a.sequence_async([b"after", b"before"]) == [1, 0]
+
+    asyncio.run(run())

@@ -19,21 +19,32 @@ the batch's leaf hashes into ``dedup`` at consecutive indices, the batch itself 
 one ``log_batches`` row, and advances ``next``. A hash that ``dedup`` holds fails
 that statement (unique violation); the batch is then sequenced by one that looks
 every hash up first and numbers only the new ones, a duplicate getting its
-existing index. Indices are returned once the statement's commit returned
-(durable with PostgreSQL's default ``synchronous_commit = on``): that is when
-``POST /add`` acknowledges, as on one front end. The row lock orders the
-statements, so the batches always run contiguously from the integrated size, and
-a hash is never given two indices (dedup by leaf hash).
+existing index. The statement commits asynchronously (``synchronous_commit =
+off``), so the row lock is released before the commit's WAL flush and the other
+front ends' statements do not queue behind it; a *barrier*, a transaction that
+writes WAL and commits synchronously, then waits until the WAL is flushed past
+it. Indices are returned once the barrier returned: that is when ``POST /add``
+acknowledges, as on one front end. The row lock orders the statements, so the
+batches always run contiguously from the integrated size, and a hash is never
+given two indices (dedup by leaf hash). If PostgreSQL crashes before the flush,
+the batch is lost with everything committed after it (the WAL is replayed in
+order, so no gap can open), and none of it was acknowledged: a front end whose
+statement saw another's unflushed rows (a duplicate) acknowledges only after its
+own barrier, which flushes them too. ``overt log serve`` runs this on its event
+loop (:meth:`SharedLog.sequence_async`), one batch at a time per front end; the
+design and its measurements: ``docs/adr/0018-sequencing-commits-before-its-flush.md``.
 
 **Integration** (one front end at a time, :meth:`SharedLog.integrate`): the holder
 of the *lease*, a session-level advisory lock held on a connection of its own,
 reads the pending batches (whole batches, so every checkpoint size is a batch
-boundary), computes the tiles (:mod:`overt.log.integration`), uploads them, then
-swaps the checkpoint row (``UPDATE ... WHERE note = <the one it built on>``) in the
-transaction that deletes the batches it integrated, and only then uploads the
-published checkpoint. The other front ends re-read the checkpoint row
-every :data:`POLL` seconds to serve reads and ``?proof=1``, and try to take the
-lease every :data:`LEASE_RETRY` seconds.
+boundary), waits until what it read is flushed (it may have been committed
+asynchronously a moment ago: nothing unflushed reaches the store), computes the
+tiles (:mod:`overt.log.integration`), uploads them, then swaps the checkpoint row
+(``UPDATE ... WHERE note = <the one it built on>``) in the transaction that
+deletes the batches it integrated, and only then uploads the published
+checkpoint. The other front ends re-read the checkpoint row every :data:`POLL`
+seconds to serve reads and ``?proof=1``, and try to take the lease every
+:data:`LEASE_RETRY` seconds.
 
 Why nothing acknowledged is lost or moved and the tree never forks, whatever dies
 when (``docs/adr/0017-several-front-ends-one-sequencing-table.md``):
@@ -66,6 +77,7 @@ round uses once the new holder's tree reaches it. Subtree cosignatures
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -177,6 +189,17 @@ SELECT h, idx, (SELECT next FROM u) FROM known
 UNION ALL SELECT h, idx, (SELECT next FROM u) FROM new
 """
 
+# Waits until everything committed before it (by any session) is durable: a
+# transaction that wrote WAL commits synchronously, and its flush covers every
+# record written before its commit record (the WAL is flushed in order). The
+# only WAL it writes is a logical-decoding message (prefix "overt", empty; a
+# logical decoding client, if any, sees it): a transaction that wrote none, even
+# with an xid (``SELECT txid_current()``), commits without a flush. Sequencing
+# commits asynchronously, so the counter's row lock is not held through a WAL
+# flush; the indices count (and POST /add replies) only after this returned.
+_FLUSH = "SELECT pg_logical_emit_message(true, 'overt', '')"
+_BARRIER = f"BEGIN; SET LOCAL synchronous_commit TO on; {_FLUSH}; COMMIT"
+
 #: Most batch rows one integration pass reads (it also stops at MAX_BATCH entries).
 _BATCH_ROWS = 256
 
@@ -199,6 +222,40 @@ def _unpack(data: bytes, start: int) -> list[bytes]:
     if not entries:
         raise LogError(f"the batch stored at index {start} is empty")
     return entries
+
+
+def _prepare(entries: Sequence[bytes]) -> tuple[list[bytes], dict[bytes, bytes]]:
+    """Each entry's leaf hash, and the batch to sequence: leaf hash -> entry, each
+    hash once, first occurrence first. Raises EntryError."""
+    for entry in entries:
+        check_entry(entry)
+    hashes = [merkle.leaf_hash(e) for e in entries]
+    batch: dict[bytes, bytes] = {}
+    for entry, h in zip(entries, hashes, strict=True):
+        batch.setdefault(h, entry)
+    return hashes, batch
+
+
+def _params(batch: dict[bytes, bytes]) -> tuple[list[bytes], bytes, int]:
+    # Binary parameters: entries travel as bytes, not hex text.
+    return list(batch), _pack(list(batch.values())), len(batch)
+
+
+def _dedup_params(batch: dict[bytes, bytes]) -> tuple[list[bytes], list[bytes]]:
+    return list(batch), list(batch.values())
+
+
+def _numbered(batch: dict[bytes, bytes], row: Any) -> tuple[dict[bytes, int], int]:
+    """_SEQUENCE's answer: the batch numbered from the counter's old value on."""
+    if row is None:
+        raise LogError("the shared log's sequence row is missing")
+    first = int(row[0])
+    return {h: first + n for n, h in enumerate(batch)}, int(row[1])
+
+
+def _looked_up(rows: Sequence[Any]) -> tuple[dict[bytes, int], int]:
+    """_SEQUENCE_DEDUP's answer: every hash's index, and the counter after."""
+    return {bytes(h): int(i) for h, i, _ in rows}, max(int(n) for _, _, n in rows)
 
 
 def open_log(directory: Path | str) -> Log | SharedLog:
@@ -269,15 +326,23 @@ def _as_log_error(err: Exception, what: str) -> LogError | None:
 class _Connection:
     """One dedicated PostgreSQL connection, opened on first use and after a failure."""
 
-    def __init__(self, url: str, *, autocommit: bool = False) -> None:
-        self.url, self.autocommit = url, autocommit
+    def __init__(self, url: str, *, autocommit: bool = False, asynchronous: bool = False) -> None:
+        self.url, self.autocommit, self.asynchronous = url, autocommit, asynchronous
         self._conn: psycopg.Connection[Any] | None = None
 
     def get(self) -> psycopg.Connection[Any]:
         import psycopg
 
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.url, autocommit=self.autocommit, **_CONNECT)
+            conn = psycopg.connect(self.url, autocommit=self.autocommit, **_CONNECT)
+            if self.asynchronous:
+                # Commits return before their WAL flush; _BARRIER waits for it.
+                try:
+                    conn.execute("SET synchronous_commit TO off")
+                except BaseException:
+                    conn.close()
+                    raise
+            self._conn = conn
         return self._conn
 
     def drop(self) -> None:
@@ -288,6 +353,69 @@ class _Connection:
                 conn.close()
             except Exception as err:  # already broken: nothing to release
                 _logger.debug("closing a failed connection: %s", err)
+
+
+class _AsyncConnection:
+    """One PostgreSQL connection on the event loop, in autocommit, opened on first
+    use and after a failure; :attr:`lock` keeps it to one statement at a time."""
+
+    def __init__(self, url: str, *, asynchronous: bool = False) -> None:
+        self.url, self.asynchronous = url, asynchronous
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self.lock = asyncio.Lock()
+
+    async def get(self) -> psycopg.AsyncConnection[Any]:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, **_CONNECT)
+            if self.asynchronous:
+                try:
+                    await conn.execute("SET synchronous_commit TO off")
+                except BaseException:
+                    conn.pgconn.finish()
+                    raise
+            self._conn = conn
+        return self._conn
+
+    def drop(self) -> None:
+        """Close the connection (after a failure, or at shutdown from any thread: closing
+        is libpq's PQfinish, nothing to await); never raises."""
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                conn.pgconn.finish()
+            except Exception as err:  # already broken: nothing to release
+                _logger.debug("closing a failed connection: %s", err)
+
+
+class _Barrier:
+    """Group flush for :meth:`SharedLog.sequence_async`: :meth:`wait` returns once a
+    :data:`_BARRIER` that started after the call has committed. One runs at a time on
+    a connection of its own; every batch that asked meanwhile shares the next one."""
+
+    def __init__(self, url: str) -> None:
+        self._db = _AsyncConnection(url)
+        self._started = self._done = 0
+
+    async def wait(self) -> None:
+        """Raises psycopg.Error (the database failed: durability unknown)."""
+        target = self._started + 1  # one that starts from now on covers this caller
+        async with self._db.lock:
+            if self._done >= target:
+                return
+            self._started += 1
+            number = self._started
+            try:
+                conn = await self._db.get()
+                await conn.execute(_BARRIER)
+            except BaseException:
+                self._db.drop()
+                raise
+            self._done = number
+
+    def close(self) -> None:
+        self._db.drop()
 
 
 class SharedLog(_TreeReads):
@@ -335,7 +463,10 @@ class SharedLog(_TreeReads):
         self._url = "postgresql://" + index.split("://", 1)[1]
         self.store: TileBackend = open_tiles(tiles_url)
         # Autocommit: the sequencing statement is its own transaction (one round trip).
-        self._seq_db = _Connection(self._url, autocommit=True)
+        self._seq_db = _Connection(self._url, autocommit=True, asynchronous=True)
+        # The same on the event loop (sequence_async), and the barrier its batches share.
+        self._aseq = _AsyncConnection(self._url, asynchronous=True)
+        self._barrier = _Barrier(self._url)
         self._int_db = _Connection(self._url)
         self._lease_db = _Connection(self._url, autocommit=True)
         digest = hashlib.sha256(b"overt log lease\0" + self.origin.encode()).digest()
@@ -402,6 +533,8 @@ class SharedLog(_TreeReads):
                 self._witnessing.close()
         with self._seq_lock:
             self._seq_db.drop()
+        self._aseq.drop()
+        self._barrier.close()
         _close_store(self.store)
 
     def __enter__(self) -> SharedLog:
@@ -530,65 +663,85 @@ class SharedLog(_TreeReads):
         the database fails (the entries may or may not be sequenced then; none is
         acknowledged, and sending them again returns their index if they were).
         """
-        for entry in entries:
-            check_entry(entry)
-        hashes = [merkle.leaf_hash(e) for e in entries]
+        hashes, batch = _prepare(entries)
         try:
             with self._seq_lock:
-                indices, end = self._sequence(entries, hashes)
+                known, end = self._sequence(batch)
         except Exception as err:
             with self._seq_lock:
                 self._seq_db.drop()
             error = _as_log_error(err, "sequence entries")
-            if error is None:
+            if error is None or error is err:
                 raise
             raise error from err
         with self._state_lock:
             self._next = max(self._next, end)
-        return indices
+        return [known[h] for h in hashes]
 
-    def _sequence(self, entries: Sequence[bytes], hashes: list[bytes]) -> tuple[list[int], int]:
-        """One statement and its commit (two round trips); retried once if another
-        front end sequenced one of these entries meanwhile (unique violation)."""
+    def _sequence(self, batch: dict[bytes, bytes]) -> tuple[dict[bytes, int], int]:
+        """_SEQUENCE, or _SEQUENCE_DEDUP if it fails on a known hash (retried once if
+        another front end sequenced one of these entries meanwhile), then _BARRIER."""
         import psycopg
 
-        batch: dict[bytes, bytes] = {}  # leaf hash -> entry, first occurrence first
-        for entry, h in zip(entries, hashes, strict=True):
-            batch.setdefault(h, entry)
         conn = self._seq_db.get()
-        unique = list(batch)
         try:
-            # Binary parameters: entries travel as bytes, not hex text.
-            params = (unique, _pack(list(batch.values())), len(unique))
-            # Durable once this returns (autocommit): only then do the indices count.
-            row = conn.execute(_SEQUENCE, params, binary=True).fetchone()
-            assert row is not None
-            first, end = int(row[0]), int(row[1])
-            known = {h: first + n for n, h in enumerate(unique)}
+            row = conn.execute(_SEQUENCE, _params(batch), binary=True).fetchone()
+            result = _numbered(batch, row)
         except psycopg.errors.UniqueViolation:
-            known, end = self._sequence_dedup(conn, batch)
-        return [known[h] for h in hashes], end
-
-    def _sequence_dedup(
-        self, conn: psycopg.Connection[Any], batch: dict[bytes, bytes]
-    ) -> tuple[dict[bytes, int], int]:
-        """_SEQUENCE_DEDUP: some of the batch is sequenced already (at least it was when
-        _SEQUENCE ran). Retried once after a unique violation."""
-        import psycopg
-
-        for attempt in (1, 2):
             try:
-                params = (list(batch), list(batch.values()))
-                rows = conn.execute(_SEQUENCE_DEDUP, params, binary=True).fetchall()
-                break
+                rows = conn.execute(_SEQUENCE_DEDUP, _dedup_params(batch), binary=True)
+                result = _looked_up(rows.fetchall())
             except psycopg.errors.UniqueViolation:
                 # The statement's snapshot predates the row lock it waited for: a
                 # hash the other front end committed meanwhile looked new. Again,
                 # with a fresh snapshot.
-                if attempt == 2:
+                rows = conn.execute(_SEQUENCE_DEDUP, _dedup_params(batch), binary=True)
+                result = _looked_up(rows.fetchall())
+        conn.execute(_BARRIER)  # durable once this returns: only then do the indices count
+        return result
+
+    async def sequence_async(self, entries: Sequence[bytes]) -> list[int]:
+        """:meth:`sequence` on the running event loop (``overt log serve``): no thread,
+        and the barrier shared by every batch committed before it started.
+
+        The statement runs on one connection, one batch at a time; the barrier on
+        another, so the next batch's statement runs while the previous one waits for
+        the WAL flush. Raises as :meth:`sequence`.
+        """
+        import psycopg
+
+        hashes, batch = _prepare(entries)
+        seq = self._aseq
+        try:
+            async with seq.lock:
+                try:
+                    conn = await seq.get()
+                    try:
+                        cur = await conn.execute(_SEQUENCE, _params(batch), binary=True)
+                        known, end = _numbered(batch, await cur.fetchone())
+                    except psycopg.errors.UniqueViolation:
+                        try:
+                            cur = await conn.execute(
+                                _SEQUENCE_DEDUP, _dedup_params(batch), binary=True
+                            )
+                            known, end = _looked_up(await cur.fetchall())
+                        except psycopg.errors.UniqueViolation:  # as in _sequence
+                            cur = await conn.execute(
+                                _SEQUENCE_DEDUP, _dedup_params(batch), binary=True
+                            )
+                            known, end = _looked_up(await cur.fetchall())
+                except BaseException:
+                    seq.drop()
                     raise
-        known = {bytes(h): int(i) for h, i, _ in rows}
-        return known, max(int(n) for _, _, n in rows)
+            await self._barrier.wait()
+        except Exception as err:
+            error = _as_log_error(err, "sequence entries")
+            if error is None or error is err:
+                raise
+            raise error from err
+        with self._state_lock:
+            self._next = max(self._next, end)
+        return [known[h] for h in hashes]
 
     # -- integration (the lease holder) -------------------------------------
 
@@ -705,6 +858,11 @@ class SharedLog(_TreeReads):
                 binary=True,
             )
             rows = cur.fetchall()
+            if rows:
+                # What was read may be committed asynchronously but not yet flushed:
+                # nothing goes to the store before it is durable (see _BARRIER).
+                cur.execute("SET LOCAL synchronous_commit TO on")
+                cur.execute(_FLUSH)
         conn.commit()
         if not rows:
             self._refresh_next()
