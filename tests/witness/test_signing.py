@@ -21,6 +21,7 @@ from overt.formats.keytypes import ED25519_NOTE, KeySigner, generate
 from overt.formats.merkle import leaf_hash
 from overt.formats.note import parse_note, parse_vkey
 from overt.formats.witness import AddCheckpointRequest, format_add_checkpoint
+from overt.witness import signing
 from overt.witness.config import init_witness, load_witness, trust_log
 from overt.witness.server import WitnessApp
 from overt.witness.signing import SigningPool
@@ -169,3 +170,34 @@ def test_a_worker_killed_mid_load_does_not_take_the_witness_down(
     assert app.committer is not None and app.committer._signing is not None
     pids = app.committer._signing.pids()
     assert len(pids) == 2 and killed[0] not in pids  # the dead worker was replaced
+
+
+def test_a_worker_that_cannot_start_is_not_retried_for_every_signature(
+    signer: KeySigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken installation: each worker exits at once. start() and sign() raise
+    BrokenProcessPool (the witness then signs in its transaction), and the next signatures
+    do not start a process each: a failed start waits before the next attempt."""
+    monkeypatch.setattr(signing, "_BOOT", "import sys; sys.exit(3)")
+    started: list[int] = []
+    real = signing._Worker.__init__
+
+    def counting(self: signing._Worker, *args: Any) -> None:
+        real(self, *args)
+        started.append(self.pid)
+
+    monkeypatch.setattr(signing._Worker, "__init__", counting)
+    pool = SigningPool(signer, workers=2)
+
+    async def main() -> None:
+        with pytest.raises(BrokenProcessPool):
+            await pool.start()
+        for n in range(20):
+            with pytest.raises(BrokenProcessPool):
+                await pool.sign(_text(n + 1))
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.close()
+    assert len(started) == 2  # the first start's two workers, and no more

@@ -32,7 +32,9 @@ as ``python -c`` (exec, not fork: the server has threads; and not
 SIGINT, and exit when their stdin closes (:meth:`SigningPool.close`, or the server's
 death). A worker that dies fails the signatures it owes
 (:class:`concurrent.futures.process.BrokenProcessPool`, which the witness answers by
-signing in its transaction) and is replaced by the next signature.
+signing in its transaction) and is replaced in the background while the others sign;
+after a start that failed, the next waits (1 s, doubling up to a minute), so that a
+worker that cannot start is not started again for every request.
 """
 
 from __future__ import annotations
@@ -162,6 +164,7 @@ class _Worker:
         self._flush_soon = False
         self._writer = False
         self.alive = True
+        self.ready = False  # set once it has shown the signer's public key
         self.writes = 0
         loop.add_reader(self._out, self._readable)
 
@@ -296,7 +299,9 @@ class SigningPool:
         self.workers = max(1, workers or os.cpu_count() or 2)
         self._live: list[_Worker] = []
         self._dead: list[_Worker] = []
-        self._starting: asyncio.Future[None] | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._retry_at = 0.0  # after a failed start, no other before this loop time
+        self._backoff = 0.0
         self._batches = 0
 
     @property
@@ -315,42 +320,53 @@ class SigningPool:
         Raises:
             BrokenProcessPool: a worker could not start.
         """
-        await self._fill()
-
-    async def _fill(self) -> None:
-        """Starts workers until ``workers`` are live, and waits until they are ready."""
-        loop = asyncio.get_running_loop()
-        if self._live and self._live[0].loop is not loop:  # a new loop: new workers
-            self.close()
+        self._retry_at = 0.0
+        self._replenish(asyncio.get_running_loop())
         if self._starting is not None:
             await asyncio.shield(self._starting)
+
+    def _replenish(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Starts, in the background, the workers missing (none while a start runs, nor
+        for a while after one failed: a worker that cannot start must not be retried for
+        every request)."""
+        if self._live and self._live[0].loop is not loop:  # a new loop: new workers
+            self.close()
+        if (
+            self._starting is not None
+            or len(self._live) >= self.workers
+            or loop.time() < self._retry_at
+        ):
             return
-        if len(self._live) >= self.workers:
-            return
-        self._starting = loop.create_future()
-        try:
-            hellos = []
-            while len(self._live) < self.workers:
+        self._starting = loop.create_task(self._start_missing(loop))
+        self._starting.add_done_callback(self._started)
+
+    async def _start_missing(self, loop: asyncio.AbstractEventLoop) -> None:
+        hellos = []
+        while len(self._live) < self.workers:
+            try:
                 worker = _Worker(loop, self._died)
-                self._live.append(worker)
-                hellos.append((worker, worker.hello(self._algorithm, self.signer.seed)))
-            for worker, hello in hellos:
-                try:
-                    public = await asyncio.wait_for(asyncio.shield(hello), START_TIMEOUT)
-                except TimeoutError:
-                    worker.die("the signing worker did not start")
-                    raise BrokenProcessPool("a signing worker did not start in time") from None
-                if public != self.signer.public_bytes:
-                    worker.die("the signing worker holds another key")
-                    raise BrokenProcessPool("a signing worker holds another key")
-        except BaseException as err:
-            self._starting.set_exception(err)
-            self._starting.exception()  # retrieved: the waiters raise it
-            raise
-        else:
-            self._starting.set_result(None)
-        finally:
-            self._starting = None
+            except OSError as err:  # no process could be made (out of PIDs, memory)
+                raise BrokenProcessPool(f"cannot start a signing worker: {err}") from err
+            self._live.append(worker)
+            hellos.append((worker, worker.hello(self._algorithm, self.signer.seed)))
+        for worker, hello in hellos:
+            try:
+                public = await asyncio.wait_for(hello, START_TIMEOUT)
+            except TimeoutError:
+                worker.die("the signing worker did not start")
+                raise BrokenProcessPool("a signing worker did not start in time") from None
+            if public != self.signer.public_bytes:
+                worker.die("the signing worker holds another key")
+                raise BrokenProcessPool("a signing worker holds another key")
+            worker.ready = True
+
+    def _started(self, task: asyncio.Task[None]) -> None:
+        self._starting = None
+        if task.cancelled() or task.exception() is None:
+            self._backoff = 0.0
+        else:  # retrieved here; the callers waiting for it raise it too
+            self._backoff = min(60.0, max(1.0, 2 * self._backoff))
+            self._retry_at = task.get_loop().time() + self._backoff
 
     @property
     def _algorithm(self) -> str:
@@ -367,25 +383,30 @@ class SigningPool:
     async def sign(self, text: bytes) -> bytes:
         """The signature (without key ID) over note ``text``.
 
+        A worker that died is replaced in the background; the others sign meanwhile.
+
         Raises:
             FormatError: ``text`` is nothing the key's type signs.
             ConfigError: the signer's clock returned no POSIX time.
-            BrokenProcessPool: a worker died while signing this one, or could not start.
+            BrokenProcessPool: a worker died while signing this one, or none could start.
         """
         prefix, message = self.signer.to_sign(text)
-        if len(self._live) < self.workers or self._starting is not None:
-            try:
-                await self._fill()
-            except BrokenProcessPool:
-                if not self._live:
-                    raise  # else the live ones sign meanwhile
-        if not self._live:
-            raise BrokenProcessPool("no signing worker is running")
-        worker = min(self._live, key=_owed)
+        self._replenish(asyncio.get_running_loop())
+        ready = [w for w in self._live if w.ready]
+        if not ready:
+            if self._starting is not None:
+                await asyncio.shield(self._starting)
+            ready = [w for w in self._live if w.ready]
+            if not ready:
+                raise BrokenProcessPool("no signing worker is running")
+        worker = min(ready, key=_owed)
         return prefix + await worker.send(message)
 
     def close(self) -> None:
         """Stops the workers (each finishes the signature in hand); what they owe fails."""
+        if self._starting is not None and not self._starting.get_loop().is_closed():
+            self._starting.cancel()
+        self._starting = None
         live, self._live = self._live, []
         dead, self._dead = self._dead, []
         for worker in live + dead:
