@@ -71,6 +71,25 @@ def test_heavy_files_through_the_workers_all_come_back() -> None:
     assert got == sorted(p for p, _t in files)
 
 
+def test_a_worker_grown_past_the_bound_is_replaced_and_nothing_is_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker whose heap a large file left big is stopped after its call (what it kept
+    # counted in every later call): with a bound of 0 bytes every call gets a new
+    # worker, none is kept idle, and every file still comes back.
+    monkeypatch.setattr(_sandbox, "RECYCLE_BYTES", 0)
+    _sandbox.close()
+    files = [(f"s{i}.yar", f'rule r{i} {{ strings: $a = "n{i}" condition: $a }}') for i in range(6)]
+    request = {"op": "static", "depth": 200, "condition_tokens": 10000, "analyse": False}
+    for _round in range(2):
+        out = _sandbox.run(request, files, chunks=3)
+        assert out.failed == {}
+        assert sorted(f["path"] for r in out.replies for f in r["files"]) == sorted(
+            p for p, _t in files
+        )
+        assert _sandbox._POOL.idle == []
+
+
 def test_plyara_keeps_its_tables_and_starts_each_file_fresh() -> None:
     from overt.rules import parse
 

@@ -20,7 +20,8 @@ Memory: a file of :data:`HEAVY_BYTES` or more is a call of its own, and at most
 one such call runs at a time while the other workers take the small files. The
 audit's peak is the sum of the workers' resident sets, and yaramod's parse and
 yara-x's compile of a 1 MB rule file each take ~40 MB: two of them at once were
-most of it.
+most of it. A worker left larger than :data:`RECYCLE_BYTES` by a call is stopped, and a
+new one started when needed: what a large file leaves in a heap counts in every later call.
 """
 
 from __future__ import annotations
@@ -46,14 +47,20 @@ from overt.rules.limits import DEFAULT_LIMITS, Limits
 EXIT_MEMORY = 3
 EXIT_RECURSION = 4
 
-__all__ = ["WORKERS", "Outcome", "close", "run"]
+__all__ = ["RECYCLE_BYTES", "WORKERS", "Outcome", "close", "run"]
 
 #: Worker processes at most (the machine's cores, up to 2).
 WORKERS = min(2, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
 #: A file this large is sent alone, and never while another worker holds one.
 HEAVY_BYTES = 256 * 1024
+#: A worker larger than this after a call is stopped rather than kept: what a large
+#: file left in its heap (Python's arenas, the native parsers' pages) would otherwise
+#: count in every later call (workers grew from 62 to ~130 MB over the corpora and
+#: Yara-Rules). A new one starts in ~0.1 CPU-s.
+RECYCLE_BYTES = 96 * 1024**2
 #: A reply larger than this is a misbehaving worker.
 _MAX_REPLY = 1024**3
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _BOOT = (
@@ -280,6 +287,15 @@ def _start(job: _Job, request: dict[str, Any], limits: Limits) -> None:
         return
 
 
+def _resident(pid: int) -> int:
+    """Resident bytes of a process (0 where /proc cannot tell)."""
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _failed(job: _Job, why: str, todo: list[_Job], out: Outcome) -> None:
     if len(job.files) > 1:
         half = len(job.files) // 2
@@ -316,7 +332,10 @@ def _wait(running: list[_Job], todo: list[_Job], out: Outcome) -> None:
             _failed(job, why, todo, out)
             continue
         running.remove(job)
-        _POOL.idle.append(job.worker)
+        if _resident(job.worker.proc.pid) > RECYCLE_BYTES:
+            job.worker.kill()
+        else:
+            _POOL.idle.append(job.worker)
         out.replies.append(reply)
     now = time.monotonic()
     for job in [j for j in running if j.deadline <= now]:

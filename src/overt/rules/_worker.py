@@ -104,6 +104,8 @@ def _static_file(path: str, text: str, limits: Limits, analyse: bool) -> dict[st
         pf = parse_source(text, path, limits)
     except RuleParseError as err:
         return {"path": path, "error": err.detail}
+    if len(text) >= _TRIM_AFTER:
+        _trim()  # yaramod's trees, freed to malloc, before the analysis adds its own
     spans = [[inc.start, inc.end] for inc in measure(text).includes] if pf.includes else []
     out: dict[str, Any] = {
         "path": path,
