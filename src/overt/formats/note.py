@@ -160,7 +160,7 @@ def parse_note(data: bytes) -> Note:
     _check_text(text, "note")
     if len(lines) > MAX_SIGNATURES:
         raise FormatError("note", f"more than {MAX_SIGNATURES} signatures", data[:60])
-    return Note(text=text, signatures=tuple(map(_parse_signature_line, lines)))
+    return Note(text, tuple(map(_parse_signature_line, lines)))
 
 
 _FEW_LINES = 4
@@ -368,23 +368,26 @@ def open_note(data: bytes, verifiers: Sequence[Verifier]) -> VerifiedNote:
         ConfigError: two different verifiers share a name and key ID.
     """
     note = parse_note(data)
-    known: dict[tuple[str, bytes], Verifier] = {}
-    for v in verifiers:
-        other = known.setdefault((v.name, v.key_id), v)
-        if other is not v and other != v:
-            raise ConfigError(f"two verifiers for key {v.name} with key ID {v.key_id.hex()}")
+    known = {(v.name, v.key_id): v for v in verifiers}
+    if len(known) < len(verifiers):  # a key given twice: fine if it is one key
+        for v in verifiers:
+            other = known[(v.name, v.key_id)]
+            if other is not v and other != v:
+                raise ConfigError(f"two verifiers for key {v.name} with key ID {v.key_id.hex()}")
     verified: list[tuple[Verifier, Signature]] = []
     seen: set[tuple[str, bytes]] = set()
+    text = note.text
     for sig in note.signatures:
-        verifier = known.get((sig.name, sig.key_id))
+        key = (sig.name, sig.key_id)
+        verifier = known.get(key)
         if verifier is None:
             continue
-        if (sig.name, sig.key_id) in seen:
+        if key in seen:
             raise FormatError("note", "two signatures by one known key", sig.name)
-        seen.add((sig.name, sig.key_id))
-        verifier.verify(note.text, sig.signature)
+        seen.add(key)
+        verifier.verify(text, sig.signature)
         verified.append((verifier, sig))
     if not verified:
         names = ", ".join(sorted({v.name for v in verifiers})) or "none configured"
         raise UnknownKeyError(f"note has no signature by a trusted key ({names})")
-    return VerifiedNote(note=note, verified=tuple(verified))
+    return VerifiedNote(note, tuple(verified))
