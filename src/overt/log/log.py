@@ -72,6 +72,7 @@ Two ways in:
 from __future__ import annotations
 
 import bisect
+import collections
 import fcntl
 import itertools
 import json
@@ -83,7 +84,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 
 from overt.errors import (
     ConfigError,
@@ -111,7 +112,7 @@ from overt.formats.proof import TlogProof, format_proof
 from overt.log._files import read_token, read_vkey
 from overt.log.backend import CheckpointLock, TileBackend, read_edge
 from overt.log.fs import CheckpointFile, TileStore, atomic_write, read_beneath
-from overt.log.integration import Edge, integrate, root_of
+from overt.log.integration import Edge, Integration, integrate, root_of
 from overt.log.journal import Journal, replay
 
 if TYPE_CHECKING:
@@ -200,6 +201,16 @@ def _keep_cosignatures(published: bytes, note: bytes, policy: Policy | None) -> 
     return format_note(Note(new.text, new.signatures + extra)) if extra else note
 
 
+class _Pass(NamedTuple):
+    """One planned pass of a bulk add (Log._plan_pass)."""
+
+    indices: list[int]
+    new_entries: list[bytes]
+    new_hashes: list[bytes]
+    edge: Edge  # the edge it integrates on
+    step: Integration | None
+
+
 def _leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
     return merkle.leaf_hashes(entries)
 
@@ -221,13 +232,12 @@ def _bulk_passes(entries: Sequence[bytes], ends: Sequence[int], size: int) -> li
     (``ends``: running total of their sizes) for a log of ``size``. A pass ends where a
     tile does (so no partial tile is written and rewritten by the next pass), unless
     less than a tile fits; duplicates, which take no index, may shift that. The first
-    pass is smaller: it is hashed and looked up before any write can start, the next
-    ones on a helper thread meanwhile."""
-    first_pass = min(MAX_BATCH, _BULK_ENTRIES)
+    passes are smaller (MAX_BATCH, then twice as many, up to _BULK_ENTRIES): the first is
+    planned before any write can start, each next one while the one before is written."""
     passes: list[Sequence[bytes]] = []
     start, done = 0, 0
     while start < len(entries):
-        end = min(len(entries), start + (_BULK_ENTRIES if passes else first_pass))
+        end = min(len(entries), start + min(_BULK_ENTRIES, MAX_BATCH << len(passes)))
         if ends[end - 1] - done > _BULK_BYTES:
             end = bisect.bisect_right(ends, done + _BULK_BYTES, start, end)
         if end < len(entries):
@@ -858,22 +868,50 @@ class Log(_TreeReads):
             self._integrate_staged()
             before = self._size
             batches = _bulk_passes(entries, ends, self._size)
-            # Hash the next batches and look their hashes up in the index on a helper
-            # thread: it gets the GIL (the SQL lookups release it) while this thread
-            # waits for the previous batch's writes and fsyncs. A lookup there answers
-            # for everything integrated before it ran, which (both locks held) leaves
-            # only this call's earlier batches: `added` answers for those.
-            prepared = [self._hash_thread.submit(self._hash_and_dedup, b) for b in batches[1:]]
+            # The next pass is planned on a helper thread while this one is written and
+            # fsynced: its leaf hashes, the index lookup, its indices and its tiles (the
+            # pure integration step, on top of the edge this pass will leave). A lookup
+            # answers for everything integrated before it ran, which (both locks held)
+            # leaves only this call's earlier passes: `added` answers for those. Nothing
+            # planned touches the log's state; a failed write drops what was planned.
+            helper = self._hash_thread
+            looked_up = (
+                helper.submit(self._hash_and_dedup, batches[1]) if len(batches) > 1 else None
+            )
+            jobs: list[Future[Any]] = [looked_up] if looked_up is not None else []
             added: dict[bytes, int] = {}
             try:
-                for n, batch in enumerate(batches):
-                    hashes, known = prepared[n - 1].result() if n else self._hash_and_dedup(batch)
-                    if added:
-                        known.update((h, added[h]) for h in added.keys() & hashes)
-                    indices.extend(self._add_batch(batch, hashes, known, added))
+                if batches:
+                    edge = Edge(self._size, self._partials, self._bundle)
+                    plan = self._plan_pass(
+                        batches[0], self._hash_and_dedup(batches[0]), added, edge
+                    )
+                for n in range(len(batches)):
+                    added.update(zip(plan.new_hashes, itertools.count(plan.edge.size)))
+                    upcoming = None
+                    if looked_up is not None:
+                        after = plan.step.edge if plan.step is not None else plan.edge
+                        # `added` changes again only once this plan is taken.
+                        upcoming = helper.submit(
+                            self._plan_pass, batches[n + 1], looked_up, added, after
+                        )
+                        looked_up = None
+                        if n + 2 < len(batches):
+                            looked_up = helper.submit(self._hash_and_dedup, batches[n + 2])
+                            jobs.append(looked_up)
+                        jobs.append(upcoming)
+                    if plan.new_entries:
+                        try:
+                            self._integrate(plan.new_entries, plan.new_hashes, plan)
+                        except BaseException as err:
+                            self._fail(err)
+                        self._next = self._size  # nothing is staged during add_many
+                    indices.extend(plan.indices)
+                    if upcoming is not None:
+                        plan = upcoming.result()
             finally:
-                for future in prepared:
-                    future.cancel()
+                for job in jobs:
+                    job.cancel()
             if self._size != before:
                 # Journal records are numbered from their segment's start: later
                 # sequenced entries go to a segment that starts after these
@@ -896,6 +934,25 @@ class Log(_TreeReads):
         if self._suspect is not None:
             self._recover()
 
+    def _plan_pass(
+        self,
+        batch: Sequence[bytes],
+        looked_up: tuple[list[bytes], dict[bytes, int]]
+        | Future[tuple[list[bytes], dict[bytes, int]]],
+        added: dict[bytes, int],
+        edge: Edge,
+    ) -> _Pass:
+        """What integrating ``batch`` on top of ``edge`` takes: its indices, the new entries
+        and hashes, and the pure integration step (None if nothing is new). Reads nothing
+        of the log's state but ``looked_up`` (its hashes and the logged ones among them)
+        and ``added`` (hashes logged by the passes before it, not looked up)."""
+        hashes, known = looked_up.result() if isinstance(looked_up, Future) else looked_up
+        if added:
+            known.update((h, added[h]) for h in added.keys() & hashes)
+        indices, new_entries, new_hashes = self._assign(batch, hashes, edge.size, known)
+        step = integrate(edge, new_entries, new_hashes) if new_entries else None
+        return _Pass(indices, new_entries, new_hashes, edge, step)
+
     def _hash_and_dedup(self, batch: Sequence[bytes]) -> tuple[list[bytes], dict[bytes, int]]:
         """The leaf hashes of ``batch`` and those of them already logged (see _dedup)."""
         hashes = merkle.leaf_hashes(batch)
@@ -905,10 +962,12 @@ class Log(_TreeReads):
         """Indices of the hashes already logged, sequenced or integrating."""
         # Memory first: a hash leaves _unindexed only after its index commit, so
         # whatever is not found there is visible to the SQL lookup that follows.
+        # The lock is held for C loops only: appends wait for it (a bulk add looks up
+        # its next pass on a helper thread, beside the pass being integrated).
         with self._unindexed_lock:
             pending = self._unindexed
-            known = {h: pending[h] for h in hashes if h in pending}
-        rest = list({h for h in hashes if h not in known})
+            known = {h: pending[h] for h in pending.keys() & hashes}
+        rest = list(set(hashes).difference(known))
         if rest:
             known.update(self.index.lookup(rest))
         return known
@@ -1093,29 +1152,17 @@ class Log(_TreeReads):
                 self._index_thread.submit(self._commit_index, None, self._indexed, self._size)
             )
 
-    def _add_batch(
-        self,
-        batch: Sequence[bytes],
-        hashes: list[bytes],
-        known: dict[bytes, int],
-        added: dict[bytes, int],
-    ) -> list[int]:
-        """Integrate ``batch`` (its leaf hashes and the logged ones among them given);
-        record the hashes it logs in ``added``."""
-        first = self._size
-        indices, new_entries, new_hashes = self._assign(batch, hashes, first, known)
-        if new_entries:
-            try:
-                self._integrate(new_entries, new_hashes)
-            except BaseException as err:
-                self._fail(err)
-            self._next = self._size  # nothing is staged during add_many
-            added.update(zip(new_hashes, range(first, self._size), strict=True))
-        return indices
-
-    def _integrate(self, entries: list[bytes], hashes: list[bytes]) -> None:
+    def _integrate(
+        self, entries: list[bytes], hashes: list[bytes], plan: _Pass | None = None
+    ) -> None:
+        """Write ``entries`` durably, publish them, then advance the state. ``plan``:
+        their integration step if already computed (on this very edge)."""
         start = self._size
-        step = integrate(Edge(start, self._partials, self._bundle), entries, hashes)
+        edge = Edge(start, self._partials, self._bundle)
+        if plan is not None and plan.step is not None and plan.edge == edge:
+            step = plan.step
+        else:
+            step = integrate(edge, entries, hashes)
         writes, (new_size, partials, bundle), root = step
         # Order matters for crash safety; see the module docstring. Memory
         # changes only once both writes returned (_recover handles the rest).
@@ -1156,9 +1203,9 @@ class Log(_TreeReads):
             _logger.error("dedup index commit failed (kept in memory, retried later): %s", err)
             return
         self._indexed = end
-        with self._unindexed_lock:
-            for h, _ in pairs:
-                self._unindexed.pop(h, None)
+        done = [h for h, _ in pairs]
+        with self._unindexed_lock:  # pop(h, None) each, in a C loop: appends wait for this lock
+            collections.deque(map(self._unindexed.pop, done, itertools.repeat(None)), maxlen=0)
 
     def _wait_index(self) -> None:
         while self._index_jobs:
