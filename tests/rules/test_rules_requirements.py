@@ -324,3 +324,15 @@ def test_requirement_sets_come_in_the_same_order_whatever_the_hash_seed() -> Non
     }
     assert len(outs) == 1, outs
     assert outs.pop().startswith("[['$author1', '$magic1', 'filesize < 1MB']")
+
+
+def test_sets_shared_between_rules_are_never_those_of_another_files_rule_names() -> None:
+    # The sets of a condition that names no rule of its file are computed once for all
+    # the rules that share it; one that names a rule, or a family of them, is not.
+    table = {"helper1": ("$x", ["$x"])}
+    for cond in ("any of (helper*)", "$a and helper1"):
+        alone = requirements(cond, ["$a"], {})
+        inlined = requirements(cond, ["$a"], table)
+        assert alone.sets != inlined.sets, cond
+        assert any(a.owner == "helper1" for s in inlined.sets for a in s), cond
+    assert requirements("$a or $b", ["$a", "$b"]) is requirements("$a or $b", ["$a", "$b"], table)

@@ -32,6 +32,7 @@ Raises nothing: a condition it cannot read yields ``Requirements(parsed=False)``
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import math
 import re
@@ -679,4 +680,22 @@ def requirements(
     """
     toks = tokenize_condition(condition)
     ids = string_ids if string_ids is not None else sorted(set(_STRING_ID.findall(condition)))
-    return _reduce(toks, ids, rules or {}, 0, frozenset({name}) if name else frozenset())
+    table = rules or {}
+    if not any(
+        t.kind == "ident" and (t.text in table or toks[i + 1 : i + 2] == [_STAR])
+        for i, t in enumerate(toks)
+    ):
+        # Names no rule of the file (nor a family of them, ``any of (helper*)``): the sets
+        # depend on the condition and the string ids alone, and a third of the corpora's
+        # rules repeat one of the others' ("uint16(0) == 0x5a4d and 3 of them").
+        return _plain(condition, tuple(ids))
+    return _reduce(toks, ids, table, 0, frozenset({name}) if name else frozenset())
+
+
+_STAR = ConditionToken("op", "*")
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain(condition: str, ids: tuple[str, ...]) -> Requirements:
+    # Shared between the rules that ask: callers read it, none changes it.
+    return _reduce(tokenize_condition(condition), list(ids), {}, 0, frozenset())
