@@ -30,7 +30,10 @@ verified on arrival; then it joins a queue. A committer takes everything queued
 :meth:`overt.witness.state.WitnessState.apply` in its own thread: one fsync for
 the whole batch, and requests for one log are decided one after another, each
 against the record the previous one left. Replies are sent only after the
-commit, so no cosignature is ever released that a crash could forget.
+commit, so no cosignature is ever released that a crash could forget. With a
+key whose signatures are made ahead in worker processes (ML-DSA-44), a batch
+waits up to :data:`GATHER` for the signatures still on their way, so that one
+transaction takes them all.
 
 The app is a bare ASGI callable, like :class:`overt.log.server.LogApp`, because
 ``add-checkpoint`` is a hot path (thousands of requests a second).
@@ -95,6 +98,8 @@ log = logging.getLogger("overt.witness")
 _TEXT = b"text/plain; charset=utf-8"
 _SIZE = CONTENT_TYPE_SIZE.encode()
 MAX_BATCH = 512
+GATHER = 0.003
+"""Seconds a batch waits for submissions whose signatures are still being made ahead."""
 
 
 class _SignedAhead:
@@ -135,6 +140,8 @@ class Committer:
         self._signing: SigningPool | None = None
         if signer.key_type.algorithm.slow_signing:
             self._signing = SigningPool(signer)
+        self._signing_now = 0  # submissions whose signature is being made ahead
+        self.gather = GATHER
         self.batches = 0
 
     def _decide(self, stored: CosignedCheckpoint | None, submission: Submission) -> Cosigned:
@@ -174,6 +181,7 @@ class Committer:
         loop = asyncio.get_running_loop()
         if self._signing is not None:
             text = submission.request.note.text
+            self._signing_now += 1
             try:
                 signature = await self._signing.sign(text)
             except (FormatError, ConfigError):
@@ -182,6 +190,8 @@ class Committer:
                 log.error("signing ahead failed, signing in the transaction: %s", err)
             else:
                 self._ahead[id(submission)] = (text, signature)
+            finally:
+                self._signing_now -= 1
         future: asyncio.Future[Cosigned] = loop.create_future()
         self._queue.append((submission, future))
         self._wakeup.set()
@@ -196,6 +206,11 @@ class Committer:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
+                if self._signing_now and len(self._queue) < self.max_batch and self.gather:
+                    # Signatures made ahead land one at a time: while more are on their
+                    # way, a moment's wait lets them into this transaction (one commit,
+                    # one fsync for all; measured: ~30 us less CPU per request).
+                    await asyncio.sleep(self.gather)
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
                 submissions = [s for s, _ in batch]
