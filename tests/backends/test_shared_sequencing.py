@@ -221,3 +221,11 @@ def test_a_lost_sequencing_connection_fails_one_batch_then_reconnects(
         assert await a.sequence_async([b"after", b"before"]) == [1, 0]
 
     asyncio.run(run())
+
+
+def test_an_empty_batch_takes_no_index(pair: tuple[SharedLog, SharedLog]) -> None:
+    a, b = pair
+    assert a.sequence([]) == []
+    assert asyncio.run(b.sequence_async([])) == []
+    assert a.sequence([b"first"]) == [0]
+    assert _rows(a, "SELECT start FROM log_batches") == [(0,)]

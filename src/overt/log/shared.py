@@ -664,6 +664,8 @@ class SharedLog(_TreeReads):
         acknowledged, and sending them again returns their index if they were).
         """
         hashes, batch = _prepare(entries)
+        if not batch:  # nothing to store: an empty batch row would take the next index
+            return []
         try:
             with self._seq_lock:
                 known, end = self._sequence(batch)
@@ -711,6 +713,8 @@ class SharedLog(_TreeReads):
         import psycopg
 
         hashes, batch = _prepare(entries)
+        if not batch:  # nothing to store: an empty batch row would take the next index
+            return []
         seq = self._aseq
         try:
             async with seq.lock:
