@@ -11,7 +11,9 @@ few seconds; ``OVERT_BENCH_SCALE_SECONDS=60`` runs the full minute), 3 s with
 generator, both front ends, PostgreSQL and moto (moto's own CPU included). Where
 the time goes is measured per process (CPU ms per entry, from /proc) and reported
 with the p50 row, with the rate that much CPU allows on 2 cores: the rate itself
-also depends on whatever else the machine runs meanwhile. Needs
+also depends on whatever else the machine runs meanwhile. Beside it: the time to
+acknowledgement (p50, p99) and the front ends' sequencing batches (``GET /metrics``:
+how many, and their mean size), which bound the rate of 64 clients in a closed loop. Needs
 PostgreSQL at ``OVERT_BENCH_POSTGRES`` (default the test database on
 127.0.0.1:5432) and ``moto[server]``; without them it reports nothing and says
 why. For scale: Trillian publishes 400-500 entries/s on MySQL, Tessera ~10,000
