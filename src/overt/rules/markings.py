@@ -109,7 +109,6 @@ _BANNER_RE = re.compile(
 )
 _AMBIGUOUS = {w: gov for w, gov in lex.AMBIGUOUS_MARKINGS}
 _AMBIGUOUS_ANY = re.compile(trie_regex(_AMBIGUOUS))
-_STRIP = re.compile(r"^[\W_]+|[\W_]+$")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -140,7 +139,7 @@ def could_hold_marking(texts: Iterable[tuple[str, bool]]) -> bool:
         return True
     if not _AMBIGUOUS_ANY.search(joined):
         return False  # a level word stripped of its punctuation is a part of the join
-    return any(_STRIP.sub("", p) in _AMBIGUOUS for p in probes)
+    return any(re.sub(r"^[\W_]+|[\W_]+$", "", p) in _AMBIGUOUS for p in probes)
 
 
 def find_markings(text: str, nocase: bool = False) -> tuple[tuple[str, str, bool], ...]:
@@ -167,7 +166,7 @@ def find_markings(text: str, nocase: bool = False) -> tuple[tuple[str, str, bool
         for m in _BANNER_RE.finditer(probe):
             out.append((m.group(0), "US (banner/portion syntax)", True))
     if not out:
-        bare = _STRIP.sub("", probe)
+        bare = re.sub(r"^[\W_]+|[\W_]+$", "", probe)
         if bare in _AMBIGUOUS:
             out.append((bare, _AMBIGUOUS[bare], False))
     return tuple(out)
