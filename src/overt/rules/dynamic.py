@@ -43,6 +43,7 @@ __all__ = [
     "compile_files",
     "external_names",
     "prove",
+    "rule_runs",
     "scan",
 ]
 
