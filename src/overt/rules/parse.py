@@ -38,7 +38,6 @@ parser produced a :class:`Rule`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import itertools
 import re
@@ -385,23 +384,15 @@ def _parse_yaramod_segments(text: str, path: str) -> list[Rule]:
             rules += _parse_yaramod_text(text[begin:end], path)
             continue
         shift = text.count("\n", 0, begin) - 1  # the header takes line 1 of the run
-        part = _parse_yaramod_text(header + "\n" + text[begin:end], path)
-        rules += [
-            dataclasses.replace(
-                r,
-                line=r.line + shift,
-                condition_line=r.condition_line + shift,
-                strings=tuple(dataclasses.replace(x, line=x.line + shift) for x in r.strings),
-            )
-            for r in part
-        ]
+        rules += _parse_yaramod_text(header + "\n" + text[begin:end], path, shift)
     names = [r.name for r in rules]
     if len(set(names)) != len(names):
         raise ValueError("a rule name repeats across runs")  # yaramod refuses it whole
     return rules
 
 
-def _parse_yaramod_text(text: str, path: str) -> list[Rule]:
+def _parse_yaramod_text(text: str, path: str, shift: int = 0) -> list[Rule]:
+    """The rules of ``text``, their line numbers moved by ``shift`` (a run of a file)."""
     import yaramod
 
     ym = _yaramod()
@@ -424,7 +415,9 @@ def _parse_yaramod_text(text: str, path: str) -> list[Rule]:
             if isinstance(data, str):
                 data = data.encode("utf-8", "surrogateescape")
             strings.append(
-                StringDef(s.identifier, kind, bytes(data), mods, s.location.begin.line, flags)
+                StringDef(
+                    s.identifier, kind, bytes(data), mods, s.location.begin.line + shift, flags
+                )
             )
         metas = tuple((m.key, _meta_value(m.value.text)) for m in r.metas)
         cond = r.condition
@@ -432,12 +425,12 @@ def _parse_yaramod_text(text: str, path: str) -> list[Rule]:
             Rule(
                 name=r.name,
                 path=path,
-                line=r.location.begin.line,
+                line=r.location.begin.line + shift,
                 tags=tuple(r.tags),
                 metas=metas,
                 strings=tuple(strings),
                 condition=cond.text,
-                condition_line=cond.token_first.location.begin.line,
+                condition_line=cond.token_first.location.begin.line + shift,
                 private=r.is_private,
                 global_=r.is_global,
                 imports=imports,
