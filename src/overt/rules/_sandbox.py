@@ -56,8 +56,9 @@ HEAVY_BYTES = 256 * 1024
 #: A worker larger than this after a call is stopped rather than kept: what a large
 #: file left in its heap (Python's arenas, the native parsers' pages) would otherwise
 #: count in every later call (workers grew from 62 to ~130 MB over the corpora and
-#: Yara-Rules). A new one starts in ~0.1 CPU-s.
-RECYCLE_BYTES = 96 * 1024**2
+#: Yara-Rules). A new one starts in ~0.1 CPU-s; the corpora and Yara-Rules together take
+#: ~7 (a peak of 279-282 MB; 279-293 with a bound of 96 MB, 317 with none).
+RECYCLE_BYTES = 88 * 1024**2
 #: A reply larger than this is a misbehaving worker.
 _MAX_REPLY = 1024**3
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
