@@ -305,8 +305,9 @@ def note(summary: Summary, where: str, cpu: float) -> str:
     )
 
 
-def run(roots: list[Path], environ: Mapping[str, str] | None = None) -> Result:
-    """yaraQA on ``roots`` in a child process: the bench row (wall seconds; the rest in the note).
+def run(roots: list[Path], environ: Mapping[str, str] | None = None, name: str = NAME) -> Result:
+    """yaraQA on ``roots`` in a child process: the bench row ``name`` (wall seconds; the rest
+    in the note).
 
     ``environ`` (default ``os.environ``) is where ``$YARAQA_DIR`` is looked up.
     """
@@ -314,7 +315,7 @@ def run(roots: list[Path], environ: Mapping[str, str] | None = None) -> Result:
     try:
         yaraqa = locate(environ)
     except NotRunError as e:
-        return Result(NAME, 0.0, "s", note=f"not run: {e.reason}")
+        return Result(name, 0.0, "s", note=f"not run: {e.reason}")
     where = (
         f"yaraQA {version(yaraqa)} from $YARAQA_DIR={yaraqa}"
         if environ.get("YARAQA_DIR")
@@ -333,11 +334,11 @@ def run(roots: list[Path], environ: Mapping[str, str] | None = None) -> Result:
     try:
         summary = parse_summary(proc.stdout)
     except NotRunError as e:
-        return Result(NAME, 0.0, "s", note=f"not run: {e.reason}")
+        return Result(name, 0.0, "s", note=f"not run: {e.reason}")
     except ValueError as e:
         tail = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-        return Result(NAME, elapsed, "s", note=f"failed: {e}; {tail[0]}")
-    return Result(NAME, elapsed, "s", note=note(summary, where, cpu))
+        return Result(name, elapsed, "s", note=f"failed: {e}; {tail[0]}")
+    return Result(name, elapsed, "s", note=note(summary, where, cpu))
 
 
 if __name__ == "__main__":

@@ -21,9 +21,13 @@ processes for the static audit, yara-x compiler threads for the dynamic one):
   on the same files in the same run, in a child process; where it comes from and how it is
   run: ``bench/_yaraqa.py``.
 
-- ``audit corpora + extra (static + dynamic)``: the issue's target row, <= 10 s and
-  <= 300 MB for >= 13,000 rules: the two corpora and a second public rule set audited as
-  one bundle. The extra rule folders are named by ``$OVERT_BENCH_RULES_EXTRA``
+- ``audit <extra> alone (static + dynamic)``: the issue's target row, <= 10 s and
+  <= 300 MB for ~13,000 rules, on the rule set behind the issue's own "today 12,911
+  rules take 16-30 s and 650 MB" (Yara-Rules/rules), with yaraQA on the same files in
+  the same run. Only when one extra folder is given.
+- ``audit corpora + extra (static + dynamic)``: the two corpora and the extra rule
+  sets audited as one bundle (~20,000 rules), against the same rate (10 s per 13,000
+  rules). The extra rule folders are named by ``$OVERT_BENCH_RULES_EXTRA``
   (``dir[:dir...]``), else :data:`EXTRA_DEFAULT` when it exists (Yara-Rules/rules at
   :data:`EXTRA_COMMIT`, GPL-2.0, not shipped with overt; docs/rules.md says how to get
   it); without either, the rows say "not measured". Its note gives the high findings per
@@ -54,6 +58,8 @@ CORPORA = ROOT.parent / "shared" / "corpora" / "yara"
 TARGET_S = 10.0  # issue 9: <= 10 s and <= 300 MB for ~13,000 rules, static + dynamic
 TARGET_MB = 300.0
 TARGET_RULES = 13_000
+#: The rule count behind the issue's "today" figure: Yara-Rules/rules at EXTRA_COMMIT.
+ISSUE_RULES = 12_900
 EXTRA_ENV = "OVERT_BENCH_RULES_EXTRA"
 #: Yara-Rules/rules (https://github.com/Yara-Rules/rules, GPL-2.0): 566 files, 12,911 rules.
 EXTRA_COMMIT = "0f93570194a80d2f2032869055808b0ddcdfb360"
@@ -218,9 +224,42 @@ def _combined(roots: list[Path], corpus_rules: int) -> list[Result]:
             Result(f"{label} (static + dynamic)", 0.0, "s", note=why),
             Result(f"{label} peak memory", 0.0, "MB", note=why),
         ]
+    results = []
+    if len(extra) == 1:
+        # The issue's own rule set (its "today 12,911 rules take 16-30 s"), alone, with
+        # yaraQA on the same files in the same run.
+        alone, alone_note = _ours(extra, dynamic=True)
+        alone_rules = int(_LAST["rules"])
+        alone_highs = len(_HIGHS)
+        origin = (
+            f"the issue's own set (~{ISSUE_RULES:,} rules, 16-30 s and 650 MB before); "
+            if extra[0].resolve() == EXTRA_DEFAULT.resolve()
+            else ""
+        )
+        results += [
+            Result(
+                f"audit {extra[0].name} alone (static + dynamic)",
+                alone,
+                "s",
+                f"<= {TARGET_S:g} s for ~{TARGET_RULES:,} rules",
+                alone <= TARGET_S and alone_rules >= ISSUE_RULES,
+                f"{origin}{alone_highs} high or critical; {alone_note}",
+            ),
+            Result(
+                f"audit {extra[0].name} alone peak memory",
+                _LAST["mb"],
+                "MB",
+                f"<= {TARGET_MB:g} MB",
+                _LAST["mb"] <= TARGET_MB,
+                f"caller + workers sampled together; bound from per-process peaks "
+                f"{_LAST['bound_mb']:.0f} MB",
+            ),
+            _yaraqa.run(extra, name=f"yaraQA ({extra[0].name}, same files)"),
+        ]
     both, note = _ours(roots + extra, dynamic=True)
     rules = int(_LAST["rules"])
     extra_rules = rules - corpus_rules
+    budget = TARGET_S * max(rules, TARGET_RULES) / TARGET_RULES
     # Finding paths are relative to the folder common to all files of the bundle.
     common = Path(os.path.commonpath([r.resolve() for r in roots + extra]))
     prefixes = tuple(str(r.resolve().relative_to(common)) + "/" for r in extra)
@@ -228,12 +267,13 @@ def _combined(roots: list[Path], corpus_rules: int) -> list[Result]:
     names = ", ".join(r.name for r in extra)
     mb = _LAST["mb"]
     return [
+        *results,
         Result(
             f"{label} (static + dynamic)",
             both,
             "s",
-            f"<= {TARGET_S:g} s, >= {TARGET_RULES:,} rules",
-            both <= TARGET_S and rules >= TARGET_RULES,
+            f"<= {budget:.1f} s ({TARGET_S:g} s per {TARGET_RULES:,} rules)",
+            both <= budget,
             f"extra: {names} ({extra_rules} rules, {extra_highs} high or critical: "
             f"{extra_highs * 10_000 / max(extra_rules, 1):.1f} per 10,000); {note}",
         ),
