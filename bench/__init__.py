@@ -31,7 +31,7 @@ def settle_disk(directory: Path, budget: float = 120.0) -> float:
     freed in the last minute or so in the directory's block group: right after an earlier
     topic deleted its 10,000 files, a new file costs 0.2-1 ms of system time instead of
     ~20 us (docs/log.md#speed), which would measure that topic's cleanup, not this one.
-    Probes with 300 empty files (kept until the directory is removed: deleting them would
+    Probes with 1,000 empty files (kept until the directory is removed: deleting them would
     add to what is being waited out) every 10 s, after a sync.
     """
     waited = 0.0
@@ -39,9 +39,9 @@ def settle_disk(directory: Path, budget: float = 120.0) -> float:
         probe = directory / f".settle-{attempt}"
         probe.mkdir(parents=True)
         before = os.times().system
-        for i in range(300):
+        for i in range(1000):
             os.close(os.open(probe / str(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        if (os.times().system - before) / 300 < 100e-6 or waited >= budget:
+        if (os.times().system - before) / 1000 < 100e-6 or waited >= budget:
             return waited
         os.sync()
         time.sleep(10.0)
