@@ -293,7 +293,7 @@ def check_log(store: TileBackend, vkey: str, acked: dict[bytes, int], seen: set[
     assert len(set(entries)) == size, "an entry is in the log twice"
     for entry, index in acked.items():
         assert index < size and entries[index] == entry, f"acknowledged {entry!r} at {index} moved"
-    for note in seen:
+    for note in tuple(seen):  # a copy: the poller may still be adding (witnesses re-cosign)
         old = open_checkpoint(note, verifier).checkpoint
         assert old.size <= size, "a checkpoint beyond the final one was served"
         if old.size > 0:

@@ -765,6 +765,9 @@ class SharedLog(_TreeReads):
                 # Whatever failed, the next pass starts again from the database.
                 self._edge = None
                 self._int_db.drop()
+                # A failed pass may mean the database restarted, which ended the lease's
+                # session too: the next pass asks at once instead of up to a second later.
+                self._lease_checked = float("-inf")
                 if isinstance(err, CheckpointConflictError):
                     self._drop_lease()
                 error = _as_log_error(err, "integrate")
