@@ -79,7 +79,8 @@ class Summary:
 
     files: int
     refused: int  # files plyara could not parse (yaraQA itself would have stopped there)
-    rules: int
+    rules: int  # the rules yaraQA analysed
+    unhashable: int  # rules left out: its rule hash raises on a string that is not ASCII
     flagged: int  # rules with at least one issue
     levels: dict[str, int]  # issues by level name (LEVELS)
     types: dict[str, int]  # issues by yaraQA's type: logic, performance, resources, style
@@ -152,6 +153,7 @@ def parse_summary(stdout: str) -> Summary:
             files=int(doc["files"]),
             refused=int(doc["refused"]),
             rules=int(doc["rules"]),
+            unhashable=int(doc.get("unhashable", 0)),
             flagged=int(doc["flagged"]),
             levels={str(k): int(v) for k, v in doc["levels"].items()},
             types={str(k): int(v) for k, v in doc["types"].items()},
@@ -269,11 +271,26 @@ def _drive(yaraqa: Path, roots: list[Path]) -> dict[str, Any]:
             rule_sets.append(plyara.Plyara().parse_string(data))
         except Exception:  # plyara raises several kinds; yaraQA's read_files catches them all too
             refused += 1
+    # Its rule hash encodes the strings as ASCII and raises on any other character (a
+    # typographic apostrophe in a Yara-Rules string ended the whole run): such a rule is
+    # counted and left out, as a file plyara refuses is.
+    unhashable = 0
+    for rule_set in rule_sets:
+        kept = []
+        for rule in rule_set:
+            try:
+                core.calculate_rule_hash(rule)
+            except UnicodeEncodeError:
+                unhashable += 1
+            else:
+                kept.append(rule)
+        rule_set[:] = kept
     issues = core.YaraQA().analyze_rules(rule_sets)
     levels, types, ids, flagged = count(issues)
     return {
         "files": len(paths),
         "refused": refused,
+        "unhashable": unhashable,
         "rules": sum(len(s) for s in rule_sets),
         "flagged": flagged,
         "levels": levels,
@@ -297,8 +314,14 @@ def note(summary: Summary, where: str, cpu: float) -> str:
     types = ", ".join(f"{k} {v}" for k, v in summary.types.items())
     top = ", ".join(f"{k} {v}" for k, v in list(summary.ids.items())[:4])
     timing = "" if summary.live_timing else f"; regex timing (PI1) off: {SAMPLE} absent"
+    left = (
+        f" ({summary.unhashable} rules left out (its rule hash takes ASCII strings only))"
+        if summary.unhashable
+        else ""
+    )
     return (
-        f"{summary.files} files ({summary.refused} refused by plyara), {summary.rules} rules; "
+        f"{summary.files} files ({summary.refused} refused by plyara), {summary.rules} rules"
+        f"{left}; "
         f"{summary.issues} issues on {summary.flagged} rules: {levels} ({types}; most: {top}); "
         f"{cpu:.1f} CPU-s, peak {summary.peak_mb:.0f} MB, load {os.getloadavg()[0]:.1f}; "
         f"{where}{timing}; rule quality only, no collection/targeting analysis"

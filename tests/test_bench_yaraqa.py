@@ -139,6 +139,10 @@ def _simulated_yaraqa(path: Path, *, sample: bool) -> Path:
                     open(os.path.join(here, "../test/data/react-os-strings.txt.zip"), "rb").close()
                     self.threshold = 1.0
 
+            def calculate_rule_hash(rule):
+                # as yaraQA's: the strings encoded as ASCII (anything else raises)
+                return "".join(s["value"] for s in rule.get("strings", [])).encode("ascii")
+
             class YaraQA:
                 def __init__(self):
                     self.performance_timer = PerformanceTimer()
@@ -187,6 +191,18 @@ def test_a_file_plyara_refuses_is_counted_and_the_rest_still_checked(tmp_path: P
     assert summary.levels == {"info": 0, "warning": 2, "critical": 0}
     assert summary.ids == {"SIM1": 2} and summary.flagged == 2
     assert summary.live_timing
+
+
+def test_a_rule_yaraqa_cannot_hash_is_counted_and_the_rest_still_checked(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path / "rules")
+    (corpus / "quote.yar").write_text(
+        'rule quote { strings: $a = "it\u2019s" condition: $a }\n', encoding="utf-8"
+    )
+    summary = _drive(_simulated_yaraqa(tmp_path / "yq", sample=True), corpus)
+    assert (summary.files, summary.refused, summary.unhashable, summary.rules) == (5, 2, 1, 2)
+    assert summary.issues == 2
+    note = _yaraqa.note(summary, "sim", 0.1)
+    assert "1 rules left out (its rule hash takes ASCII strings only)" in note
 
 
 def test_without_the_sample_data_the_regex_timer_is_off_and_said_to_be(tmp_path: Path) -> None:
