@@ -4,9 +4,8 @@ the checkpoint in PostgreSQL, tiles on S3-compatible storage: moto's server mode
 
 Every acknowledged entry is then checked against the bucket's entry bundles: the
 ``lost`` figure counts acknowledged entries not at their index, ``duplicated``
-entries in the log more than once; both must be 0. The run is 20 s (the issue
-asks for 60 s: 20 s keeps ``make bench`` bounded and the rate was steady after a
-few seconds; ``OVERT_BENCH_SCALE_SECONDS=60`` runs the full minute), 3 s with
+entries in the log more than once; both must be 0. The run is the issue's full
+minute (60 s; ``OVERT_BENCH_SCALE_SECONDS`` sets another length), 3 s with
 ``--quick``. Everything runs on the same 2 cores: the load
 generator, both front ends, PostgreSQL and moto (moto's own CPU included). Where
 the time goes is measured per process (CPU ms per entry, from /proc) and reported
@@ -153,7 +152,7 @@ def _http(
             assert server.stdout is not None
             server.stdout.readline()
         token = (first / "token").read_text().strip()
-        seconds = 3.0 if quick else float(os.environ.get("OVERT_BENCH_SCALE_SECONDS", "20"))
+        seconds = 3.0 if quick else float(os.environ.get("OVERT_BENCH_SCALE_SECONDS", "60"))
         urls = ",".join(f"http://127.0.0.1:{port}" for port in ports)
         acks = work / "acks"
         pids = [server.pid for server in servers]
