@@ -163,6 +163,19 @@ def _ours(roots: list[Path], dynamic: bool) -> tuple[float, str]:
     )
 
 
+def _memory(label: str) -> Result:
+    """The peak-memory row of the last audit."""
+    return Result(
+        f"{label} peak memory",
+        _LAST["mb"],
+        "MB",
+        f"<= {TARGET_MB:g} MB",
+        _LAST["mb"] <= TARGET_MB,
+        f"caller + workers sampled together; bound from per-process peaks "
+        f"{_LAST['bound_mb']:.0f} MB",
+    )
+
+
 def _cccs(roots: list[Path]) -> Result:
     if importlib.util.find_spec("yara_validator") is None:
         return Result(
@@ -245,15 +258,7 @@ def _combined(roots: list[Path], corpus_rules: int) -> list[Result]:
                 alone <= TARGET_S and alone_rules >= ISSUE_RULES,
                 f"{origin}{alone_highs} high or critical; {alone_note}",
             ),
-            Result(
-                f"audit {extra[0].name} alone peak memory",
-                _LAST["mb"],
-                "MB",
-                f"<= {TARGET_MB:g} MB",
-                _LAST["mb"] <= TARGET_MB,
-                f"caller + workers sampled together; bound from per-process peaks "
-                f"{_LAST['bound_mb']:.0f} MB",
-            ),
+            _memory(f"audit {extra[0].name} alone"),
             _yaraqa.run(extra, name=f"yaraQA ({extra[0].name}, same files)"),
         ]
     both, note = _ours(roots + extra, dynamic=True)
@@ -265,7 +270,6 @@ def _combined(roots: list[Path], corpus_rules: int) -> list[Result]:
     prefixes = tuple(str(r.resolve().relative_to(common)) + "/" for r in extra)
     extra_highs = sum(p.startswith(prefixes) for p in _HIGHS)
     names = ", ".join(r.name for r in extra)
-    mb = _LAST["mb"]
     return [
         *results,
         Result(
@@ -277,15 +281,7 @@ def _combined(roots: list[Path], corpus_rules: int) -> list[Result]:
             f"extra: {names} ({extra_rules} rules, {extra_highs} high or critical: "
             f"{extra_highs * 10_000 / max(extra_rules, 1):.1f} per 10,000); {note}",
         ),
-        Result(
-            f"{label} peak memory",
-            mb,
-            "MB",
-            f"<= {TARGET_MB:g} MB",
-            mb <= TARGET_MB,
-            f"caller + workers sampled together; bound from per-process peaks "
-            f"{_LAST['bound_mb']:.0f} MB",
-        ),
+        _memory(label),
     ]
 
 
@@ -305,18 +301,8 @@ def run(quick: bool) -> list[Result]:
             note,
         )
     )
-    mb, rate = _LAST["mb"], _LAST["high_per_10k"]
-    results.append(
-        Result(
-            f"audit {label} peak memory",
-            mb,
-            "MB",
-            f"<= {TARGET_MB:g} MB",
-            mb <= TARGET_MB,
-            f"caller + workers sampled together; bound from per-process peaks "
-            f"{_LAST['bound_mb']:.0f} MB",
-        )
-    )
+    rate = _LAST["high_per_10k"]
+    results.append(_memory(f"audit {label}"))
     results.append(
         Result(f"high findings per 10,000 rules ({label})", rate, "", "<= 1", rate <= 1.0)
     )
