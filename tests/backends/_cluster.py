@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from tests.backends.conftest import free_port
+from tests.backends.conftest import PostgresSchema, free_port
 
 from overt.formats import merkle, tiles
 from overt.formats.checkpoint import open_checkpoint
@@ -29,6 +30,7 @@ from overt.formats.note import parse_vkey
 from overt.log.backend import TileBackend
 from overt.log.client import verify_log
 from overt.log.log import LogView
+from overt.log.shared import SharedLog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -313,3 +315,23 @@ def running(front_ends: list[FrontEnd]) -> Iterator[list[FrontEnd]]:
     finally:
         for fe in front_ends:
             fe.stop()
+
+
+def db_url(postgres: PostgresSchema, port: int = 5432) -> str:
+    """The URL of this test's own schema on the PostgreSQL at ``port``."""
+    return f"postgresql://postgres@127.0.0.1:{port}/test?options=-csearch_path%3D{postgres.schema}"
+
+
+@contextlib.contextmanager
+def two_front_ends(
+    where: Path, origin: str, tiles: str, db: str
+) -> Iterator[tuple[SharedLog, SharedLog]]:
+    """Two front ends of one new shared log, in this process (closed afterwards)."""
+    a = SharedLog.create(where / "a", origin, tiles=tiles, index=db)
+    shutil.copytree(where / "a", where / "b")
+    b = SharedLog(where / "b")
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()

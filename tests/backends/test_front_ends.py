@@ -30,7 +30,9 @@ from tests.backends._cluster import (
     Load,
     Proxy,
     check_log,
+    db_url,
     running,
+    two_front_ends,
     wait_published,
     wait_until,
 )
@@ -50,10 +52,6 @@ from overt.log.stores import open_tiles
 boto3 = pytest.importorskip("boto3")
 
 ORIGIN = "shared.example/log"
-
-
-def _db_url(postgres: PostgresSchema, port: int = 5432) -> str:
-    return f"postgresql://postgres@127.0.0.1:{port}/test?options=-csearch_path%3D{postgres.schema}"
 
 
 @pytest.fixture
@@ -76,14 +74,8 @@ def pair(
 ) -> Iterator[tuple[SharedLog, SharedLog]]:
     """Two front ends of one new shared log, in this process (closed afterwards)."""
     tiles = f"s3://{bucket}/log?endpoint={endpoint}"
-    a = SharedLog.create(tmp_path / "a", ORIGIN, tiles=tiles, index=_db_url(postgres))
-    shutil.copytree(tmp_path / "a", tmp_path / "b")
-    b = SharedLog(tmp_path / "b")
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
+    with two_front_ends(tmp_path, ORIGIN, tiles, db_url(postgres)) as pair:
+        yield pair
 
 
 def test_front_ends_sequence_into_one_log_and_one_integrates(
@@ -217,7 +209,7 @@ def test_a_shared_log_is_refused_by_log_add_and_needs_postgresql(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     tiles = f"s3://{bucket}/log?endpoint={endpoint}"
-    SharedLog.create(tmp_path / "log", ORIGIN, tiles=tiles, index=_db_url(postgres)).close()
+    SharedLog.create(tmp_path / "log", ORIGIN, tiles=tiles, index=db_url(postgres)).close()
     (tmp_path / "e").write_bytes(b"entry")
     assert main(["log", "add", str(tmp_path / "log"), str(tmp_path / "e")]) == 1
     err = capsys.readouterr().err
@@ -282,7 +274,7 @@ def test_the_sequencer_killed_mid_load_is_replaced_and_loses_nothing(
 ) -> None:
     tiles = f"s3://{bucket}/log?endpoint={endpoint}"
     store = open_tiles(tiles)
-    front_ends = _cluster(tmp_path, tiles, _db_url(postgres))
+    front_ends = _cluster(tmp_path, tiles, db_url(postgres))
     token = (tmp_path / "a" / "token").read_text().strip()
     vkey = (tmp_path / "a" / "log.vkey").read_text().strip()
     with running(front_ends), Checkpoints(front_ends, store) as polled:
@@ -315,7 +307,7 @@ def test_postgresql_unreachable_mid_load_recovers_by_itself(
     store = open_tiles(tiles)
     proxy = Proxy(("127.0.0.1", 5432))
     try:
-        front_ends = _cluster(tmp_path, tiles, _db_url(postgres, proxy.port))
+        front_ends = _cluster(tmp_path, tiles, db_url(postgres, proxy.port))
         token = (tmp_path / "a" / "token").read_text().strip()
         vkey = (tmp_path / "a" / "log.vkey").read_text().strip()
         with running(front_ends), Checkpoints(front_ends, store) as polled:
@@ -383,7 +375,7 @@ def test_object_store_unreachable_for_10_s_recovers_by_itself(
     try:
         tiles = f"s3://{bucket}/log?endpoint=http://127.0.0.1:{proxy.port}"
         store = open_tiles(f"s3://{bucket}/log?endpoint={endpoint}")  # the checks' own path
-        front_ends = _cluster(tmp_path, tiles, _db_url(postgres))
+        front_ends = _cluster(tmp_path, tiles, db_url(postgres))
         token = (tmp_path / "a" / "token").read_text().strip()
         vkey = (tmp_path / "a" / "log.vkey").read_text().strip()
         with running(front_ends), Checkpoints(front_ends, store) as polled:
@@ -439,7 +431,7 @@ def test_a_shared_log_may_sign_with_ml_dsa_44(
 ) -> None:
     tiles = f"s3://{bucket}/log?endpoint={endpoint}"
     log = SharedLog.create(
-        tmp_path / "pq", ORIGIN, tiles=tiles, index=_db_url(postgres), key_type="ml-dsa-44"
+        tmp_path / "pq", ORIGIN, tiles=tiles, index=db_url(postgres), key_type="ml-dsa-44"
     )
     try:
         assert log.sequence([b"x", b"y"]) == [0, 1]

@@ -22,12 +22,12 @@ from tests.backends._cluster import (
     FrontEnd,
     Load,
     check_log,
+    db_url,
     running,
     wait_published,
     wait_until,
 )
 from tests.backends.conftest import PostgresSchema, free_port
-from tests.backends.test_front_ends import _db_url
 
 from overt.cli.main import main
 from overt.errors import LogError
@@ -71,7 +71,7 @@ def witnessed(
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     tiles = f"s3://{bucket}/log?endpoint={endpoint}"
     directory = tmp_path / "a"
-    SharedLog.create(directory, ORIGIN, tiles=tiles, index=_db_url(postgres)).close()
+    SharedLog.create(directory, ORIGIN, tiles=tiles, index=db_url(postgres)).close()
     vkey = (directory / "log.vkey").read_text().strip()
     lines = [f"log {vkey}"]
     witnesses: dict[str, Server] = {}

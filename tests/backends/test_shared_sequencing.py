@@ -10,7 +10,6 @@ in a directory, since the object store plays no part here.
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,10 @@ from overt.db import HEAD, _alembic_config
 from overt.errors import LogError
 from overt.log.shared import _BARRIER, SharedLog
 
+from ._cluster import db_url, two_front_ends
 from .conftest import PostgresSchema
 
 ORIGIN = "shared.example/batches"
-
-
-def _db_url(postgres: PostgresSchema) -> str:
-    return f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{postgres.schema}"
 
 
 @pytest.fixture(autouse=True)
@@ -38,15 +34,8 @@ def every_pass_integrates(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def pair(tmp_path: Path, postgres: PostgresSchema) -> Iterator[tuple[SharedLog, SharedLog]]:
-    tiles = f"file://{tmp_path}/tiles"
-    a = SharedLog.create(tmp_path / "a", ORIGIN, tiles=tiles, index=_db_url(postgres))
-    shutil.copytree(tmp_path / "a", tmp_path / "b")
-    b = SharedLog(tmp_path / "b")
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
+    with two_front_ends(tmp_path, ORIGIN, f"file://{tmp_path}/tiles", db_url(postgres)) as pair:
+        yield pair
 
 
 def _rows(log: SharedLog, query: str) -> list[tuple[Any, ...]]:

@@ -85,7 +85,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from overt.errors import ConfigError, FormatError, LogError, VerificationError
 from overt.formats import merkle, tiles
@@ -321,6 +321,14 @@ def _as_log_error(err: Exception, what: str) -> LogError | None:
     if isinstance(err, (OSError, FormatError)):
         return LogError(f"storage failure: {err}")
     return None
+
+
+def _raise_as_log_error(err: Exception, what: str) -> NoReturn:
+    """Raises ``err`` as :func:`_as_log_error` maps it (from ``err``), or ``err`` itself."""
+    error = _as_log_error(err, what)
+    if error is None or error is err:
+        raise err
+    raise error from err
 
 
 class _Connection:
@@ -672,10 +680,11 @@ class SharedLog(_TreeReads):
         except Exception as err:
             with self._seq_lock:
                 self._seq_db.drop()
-            error = _as_log_error(err, "sequence entries")
-            if error is None or error is err:
-                raise
-            raise error from err
+            _raise_as_log_error(err, "sequence entries")
+        return self._acknowledge(hashes, known, end)
+
+    def _acknowledge(self, hashes: list[bytes], known: dict[bytes, int], end: int) -> list[int]:
+        """The indices of a durably sequenced batch, in the order of its entries."""
         with self._state_lock:
             self._next = max(self._next, end)
         return [known[h] for h in hashes]
@@ -739,13 +748,8 @@ class SharedLog(_TreeReads):
                     raise
             await self._barrier.wait()
         except Exception as err:
-            error = _as_log_error(err, "sequence entries")
-            if error is None or error is err:
-                raise
-            raise error from err
-        with self._state_lock:
-            self._next = max(self._next, end)
-        return [known[h] for h in hashes]
+            _raise_as_log_error(err, "sequence entries")
+        return self._acknowledge(hashes, known, end)
 
     # -- integration (the lease holder) -------------------------------------
 
@@ -770,12 +774,7 @@ class SharedLog(_TreeReads):
                 self._lease_checked = float("-inf")
                 if isinstance(err, CheckpointConflictError):
                     self._drop_lease()
-                error = _as_log_error(err, "integrate")
-                if error is None:
-                    raise
-                if error is err:
-                    raise
-                raise error from err
+                _raise_as_log_error(err, "integrate")
             self._failure = None
             return self._signed[1]
 
